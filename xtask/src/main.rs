@@ -1,0 +1,48 @@
+//! `cargo xtask <verb>`: the project's build, check, demo, test and bench entry points.
+
+mod demo;
+mod ebpf;
+mod test;
+
+use anyhow::{Result, bail};
+use std::path::PathBuf;
+
+const USAGE: &str = "\
+usage: cargo xtask <verb>
+
+verbs:
+  build-ebpf   rebuild ebpf/src/steer.bpf.o from ebpf/src/steer.bpf.c (needs clang)
+  check-ebpf   fail when the committed object does not match what its source compiles to
+  demo         reflect UDP on a throwaway veth pair for 10 s and verify every echo (needs root)
+  test         the whole suite: unit, property, privileged integration, check-ebpf";
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some(verb) = args.first() else {
+        println!("{USAGE}");
+        bail!("no verb given");
+    };
+    let rest = &args[1..];
+    match verb.as_str() {
+        "build-ebpf" => ebpf::build(),
+        "check-ebpf" => ebpf::check(),
+        "demo" => demo::run(rest),
+        "test" => test::run(rest),
+        "-h" | "--help" | "help" => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        other => {
+            println!("{USAGE}");
+            bail!("unknown verb `{other}`")
+        }
+    }
+}
+
+/// The workspace root (the parent of `xtask/`).
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives one level below the workspace root")
+        .to_path_buf()
+}
