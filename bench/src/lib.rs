@@ -1,1 +1,7 @@
-//! placeholder
+//! sluice-bench: traffic sources, sinks and kernel-socket baselines for sluice.
+//!
+//! So far: [`echo`], a windowed kernel-socket UDP echo client that verifies every echo. The
+//! multi-Mpps XDP live-frames generator, receivers and baselines come with the benchmarks.
+#![deny(unsafe_code)]
+
+pub mod echo;

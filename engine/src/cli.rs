@@ -1,1 +1,292 @@
-//! (in progress)
+//! The clap front end: `sluice run ...`.
+//!
+//! Parsing only: every value is checked here or in [`crate::run`], and an error names the flag.
+
+use crate::steer::XdpMode;
+use crate::xsk::{BindMode, MAX_BATCH, XskConfig};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::fmt;
+use std::str::FromStr;
+
+/// sluice: steer UDP/TCP flows into AF_XDP sockets and process them on pinned workers.
+#[derive(Parser, Debug)]
+#[command(name = "sluice", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Attach the steering program to an interface and run one worker per queue until
+    /// SIGINT/SIGTERM (or --duration). Needs root, or CAP_NET_ADMIN + CAP_NET_RAW + CAP_BPF
+    /// (CAP_SYS_ADMIN instead of CAP_BPF works too) and CAP_IPC_LOCK for large UMEMs.
+    #[command(after_help = RUN_EXAMPLES)]
+    Run(RunArgs),
+}
+
+const RUN_EXAMPLES: &str = "\
+Examples:
+  sluice run --iface eth1 --udp 9000                  reflect UDP port 9000 on every queue
+  sluice run --iface eth1 --app drop --udp 1-65535    count and drop all UDP (rxdrop)
+  sluice run --iface veth0 --udp 7,9000-9010 --tcp 8080 --queues 2 --cores 0,1
+  sluice run --iface eth1 --udp 9000 --json --stats-interval 5
+
+Frames not matching a rule, and frames on a queue without a worker, go on to the kernel.";
+
+/// The packet function to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum AppKind {
+    /// Swap MACs, IP addresses and ports and send every frame back out (UDP/TCP echo).
+    Reflect,
+    /// Count and drop every steered frame (the rxdrop benchmark).
+    Drop,
+}
+
+impl fmt::Display for AppKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AppKind::Reflect => "reflect",
+            AppKind::Drop => "drop",
+        })
+    }
+}
+
+/// Which queues get a worker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QueueSpec {
+    /// Queues 0..N.
+    Count(u32),
+    /// Every RX queue the device has.
+    All,
+}
+
+impl FromStr for QueueSpec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "all" {
+            return Ok(QueueSpec::All);
+        }
+        match s.parse::<u32>() {
+            Ok(0) => Err("must be at least 1".into()),
+            Ok(n) => Ok(QueueSpec::Count(n)),
+            Err(_) => Err(format!("{s:?} is neither a number nor `all`")),
+        }
+    }
+}
+
+/// A set of ports from `9000,9100-9110`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortList(pub Vec<u16>);
+
+impl FromStr for PortList {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let mut ports = Vec::new();
+        for part in s.split(',').map(str::trim) {
+            if part.is_empty() {
+                return Err(format!("empty entry in port list {s:?}"));
+            }
+            let (a, b) = part.split_once('-').unwrap_or((part, part));
+            let p = |x: &str| -> Result<u16, String> {
+                match x.trim().parse::<u16>() {
+                    Ok(0) => Err("port 0 cannot be steered".into()),
+                    Ok(v) => Ok(v),
+                    Err(_) => Err(format!("{x:?} is not a port (1-65535)")),
+                }
+            };
+            let (a, b) = (p(a)?, p(b)?);
+            if a > b {
+                return Err(format!("port range {part:?} runs backwards"));
+            }
+            ports.extend(a..=b);
+        }
+        ports.sort_unstable();
+        ports.dedup();
+        Ok(PortList(ports))
+    }
+}
+
+/// Arguments of `sluice run`.
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Interface to attach to (must exist and be up).
+    #[arg(long, short = 'i', value_name = "IF")]
+    pub iface: String,
+
+    /// Packet function run on the steered frames.
+    #[arg(long, value_enum, default_value_t = AppKind::Reflect)]
+    pub app: AppKind,
+
+    /// UDP destination ports to steer: comma-separated ports or ranges (`9000,9100-9110`).
+    #[arg(long, value_name = "PORTS")]
+    pub udp: Option<PortList>,
+
+    /// TCP destination ports to steer, same syntax as --udp.
+    #[arg(long, value_name = "PORTS")]
+    pub tcp: Option<PortList>,
+
+    /// How many RX queues get a worker (queues 0..N), or `all` of the device's queues.
+    #[arg(long, value_name = "N|all", default_value = "all")]
+    pub queues: QueueSpec,
+
+    /// CPUs for the workers, one per queue in order (`0,2-3`). Default: spread over the CPUs
+    /// this process may use (its affinity mask), wrapping around if there are more queues.
+    #[arg(long, value_name = "LIST")]
+    pub cores: Option<String>,
+
+    /// XDP attach mode: driver (native), skb (generic), or auto (driver, then skb, logged).
+    #[arg(long, value_enum, default_value_t = XdpMode::Auto)]
+    pub xdp_mode: XdpMode,
+
+    /// AF_XDP bind mode: zerocopy, copy, or auto (zero-copy, then copy, logged).
+    #[arg(long, value_enum, default_value_t = BindMode::Auto)]
+    pub bind: BindMode,
+
+    /// Frames per batch (1-256).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=MAX_BATCH as i64))]
+    pub batch: u32,
+
+    /// Keep polling when idle instead of sleeping in poll(): lowest latency, one full core per
+    /// worker.
+    #[arg(long)]
+    pub busy_poll: bool,
+
+    /// Seconds between stats lines (0 = only the final totals).
+    #[arg(long, value_name = "SECS", default_value_t = 1.0)]
+    pub stats_interval: f64,
+
+    /// Print stats as one JSON object per line instead of text.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Stop by itself after this many seconds (as if sent SIGTERM).
+    #[arg(long, value_name = "SECS")]
+    pub duration: Option<f64>,
+
+    /// UMEM frame size in bytes (2048 or 4096).
+    #[arg(long, default_value_t = 4096, help_heading = "Ring and UMEM sizes")]
+    pub frame_size: u32,
+
+    /// UMEM frames per queue (power of two).
+    #[arg(long, default_value_t = 4096, help_heading = "Ring and UMEM sizes")]
+    pub frame_count: u32,
+
+    /// Fill ring entries (power of two).
+    #[arg(long, default_value_t = 4096, help_heading = "Ring and UMEM sizes")]
+    pub fill_ring: u32,
+
+    /// Completion ring entries (power of two).
+    #[arg(long, default_value_t = 2048, help_heading = "Ring and UMEM sizes")]
+    pub comp_ring: u32,
+
+    /// RX ring entries (power of two).
+    #[arg(long, default_value_t = 2048, help_heading = "Ring and UMEM sizes")]
+    pub rx_ring: u32,
+
+    /// TX ring entries (power of two).
+    #[arg(long, default_value_t = 2048, help_heading = "Ring and UMEM sizes")]
+    pub tx_ring: u32,
+}
+
+impl RunArgs {
+    /// The AF_XDP sizes and mode these arguments ask for (not yet validated).
+    pub fn xsk_config(&self) -> XskConfig {
+        XskConfig {
+            frame_size: self.frame_size,
+            frame_count: self.frame_count,
+            fill_size: self.fill_ring,
+            comp_size: self.comp_ring,
+            rx_size: self.rx_ring,
+            tx_size: self.tx_ring,
+            batch: self.batch,
+            bind: self.bind,
+        }
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn port_lists() {
+        assert_eq!("9000".parse::<PortList>().unwrap().0, vec![9000]);
+        assert_eq!(
+            "7, 9000-9002,7".parse::<PortList>().unwrap().0,
+            vec![7, 9000, 9001, 9002]
+        );
+        assert_eq!("1-65535".parse::<PortList>().unwrap().0.len(), 65535);
+        assert!("0".parse::<PortList>().unwrap_err().contains("port 0"));
+        assert!(
+            "70000"
+                .parse::<PortList>()
+                .unwrap_err()
+                .contains("not a port")
+        );
+        assert!("9-3".parse::<PortList>().unwrap_err().contains("backwards"));
+        assert!("1,,2".parse::<PortList>().unwrap_err().contains("empty"));
+    }
+
+    #[test]
+    fn queue_specs() {
+        assert_eq!("all".parse::<QueueSpec>().unwrap(), QueueSpec::All);
+        assert_eq!("4".parse::<QueueSpec>().unwrap(), QueueSpec::Count(4));
+        assert!("0".parse::<QueueSpec>().is_err());
+        assert!("many".parse::<QueueSpec>().is_err());
+    }
+
+    #[test]
+    fn run_parses_full_command_line() {
+        let cli = Cli::try_parse_from([
+            "sluice",
+            "run",
+            "--iface",
+            "veth0",
+            "--app",
+            "drop",
+            "--udp",
+            "9000-9001",
+            "--tcp",
+            "80",
+            "--queues",
+            "2",
+            "--cores",
+            "0,1",
+            "--xdp-mode",
+            "skb",
+            "--bind",
+            "copy",
+            "--batch",
+            "32",
+            "--busy-poll",
+            "--stats-interval",
+            "0.5",
+            "--json",
+        ])
+        .unwrap();
+        let Command::Run(a) = cli.command;
+        assert_eq!(a.iface, "veth0");
+        assert_eq!(a.app, AppKind::Drop);
+        assert_eq!(a.udp.unwrap().0, vec![9000, 9001]);
+        assert_eq!(a.queues, QueueSpec::Count(2));
+        assert_eq!(a.xdp_mode, XdpMode::Skb);
+        assert_eq!(a.bind, BindMode::Copy);
+        assert_eq!(a.batch, 32);
+        assert!(a.busy_poll && a.json);
+    }
+
+    #[test]
+    fn batch_out_of_range_is_rejected() {
+        let e = Cli::try_parse_from(["sluice", "run", "-i", "x", "--batch", "999"]).unwrap_err();
+        assert!(e.to_string().contains("--batch"), "{e}");
+    }
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -9,6 +9,8 @@
 
 pub mod apps;
 pub mod cli;
+pub mod control;
+pub mod run;
 pub mod steer;
 pub mod sys;
 pub mod wire;

@@ -1,1 +1,30 @@
-fn main() {}
+//! The `sluice` binary: parse the command line, run, report errors as one clear line.
+
+use clap::Parser;
+use sluice::cli::{Cli, Command};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .format_target(false)
+        .init();
+    match cli.command {
+        Command::Run(args) => {
+            let stdout = std::io::stdout();
+            match sluice::run::run(&args, &mut stdout.lock()) {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(e) => {
+                    let mut msg = format!("sluice: error: {e}");
+                    let mut src = std::error::Error::source(&e);
+                    while let Some(s) = src {
+                        msg.push_str(&format!(": {s}"));
+                        src = s.source();
+                    }
+                    eprintln!("{msg}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}

@@ -1,1 +1,193 @@
-//! (in progress)
+//! Small system queries outside AF_XDP: capabilities and ethtool channel counts.
+//!
+//! The only `unsafe` outside [`crate::xsk`] lives here (one `ioctl`).
+#![allow(unsafe_code)]
+
+use std::io;
+use std::os::fd::AsRawFd;
+
+/// A Linux capability sluice may need.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cap {
+    /// Attach XDP programs, ethtool queries that change state.
+    NetAdmin = 12,
+    /// Create AF_XDP sockets.
+    NetRaw = 13,
+    /// Lock UMEM pages beyond RLIMIT_MEMLOCK.
+    IpcLock = 14,
+    /// Pre-5.8 kernels: everything BPF. Also accepted instead of CAP_BPF.
+    SysAdmin = 21,
+    /// Load BPF programs and create maps (5.8+).
+    Bpf = 39,
+}
+
+impl Cap {
+    /// The name as in capabilities(7).
+    pub fn name(self) -> &'static str {
+        match self {
+            Cap::NetAdmin => "CAP_NET_ADMIN",
+            Cap::NetRaw => "CAP_NET_RAW",
+            Cap::IpcLock => "CAP_IPC_LOCK",
+            Cap::SysAdmin => "CAP_SYS_ADMIN",
+            Cap::Bpf => "CAP_BPF",
+        }
+    }
+}
+
+/// The effective capability set of this process (from `/proc/self/status`).
+pub fn effective_caps() -> io::Result<u64> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    parse_cap_eff(&status)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no CapEff in /proc/self/status"))
+}
+
+fn parse_cap_eff(status: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+}
+
+/// The capabilities `sluice run` needs that the effective set `eff` lacks.
+///
+/// CAP_BPF may be replaced by CAP_SYS_ADMIN. CAP_IPC_LOCK is only needed when the UMEM does not
+/// fit in RLIMIT_MEMLOCK, which the caller checks separately.
+pub fn missing_run_caps(eff: u64) -> Vec<Cap> {
+    let has = |c: Cap| eff & (1u64 << (c as u32)) != 0;
+    let mut missing = Vec::new();
+    for c in [Cap::NetAdmin, Cap::NetRaw] {
+        if !has(c) {
+            missing.push(c);
+        }
+    }
+    if !has(Cap::Bpf) && !has(Cap::SysAdmin) {
+        missing.push(Cap::Bpf);
+    }
+    missing
+}
+
+/// True if the effective set has `cap`.
+pub fn has_cap(eff: u64, cap: Cap) -> bool {
+    eff & (1u64 << (cap as u32)) != 0
+}
+
+/// Channel counts from `ETHTOOL_GCHANNELS`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Channels {
+    /// Dedicated RX channels.
+    pub rx: u32,
+    /// Dedicated TX channels.
+    pub tx: u32,
+    /// Combined RX/TX channels.
+    pub combined: u32,
+}
+
+impl Channels {
+    /// Queues an AF_XDP socket can bind to: combined plus RX-only channels.
+    pub fn rx_queues(&self) -> u32 {
+        self.combined + self.rx
+    }
+}
+
+const ETHTOOL_GCHANNELS: u32 = 0x3c;
+
+#[repr(C)]
+#[derive(Default)]
+struct EthtoolChannels {
+    cmd: u32,
+    max_rx: u32,
+    max_tx: u32,
+    max_other: u32,
+    max_combined: u32,
+    rx_count: u32,
+    tx_count: u32,
+    other_count: u32,
+    combined_count: u32,
+}
+
+#[repr(C)]
+struct IfReq {
+    name: [u8; libc::IFNAMSIZ],
+    data: *mut libc::c_void,
+    _pad: [u8; 16],
+}
+
+/// Current channel counts of `iface` (`ethtool -l`). `Err` with `EOPNOTSUPP` when the driver
+/// does not report channels.
+pub fn ethtool_channels(iface: &str) -> io::Result<Channels> {
+    if iface.is_empty() || iface.len() >= libc::IFNAMSIZ {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "bad interface name",
+        ));
+    }
+    let sock =
+        std::net::UdpSocket::bind("0.0.0.0:0").or_else(|_| std::net::UdpSocket::bind("[::]:0"))?;
+    let mut ch = EthtoolChannels {
+        cmd: ETHTOOL_GCHANNELS,
+        ..Default::default()
+    };
+    let mut req = IfReq {
+        name: [0; libc::IFNAMSIZ],
+        data: (&mut ch as *mut EthtoolChannels).cast(),
+        _pad: [0; 16],
+    };
+    req.name[..iface.len()].copy_from_slice(iface.as_bytes());
+    // SAFETY: `req` is a properly laid out `struct ifreq` (name + pointer, padded to the kernel's
+    // 40 bytes) whose data pointer refers to a live `struct ethtool_channels` with `cmd` set; both
+    // outlive the call, and the kernel writes only within `ch`.
+    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCETHTOOL, &mut req as *mut IfReq) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(Channels {
+        rx: ch.rx_count,
+        tx: ch.tx_count,
+        combined: ch.combined_count,
+    })
+}
+
+/// RLIMIT_MEMLOCK soft limit in bytes (`u64::MAX` for unlimited).
+pub fn memlock_limit() -> u64 {
+    rustix::process::getrlimit(rustix::process::Resource::Memlock)
+        .current
+        .unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn cap_eff_parsing() {
+        let s = "Name:\tx\nCapInh:\t0000000000000000\nCapEff:\t000001ffffffffff\n";
+        assert_eq!(parse_cap_eff(s), Some(0x1ff_ffff_ffff));
+        assert_eq!(parse_cap_eff("Name: x\n"), None);
+    }
+
+    #[test]
+    fn missing_caps_are_named() {
+        assert!(missing_run_caps(u64::MAX).is_empty());
+        let m = missing_run_caps(0);
+        let names: Vec<_> = m.iter().map(|c| c.name()).collect();
+        assert_eq!(names, ["CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_BPF"]);
+        // CAP_SYS_ADMIN stands in for CAP_BPF.
+        let eff = (1 << 12) | (1 << 13) | (1 << 21);
+        assert!(missing_run_caps(eff).is_empty());
+    }
+
+    #[test]
+    fn ifreq_has_kernel_size() {
+        assert_eq!(std::mem::size_of::<IfReq>(), 40);
+    }
+
+    #[test]
+    fn ethtool_on_loopback_fails_cleanly() {
+        // lo has no channels: the ioctl must fail with an errno, not crash.
+        match ethtool_channels("lo") {
+            Ok(c) => assert_eq!(c.rx_queues(), c.combined + c.rx),
+            Err(e) => assert!(e.raw_os_error().is_some()),
+        }
+        assert!(ethtool_channels("").is_err());
+    }
+}

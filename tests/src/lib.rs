@@ -1,1 +1,106 @@
-//! placeholder
+//! `sluice-testbed`: network namespaces and veth pairs for privileged tests.
+//!
+//! A small library that CI jobs (sluice's own and anyone else's) use to build
+//! throw-away networks out of Linux network namespaces and veth pairs:
+//!
+//! * [`Netns`] — a uniquely named namespace, created the way `ip netns add`
+//!   creates one (so `ip netns exec NAME ...` works for a human debugging a
+//!   failed test), with `lo` up. Closures and processes run inside it with
+//!   [`Netns::run`] and [`Netns::spawn`]; links, addresses, neighbours and
+//!   routes inside it are managed with its methods.
+//! * [`Veth`] — a veth pair whose two ends are created directly in two
+//!   namespaces, both brought up.
+//! * [`TestBed`] — the usual fixture: an "engine" namespace and a "peer"
+//!   namespace joined by a veth pair, addressed over IPv4 and IPv6, with
+//!   static neighbour entries both ways and TX checksum offload off.
+//! * [`require_root`] — the skip-or-fail gate for privileged tests.
+//!
+//! Everything is torn down on drop, also when a test panics: dropping a
+//! [`Netns`] unmounts and removes `/run/netns/NAME`, which destroys the
+//! namespace and every interface in it once nothing else holds it.
+//!
+//! All configuration goes over rtnetlink (synchronously, no async runtime);
+//! nothing shells out to `ip`. The only ioctl (`SIOCETHTOOL`, for the TX
+//! checksum setting) lives in the private `sys` module, the one place where
+//! `unsafe` is allowed.
+//!
+//! What this crate must never do: touch interfaces or namespaces it did not
+//! create, or send traffic anywhere but between its own namespaces.
+//!
+//! ```no_run
+//! use sluice_testbed::{TestBed, VethOpts, require_root};
+//!
+//! if require_root("my_test") {
+//!     let bed = TestBed::pair(VethOpts::default()).unwrap();
+//!     let sock = bed
+//!         .peer()
+//!         .ns()
+//!         .run(|| std::net::UdpSocket::bind((bed.peer().ipv4(), 9000)))
+//!         .unwrap()
+//!         .unwrap();
+//!     // ... run the engine on bed.engine().iface() inside bed.engine().ns() ...
+//!     # drop(sock);
+//! } // everything is gone here, also after a panic
+//! ```
+
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+mod bed;
+mod error;
+mod netlink;
+mod netns;
+mod packet;
+mod sys;
+#[cfg(test)]
+mod testutil;
+mod types;
+mod veth;
+
+pub use bed::{
+    ENGINE_IFACE, ENGINE_IPV4, ENGINE_IPV6, End, IPV4_PREFIX_LEN, IPV6_PREFIX_LEN, PEER_IFACE,
+    PEER_IPV4, PEER_IPV6, TestBed,
+};
+pub use error::{Error, Result};
+pub use netns::Netns;
+pub use packet::{Frame, PacketSocket};
+pub use types::{IfAddr, Link, MacAddr, Neighbour, ParseMacError, Route};
+pub use veth::{READY_TIMEOUT, Veth, VethOpts};
+
+/// Gate for privileged tests: returns `true` when the process runs as root.
+///
+/// Otherwise prints `skipping <test_name>: needs root (...)` to stderr and
+/// returns `false`, so the test can return early — unless the environment
+/// variable `CI` is `true` (or `1`), in which case it panics: in CI a skipped
+/// privileged test is a failure, so a pipeline can't go green by skipping.
+///
+/// ```no_run
+/// #[test]
+/// fn reflects_udp() {
+///     if !sluice_testbed::require_root("reflects_udp") {
+///         return;
+///     }
+///     // ...
+/// }
+/// ```
+pub fn require_root(test_name: &str) -> bool {
+    let euid = nix::unistd::geteuid();
+    if euid.is_root() {
+        return true;
+    }
+    let reason = format!(
+        "needs root (network namespaces, veth, XDP; running as euid {euid}; try `sudo -E cargo test`)"
+    );
+    if ci_requires_privileged() {
+        panic!("{test_name}: {reason}; CI=true, and in CI a skip is a failure");
+    }
+    eprintln!("skipping {test_name}: {reason}");
+    false
+}
+
+/// `CI=true` (what GitHub Actions, GitLab and most CI systems set) or `CI=1`.
+fn ci_requires_privileged() -> bool {
+    std::env::var("CI")
+        .map(|v| v.eq_ignore_ascii_case("true") || v == "1")
+        .unwrap_or(false)
+}

@@ -1,1 +1,482 @@
-//! (in progress)
+//! Loading and attaching the XDP program `steer`, and its maps: rules, XSKMAP, counters.
+//!
+//! This module owns the kernel side of steering for one interface: it loads
+//! [`sluice_ebpf::STEER_OBJ`] with aya, attaches the program, edits the `rules` map, registers
+//! AF_XDP sockets in the `xsks` map and reads the per-CPU `counters`. It never creates
+//! sockets or touches frames (that is [`crate::xsk`] and [`crate::worker`]), and it never
+//! pins anything to bpffs.
+//!
+//! # Fail open by construction
+//!
+//! The program is attached through a **bpf_link** (`BPF_LINK_CREATE`, Linux ≥ 5.9), owned by
+//! this process through one file descriptor and never pinned. The kernel detaches an XDP link
+//! when the last reference to it goes away, so when the process exits for any reason —
+//! including `SIGKILL` or a panic with `panic = "abort"` — the program is gone and the interface
+//! is back to plain kernel networking. [`Steering`]'s `Drop` detaches explicitly as well.
+//!
+//! aya 0.14's `Xdp::attach` silently falls back to the legacy netlink attach when
+//! `BPF_LINK_CREATE` returns `EINVAL` (old kernels); a netlink attachment would outlive the
+//! process. [`Steering::load_and_attach`] therefore refuses kernels older than 5.9 up front,
+//! and right after attaching checks that the kernel holds a `BPF_LINK_TYPE_XDP` link for our
+//! program (when it may list links, i.e. with `CAP_SYS_ADMIN`); if not, it detaches again and
+//! fails with [`SteerError::NoBpfLink`]. The link fd is `O_CLOEXEC` (aya opens every fd that
+//! way), so an exec'd child does not keep it alive; a `fork` without exec would.
+//!
+//! Inside the program, a redirect to a queue with no registered socket falls back to the kernel
+//! (`bpf_redirect_map(.., XDP_PASS)`), and everything unmatched or unparsable is passed.
+//!
+//! # Modes
+//!
+//! [`XdpMode::Auto`] tries driver (native) mode and falls back to skb (generic) mode with a
+//! single `warn!` line naming what was asked, what was granted and why. Forcing
+//! [`XdpMode::Driver`] or [`XdpMode::Skb`] never falls back.
+
+mod types;
+
+#[cfg(test)]
+mod tests;
+
+pub use types::{Action, Counters, L4Proto, Rule, XdpMode};
+
+use aya::maps::{HashMap as BpfHashMap, MapData, MapError, PerCpuArray, XskMap};
+use aya::programs::links::{FdLink, LinkType};
+use aya::programs::{ProgramError, Xdp, loaded_links};
+use aya::util::KernelVersion;
+use aya::{EbpfError, EbpfLoader};
+use sluice_ebpf as ebpf;
+use std::fmt;
+use std::os::fd::AsFd;
+
+/// Everything that can go wrong while steering; each variant names the interface.
+#[derive(Debug, thiserror::Error)]
+pub enum SteerError {
+    /// Parsing the object, creating its maps or loading the program (verifier) failed.
+    #[error(
+        "loading the XDP program `steer` for {iface} failed{}",
+        verifier_suffix(verifier_log)
+    )]
+    Load {
+        /// Interface the program was meant for.
+        iface: String,
+        /// The kernel verifier's log, when the verifier rejected the program.
+        verifier_log: Option<String>,
+        /// What failed.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
+
+    /// The committed object does not have what this module expects (a stale object).
+    #[error("the XDP object for {iface} is not what sluice expects: {what}")]
+    Object {
+        /// Interface the program was meant for.
+        iface: String,
+        /// What is missing or of the wrong type.
+        what: String,
+        /// aya's error, if any.
+        #[source]
+        source: Option<Box<ProgramError>>,
+    },
+
+    /// No interface of that name (in this network namespace).
+    #[error("network interface {iface} not found")]
+    InterfaceNotFound {
+        /// The name asked for.
+        iface: String,
+    },
+
+    /// Attaching the program failed.
+    #[error(
+        "attaching XDP to {iface} in {tried} mode failed (asked: {asked}){}",
+        attach_hint(source)
+    )]
+    Attach {
+        /// The interface.
+        iface: String,
+        /// The mode the caller asked for.
+        asked: XdpMode,
+        /// The mode whose attach failed (the last one tried).
+        tried: XdpMode,
+        /// aya's error; its errno drives the hint in the message.
+        #[source]
+        source: Box<ProgramError>,
+    },
+
+    /// The kernel attached the program without a bpf_link (Linux < 5.9): refused, because
+    /// such an attachment would survive the process. Already detached again.
+    #[error(
+        "XDP on {iface} could only be attached through netlink, not a bpf_link (Linux >= 5.9 \
+         needed): refused, as it would stay attached after sluice exits"
+    )]
+    NoBpfLink {
+        /// The interface.
+        iface: String,
+    },
+
+    /// Reading or updating a map failed.
+    #[error("{op} in map `{map}` on {iface} failed")]
+    Map {
+        /// The interface.
+        iface: String,
+        /// Map name.
+        map: &'static str,
+        /// What was being done, e.g. `setting rule udp/53 -> drop`.
+        op: String,
+        /// aya's error.
+        #[source]
+        source: Box<MapError>,
+    },
+}
+
+fn verifier_suffix(log: &Option<String>) -> String {
+    match log {
+        Some(log) if !log.trim().is_empty() => format!("; verifier log:\n{}", log.trim_end()),
+        _ => String::new(),
+    }
+}
+
+/// The errno behind an aya program error, if it came from a syscall.
+fn errno(err: &ProgramError) -> Option<i32> {
+    match err {
+        ProgramError::SyscallError(e) => e.io_error.raw_os_error(),
+        ProgramError::LoadError { io_error, .. } => io_error.raw_os_error(),
+        _ => None,
+    }
+}
+
+fn attach_hint(err: &ProgramError) -> &'static str {
+    match errno(err) {
+        Some(libc::EBUSY) => {
+            " — another XDP program is already attached to this interface; remove it first \
+             (e.g. `ip link set dev IFACE xdp off`)"
+        }
+        Some(libc::EOPNOTSUPP) => {
+            " — the driver does not support this XDP mode; use --xdp-mode skb (or auto)"
+        }
+        Some(libc::EEXIST) => " — a program is already attached in another XDP mode",
+        Some(libc::EPERM) => " — needs CAP_NET_ADMIN and CAP_BPF (or root)",
+        _ => "",
+    }
+}
+
+/// The XDP program, attached to one interface, and handles to its maps.
+///
+/// Dropping it detaches the program (and the kernel does the same if the process dies).
+pub struct Steering {
+    iface: String,
+    granted: XdpMode,
+    /// The attachment. `None` only during `Drop`.
+    link: Option<FdLink>,
+    rules: BpfHashMap<MapData, [u8; ebpf::RuleKey::SIZE], u32>,
+    xsks: XskMap<MapData>,
+    counters: PerCpuArray<MapData, u64>,
+    /// Owns the program fd; dropped after the link.
+    _ebpf: aya::Ebpf,
+}
+
+impl fmt::Debug for Steering {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Steering")
+            .field("iface", &self.iface)
+            .field("granted", &self.granted)
+            .field("attached", &self.link.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The loaded (not yet attached) program and its maps.
+struct Loaded {
+    ebpf: aya::Ebpf,
+    rules: BpfHashMap<MapData, [u8; ebpf::RuleKey::SIZE], u32>,
+    xsks: XskMap<MapData>,
+    counters: PerCpuArray<MapData, u64>,
+}
+
+impl Loaded {
+    /// Parses the object, creates the maps and loads (verifies) the program.
+    fn new(iface: &str) -> Result<Self, SteerError> {
+        let load_err = |source: EbpfError| {
+            let verifier_log = match &source {
+                EbpfError::ProgramError(ProgramError::LoadError { verifier_log, .. }) => {
+                    Some(format!("{verifier_log:?}"))
+                }
+                _ => None,
+            };
+            SteerError::Load {
+                iface: iface.to_string(),
+                verifier_log,
+                source: Box::new(source),
+            }
+        };
+        let object_err = |what: String, source: Option<ProgramError>| SteerError::Object {
+            iface: iface.to_string(),
+            what,
+            source: source.map(Box::new),
+        };
+
+        let mut bpf = EbpfLoader::new().load(ebpf::STEER_OBJ).map_err(load_err)?;
+        let program: &mut Xdp = bpf
+            .program_mut(ebpf::PROGRAM_NAME)
+            .ok_or_else(|| object_err(format!("no program `{}`", ebpf::PROGRAM_NAME), None))?
+            .try_into()
+            .map_err(|e| object_err(format!("`{}` is not XDP", ebpf::PROGRAM_NAME), Some(e)))?;
+        program
+            .load()
+            .map_err(|e| load_err(EbpfError::ProgramError(e)))?;
+
+        let mut take = |name: &'static str| {
+            bpf.take_map(name)
+                .ok_or_else(|| object_err(format!("no map `{name}`"), None))
+        };
+        let (rules, xsks, counters) = (
+            take(ebpf::RULES_MAP)?,
+            take(ebpf::XSKS_MAP)?,
+            take(ebpf::COUNTERS_MAP)?,
+        );
+        let wrong = |name: &str, e: MapError| {
+            object_err(
+                format!("map `{name}` has the wrong type or layout"),
+                Some(ProgramError::MapError(e)),
+            )
+        };
+        Ok(Self {
+            rules: rules.try_into().map_err(|e| wrong(ebpf::RULES_MAP, e))?,
+            xsks: xsks.try_into().map_err(|e| wrong(ebpf::XSKS_MAP, e))?,
+            counters: counters
+                .try_into()
+                .map_err(|e| wrong(ebpf::COUNTERS_MAP, e))?,
+            ebpf: bpf,
+        })
+    }
+
+    fn program(&mut self) -> &mut Xdp {
+        self.ebpf
+            .program_mut(ebpf::PROGRAM_NAME)
+            .and_then(|p| p.try_into().ok())
+            .expect("checked in Loaded::new")
+    }
+
+    /// Attaches in exactly `mode` (Driver or Skb) and returns the bpf_link.
+    fn attach(&mut self, iface: &str, asked: XdpMode, mode: XdpMode) -> Result<FdLink, SteerError> {
+        let aya_mode = match mode {
+            XdpMode::Driver => aya::programs::XdpMode::Driver,
+            XdpMode::Skb => aya::programs::XdpMode::Skb,
+            XdpMode::Auto => unreachable!("Auto is resolved by the caller"),
+        };
+        let program = self.program();
+        let attach_err = |source: ProgramError| match source {
+            ProgramError::UnknownInterface { .. } => SteerError::InterfaceNotFound {
+                iface: iface.to_string(),
+            },
+            source => SteerError::Attach {
+                iface: iface.to_string(),
+                asked,
+                tried: mode,
+                source: Box::new(source),
+            },
+        };
+        let no_link = || SteerError::NoBpfLink {
+            iface: iface.to_string(),
+        };
+        // See the module doc: aya falls back to a netlink attachment (which would outlive us)
+        // only where BPF_LINK_CREATE is missing, i.e. before Linux 5.9. Refuse up front there.
+        if KernelVersion::current().is_ok_and(|k| k < KernelVersion::new(5, 9, 0)) {
+            return Err(no_link());
+        }
+        let id = program.attach(iface, aya_mode).map_err(attach_err)?;
+        let prog_id = program.info().map_err(attach_err)?.id();
+        let link = program.take_link(id).map_err(attach_err)?;
+        // Double-check with the kernel, when it lets us list links (CAP_SYS_ADMIN).
+        if xdp_link_exists(prog_id) == Some(false) {
+            drop(link); // XdpLink's Drop detaches the netlink attachment
+            return Err(no_link());
+        }
+        // Unreachable in practice after the two checks above.
+        FdLink::try_from(link).map_err(|_| no_link())
+    }
+}
+
+/// Whether the kernel holds an XDP bpf_link for program `prog_id`; `None` when the links
+/// cannot be listed (no CAP_SYS_ADMIN, or a link vanished mid-listing).
+fn xdp_link_exists(prog_id: u32) -> Option<bool> {
+    let mut found = false;
+    for info in loaded_links() {
+        let info = info.ok()?;
+        found |= info.program_id() == prog_id && matches!(info.link_type(), Ok(LinkType::Xdp));
+    }
+    Some(found)
+}
+
+impl Steering {
+    /// Loads the program and attaches it to `iface` in `mode`.
+    ///
+    /// `Auto` tries driver mode first; if that fails for any reason other than the interface
+    /// missing or another program being attached (`EBUSY`), it falls back to skb mode and logs
+    /// one warning. The mode actually in force is [`Steering::granted_mode`].
+    pub fn load_and_attach(iface: &str, mode: XdpMode) -> Result<Self, SteerError> {
+        let mut loaded = Loaded::new(iface)?;
+        let (link, granted) = match mode {
+            XdpMode::Driver | XdpMode::Skb => (loaded.attach(iface, mode, mode)?, mode),
+            XdpMode::Auto => match loaded.attach(iface, mode, XdpMode::Driver) {
+                Ok(link) => (link, XdpMode::Driver),
+                // EBUSY: the interface is taken; skb mode would not help.
+                Err(SteerError::Attach { source, .. }) if errno(&source) != Some(libc::EBUSY) => {
+                    let link = loaded.attach(iface, mode, XdpMode::Skb)?;
+                    log::warn!(
+                        "XDP on {iface}: asked for auto (driver preferred), granted skb (generic) \
+                         mode because driver mode failed: {}",
+                        error_chain(&*source)
+                    );
+                    (link, XdpMode::Skb)
+                }
+                Err(err) => return Err(err),
+            },
+        };
+        log::info!("XDP program `steer` attached to {iface} in {granted} mode (bpf_link)");
+        let Loaded {
+            ebpf,
+            rules,
+            xsks,
+            counters,
+        } = loaded;
+        Ok(Self {
+            iface: iface.to_string(),
+            granted,
+            link: Some(link),
+            rules,
+            xsks,
+            counters,
+            _ebpf: ebpf,
+        })
+    }
+
+    /// The interface the program is attached to.
+    pub fn iface(&self) -> &str {
+        &self.iface
+    }
+
+    /// The mode in force: [`XdpMode::Driver`] or [`XdpMode::Skb`], never `Auto`.
+    pub fn granted_mode(&self) -> XdpMode {
+        self.granted
+    }
+
+    fn map_err(
+        &self,
+        map: &'static str,
+        op: String,
+    ) -> impl FnOnce(MapError) -> SteerError + use<> {
+        let iface = self.iface.clone();
+        move |source| SteerError::Map {
+            iface,
+            map,
+            op,
+            source: Box::new(source),
+        }
+    }
+
+    /// Adds `rule`, or replaces the rule for the same `(proto, port)`. Takes effect for the
+    /// next frame.
+    pub fn set_rule(&mut self, rule: Rule) -> Result<(), SteerError> {
+        let key = Rule::key(rule.proto, rule.port).to_bytes();
+        let err = self.map_err(ebpf::RULES_MAP, format!("setting rule {rule}"));
+        self.rules.insert(key, rule.action.raw(), 0).map_err(err)
+    }
+
+    /// Removes the rule for `(proto, port)`; `Ok(false)` if there was none.
+    pub fn remove_rule(&mut self, proto: L4Proto, port: u16) -> Result<bool, SteerError> {
+        let key = Rule::key(proto, port).to_bytes();
+        match self.rules.remove(&key) {
+            Ok(()) => Ok(true),
+            Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => {
+                Ok(false)
+            }
+            Err(e) => Err(self
+                .map_err(ebpf::RULES_MAP, format!("removing rule {proto}/{port}"))(
+                e
+            )),
+        }
+    }
+
+    /// All rules in the kernel map, sorted. Entries this API cannot have written (unknown
+    /// protocol or action) are skipped.
+    pub fn rules(&self) -> Result<Vec<Rule>, SteerError> {
+        let mut out = Vec::new();
+        for entry in self.rules.iter() {
+            let (key, value) =
+                entry.map_err(self.map_err(ebpf::RULES_MAP, "listing rules".into()))?;
+            match Rule::from_entry(ebpf::RuleKey::from_bytes(key), value) {
+                Some(rule) => out.push(rule),
+                None => log::debug!(
+                    "{}: skipping foreign rules entry {key:?} -> {value}",
+                    self.iface
+                ),
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Registers the AF_XDP socket bound to receive queue `queue`: frames on that queue that
+    /// match a redirect rule go to it. Replaces a previous registration for the queue.
+    ///
+    /// The kernel rejects sockets that are not AF_XDP or not yet bound (`EOPNOTSUPP`), and
+    /// queues `>= sluice_ebpf::XSKS_MAX_ENTRIES`.
+    pub fn register_socket(&mut self, queue: u32, socket: impl AsFd) -> Result<(), SteerError> {
+        let err = self.map_err(
+            ebpf::XSKS_MAP,
+            format!("registering the AF_XDP socket of queue {queue}"),
+        );
+        self.xsks.set(queue, socket.as_fd(), 0).map_err(err)
+    }
+
+    /// Unregisters the socket of `queue`; its redirected frames go to the kernel from now on.
+    /// Unregistering an empty queue is not an error.
+    pub fn unregister_socket(&mut self, queue: u32) -> Result<(), SteerError> {
+        match self.xsks.unset(queue) {
+            Ok(()) => Ok(()),
+            Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => {
+                Ok(())
+            }
+            Err(e) => Err(self.map_err(
+                ebpf::XSKS_MAP,
+                format!("unregistering the AF_XDP socket of queue {queue}"),
+            )(e)),
+        }
+    }
+
+    /// The program's outcome counters, summed over CPUs.
+    pub fn counters(&self) -> Result<Counters, SteerError> {
+        read_counters(&self.counters)
+            .map_err(self.map_err(ebpf::COUNTERS_MAP, "reading counters".into()))
+    }
+}
+
+fn read_counters(map: &PerCpuArray<MapData, u64>) -> Result<Counters, MapError> {
+    let mut sums = [0u64; ebpf::counter::LEN as usize];
+    for (index, sum) in (0u32..).zip(sums.iter_mut()) {
+        *sum = map.get(&index, 0)?.iter().sum();
+    }
+    Ok(Counters::from_sums(&sums))
+}
+
+/// `err: cause: cause` on one line, for the single fallback log line.
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut s = err.to_string();
+    let mut cur = err.source();
+    while let Some(e) = cur {
+        s.push_str(": ");
+        s.push_str(&e.to_string());
+        cur = e.source();
+    }
+    s
+}
+
+impl Drop for Steering {
+    fn drop(&mut self) {
+        // Closing our only reference to the bpf_link detaches the program now, before the
+        // maps and the program fd go.
+        if let Some(link) = self.link.take() {
+            drop(link);
+            log::info!("XDP program `steer` detached from {}", self.iface);
+        }
+    }
+}

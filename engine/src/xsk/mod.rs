@@ -1,1 +1,845 @@
-//! (in progress)
+//! AF_XDP: the UMEM, one socket per queue, its four rings, bind modes and wakeups.
+//!
+//! This module owns every piece of AF_XDP `unsafe` in sluice (with [`crate::sys`] for plain
+//! syscalls). It must never parse packets or make policy decisions: it moves frames between the
+//! rings and hands the worker a [`Batch`] of byte slices it exclusively owns.
+//!
+//! # Frame invariant
+//! Each UMEM frame is at every moment in exactly one place: the fill ring, the kernel, the RX
+//! ring, the worker (its stash, or the batch being processed), the TX ring or the completion ring.
+//! [`XskQueue::census`] counts the places user space can see; the kernel's share is the rest.
+//! In copy mode the kernel holds no frame once traffic stops and the TX ring has drained, so a
+//! census with `kernel != 0` at rest means a frame leaked.
+//!
+//! # Error policy of the I/O calls
+//! - Setup (`XskQueue::open`) returns [`XskError`] naming the interface, queue and step.
+//! - The hot path never returns errors: a TX kick failing with `EAGAIN`, `EBUSY`, `ENOBUFS` or
+//!   `ENETDOWN` is counted (`kick_errors`), the frames stay in the TX ring and the next kick
+//!   retries. A full TX ring turns the frame into a counted drop (`tx_ring_full`), never a stall.
+#![allow(unsafe_code)]
+
+mod umem;
+
+pub use umem::UmemArea;
+
+use crate::apps::{Batch, DropReason, Verdict};
+use std::ffi::CString;
+use std::fmt;
+use std::io;
+use std::num::NonZeroU32;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::time::Duration;
+use xdpilone::xdp::XdpDesc;
+use xdpilone::{CompletionQueue, FillQueue, IfInfo, RingRx, RingTx, Socket, SocketConfig, Umem};
+
+/// Largest batch the worker may ask for; sizes the fixed scratch arrays so the hot loop never
+/// allocates. 256 is well above the useful range (throughput flattens out past 64 in copy mode,
+/// see BENCHMARKS.md) while keeping the scratch space at a few KiB of stack.
+pub const MAX_BATCH: usize = 256;
+
+/// Most `sendto` kicks per call of [`XskQueue::kick_tx_if_needed`]: with the kernel's default
+/// copy-mode budget of 32 frames per call, 64 kicks drain a full 2048-entry TX ring.
+pub const MAX_KICKS: u32 = 64;
+
+/// How to bind the socket: zero-copy needs driver support (not on veth).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BindMode {
+    /// Try zero-copy; fall back to copy mode, with one log line, when the driver lacks it.
+    Auto,
+    /// Zero-copy or fail.
+    Zerocopy,
+    /// Copy mode (works on every driver with XDP, including veth).
+    Copy,
+}
+
+impl fmt::Display for BindMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            BindMode::Auto => "auto",
+            BindMode::Zerocopy => "zerocopy",
+            BindMode::Copy => "copy",
+        })
+    }
+}
+
+/// Sizes of the UMEM and rings for one queue. Every ring size must be a power of two (the kernel
+/// requires it); the frame size must be a power of two between 2048 and the page size (aligned
+/// UMEM mode).
+#[derive(Clone, Debug)]
+pub struct XskConfig {
+    /// Bytes per UMEM frame.
+    pub frame_size: u32,
+    /// Frames in the UMEM of one queue.
+    pub frame_count: u32,
+    /// Fill ring entries.
+    pub fill_size: u32,
+    /// Completion ring entries.
+    pub comp_size: u32,
+    /// RX ring entries.
+    pub rx_size: u32,
+    /// TX ring entries.
+    pub tx_size: u32,
+    /// Frames taken from the RX ring per batch (1..=[`MAX_BATCH`]).
+    pub batch: u32,
+    /// Zero-copy, copy, or try both.
+    pub bind: BindMode,
+}
+
+impl Default for XskConfig {
+    /// The reference AF_XDP programs' sizes: 4096 frames of 4 KiB, all of which fit in the fill
+    /// ring, 2048-entry RX/TX/completion rings, 64-frame batches.
+    fn default() -> Self {
+        XskConfig {
+            frame_size: 4096,
+            frame_count: 4096,
+            fill_size: 4096,
+            comp_size: 2048,
+            rx_size: 2048,
+            tx_size: 2048,
+            batch: 64,
+            bind: BindMode::Auto,
+        }
+    }
+}
+
+impl XskConfig {
+    /// Check every field; the error names the field and the rule it breaks.
+    pub fn validate(&self) -> Result<(), XskError> {
+        let pow2 = |name: &'static str, v: u32| {
+            if v == 0 || !v.is_power_of_two() {
+                Err(XskError::Config {
+                    field: name,
+                    reason: format!("{v} is not a power of two"),
+                })
+            } else {
+                Ok(())
+            }
+        };
+        pow2("frame-size", self.frame_size)?;
+        if !(2048..=4096).contains(&self.frame_size) {
+            return Err(XskError::Config {
+                field: "frame-size",
+                reason: format!("{} is outside 2048..=4096", self.frame_size),
+            });
+        }
+        pow2("frame-count", self.frame_count)?;
+        pow2("fill-ring", self.fill_size)?;
+        pow2("comp-ring", self.comp_size)?;
+        pow2("rx-ring", self.rx_size)?;
+        pow2("tx-ring", self.tx_size)?;
+        if self.batch == 0 || self.batch as usize > MAX_BATCH {
+            return Err(XskError::Config {
+                field: "batch",
+                reason: format!("{} is outside 1..={MAX_BATCH}", self.batch),
+            });
+        }
+        if self.frame_count < self.batch * 2 {
+            return Err(XskError::Config {
+                field: "frame-count",
+                reason: format!(
+                    "{} frames cannot keep a batch of {} in flight",
+                    self.frame_count, self.batch
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// What went wrong setting up an AF_XDP socket. Each variant names the interface and queue.
+#[derive(Debug, thiserror::Error)]
+pub enum XskError {
+    /// A configuration value is out of range.
+    #[error("invalid --{field}: {reason}")]
+    Config {
+        /// The CLI flag at fault.
+        field: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// `socket(AF_XDP)` is not supported.
+    #[error(
+        "this kernel has no AF_XDP sockets (CONFIG_XDP_SOCKETS); sluice needs Linux >= 5.10 with AF_XDP"
+    )]
+    NoAfXdp(#[source] io::Error),
+    /// The process may not create AF_XDP sockets.
+    #[error(
+        "creating an AF_XDP socket needs CAP_NET_RAW (and CAP_IPC_LOCK for the UMEM on older kernels)"
+    )]
+    Permission(#[source] io::Error),
+    /// Another AF_XDP socket is bound to this queue already.
+    #[error(
+        "{iface} queue {queue} is already bound to another AF_XDP socket (is another sluice or XDP program using it?)"
+    )]
+    QueueBusy {
+        /// Interface name.
+        iface: String,
+        /// Queue index.
+        queue: u32,
+        /// The EBUSY.
+        #[source]
+        source: io::Error,
+    },
+    /// Zero-copy was forced but the driver cannot do it.
+    #[error(
+        "{iface} queue {queue}: the driver does not support AF_XDP zero-copy (try --bind copy or auto)"
+    )]
+    ZeroCopyUnsupported {
+        /// Interface name.
+        iface: String,
+        /// Queue index.
+        queue: u32,
+        /// The EOPNOTSUPP.
+        #[source]
+        source: io::Error,
+    },
+    /// Any other failing step.
+    #[error("{step} for {iface} queue {queue}")]
+    Setup {
+        /// What was being done.
+        step: &'static str,
+        /// Interface name.
+        iface: String,
+        /// Queue index.
+        queue: u32,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Where the frames of one queue are right now (see the module doc).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Census {
+    /// Frames in the UMEM.
+    pub total: u64,
+    /// Waiting in the fill ring for the kernel.
+    pub fill: u64,
+    /// Received, waiting in the RX ring for the worker.
+    pub rx: u64,
+    /// Held by the worker (its stash of frames that found no room in the fill ring).
+    pub worker: u64,
+    /// Queued in the TX ring.
+    pub tx: u64,
+    /// Sent, waiting in the completion ring.
+    pub completion: u64,
+    /// The rest: held by the kernel (between rings). Negative means a frame is counted twice.
+    pub kernel: i64,
+}
+
+/// Counters from one [`XskQueue::process_batch`] call.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct BatchOutcome {
+    /// Frames taken from the RX ring.
+    pub rx: u32,
+    /// Bytes in those frames.
+    pub rx_bytes: u64,
+    /// Frames queued for transmission.
+    pub tx: u32,
+    /// Bytes in those frames.
+    pub tx_bytes: u64,
+    /// Frames the app wanted sent but the TX ring had no room for (recycled).
+    pub tx_ring_full: u32,
+    /// Frames dropped by the app, by reason.
+    pub drops: [u32; DropReason::COUNT],
+    /// Descriptors from the kernel that pointed outside the UMEM (never expected; recycled).
+    pub bad_desc: u32,
+}
+
+/// Counters the kernel keeps for the socket (`XDP_STATISTICS`).
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct KernelStats {
+    /// Frames dropped for reasons other than a full ring or empty fill ring.
+    pub rx_dropped: u64,
+    /// Invalid RX descriptors.
+    pub rx_invalid_descs: u64,
+    /// Invalid TX descriptors (sluice bug if non-zero).
+    pub tx_invalid_descs: u64,
+    /// Frames dropped because the RX ring was full (the worker fell behind).
+    pub rx_ring_full: u64,
+    /// Times the kernel found the fill ring empty.
+    pub rx_fill_ring_empty: u64,
+    /// Times the kernel found the TX ring empty when kicked.
+    pub tx_ring_empty: u64,
+}
+
+/// One AF_XDP socket bound to `(iface, queue)` with its own UMEM and all four rings.
+///
+/// Field order matters: rings and sockets are dropped before the UMEM mapping they point into.
+pub struct XskQueue {
+    rx: RingRx,
+    tx: RingTx,
+    fill: FillQueue,
+    comp: CompletionQueue,
+    _user: xdpilone::User,
+    _umem: Umem,
+    iface: String,
+    queue: u32,
+    cfg: XskConfig,
+    zerocopy: bool,
+    /// Frame mask for aligned mode (`!(frame_size - 1)`).
+    frame_mask: u64,
+    /// Frames the worker holds that are in no ring (fill ring had no room).
+    stash: Vec<u64>,
+    /// Frames handed to the TX ring and not yet seen on the completion ring.
+    tx_outstanding: u32,
+    /// Scratch: the descriptors of the batch being processed.
+    descs: [XdpDesc; MAX_BATCH],
+    /// Scratch: one verdict per frame of the batch.
+    verdicts: [Verdict; MAX_BATCH],
+    kicks: u64,
+    kick_errors: u64,
+    fill_wakeups: u64,
+    fill_shortfall: u64,
+    area: UmemArea,
+}
+
+// SAFETY: every raw pointer inside (xdpilone's ring and UMEM handles) points into mappings owned
+// by this value, so moving the whole queue to another thread (its worker) keeps them valid. It
+// is deliberately not `Sync`: the rings are single-producer/single-consumer from user space.
+unsafe impl Send for XskQueue {}
+
+impl XskQueue {
+    /// Create the UMEM, the socket and its rings, bind to `iface` queue `queue` with
+    /// need_wakeup, and put every frame in the fill ring.
+    ///
+    /// With [`BindMode::Auto`] zero-copy is tried first; if the driver refuses it
+    /// (`EOPNOTSUPP`), the socket is rebuilt in copy mode and one line is logged.
+    pub fn open(iface: &str, queue: u32, cfg: &XskConfig) -> Result<Self, XskError> {
+        cfg.validate()?;
+        match cfg.bind {
+            BindMode::Copy => Self::open_with(iface, queue, cfg, SocketConfig::XDP_BIND_COPY),
+            BindMode::Zerocopy => {
+                Self::open_with(iface, queue, cfg, SocketConfig::XDP_BIND_ZEROCOPY)
+            }
+            BindMode::Auto => {
+                match Self::open_with(iface, queue, cfg, SocketConfig::XDP_BIND_ZEROCOPY) {
+                    Err(XskError::ZeroCopyUnsupported { source, .. }) => {
+                        if queue == 0 {
+                            log::info!(
+                                "{iface}: asked for AF_XDP bind mode auto, granted copy: \
+                                 the driver has no zero-copy support ({source})"
+                            );
+                        }
+                        Self::open_with(iface, queue, cfg, SocketConfig::XDP_BIND_COPY)
+                    }
+                    other => other,
+                }
+            }
+        }
+    }
+
+    fn open_with(
+        iface: &str,
+        queue: u32,
+        cfg: &XskConfig,
+        mode_flag: u16,
+    ) -> Result<Self, XskError> {
+        let setup = |step: &'static str| {
+            let iface = iface.to_string();
+            move |e: xdpilone::Errno| XskError::Setup {
+                step,
+                iface,
+                queue,
+                source: errno(e),
+            }
+        };
+        let area_len = cfg.frame_count as usize * cfg.frame_size as usize;
+        let area = UmemArea::new(area_len).map_err(|source| XskError::Setup {
+            step: "mapping the UMEM",
+            iface: iface.to_string(),
+            queue,
+            source,
+        })?;
+        let umem_cfg = xdpilone::UmemConfig {
+            fill_size: cfg.fill_size,
+            complete_size: cfg.comp_size,
+            frame_size: cfg.frame_size,
+            headroom: 0,
+            flags: 0,
+        };
+        // SAFETY: `area` is a fresh page-aligned mapping of `area_len` bytes; it is stored in the
+        // returned XskQueue, which drops it after the Umem and every ring (field order).
+        let umem = unsafe { Umem::new(umem_cfg, area.as_raw()) }.map_err(|e| {
+            let source = errno(e);
+            match source.raw_os_error() {
+                Some(libc::EAFNOSUPPORT) => XskError::NoAfXdp(source),
+                Some(libc::EPERM) | Some(libc::EACCES) => XskError::Permission(source),
+                _ => XskError::Setup {
+                    step: "registering the UMEM",
+                    iface: iface.to_string(),
+                    queue,
+                    source,
+                },
+            }
+        })?;
+
+        let name = CString::new(iface).map_err(|_| XskError::Config {
+            field: "iface",
+            reason: format!("{iface:?} contains a NUL byte"),
+        })?;
+        let mut info = IfInfo::invalid();
+        info.from_name(&name)
+            .map_err(setup("looking up the interface"))?;
+        info.set_queue(queue);
+        let sock =
+            Socket::with_shared(&info, &umem).map_err(setup("creating the AF_XDP socket"))?;
+        let device = umem
+            .fq_cq(&sock)
+            .map_err(setup("creating the fill/completion rings"))?;
+        let sock_cfg = SocketConfig {
+            rx_size: NonZeroU32::new(cfg.rx_size),
+            tx_size: NonZeroU32::new(cfg.tx_size),
+            bind_flags: mode_flag | SocketConfig::XDP_BIND_NEED_WAKEUP,
+        };
+        let user = umem
+            .rx_tx(&sock, &sock_cfg)
+            .map_err(setup("creating the RX/TX rings"))?;
+        let rx = user.map_rx().map_err(setup("mapping the RX ring"))?;
+        let tx = user.map_tx().map_err(setup("mapping the TX ring"))?;
+        umem.bind(&user).map_err(|e| {
+            let source = errno(e);
+            match source.raw_os_error() {
+                Some(libc::EBUSY) => XskError::QueueBusy {
+                    iface: iface.to_string(),
+                    queue,
+                    source,
+                },
+                Some(libc::EOPNOTSUPP) if mode_flag == SocketConfig::XDP_BIND_ZEROCOPY => {
+                    XskError::ZeroCopyUnsupported {
+                        iface: iface.to_string(),
+                        queue,
+                        source,
+                    }
+                }
+                _ => XskError::Setup {
+                    step: "binding the AF_XDP socket",
+                    iface: iface.to_string(),
+                    queue,
+                    source,
+                },
+            }
+        })?;
+        // SAFETY: the fd belongs to `user`, which lives as long as this borrow.
+        let fd = unsafe { BorrowedFd::borrow_raw(user.as_raw_fd()) };
+        let zerocopy = rustix::net::sockopt::xdp_options(fd)
+            .map(|o| o.contains(rustix::net::xdp::XdpOptionsFlags::XDP_OPTIONS_ZEROCOPY))
+            .unwrap_or(mode_flag == SocketConfig::XDP_BIND_ZEROCOPY);
+        let (fill, comp) = device.into_parts();
+
+        let mut q = XskQueue {
+            rx,
+            tx,
+            fill,
+            comp,
+            _user: user,
+            _umem: umem,
+            iface: iface.to_string(),
+            queue,
+            cfg: cfg.clone(),
+            zerocopy,
+            frame_mask: !(u64::from(cfg.frame_size) - 1),
+            stash: Vec::with_capacity(cfg.frame_count as usize),
+            tx_outstanding: 0,
+            descs: [XdpDesc {
+                addr: 0,
+                len: 0,
+                options: 0,
+            }; MAX_BATCH],
+            verdicts: [Verdict::Drop(DropReason::Policy); MAX_BATCH],
+            kicks: 0,
+            kick_errors: 0,
+            fill_wakeups: 0,
+            fill_shortfall: 0,
+            area,
+        };
+        // Every frame starts in the worker's stash and is moved to the fill ring; what does not
+        // fit (fill ring smaller than the UMEM) stays stashed until the ring has room.
+        let fs = u64::from(cfg.frame_size);
+        q.stash
+            .extend((0..u64::from(cfg.frame_count)).rev().map(|i| i * fs));
+        q.refill();
+        Ok(q)
+    }
+
+    /// The interface this socket is bound to.
+    pub fn iface(&self) -> &str {
+        &self.iface
+    }
+
+    /// The queue index this socket is bound to.
+    pub fn queue(&self) -> u32 {
+        self.queue
+    }
+
+    /// True when the kernel granted zero-copy.
+    pub fn is_zerocopy(&self) -> bool {
+        self.zerocopy
+    }
+
+    /// The socket's file descriptor, for the XSKMAP and for `poll()`.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        // SAFETY: the fd is owned by `self._user`/`self.rx`, alive as long as `self`.
+        unsafe { BorrowedFd::borrow_raw(self.rx.as_raw_fd()) }
+    }
+
+    /// Frames sent but not yet completed.
+    pub fn tx_outstanding(&self) -> u32 {
+        self.tx_outstanding
+    }
+
+    /// `(kicks, kick_errors, fill_wakeups, fill_shortfall)` so far.
+    pub fn wakeup_counters(&self) -> (u64, u64, u64, u64) {
+        (
+            self.kicks,
+            self.kick_errors,
+            self.fill_wakeups,
+            self.fill_shortfall,
+        )
+    }
+
+    /// Move completed TX frames back to the fill ring. Returns how many were reclaimed.
+    pub fn reclaim(&mut self) -> u32 {
+        let avail = self.comp.available();
+        if avail == 0 {
+            return 0;
+        }
+        let mut done = 0;
+        if self.stash.is_empty() {
+            // Straight from the completion ring into the fill ring: reserve fill slots first so
+            // every completion read has a slot (zip would otherwise drop the last one read).
+            let mut w = self.fill.fill(avail);
+            let mut c = self.comp.complete(w.capacity());
+            done = w.insert(c.by_ref());
+            c.release();
+            w.commit();
+        }
+        // Whatever did not fit goes to the stash (fill ring full, or stash already non-empty so
+        // older frames go first).
+        let rest = self.comp.available();
+        if rest > 0 {
+            {
+                let mut c = self.comp.complete(rest);
+                for addr in c.by_ref() {
+                    self.stash.push(addr);
+                    done += 1;
+                }
+                c.release();
+            }
+            self.refill();
+        }
+        self.tx_outstanding = self.tx_outstanding.saturating_sub(done);
+        done
+    }
+
+    /// Move stashed frames into the fill ring, as many as fit.
+    pub fn refill(&mut self) {
+        // Two rounds: the first reserve may be served from a stale cached consumer head.
+        for _ in 0..2 {
+            if self.stash.is_empty() {
+                return;
+            }
+            let mut w = self.fill.fill(self.stash.len() as u32);
+            let n = w.capacity() as usize;
+            if n == 0 {
+                return;
+            }
+            let from = self.stash.len() - n;
+            w.insert(self.stash[from..].iter().copied());
+            w.commit();
+            self.stash.truncate(from);
+        }
+    }
+
+    /// Frames waiting in the RX ring.
+    pub fn rx_available(&self) -> u32 {
+        self.rx.available()
+    }
+
+    /// Take up to `batch` frames from the RX ring, let `app` judge them in place, then queue the
+    /// `Tx` frames on the TX ring (kicking it if the kernel asks) and recycle the rest to the
+    /// fill ring. Allocation-free.
+    pub fn process_batch(&mut self, app: impl FnOnce(&mut Batch<'_, '_>)) -> BatchOutcome {
+        let mut out = BatchOutcome::default();
+        let max = self.cfg.batch;
+        let n = {
+            let mut r = self.rx.receive(max);
+            let mut n = 0;
+            while let Some(d) = r.read() {
+                self.descs[n] = d;
+                n += 1;
+            }
+            r.release();
+            n
+        };
+        if n == 0 {
+            return out;
+        }
+        out.rx = n as u32;
+
+        {
+            let mut frames: [&mut [u8]; MAX_BATCH] =
+                std::array::from_fn(|_| <&mut [u8]>::default());
+            let base = self.area.base();
+            let area_len = self.area.len() as u64;
+            let fsz = u64::from(self.cfg.frame_size);
+            let mut bad = [false; MAX_BATCH];
+            for i in 0..n {
+                let d = self.descs[i];
+                let start = d.addr;
+                let end = start + u64::from(d.len);
+                // A descriptor must stay inside one frame of the UMEM; the kernel guarantees it,
+                // the check makes the slice construction below sound regardless.
+                if end > area_len || (start & self.frame_mask) + fsz < end {
+                    bad[i] = true;
+                    out.bad_desc += 1;
+                    continue;
+                }
+                out.rx_bytes += u64::from(d.len);
+                // SAFETY: [start, end) lies inside the mapping (checked above) and inside a single
+                // frame. The kernel handed each RX descriptor's frame to user space exclusively
+                // and two descriptors of one batch never share a frame, so these slices are
+                // disjoint; they live only in this block, while `self` is mutably borrowed.
+                frames[i] = unsafe {
+                    std::slice::from_raw_parts_mut(base.add(start as usize), d.len as usize)
+                };
+            }
+            let mut batch = Batch::new(&mut frames[..n], &mut self.verdicts[..n]);
+            app(&mut batch);
+            for i in 0..n {
+                if bad[i] {
+                    self.verdicts[i] = Verdict::Drop(DropReason::Truncated);
+                }
+            }
+        }
+
+        // Transmit what the app wants sent, in order. xdpilone's reserve serves a request from
+        // its cached view of the consumer head and may grant fewer slots than are free; a second
+        // reserve refreshes the view, so a shortfall is only real if that one grants nothing.
+        let want_tx = self.verdicts[..n]
+            .iter()
+            .filter(|v| **v == Verdict::Tx)
+            .count() as u32;
+        let mut sent_upto = 0usize; // index after the last Tx frame queued
+        let mut queued = 0u32;
+        while queued < want_tx {
+            let mut w = self.tx.transmit(want_tx - queued);
+            let room = w.capacity();
+            if room == 0 {
+                break;
+            }
+            let descs = &self.descs;
+            let verdicts = &self.verdicts;
+            let mut bytes = 0u64;
+            let from = sent_upto;
+            let it = (from..n)
+                .filter(|&i| verdicts[i] == Verdict::Tx)
+                .take(room as usize)
+                .map(|i| {
+                    sent_upto = i + 1;
+                    bytes += u64::from(descs[i].len);
+                    XdpDesc {
+                        addr: descs[i].addr,
+                        len: descs[i].len,
+                        options: 0,
+                    }
+                });
+            queued += w.insert(it);
+            w.commit();
+            out.tx_bytes += bytes;
+        }
+        out.tx = queued;
+        self.tx_outstanding += queued;
+
+        // Everything else goes back to the fill ring: drops, and Tx frames beyond the TX room.
+        let mut recycle = [0u64; MAX_BATCH];
+        let mut r = 0;
+        for i in 0..n {
+            match self.verdicts[i] {
+                Verdict::Tx if i < sent_upto => continue,
+                Verdict::Tx => out.tx_ring_full += 1,
+                Verdict::Drop(reason) => out.drops[reason.index()] += 1,
+            }
+            recycle[r] = self.descs[i].addr & self.frame_mask;
+            r += 1;
+        }
+        if r > 0 {
+            let mut placed = 0;
+            while placed < r {
+                let mut w = self.fill.fill((r - placed) as u32);
+                let k = w.insert(recycle[placed..r].iter().copied()) as usize;
+                w.commit();
+                if k == 0 {
+                    break;
+                }
+                placed += k;
+            }
+            if placed < r {
+                self.fill_shortfall += (r - placed) as u64;
+                self.stash.extend_from_slice(&recycle[placed..r]);
+            }
+        }
+
+        if out.tx > 0 {
+            self.kick_tx_if_needed();
+        }
+        out
+    }
+
+    /// Kick the TX ring if the kernel asked for a wakeup (copy mode always does).
+    ///
+    /// In copy mode one `sendto` transmits at most the kernel's per-call budget (32 frames by
+    /// default) and returns `EAGAIN` if more are queued, or if the completion ring is full. So
+    /// this kicks again, reclaiming completions in between, until the TX ring is empty or
+    /// [`MAX_KICKS`] calls were made; frames still queued then go out on the next call.
+    ///
+    /// `EAGAIN` is the expected "call again", not an error. `EBUSY`, `ENOBUFS` and `ENETDOWN`
+    /// (link down) are counted in `kick_errors`, not failures: the frames stay in the ring and
+    /// the next kick retries.
+    pub fn kick_tx_if_needed(&mut self) {
+        for _ in 0..MAX_KICKS {
+            if self.tx.pending() == 0 || !self.tx.needs_wakeup() {
+                return;
+            }
+            self.kicks += 1;
+            match rustix::net::send(self.fd(), &[], rustix::net::SendFlags::DONTWAIT) {
+                Ok(_) => {}
+                Err(rustix::io::Errno::AGAIN) => {}
+                Err(_) => {
+                    self.kick_errors += 1;
+                    return;
+                }
+            }
+            self.reclaim();
+        }
+    }
+
+    /// Wake the driver if it asked for fill-ring entries (need_wakeup on the fill ring).
+    pub fn wake_fill_if_needed(&mut self) {
+        if self.fill.needs_wakeup() {
+            self.fill_wakeups += 1;
+            let _ = rustix::net::recv(
+                self.fd(),
+                &mut [0u8; 0][..],
+                rustix::net::RecvFlags::DONTWAIT,
+            );
+        }
+    }
+
+    /// Sleep in `poll()` until frames arrive or `timeout` passes. Returns true if readable.
+    pub fn wait_readable(&self, timeout: Duration) -> bool {
+        let ts = rustix::event::Timespec {
+            tv_sec: timeout.as_secs() as i64,
+            tv_nsec: i64::from(timeout.subsec_nanos()),
+        };
+        let fd = self.fd();
+        let mut fds = [rustix::event::PollFd::new(
+            &fd,
+            rustix::event::PollFlags::IN,
+        )];
+        matches!(rustix::event::poll(&mut fds, Some(&ts)), Ok(n) if n > 0)
+    }
+
+    /// Count the frames in every place user space can see (see the module doc).
+    pub fn census(&self) -> Census {
+        let total = u64::from(self.cfg.frame_count);
+        let fill = u64::from(self.fill.pending());
+        let rx = u64::from(self.rx.available());
+        let worker = self.stash.len() as u64;
+        let tx = u64::from(self.tx.pending());
+        let completion = u64::from(self.comp.available());
+        let seen = fill + rx + worker + tx + completion;
+        Census {
+            total,
+            fill,
+            rx,
+            worker,
+            tx,
+            completion,
+            kernel: total as i64 - seen as i64,
+        }
+    }
+
+    /// The kernel's counters for this socket.
+    pub fn kernel_stats(&self) -> io::Result<KernelStats> {
+        let s = rustix::net::sockopt::xdp_statistics(self.fd())?;
+        Ok(KernelStats {
+            rx_dropped: s.rx_dropped,
+            rx_invalid_descs: s.rx_invalid_descs,
+            tx_invalid_descs: s.tx_invalid_descs,
+            rx_ring_full: s.rx_ring_full.unwrap_or(0),
+            rx_fill_ring_empty: s.rx_fill_ring_empty_descs.unwrap_or(0),
+            tx_ring_empty: s.tx_ring_empty_descs.unwrap_or(0),
+        })
+    }
+}
+
+fn errno(e: xdpilone::Errno) -> io::Error {
+    io::Error::from_raw_os_error(e.get_raw().abs())
+}
+
+impl AsFd for XskQueue {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd()
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn default_config_is_valid() {
+        XskConfig::default().validate().unwrap();
+    }
+
+    #[test]
+    fn config_errors_name_the_field() {
+        let bad = XskConfig {
+            rx_size: 1000,
+            ..Default::default()
+        };
+        let e = bad.validate().unwrap_err().to_string();
+        assert!(e.contains("--rx-ring") && e.contains("1000"), "{e}");
+        let bad = XskConfig {
+            batch: 0,
+            ..Default::default()
+        };
+        assert!(bad.validate().unwrap_err().to_string().contains("--batch"));
+        let bad = XskConfig {
+            batch: MAX_BATCH as u32 + 1,
+            ..Default::default()
+        };
+        assert!(bad.validate().unwrap_err().to_string().contains("--batch"));
+        let bad = XskConfig {
+            frame_size: 1024,
+            ..Default::default()
+        };
+        assert!(
+            bad.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("--frame-size")
+        );
+        let bad = XskConfig {
+            frame_count: 64,
+            batch: 64,
+            ..Default::default()
+        };
+        assert!(
+            bad.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("--frame-count")
+        );
+    }
+
+    #[test]
+    fn umem_area_maps_and_unmaps() {
+        let a = UmemArea::new(1 << 20).unwrap();
+        assert_eq!(a.len(), 1 << 20);
+        assert_eq!(a.base() as usize % 4096, 0);
+        assert!(UmemArea::new(0).is_err());
+    }
+}

@@ -1,0 +1,296 @@
+//! Plain values of the steering API: attach mode, rules, counters. No kernel access here.
+
+use sluice_ebpf as ebpf;
+use std::fmt;
+
+/// How to attach the XDP program.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum XdpMode {
+    /// Native (driver) mode if the driver supports it, else generic (skb) mode — with one
+    /// warning saying so.
+    #[default]
+    Auto,
+    /// Native XDP in the driver (`XDP_FLAGS_DRV_MODE`); fails if the driver lacks it.
+    Driver,
+    /// Generic XDP in the kernel's receive path (`XDP_FLAGS_SKB_MODE`): works on every
+    /// device, slower, AF_XDP in copy mode only.
+    Skb,
+}
+
+impl fmt::Display for XdpMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Auto => "auto",
+            Self::Driver => "driver",
+            Self::Skb => "skb",
+        })
+    }
+}
+
+/// Transport protocol a [`Rule`] matches.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum L4Proto {
+    /// UDP (IP protocol 17).
+    Udp,
+    /// TCP (IP protocol 6).
+    Tcp,
+}
+
+impl L4Proto {
+    /// The IP protocol number, as stored in the rules map.
+    pub const fn ip_proto(self) -> u8 {
+        match self {
+            Self::Udp => ebpf::IPPROTO_UDP,
+            Self::Tcp => ebpf::IPPROTO_TCP,
+        }
+    }
+
+    /// Inverse of [`L4Proto::ip_proto`].
+    pub const fn from_ip_proto(proto: u8) -> Option<Self> {
+        match proto {
+            ebpf::IPPROTO_UDP => Some(Self::Udp),
+            ebpf::IPPROTO_TCP => Some(Self::Tcp),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for L4Proto {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Udp => "udp",
+            Self::Tcp => "tcp",
+        })
+    }
+}
+
+/// What the XDP program does with a frame whose `(proto, dst port)` matches a [`Rule`].
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// Into the AF_XDP socket registered for the receive queue; to the kernel if there is none.
+    Redirect,
+    /// Dropped in XDP.
+    Drop,
+    /// To the kernel (e.g. to exempt a port from a broader policy, or for counting).
+    Pass,
+}
+
+impl Action {
+    /// The value stored in the rules map.
+    pub const fn raw(self) -> u32 {
+        match self {
+            Self::Redirect => ebpf::ACTION_REDIRECT,
+            Self::Drop => ebpf::ACTION_DROP,
+            Self::Pass => ebpf::ACTION_PASS,
+        }
+    }
+
+    /// Inverse of [`Action::raw`].
+    pub const fn from_raw(raw: u32) -> Option<Self> {
+        match raw {
+            ebpf::ACTION_REDIRECT => Some(Self::Redirect),
+            ebpf::ACTION_DROP => Some(Self::Drop),
+            ebpf::ACTION_PASS => Some(Self::Pass),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Redirect => "redirect",
+            Self::Drop => "drop",
+            Self::Pass => "pass",
+        })
+    }
+}
+
+/// One steering rule: frames to `proto` destination `port` get `action`.
+///
+/// Rules are keyed by `(proto, port)`: setting a rule for a key that has one replaces it.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+pub struct Rule {
+    /// Transport protocol.
+    pub proto: L4Proto,
+    /// Destination port (host byte order).
+    pub port: u16,
+    /// What to do with matching frames.
+    pub action: Action,
+}
+
+impl Rule {
+    /// The rules-map key of this rule.
+    pub(crate) const fn key(proto: L4Proto, port: u16) -> ebpf::RuleKey {
+        ebpf::RuleKey::new(proto.ip_proto(), port)
+    }
+
+    /// Rebuilds a rule from a map entry; `None` for entries this API cannot have written.
+    pub(crate) fn from_entry(key: ebpf::RuleKey, value: u32) -> Option<Self> {
+        Some(Self {
+            proto: L4Proto::from_ip_proto(key.proto)?,
+            port: key.port,
+            action: Action::from_raw(value)?,
+        })
+    }
+}
+
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{} -> {}", self.proto, self.port, self.action)
+    }
+}
+
+/// The XDP program's outcome counters, summed over all CPUs, since the program was loaded.
+///
+/// Every frame the program sees is counted exactly once.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Counters {
+    /// Redirected into an AF_XDP socket.
+    pub redirected: u64,
+    /// IP, well-formed, no rule matched (also non-UDP/TCP and IPv4 non-first fragments): passed.
+    pub passed: u64,
+    /// A pass rule matched.
+    pub passed_by_rule: u64,
+    /// A drop rule matched.
+    pub dropped_by_rule: u64,
+    /// Not IPv4/IPv6 (ARP, more than two VLAN tags, ...): passed.
+    pub not_ip: u64,
+    /// Truncated or invalid header: passed.
+    pub malformed: u64,
+    /// A redirect rule matched but the receive queue had no socket: passed (fail open).
+    pub redirect_fallback: u64,
+}
+
+impl Counters {
+    /// Builds the struct from per-index sums (index = `sluice_ebpf::counter::*`).
+    pub(crate) fn from_sums(sums: &[u64; ebpf::counter::LEN as usize]) -> Self {
+        use ebpf::counter as c;
+        Self {
+            redirected: sums[c::REDIRECTED as usize],
+            passed: sums[c::PASSED as usize],
+            passed_by_rule: sums[c::PASSED_BY_RULE as usize],
+            dropped_by_rule: sums[c::DROPPED_BY_RULE as usize],
+            not_ip: sums[c::NOT_IP as usize],
+            malformed: sums[c::MALFORMED as usize],
+            redirect_fallback: sums[c::REDIRECT_FALLBACK as usize],
+        }
+    }
+
+    /// All frames the program has seen.
+    pub const fn total(&self) -> u64 {
+        self.redirected
+            + self.passed
+            + self.passed_by_rule
+            + self.dropped_by_rule
+            + self.not_ip
+            + self.malformed
+            + self.redirect_fallback
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn proto_and_action_round_trip() {
+        for p in [L4Proto::Udp, L4Proto::Tcp] {
+            assert_eq!(L4Proto::from_ip_proto(p.ip_proto()), Some(p));
+        }
+        assert_eq!(L4Proto::Udp.ip_proto(), 17);
+        assert_eq!(L4Proto::Tcp.ip_proto(), 6);
+        assert_eq!(L4Proto::from_ip_proto(1), None);
+        for a in [Action::Redirect, Action::Drop, Action::Pass] {
+            assert_eq!(Action::from_raw(a.raw()), Some(a));
+        }
+        assert_eq!(Action::from_raw(0), None);
+        assert_eq!(Action::from_raw(4), None);
+    }
+
+    #[test]
+    fn rule_entry_round_trip() {
+        let r = Rule {
+            proto: L4Proto::Tcp,
+            port: 8080,
+            action: Action::Drop,
+        };
+        let key = Rule::key(r.proto, r.port);
+        assert_eq!(key.pad, 0);
+        assert_eq!(key.port, 8080);
+        assert_eq!(Rule::from_entry(key, r.action.raw()), Some(r));
+        assert_eq!(Rule::from_entry(key, 99), None);
+        assert_eq!(Rule::from_entry(ebpf::RuleKey::new(1, 80), 1), None);
+        assert_eq!(r.to_string(), "tcp/8080 -> drop");
+    }
+
+    #[test]
+    fn counters_from_sums_uses_the_c_indices() {
+        let sums = [10, 11, 12, 13, 14, 15, 16];
+        let c = Counters::from_sums(&sums);
+        assert_eq!(
+            c,
+            Counters {
+                redirected: 10,
+                passed: 11,
+                passed_by_rule: 12,
+                dropped_by_rule: 13,
+                not_ip: 14,
+                malformed: 15,
+                redirect_fallback: 16,
+            }
+        );
+        assert_eq!(c.total(), sums.iter().sum::<u64>());
+    }
+
+    #[test]
+    fn mode_names() {
+        use clap::ValueEnum as _;
+        for m in [XdpMode::Auto, XdpMode::Driver, XdpMode::Skb] {
+            let pv = m.to_possible_value().unwrap();
+            assert_eq!(pv.get_name(), m.to_string());
+            assert_eq!(XdpMode::from_str(&m.to_string(), false), Ok(m));
+        }
+        assert_eq!(XdpMode::default(), XdpMode::Auto);
+    }
+}

@@ -1,0 +1,188 @@
+//! Plain data types the public API hands out: MAC addresses and what the
+//! kernel reports about links, addresses, neighbours and routes.
+//!
+//! These deliberately don't expose `netlink-packet-route` types, so users of
+//! the test bed don't have to pin that crate's version.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+
+/// A 48-bit Ethernet MAC address.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct MacAddr(pub [u8; 6]);
+
+impl MacAddr {
+    /// The six address bytes.
+    pub const fn octets(&self) -> [u8; 6] {
+        self.0
+    }
+
+    /// Builds a MAC address from a slice; `None` unless it is 6 bytes long.
+    pub fn from_slice(bytes: &[u8]) -> Option<MacAddr> {
+        <[u8; 6]>::try_from(bytes).ok().map(MacAddr)
+    }
+}
+
+impl fmt::Display for MacAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let [a, b, c, d, e, g] = self.0;
+        write!(f, "{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{g:02x}")
+    }
+}
+
+impl fmt::Debug for MacAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// Error from parsing a [`MacAddr`] that isn't six `:`-separated hex bytes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid MAC address {0:?}: expected six ':'-separated hex bytes")]
+pub struct ParseMacError(String);
+
+impl FromStr for MacAddr {
+    type Err = ParseMacError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut out = [0u8; 6];
+        let mut parts = s.split(':');
+        for byte in &mut out {
+            let part = parts.next().ok_or_else(|| ParseMacError(s.into()))?;
+            if part.is_empty() || part.len() > 2 {
+                return Err(ParseMacError(s.into()));
+            }
+            *byte = u8::from_str_radix(part, 16).map_err(|_| ParseMacError(s.into()))?;
+        }
+        if parts.next().is_some() {
+            return Err(ParseMacError(s.into()));
+        }
+        Ok(MacAddr(out))
+    }
+}
+
+/// A network interface as the kernel reports it (`RTM_GETLINK`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    /// Interface name.
+    pub name: String,
+    /// Interface index (unique within its namespace only).
+    pub index: u32,
+    /// MAC address; `None` for links without one (e.g. some tunnels).
+    pub mac: Option<MacAddr>,
+    /// MTU in bytes.
+    pub mtu: u32,
+    /// Administratively up (`IFF_UP`).
+    pub up: bool,
+    /// Carrier present (`IFF_LOWER_UP`); a veth end has carrier only when
+    /// both ends are up.
+    pub lower_up: bool,
+    /// Operational state is up (`IF_OPER_UP`, "state UP" in `ip link`).
+    pub oper_up: bool,
+    /// Name of the root qdisc (`IFLA_QDISC`). It is `noop`, which drops
+    /// every packet, until the kernel activates the device after its
+    /// carrier came up.
+    pub qdisc: Option<String>,
+    /// Number of receive queues.
+    pub num_rx_queues: u32,
+    /// Number of transmit queues.
+    pub num_tx_queues: u32,
+}
+
+/// An IP address assigned to an interface (`RTM_GETADDR`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IfAddr {
+    /// The address.
+    pub addr: IpAddr,
+    /// Its prefix length.
+    pub prefix_len: u8,
+    /// IPv6 duplicate address detection is still running; the address is
+    /// not usable yet. Never set for addresses this crate adds (they are
+    /// added with `IFA_F_NODAD`).
+    pub tentative: bool,
+}
+
+/// A neighbour (ARP / NDP) cache entry (`RTM_GETNEIGH`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Neighbour {
+    /// The neighbour's IP address.
+    pub ip: IpAddr,
+    /// Its link-layer address, once known.
+    pub mac: Option<MacAddr>,
+    /// A static entry (`NUD_PERMANENT`), as added by
+    /// [`Netns::add_neighbour`](crate::Netns::add_neighbour).
+    pub permanent: bool,
+    /// The raw `NUD_*` state bits.
+    pub state: u16,
+}
+
+/// A simple unicast route in the main table: `dst/prefix_len`, either via a
+/// gateway, or directly on a device, or both.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// Destination network (`0.0.0.0` / `::` with prefix 0 for a default route).
+    pub dst: IpAddr,
+    /// Destination prefix length.
+    pub prefix_len: u8,
+    /// Next hop, if any; must be of the same family as `dst`.
+    pub via: Option<IpAddr>,
+    /// Output interface, if any. At least one of `via` and `dev` is needed
+    /// to add a route.
+    pub dev: Option<String>,
+}
+
+impl Route {
+    /// A route to `dst/prefix_len` via the gateway `via`.
+    pub fn via(dst: IpAddr, prefix_len: u8, via: IpAddr) -> Route {
+        Route {
+            dst,
+            prefix_len,
+            via: Some(via),
+            dev: None,
+        }
+    }
+
+    /// A route to `dst/prefix_len` directly on the interface `dev`.
+    pub fn dev(dst: IpAddr, prefix_len: u8, dev: &str) -> Route {
+        Route {
+            dst,
+            prefix_len,
+            via: None,
+            dev: Some(dev.to_owned()),
+        }
+    }
+}
+
+impl fmt::Display for Route {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.dst, self.prefix_len)?;
+        if let Some(via) = self.via {
+            write!(f, " via {via}")?;
+        }
+        if let Some(dev) = &self.dev {
+            write!(f, " dev {dev}")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn mac_round_trip() {
+        let mac: MacAddr = "02:fc:00:0a:Bb:ff".parse().unwrap();
+        assert_eq!(mac.octets(), [0x02, 0xfc, 0x00, 0x0a, 0xbb, 0xff]);
+        assert_eq!(mac.to_string(), "02:fc:00:0a:bb:ff");
+        assert!("02:fc:00:0a:bb".parse::<MacAddr>().is_err());
+        assert!("02:fc:00:0a:bb:ff:00".parse::<MacAddr>().is_err());
+        assert!("02:fc:00:0a:bb:fff".parse::<MacAddr>().is_err());
+        assert_eq!(
+            MacAddr::from_slice(&[1, 2, 3, 4, 5, 6]),
+            Some(MacAddr([1, 2, 3, 4, 5, 6]))
+        );
+        assert_eq!(MacAddr::from_slice(&[1, 2, 3]), None);
+    }
+}

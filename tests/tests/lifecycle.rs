@@ -1,0 +1,264 @@
+//! Start-up errors and shutdown: every refusal is one clear line and a non-zero exit; SIGTERM and
+//! SIGKILL both leave the interface without an XDP program and the kernel serving traffic.
+
+mod common;
+
+use common::*;
+use nix::sys::signal::Signal;
+use sluice_testbed::{TestBed, require_root};
+use std::net::{SocketAddr, UdpSocket};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+const PORT: u16 = 9000;
+
+/// Run sluice to completion in the engine namespace (bounded by --duration) and return output.
+fn run_to_end(bed: &TestBed, args: &[&str]) -> Output {
+    let mut cmd = Command::new(sluice_bin());
+    cmd.args(args).stdin(std::process::Stdio::null());
+    cmd.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = bed.engine().ns().spawn(&mut cmd).expect("spawn");
+    child.wait_with_output().expect("wait")
+}
+
+fn assert_fails_with(out: &Output, needle: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "expected failure, got success; stderr:\n{err}"
+    );
+    assert!(err.contains(needle), "stderr lacks {needle:?}:\n{err}");
+    let last = err.lines().last().unwrap_or("");
+    assert!(
+        last.starts_with("sluice: error: "),
+        "last stderr line is not the error: {last:?}"
+    );
+}
+
+/// After the engine is gone: the steered port must reach a kernel socket in the engine namespace.
+fn assert_kernel_gets_port(bed: &TestBed) {
+    let addr = SocketAddr::new(bed.engine().ipv4().into(), PORT);
+    let server = bed
+        .engine()
+        .ns()
+        .run(move || UdpSocket::bind(addr).expect("bind kernel socket"))
+        .unwrap();
+    server
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let from = SocketAddr::new(bed.peer().ipv4().into(), 0);
+    bed.peer()
+        .ns()
+        .run(move || {
+            let c = UdpSocket::bind(from).unwrap();
+            c.send_to(b"to the kernel", addr).unwrap();
+        })
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let (n, _) = server
+        .recv_from(&mut buf)
+        .expect("the kernel did not get the datagram");
+    assert_eq!(&buf[..n], b"to the kernel");
+}
+
+#[test]
+fn sigterm_detaches_prints_totals_and_exits_zero() {
+    if !require_root("sigterm_detaches_prints_totals_and_exits_zero") {
+        return;
+    }
+    let bed = bed(1);
+    let mut engine = Engine::start(&bed, &["--udp", "9000"]);
+    wait_echo_ready(&bed, &mut engine, false, PORT);
+    assert!(xdp_attached(&bed));
+    let fin = engine.stop(); // asserts exit status 0
+    assert_census(&fin);
+    assert!(fin["total"]["rx_packets"].as_u64().unwrap() >= 1);
+    assert!(
+        !xdp_attached(&bed),
+        "XDP program still attached after SIGTERM"
+    );
+    assert_kernel_gets_port(&bed);
+}
+
+#[test]
+fn sigkill_leaves_no_program_behind() {
+    if !require_root("sigkill_leaves_no_program_behind") {
+        return;
+    }
+    let bed = bed(1);
+    let mut engine = Engine::start(&bed, &["--udp", "9000"]);
+    wait_echo_ready(&bed, &mut engine, false, PORT);
+    assert!(xdp_attached(&bed));
+    let (status, _) = engine.stop_with(Signal::SIGKILL);
+    assert!(!status.success());
+    // The bpf_link dies with the process's last fd; give the kernel a moment to release it.
+    let end = Instant::now() + Duration::from_secs(5);
+    while xdp_attached(&bed) {
+        assert!(
+            Instant::now() < end,
+            "XDP program still attached 5 s after SIGKILL"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_kernel_gets_port(&bed);
+}
+
+#[test]
+fn sigint_also_stops_cleanly() {
+    if !require_root("sigint_also_stops_cleanly") {
+        return;
+    }
+    let bed = bed(1);
+    let mut engine = Engine::start(&bed, &["--udp", "9000"]);
+    wait_echo_ready(&bed, &mut engine, false, PORT);
+    let (status, lines) = engine.stop_with(Signal::SIGINT);
+    assert!(status.success(), "{status}");
+    assert_census(&final_json(&lines));
+    assert!(!xdp_attached(&bed));
+}
+
+#[test]
+fn duration_stops_by_itself() {
+    if !require_root("duration_stops_by_itself") {
+        return;
+    }
+    let bed = bed(1);
+    let t = Instant::now();
+    let out = run_to_end(
+        &bed,
+        &[
+            "run",
+            "--iface",
+            bed.engine().iface(),
+            "--udp",
+            "9000",
+            "--duration",
+            "1",
+            "--json",
+            "--stats-interval",
+            "0.3",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(t.elapsed() < Duration::from_secs(15));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<String> = stdout.lines().map(str::to_string).collect();
+    let stats = lines
+        .iter()
+        .filter(|l| l.contains("\"type\":\"stats\""))
+        .count();
+    assert!(stats >= 2, "expected periodic stats lines: {stdout}");
+    assert_census(&final_json(&lines));
+}
+
+#[test]
+fn startup_errors_are_one_clear_line() {
+    if !require_root("startup_errors_are_one_clear_line") {
+        return;
+    }
+    let bed = bed(1);
+    let iface = bed.engine().iface().to_string();
+
+    let out = run_to_end(&bed, &["run", "--iface", "nosuch0", "--udp", "9000"]);
+    assert_fails_with(&out, "no interface named \"nosuch0\"");
+
+    let out = run_to_end(
+        &bed,
+        &["run", "--iface", &iface, "--udp", "9000", "--queues", "4"],
+    );
+    assert_fails_with(&out, "--queues 4: veth-eng has only 1 RX queue(s)");
+
+    let out = run_to_end(&bed, &["run", "--iface", &iface]);
+    assert_fails_with(&out, "nothing to steer");
+
+    let out = run_to_end(
+        &bed,
+        &[
+            "run",
+            "--iface",
+            &iface,
+            "--udp",
+            "9000",
+            "--rx-ring",
+            "1000",
+        ],
+    );
+    assert_fails_with(&out, "--rx-ring");
+
+    let out = run_to_end(
+        &bed,
+        &[
+            "run", "--iface", &iface, "--udp", "9000", "--bind", "zerocopy",
+        ],
+    );
+    assert_fails_with(&out, "does not support AF_XDP zero-copy");
+
+    // Loopback has no native XDP: forcing driver mode must say so.
+    let out = run_to_end(
+        &bed,
+        &[
+            "run",
+            "--iface",
+            "lo",
+            "--udp",
+            "9000",
+            "--xdp-mode",
+            "driver",
+            "--bind",
+            "copy",
+        ],
+    );
+    assert_fails_with(&out, "driver");
+
+    bed.engine().ns().set_link_up(&iface, false).unwrap();
+    let out = run_to_end(&bed, &["run", "--iface", &iface, "--udp", "9000"]);
+    assert_fails_with(&out, "is down");
+    bed.engine().ns().set_link_up(&iface, true).unwrap();
+}
+
+#[test]
+fn unprivileged_user_is_told_which_capabilities() {
+    if !require_root("unprivileged_user_is_told_which_capabilities") {
+        return;
+    }
+    let bed = bed(1);
+    let mut cmd = Command::new(sluice_bin());
+    std::os::unix::process::CommandExt::uid(&mut cmd, 65534);
+    std::os::unix::process::CommandExt::gid(&mut cmd, 65534);
+    cmd.args(["run", "--iface", bed.engine().iface(), "--udp", "9000"]);
+    cmd.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let out = bed
+        .engine()
+        .ns()
+        .spawn(&mut cmd)
+        .unwrap()
+        .wait_with_output()
+        .unwrap();
+    assert_fails_with(&out, "CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF");
+}
+
+#[test]
+fn second_engine_on_the_same_queue_fails_and_first_keeps_serving() {
+    if !require_root("second_engine_on_the_same_queue_fails_and_first_keeps_serving") {
+        return;
+    }
+    let bed = bed(1);
+    let mut engine = Engine::start(&bed, &["--udp", "9000"]);
+    wait_echo_ready(&bed, &mut engine, false, PORT);
+    let out = run_to_end(
+        &bed,
+        &["run", "--iface", bed.engine().iface(), "--udp", "9001"],
+    );
+    assert_fails_with(&out, "already bound");
+    let mut cfg = echo_cfg(&bed, false, PORT);
+    cfg.count = Some(500);
+    let s = echo(&bed, cfg);
+    assert_eq!((s.echoed, s.lost, s.mismatched), (500, 0, 0));
+    assert_census(&engine.stop());
+}
