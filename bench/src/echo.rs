@@ -228,42 +228,41 @@ impl EchoClient {
         drop(fds);
         let mut got = 0;
         for i in 0..self.socks.len() {
-            loop {
-                match self.socks[i].recv(&mut self.buf) {
-                    Ok(n) => {
-                        got += 1;
-                        let p = &self.buf[..n];
-                        let key = (n, seq_field(p));
-                        let ok = match self.inflight.get_mut(&key) {
-                            Some(c) => {
-                                // Verify the whole datagram against what that sequence sent.
-                                let mut want = vec![0u8; n];
-                                fill_payload(&mut want, key.1);
-                                if want == p {
-                                    *c -= 1;
-                                    if *c == 0 {
-                                        self.inflight.remove(&key);
-                                    }
-                                    self.inflight_n -= 1;
-                                    true
-                                } else {
-                                    false
-                                }
-                            }
-                            None => false,
-                        };
-                        if ok {
-                            self.stats.echoed += 1;
-                            self.stats.echoed_bytes += n as u64;
-                        } else {
-                            self.stats.mismatched += 1;
-                        }
-                    }
-                    Err(_) => break,
+            while let Ok(n) = self.socks[i].recv(&mut self.buf) {
+                got += 1;
+                if self.match_echo(n) {
+                    self.stats.echoed += 1;
+                    self.stats.echoed_bytes += n as u64;
+                } else {
+                    self.stats.mismatched += 1;
                 }
             }
         }
         got
+    }
+}
+
+impl EchoClient {
+    /// Check the `n` bytes in `self.buf` against the datagrams in flight; on a byte-exact match
+    /// take that datagram out of flight and return true.
+    fn match_echo(&mut self, n: usize) -> bool {
+        let p = &self.buf[..n];
+        let key = (n, seq_field(p));
+        let Some(c) = self.inflight.get_mut(&key) else {
+            return false;
+        };
+        // Verify the whole datagram against what that sequence number sent.
+        let mut want = vec![0u8; n];
+        fill_payload(&mut want, key.1);
+        if want != p {
+            return false;
+        }
+        *c -= 1;
+        if *c == 0 {
+            self.inflight.remove(&key);
+        }
+        self.inflight_n -= 1;
+        true
     }
 }
 

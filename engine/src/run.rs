@@ -120,13 +120,13 @@ fn plan(args: &RunArgs) -> Result<Plan, RunError> {
             reason: format!("{} is not a number of seconds >= 0", args.stats_interval),
         });
     }
-    if let Some(d) = args.duration {
-        if !(d.is_finite() && d > 0.0) {
-            return Err(RunError::Config {
-                field: "duration",
-                reason: format!("{d} is not a positive number of seconds"),
-            });
-        }
+    if let Some(d) = args.duration
+        && !(d.is_finite() && d > 0.0)
+    {
+        return Err(RunError::Config {
+            field: "duration",
+            reason: format!("{d} is not a positive number of seconds"),
+        });
     }
     let mut rules = Vec::new();
     for (proto, list) in [(L4Proto::Udp, &args.udp), (L4Proto::Tcp, &args.tcp)] {
@@ -332,16 +332,12 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<Summary, RunError> {
             died = Some(RunError::WorkerDied { queue, msg });
             break;
         }
-        if let (Some(t), Some(i)) = (next_report, interval) {
-            if now >= t {
-                reporter.report(
-                    out,
-                    &workers,
-                    Some(&steering.counters().unwrap_or_default()),
-                    started,
-                );
-                next_report = Some(t + i);
-            }
+        if let (Some(t), Some(i)) = (next_report, interval)
+            && now >= t
+        {
+            let xdp = steering.counters().unwrap_or_default();
+            reporter.report(out, &workers, Some(&xdp), started);
+            next_report = Some(t + i);
         }
         std::thread::sleep(Duration::from_millis(20));
     }

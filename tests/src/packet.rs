@@ -83,10 +83,11 @@ impl PacketSocket {
             if left.is_zero() {
                 break;
             }
-            if let Some(f) = self.recv(left)? {
-                if !f.outgoing && keep(&f.data) {
-                    out.push(f.data);
-                }
+            if let Some(f) = self.recv(left)?
+                && !f.outgoing
+                && keep(&f.data)
+            {
+                out.push(f.data);
             }
         }
         Ok(out)

@@ -79,17 +79,6 @@ fn ethtool_value(sock: BorrowedFd<'_>, iface: &str, cmd: u32, data: u32) -> io::
     Ok(value.data)
 }
 
-#[cfg(test)]
-mod test {
-    use super::*;
-
-    #[test]
-    fn ifreq_is_as_large_as_the_kernels() {
-        assert_eq!(size_of::<IfreqData>(), size_of::<libc::ifreq>());
-        assert_eq!(size_of::<EthtoolValue>(), 8);
-    }
-}
-
 // ----- AF_PACKET ---------------------------------------------------------------------------
 
 /// `ETH_P_ALL` in network byte order, as `socket()` and `sockaddr_ll` want it.
@@ -202,8 +191,16 @@ pub(crate) fn packet_recv(
         }
         return Err(e);
     }
-    Ok(Some((
-        n as usize,
-        sa.sll_pkttype == libc::PACKET_OUTGOING as u8,
-    )))
+    Ok(Some((n as usize, sa.sll_pkttype == libc::PACKET_OUTGOING)))
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn ifreq_is_as_large_as_the_kernels() {
+        assert_eq!(size_of::<IfreqData>(), size_of::<libc::ifreq>());
+        assert_eq!(size_of::<EthtoolValue>(), 8);
+    }
 }

@@ -100,11 +100,11 @@ pub fn spawn<A: App + 'static>(
     let join = thread::Builder::new()
         .name(format!("sluice-q{queue}"))
         .spawn(move || {
-            if let Some(id) = cfg.core {
-                if !core_affinity::set_for_current(core_affinity::CoreId { id }) {
-                    // Not fatal: the CLI already checked the core is allowed; say it once.
-                    log::warn!("queue {queue}: could not pin to core {id}; running unpinned");
-                }
+            if let Some(id) = cfg.core
+                && !core_affinity::set_for_current(core_affinity::CoreId { id })
+            {
+                // Not fatal: the CLI already checked the core is allowed; say it once.
+                log::warn!("queue {queue}: could not pin to core {id}; running unpinned");
             }
             run_loop(q, app, &cfg, &stop, &sh);
         })
@@ -136,7 +136,7 @@ pub fn run_loop<A: App>(
             local.add_batch(&out);
             idle_rounds = 0;
             slow_tick += 1;
-            if slow_tick % SLOW_STATS_EVERY == 0 {
+            if slow_tick.is_multiple_of(SLOW_STATS_EVERY) {
                 publish_slow(&q, shared);
             }
             publish_fast(&q, &mut local, shared);
@@ -150,7 +150,7 @@ pub fn run_loop<A: App>(
         q.wake_fill_if_needed();
         idle_rounds += 1;
         if cfg.busy_poll || idle_rounds < SPIN_ROUNDS {
-            if idle_rounds % 256 == 0 {
+            if idle_rounds.is_multiple_of(256) {
                 publish_fast(&q, &mut local, shared);
             }
             std::hint::spin_loop();

@@ -607,10 +607,8 @@ impl XskQueue {
             }
             let mut batch = Batch::new(&mut frames[..n], &mut self.verdicts[..n]);
             app(&mut batch);
-            for i in 0..n {
-                if bad[i] {
-                    self.verdicts[i] = Verdict::Drop(DropReason::Truncated);
-                }
+            for (v, _) in self.verdicts[..n].iter_mut().zip(&bad).filter(|(_, b)| **b) {
+                *v = Verdict::Drop(DropReason::Truncated);
             }
         }
 
