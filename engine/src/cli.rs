@@ -20,9 +20,12 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Attach the steering program to an interface and run one worker per queue until
-    /// SIGINT/SIGTERM (or --duration). Needs root, or CAP_NET_ADMIN + CAP_NET_RAW + CAP_BPF
-    /// (CAP_SYS_ADMIN instead of CAP_BPF works too) and CAP_IPC_LOCK for large UMEMs.
+    /// Steer UDP/TCP ports of an interface into per-queue workers until SIGINT/SIGTERM.
+    ///
+    /// Attaches the XDP program, binds one AF_XDP socket per RX queue and runs one pinned worker
+    /// on each until SIGINT/SIGTERM (or --duration); then detaches and prints the totals.
+    /// Needs root, or CAP_NET_ADMIN + CAP_NET_RAW + CAP_BPF (CAP_SYS_ADMIN instead of CAP_BPF
+    /// works too), and CAP_IPC_LOCK when the UMEMs exceed `ulimit -l`.
     #[command(after_help = RUN_EXAMPLES)]
     Run(RunArgs),
 }
