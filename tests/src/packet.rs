@@ -21,6 +21,10 @@ pub struct Frame {
 
 /// An `AF_PACKET`/`SOCK_RAW` socket bound to one interface of one namespace, seeing every
 /// protocol. The socket lives in the namespace it was created in for its whole life.
+///
+/// Received frames are as they were on the wire: the kernel moves the outermost VLAN tag of an
+/// incoming frame into metadata, and [`PacketSocket::recv`] puts it back inline (as libpcap
+/// does), so a reflected 802.1Q or QinQ frame compares byte for byte.
 #[derive(Debug)]
 pub struct PacketSocket {
     fd: OwnedFd,

@@ -122,7 +122,39 @@ pub(crate) fn packet_socket(ifindex: u32) -> io::Result<std::os::fd::OwnedFd> {
     if rc != 0 {
         return Err(io::Error::last_os_error());
     }
+    let one: libc::c_int = 1;
+    // SAFETY: `fd` is an open packet socket; the value points at a live c_int of the given size.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_PACKET,
+            PACKET_AUXDATA,
+            (&one as *const libc::c_int).cast(),
+            size_of::<libc::c_int>() as u32,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
     Ok(fd)
+}
+
+/// `PACKET_AUXDATA` from `<linux/if_packet.h>`: deliver `struct tpacket_auxdata` with each frame.
+const PACKET_AUXDATA: libc::c_int = 8;
+const TP_STATUS_VLAN_VALID: u32 = 1 << 4;
+const TP_STATUS_VLAN_TPID_VALID: u32 = 1 << 6;
+
+/// `struct tpacket_auxdata`.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct TpacketAuxdata {
+    status: u32,
+    len: u32,
+    snaplen: u32,
+    mac: u16,
+    net: u16,
+    vlan_tci: u16,
+    vlan_tpid: u16,
 }
 
 /// Send `frame` out of `ifindex`.
@@ -172,18 +204,23 @@ pub(crate) fn packet_recv(
     }
     // SAFETY: all-zero is a valid sockaddr_ll to be overwritten by the kernel.
     let mut sa: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-    let mut len = size_of::<libc::sockaddr_ll>() as u32;
-    // SAFETY: `buf` is writable for its length; `sa`/`len` describe a valid address buffer.
-    let n = unsafe {
-        libc::recvfrom(
-            fd.as_raw_fd(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            libc::MSG_DONTWAIT,
-            (&mut sa as *mut libc::sockaddr_ll).cast(),
-            &mut len,
-        )
+    // Room for one cmsg carrying a tpacket_auxdata, 8-byte aligned.
+    let mut cbuf = [0u64; 8];
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
     };
+    // SAFETY: all-zero is a valid msghdr; the pointers are filled in below.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_name = (&mut sa as *mut libc::sockaddr_ll).cast();
+    msg.msg_namelen = size_of::<libc::sockaddr_ll>() as u32;
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf.as_mut_ptr().cast();
+    msg.msg_controllen = size_of_val(&cbuf);
+    // SAFETY: `msg` points at live buffers (`sa`, `iov` over `buf`, `cbuf`) of the given sizes,
+    // all of which outlive the call.
+    let n = unsafe { libc::recvmsg(fd.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT) };
     if n < 0 {
         let e = io::Error::last_os_error();
         if e.kind() == io::ErrorKind::WouldBlock {
@@ -191,7 +228,43 @@ pub(crate) fn packet_recv(
         }
         return Err(e);
     }
-    Ok(Some((n as usize, sa.sll_pkttype == libc::PACKET_OUTGOING)))
+    let mut n = n as usize;
+    // The kernel strips the outermost VLAN tag into metadata on receive; put it back inline,
+    // as libpcap does, so callers see the frame as it was on the wire.
+    let mut tag = None;
+    // SAFETY: CMSG_FIRSTHDR/CMSG_NXTHDR walk the control buffer the kernel filled, bounded by
+    // `msg_controllen`; CMSG_DATA points inside the current header's data.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_PACKET
+                && (*c).cmsg_type == PACKET_AUXDATA
+                && (*c).cmsg_len as usize
+                    >= libc::CMSG_LEN(size_of::<TpacketAuxdata>() as u32) as usize
+            {
+                let aux: TpacketAuxdata = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast());
+                if aux.status & TP_STATUS_VLAN_VALID != 0 {
+                    let tpid = if aux.status & TP_STATUS_VLAN_TPID_VALID != 0 {
+                        aux.vlan_tpid
+                    } else {
+                        0x8100
+                    };
+                    tag = Some((tpid, aux.vlan_tci));
+                }
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+    }
+    if let Some((tpid, tci)) = tag
+        && n >= 12
+        && n + 4 <= buf.len()
+    {
+        buf.copy_within(12..n, 16);
+        buf[12..14].copy_from_slice(&tpid.to_be_bytes());
+        buf[14..16].copy_from_slice(&tci.to_be_bytes());
+        n += 4;
+    }
+    Ok(Some((n, sa.sll_pkttype == libc::PACKET_OUTGOING)))
 }
 
 #[cfg(test)]
