@@ -295,7 +295,7 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<Summary, RunError> {
     );
 
     let stop = Arc::new(AtomicBool::new(false));
-    let mut workers: Vec<WorkerHandle> = Vec::new();
+    let mut workers: Vec<WorkerHandle<Box<dyn App>>> = Vec::new();
     for (s, core) in sockets.into_iter().zip(plan.cores.iter().copied()) {
         let cfg = WorkerConfig {
             core,
@@ -371,7 +371,7 @@ struct Reporter {
 }
 
 impl Reporter {
-    fn new(json: bool, workers: &[WorkerHandle]) -> Self {
+    fn new<A>(json: bool, workers: &[WorkerHandle<A>]) -> Self {
         Reporter {
             json,
             last: vec![Local::default(); workers.len()],
@@ -379,10 +379,10 @@ impl Reporter {
         }
     }
 
-    fn report(
+    fn report<A>(
         &mut self,
         out: &mut dyn Write,
-        workers: &[WorkerHandle],
+        workers: &[WorkerHandle<A>],
         xdp: Option<&Counters>,
         started: Instant,
     ) {

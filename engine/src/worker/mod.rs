@@ -42,26 +42,26 @@ pub struct WorkerConfig {
     pub busy_poll: bool,
 }
 
-/// A running worker thread.
-pub struct WorkerHandle {
+/// A running worker thread; joining it gives the app back (with whatever it recorded).
+pub struct WorkerHandle<A> {
     /// Queue index served.
     pub queue: u32,
     /// Core pinned to, if any.
     pub core: Option<usize>,
     /// Counters the worker publishes.
     pub shared: Arc<Shared>,
-    join: thread::JoinHandle<()>,
+    join: thread::JoinHandle<A>,
 }
 
-impl WorkerHandle {
+impl<A> WorkerHandle<A> {
     /// True once the thread has ended (normally only after the stop flag is set).
     pub fn is_finished(&self) -> bool {
         self.join.is_finished()
     }
 
-    /// Wait for the thread to end (after the stop flag is set). Returns an error string if the
-    /// worker panicked.
-    pub fn join(self) -> Result<(), String> {
+    /// Wait for the thread to end (after the stop flag is set) and get the app back. Returns an
+    /// error string if the worker panicked.
+    pub fn join(self) -> Result<A, String> {
         self.join.join().map_err(|p| {
             p.downcast_ref::<String>()
                 .cloned()
@@ -92,7 +92,7 @@ pub fn spawn<A: App + 'static>(
     app: A,
     cfg: WorkerConfig,
     stop: Arc<AtomicBool>,
-) -> Result<WorkerHandle, WorkerError> {
+) -> Result<WorkerHandle<A>, WorkerError> {
     let queue = q.queue();
     let shared = Arc::new(Shared::default());
     let sh = shared.clone();
@@ -106,7 +106,7 @@ pub fn spawn<A: App + 'static>(
                 // Not fatal: the CLI already checked the core is allowed; say it once.
                 log::warn!("queue {queue}: could not pin to core {id}; running unpinned");
             }
-            run_loop(q, app, &cfg, &stop, &sh);
+            run_loop(q, app, &cfg, &stop, &sh)
         })
         .map_err(|source| WorkerError::Spawn { queue, source })?;
     Ok(WorkerHandle {
@@ -118,13 +118,14 @@ pub fn spawn<A: App + 'static>(
 }
 
 /// The loop itself (public so tests and benchmarks can drive a worker on the current thread).
+/// Returns the app when `stop` is set, after draining TX and publishing the final census.
 pub fn run_loop<A: App>(
     mut q: XskQueue,
     mut app: A,
     cfg: &WorkerConfig,
     stop: &AtomicBool,
     shared: &Shared,
-) {
+) -> A {
     let mut local = Local::default();
     let mut idle_rounds = 0u32;
     let mut slow_tick = 0u64;
@@ -181,6 +182,7 @@ pub fn run_loop<A: App>(
     q.refill();
     publish_fast(&q, &mut local, shared);
     publish_slow(&q, shared);
+    app
 }
 
 #[inline]
