@@ -4,5 +4,7 @@
 //! multi-Mpps XDP live-frames generator, receivers and baselines come with the benchmarks.
 #![deny(unsafe_code)]
 
+pub mod dut;
 pub mod echo;
 pub mod payload;
+pub mod report;
