@@ -32,11 +32,18 @@ impl SluiceDut {
     /// inherited (it logs what it was granted).
     pub fn start(bin: &Path, ns: &Netns, iface: &str, args: &[&str]) -> io::Result<SluiceDut> {
         let mut cmd = Command::new(bin);
-        cmd.args(["run", "--iface", iface, "--json", "--stats-interval", "0.25"])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+        cmd.args([
+            "run",
+            "--iface",
+            iface,
+            "--json",
+            "--stats-interval",
+            "0.25",
+        ])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
         let mut child = ns.spawn(&mut cmd).map_err(io::Error::other)?;
         let out = child.stdout.take().expect("piped");
         let (tx, rx) = mpsc::channel();
@@ -68,13 +75,17 @@ impl SluiceDut {
             if let Some(c) = self.child.as_mut()
                 && let Some(st) = c.try_wait()?
             {
-                return Err(io::Error::other(format!("sluice exited during start-up: {st}")));
+                return Err(io::Error::other(format!(
+                    "sluice exited during start-up: {st}"
+                )));
             }
             if self.next_sample(Duration::from_millis(100)).is_some() {
                 return Ok(());
             }
         }
-        Err(io::Error::other("sluice printed no stats within the start-up timeout"))
+        Err(io::Error::other(
+            "sluice printed no stats within the start-up timeout",
+        ))
     }
 
     /// The next stats sample, waiting up to `timeout`.
@@ -153,11 +164,17 @@ pub fn rate(a: &Sample, b: &Sample, f: impl Fn(&Sample) -> u64) -> f64 {
 pub fn cpu_time(pid: u32) -> io::Result<Duration> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).ok_or_else(|| io::Error::other("bad stat"))?;
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .ok_or_else(|| io::Error::other("bad stat"))?;
     let f: Vec<&str> = rest.split_whitespace().collect();
     let ticks: u64 = f.get(11).and_then(|x| x.parse().ok()).unwrap_or(0)
         + f.get(12).and_then(|x| x.parse::<u64>().ok()).unwrap_or(0);
-    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok().flatten().unwrap_or(100) as u64;
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .unwrap_or(100) as u64;
     Ok(Duration::from_nanos(ticks * 1_000_000_000 / hz.max(1)))
 }
 
@@ -167,8 +184,16 @@ mod test {
 
     #[test]
     fn rates() {
-        let a = Sample { elapsed_s: 1.0, rx: 100, tx: 50 };
-        let b = Sample { elapsed_s: 3.0, rx: 2100, tx: 50 };
+        let a = Sample {
+            elapsed_s: 1.0,
+            rx: 100,
+            tx: 50,
+        };
+        let b = Sample {
+            elapsed_s: 3.0,
+            rx: 2100,
+            tx: 50,
+        };
         assert_eq!(rate(&a, &b, |s| s.rx), 1000.0);
         assert_eq!(rate(&a, &b, |s| s.tx), 0.0);
         assert_eq!(rate(&b, &a, |s| s.rx), 0.0);

@@ -6,5 +6,10 @@
 
 pub mod dut;
 pub mod echo;
+pub mod r#gen; // `gen` is a reserved keyword in edition 2024
+pub mod kernel;
 pub mod payload;
+pub mod peers;
 pub mod report;
+pub mod rx;
+mod sys;

@@ -74,7 +74,11 @@ mod test {
 
     #[test]
     fn stamp_round_trip_and_rejects() {
-        let s = Stamp { flow: 7, seq: 0xdead_beef, ts_ns: 123_456_789_012 };
+        let s = Stamp {
+            flow: 7,
+            seq: 0xdead_beef,
+            ts_ns: 123_456_789_012,
+        };
         let mut b = [0xa5u8; 20];
         s.write(&mut b);
         assert_eq!(&b[..2], &[0x5a, 0x1c]);

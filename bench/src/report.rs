@@ -22,7 +22,11 @@ pub fn median(v: &[f64]) -> Option<f64> {
     }
     s.sort_by(|a, b| a.partial_cmp(b).expect("finite"));
     let m = s.len() / 2;
-    Some(if s.len() % 2 == 1 { s[m] } else { (s[m - 1] + s[m]) / 2.0 })
+    Some(if s.len() % 2 == 1 {
+        s[m]
+    } else {
+        (s[m - 1] + s[m]) / 2.0
+    })
 }
 
 /// One measured subject in a scenario (e.g. "sluice drop", "dpdk-testpmd rxonly").
@@ -116,17 +120,30 @@ impl Scenario {
             .into_iter()
             .map(|t| {
                 let get = |name: &str| {
-                    self.subjects.iter().find(|s| s.name == name).and_then(|s| match &t.series {
-                        Some(k) => s.extra_median(k),
-                        None => s.median(),
-                    })
+                    self.subjects
+                        .iter()
+                        .find(|s| s.name == name)
+                        .and_then(|s| match &t.series {
+                            Some(k) => s.extra_median(k),
+                            None => s.median(),
+                        })
                 };
                 let ratio = match (get(&t.subject), get(&t.baseline)) {
                     (Some(a), Some(b)) if b > 0.0 => Some(a / b),
                     _ => None,
                 };
-                let met = ratio.map(|r| if t.at_least { r >= t.factor } else { r <= t.factor });
-                TargetResult { target: t, ratio, met }
+                let met = ratio.map(|r| {
+                    if t.at_least {
+                        r >= t.factor
+                    } else {
+                        r <= t.factor
+                    }
+                });
+                TargetResult {
+                    target: t,
+                    ratio,
+                    met,
+                }
             })
             .collect();
     }
@@ -136,8 +153,11 @@ impl Scenario {
         let mut s = String::new();
         let _ = writeln!(s, "### {}\n\n{}\n", self.name, self.setup);
         let extras: Vec<String> = {
-            let mut k: Vec<String> =
-                self.subjects.iter().flat_map(|s| s.extra.keys().cloned()).collect();
+            let mut k: Vec<String> = self
+                .subjects
+                .iter()
+                .flat_map(|s| s.extra.keys().cloned())
+                .collect();
             k.sort();
             k.dedup();
             k
@@ -185,14 +205,21 @@ impl Scenario {
             let _ = writeln!(s, "\n| target | ratio | met |\n|---|---:|---|");
             for t in &self.targets {
                 let op = if t.target.at_least { "≥" } else { "≤" };
-                let what = t.target.series.as_deref().map(|k| format!(" ({k})")).unwrap_or_default();
+                let what = t
+                    .target
+                    .series
+                    .as_deref()
+                    .map(|k| format!(" ({k})"))
+                    .unwrap_or_default();
                 let _ = writeln!(
                     s,
                     "| {}{what} {op} {}× {} | {} | {} |",
                     t.target.subject,
                     t.target.factor,
                     t.target.baseline,
-                    t.ratio.map(|r| format!("{r:.2}×")).unwrap_or_else(|| "-".into()),
+                    t.ratio
+                        .map(|r| format!("{r:.2}×"))
+                        .unwrap_or_else(|| "-".into()),
                     match t.met {
                         Some(true) => "yes",
                         Some(false) => "**no**",
@@ -216,7 +243,12 @@ fn fmt3(x: f64) -> String {
 }
 
 /// Write `scenarios` as `<stem>.json` and `<stem>.md` under `dir`.
-pub fn write_reports(dir: &Path, stem: &str, header: &str, scenarios: &[Scenario]) -> io::Result<()> {
+pub fn write_reports(
+    dir: &Path,
+    stem: &str,
+    header: &str,
+    scenarios: &[Scenario],
+) -> io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let json = serde_json::to_string_pretty(scenarios).map_err(io::Error::other)?;
     std::fs::write(dir.join(format!("{stem}.json")), json)?;
@@ -278,7 +310,9 @@ pub fn line_plot(
                     .draw_series(LineSeries::new(s.points.iter().copied(), c.stroke_width(2)))
                     .map_err(|e| err(Box::new(e)))?
                     .label(s.label.clone())
-                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+                    .legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2))
+                    });
             }
             chart
                 .configure_series_labels()
@@ -290,12 +324,21 @@ pub fn line_plot(
         }};
     }
     let mut b = ChartBuilder::on(&root);
-    b.caption(title, ("sans-serif", 22)).margin(15).x_label_area_size(45).y_label_area_size(70);
+    b.caption(title, ("sans-serif", 22))
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(70);
     if log_x {
         let x0 = x0.max(1e-3);
-        draw!(b.build_cartesian_2d((x0..x1).log_scale(), 0.0..y1).map_err(|e| err(Box::new(e)))?);
+        draw!(
+            b.build_cartesian_2d((x0..x1).log_scale(), 0.0..y1)
+                .map_err(|e| err(Box::new(e)))?
+        );
     } else {
-        draw!(b.build_cartesian_2d(x0..x1, 0.0..y1).map_err(|e| err(Box::new(e)))?);
+        draw!(
+            b.build_cartesian_2d(x0..x1, 0.0..y1)
+                .map_err(|e| err(Box::new(e)))?
+        );
     }
     root.present().map_err(|e| err(Box::new(e)))?;
     Ok(())
@@ -327,14 +370,29 @@ mod test {
             targets: vec![],
         };
         sc.evaluate(vec![
-            Target { subject: "sluice drop".into(), baseline: "kernel sink".into(), factor: 10.0, at_least: true, series: None },
-            Target { subject: "sluice drop".into(), baseline: "dpdk-testpmd rxonly".into(), factor: 1.2, at_least: true, series: None },
+            Target {
+                subject: "sluice drop".into(),
+                baseline: "kernel sink".into(),
+                factor: 10.0,
+                at_least: true,
+                series: None,
+            },
+            Target {
+                subject: "sluice drop".into(),
+                baseline: "dpdk-testpmd rxonly".into(),
+                factor: 1.2,
+                at_least: true,
+                series: None,
+            },
         ]);
         assert!((sc.targets[0].ratio.unwrap() - 4.2).abs() < 1e-9);
         assert_eq!(sc.targets[0].met, Some(false));
         assert_eq!(sc.targets[1].met, None);
         let md = sc.markdown();
-        assert!(md.contains("| sluice drop | **2.100 Mpps** | 2.000, 2.200, 2.100 |"), "{md}");
+        assert!(
+            md.contains("| sluice drop | **2.100 Mpps** | 2.000, 2.200, 2.100 |"),
+            "{md}"
+        );
         assert!(md.contains("skipped: not installed"));
         assert!(md.contains("4.20×") && md.contains("**no**"));
     }
@@ -349,12 +407,19 @@ mod test {
             "t",
             "x",
             "y",
-            &[Series { label: "a".into(), points: vec![(1.0, 1.0), (2.0, 3.0)] }],
+            &[Series {
+                label: "a".into(),
+                points: vec![(1.0, 1.0), (2.0, 3.0)],
+            }],
             false,
         )
         .unwrap();
         let s = std::fs::read_to_string(&p).unwrap();
-        assert!(s.starts_with("<svg") && s.contains("polyline") || s.contains("path"), "{}", &s[..200.min(s.len())]);
+        assert!(
+            s.starts_with("<svg") && s.contains("polyline") || s.contains("path"),
+            "{}",
+            &s[..200.min(s.len())]
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -1,13 +1,19 @@
-//! sluice's XDP steering program: the committed object and the Rust mirrors of its maps.
+//! sluice's XDP programs: the committed objects and the Rust mirrors of their maps.
 //!
-//! The program lives in `src/steer.bpf.c`; `cargo xtask build-ebpf` compiles it to
-//! `src/steer.bpf.o`, which is committed so that building sluice needs no clang, and
-//! `cargo xtask check-ebpf` fails when the two disagree. This crate owns the object bytes
-//! ([`STEER_OBJ`]), the names the loader looks up, and `#[repr(C)]` mirrors of the map
-//! key/value structs, action values and counter indices. It must never load or attach
-//! anything (that is `sluice::steer`), and it has no dependencies.
+//! Two objects, each compiled from a C file in `src/` by `cargo xtask build-ebpf` and
+//! committed so that building sluice needs no clang (`cargo xtask check-ebpf` fails when an
+//! object and its source disagree):
 //!
-//! Keep this file and `steer.bpf.c` in sync: the tests below read the object's own BTF
+//! - `steer.bpf.c` → [`STEER_OBJ`]: the steering program (items at the crate root).
+//! - `bench.bpf.c` → [`BENCH_OBJ`]: the benchmark generator `gen_tx` and the `drop_all` /
+//!   `pass_all` sinks (items in [`bench`]).
+//!
+//! This crate owns the object bytes, the names the loaders look up, and `#[repr(C)]` mirrors
+//! of the map key/value structs, action values and counter indices. It must never load or
+//! attach anything (that is `sluice::steer` and `sluice_bench::gen`), and it has no
+//! dependencies.
+//!
+//! Keep this file and the C sources in sync: the tests below read each object's own BTF
 //! and compare sizes, member offsets and enum values with the constants here.
 #![deny(unsafe_code)]
 
@@ -24,6 +30,12 @@ const STEER_OBJ_ALIGNED: &Aligned<[u8]> = &Aligned(*include_bytes!("steer.bpf.o"
 
 /// The compiled `steer.bpf.o` (ELF64 eBPF, with BTF), 8-byte aligned for aya's loader.
 pub static STEER_OBJ: &[u8] = &STEER_OBJ_ALIGNED.0;
+
+const BENCH_OBJ_ALIGNED: &Aligned<[u8]> = &Aligned(*include_bytes!("bench.bpf.o"));
+
+/// The compiled `bench.bpf.o` (ELF64 eBPF, with BTF), 8-byte aligned for aya's loader. Its
+/// names and mirrors are in [`bench`].
+pub static BENCH_OBJ: &[u8] = &BENCH_OBJ_ALIGNED.0;
 
 /// Name of the XDP program (the C function; its section is [`PROGRAM_SECTION`]).
 pub const PROGRAM_NAME: &str = "steer";
@@ -128,6 +140,132 @@ pub struct RuleValue {
 impl RuleValue {
     /// Size in bytes, as the C struct declares it.
     pub const SIZE: usize = 4;
+}
+
+/// Names and mirrors of the benchmark object [`BENCH_OBJ`] (`bench.bpf.c`).
+///
+/// - [`GEN_PROGRAM`](bench::GEN_PROGRAM): the generator, run (never attached) through
+///   `BPF_PROG_TEST_RUN` with `BPF_F_TEST_XDP_LIVE_FRAMES`; stamps each frame from
+///   [`GEN_CONFIG_MAP`](bench::GEN_CONFIG_MAP) and the global counter in
+///   [`GEN_SEQ_MAP`](bench::GEN_SEQ_MAP), returns `XDP_TX`.
+/// - [`DROP_PROGRAM`](bench::DROP_PROGRAM) / [`PASS_PROGRAM`](bench::PASS_PROGRAM): count
+///   and `XDP_DROP` / `XDP_PASS` everything.
+pub mod bench {
+    /// The generator program (section [`SECTION`]).
+    pub const GEN_PROGRAM: &str = "gen_tx";
+    /// The `XDP_DROP` sink.
+    pub const DROP_PROGRAM: &str = "drop_all";
+    /// The `XDP_PASS` sink.
+    pub const PASS_PROGRAM: &str = "pass_all";
+    /// ELF section of all three programs.
+    pub const SECTION: &str = "xdp";
+
+    /// `gen_config`: `BPF_MAP_TYPE_ARRAY`, one entry (key `0u32`) → [`GenConfig`].
+    pub const GEN_CONFIG_MAP: &str = "gen_config";
+    /// `gen_seq`: `BPF_MAP_TYPE_ARRAY`, one entry (key `0u32`) → `u64`, the sequence number
+    /// of the next generated frame (incremented atomically by the program).
+    pub const GEN_SEQ_MAP: &str = "gen_seq";
+    /// `counters`: `BPF_MAP_TYPE_PERCPU_ARRAY` of `u64`, indexed by the [`counter`]
+    /// constants; shared by the three programs.
+    pub const COUNTERS_MAP: &str = "counters";
+
+    /// [`GenConfig::flags`]: a computed L4 checksum of 0 is sent as `0xffff` (UDP, where 0
+    /// means "no checksum" over IPv4 and is invalid over IPv6).
+    pub const GEN_F_ZERO_CSUM_AS_FFFF: u32 = 1;
+
+    /// The largest offset the program accepts in [`GenConfig`] (it rejects larger ones, so
+    /// the verifier can bound packet accesses).
+    pub const MAX_OFFSET: u16 = 2047;
+
+    /// Indices into [`COUNTERS_MAP`] (C `enum counter`). Each `*_BYTES` follows its
+    /// `*_FRAMES` and counts Ethernet bytes without FCS.
+    pub mod counter {
+        /// `gen_tx`: frames stamped and returned `XDP_TX`.
+        pub const GEN_FRAMES: u32 = 0;
+        /// `gen_tx`: their bytes.
+        pub const GEN_BYTES: u32 = 1;
+        /// `gen_tx`: frames dropped because the config was missing or out of the frame.
+        pub const GEN_BAD: u32 = 2;
+        /// `drop_all`: frames dropped.
+        pub const DROP_FRAMES: u32 = 3;
+        /// `drop_all`: their bytes.
+        pub const DROP_BYTES: u32 = 4;
+        /// `pass_all`: frames passed.
+        pub const PASS_FRAMES: u32 = 5;
+        /// `pass_all`: their bytes.
+        pub const PASS_BYTES: u32 = 6;
+        /// `gen_tx`: frames from an interface other than [`GenConfig::ifindex`](super::GenConfig::ifindex),
+        /// passed untouched (the program also sits on loopback; see [`super::GenConfig::ifindex`]).
+        pub const GEN_FOREIGN: u32 = 7;
+        /// Number of counters (`max_entries` of the map).
+        pub const LEN: u32 = 8;
+    }
+
+    /// Value of [`GEN_CONFIG_MAP`] (C `struct gen_config`): how `gen_tx` stamps a frame.
+    ///
+    /// Offsets count from the first byte of the Ethernet header; `sport_off` and `stamp_off`
+    /// must be even relative to the L4 header (they are, for any template built by
+    /// `sluice_bench::gen`), so their 16-bit words line up with the checksum's.
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct GenConfig {
+        /// 32-bit ones-complement partial sum (unfolded, over big-endian 16-bit words) of the
+        /// pseudo-header, the L4 header with checksum and source port zero, and the payload
+        /// with the 16 stamp bytes zero.
+        pub base_sum: u32,
+        /// Number of flows (source ports `base_sport .. base_sport + flows`); 0 acts as 1.
+        pub flows: u32,
+        /// Source port of flow 0, host order.
+        pub base_sport: u16,
+        /// Offset of the L4 source port.
+        pub sport_off: u16,
+        /// Offset of the L4 checksum.
+        pub csum_off: u16,
+        /// Offset of the 16-byte payload stamp (`sluice_bench::payload`).
+        pub stamp_off: u16,
+        /// `GEN_F_*` bits.
+        pub flags: u32,
+        /// Interface index the generator sends from (the `ingress_ifindex` of its `ctx_in`).
+        /// Frames arriving with any other index are passed untouched: the program is also
+        /// attached (generic mode) to loopback, only to keep it in the kernel's XDP
+        /// dispatcher, which saves an RCU grace period per `BPF_PROG_TEST_RUN` call.
+        pub ifindex: u32,
+    }
+
+    impl GenConfig {
+        /// Size in bytes, as the C struct declares it.
+        pub const SIZE: usize = 24;
+
+        /// The struct's in-memory representation (what the map stores), without `unsafe`.
+        pub fn to_bytes(self) -> [u8; Self::SIZE] {
+            let mut b = [0u8; Self::SIZE];
+            b[0..4].copy_from_slice(&self.base_sum.to_ne_bytes());
+            b[4..8].copy_from_slice(&self.flows.to_ne_bytes());
+            b[8..10].copy_from_slice(&self.base_sport.to_ne_bytes());
+            b[10..12].copy_from_slice(&self.sport_off.to_ne_bytes());
+            b[12..14].copy_from_slice(&self.csum_off.to_ne_bytes());
+            b[14..16].copy_from_slice(&self.stamp_off.to_ne_bytes());
+            b[16..20].copy_from_slice(&self.flags.to_ne_bytes());
+            b[20..24].copy_from_slice(&self.ifindex.to_ne_bytes());
+            b
+        }
+
+        /// Inverse of [`GenConfig::to_bytes`].
+        pub fn from_bytes(b: [u8; Self::SIZE]) -> Self {
+            let u16_at = |o: usize| u16::from_ne_bytes([b[o], b[o + 1]]);
+            let u32_at = |o: usize| u32::from_ne_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
+            Self {
+                base_sum: u32_at(0),
+                flows: u32_at(4),
+                base_sport: u16_at(8),
+                sport_off: u16_at(10),
+                csum_off: u16_at(12),
+                stamp_off: u16_at(14),
+                flags: u32_at(16),
+                ifindex: u32_at(20),
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -412,13 +550,13 @@ mod test {
     /// `NAME = value` enumerators of the C source. Enums used only as constants are not in
     /// the object's BTF, so these are checked against the source; `check-ebpf` ties the
     /// source to the object.
-    fn c_enumerators() -> HashMap<String, u32> {
-        include_str!("steer.bpf.c")
+    fn c_enumerators(source: &str, prefixes: &[&str]) -> HashMap<String, u32> {
+        source
             .lines()
             .filter_map(|line| {
                 let code = line.split("//").next()?.trim().trim_end_matches(',');
                 let (name, value) = code.split_once(" = ")?;
-                if !(name.starts_with("RULE_") || name.starts_with("CNT_")) {
+                if !prefixes.iter().any(|p| name.starts_with(p)) {
                     return None;
                 }
                 Some((name.to_string(), value.trim().parse().ok()?))
@@ -428,7 +566,7 @@ mod test {
 
     #[test]
     fn enum_values_match_the_c_declarations() {
-        let c = c_enumerators();
+        let c = c_enumerators(include_str!("steer.bpf.c"), &["RULE_", "CNT_"]);
         let want = [
             ("RULE_REDIRECT", ACTION_REDIRECT),
             ("RULE_DROP", ACTION_DROP),
@@ -460,5 +598,152 @@ mod test {
         assert_eq!(b[1], 0);
         assert_eq!(u16::from_ne_bytes([b[2], b[3]]), 0x1234);
         assert_eq!(RuleKey::from_bytes(b), k);
+    }
+
+    // ---- bench.bpf.o ------------------------------------------------------------------
+
+    #[test]
+    fn bench_object_is_aligned_for_aya() {
+        assert_eq!(BENCH_OBJ.as_ptr() as usize % 8, 0);
+    }
+
+    #[test]
+    fn bench_object_has_programs_and_maps() {
+        let secs = sections(BENCH_OBJ);
+        let prog = section(&secs, bench::SECTION);
+        assert!(!prog.data.is_empty(), "program section is empty");
+        assert_eq!(prog.data.len() % 8, 0, "eBPF instructions are 8 bytes");
+        for needed in [".maps", "license", ".BTF", ".BTF.ext"] {
+            section(&secs, needed);
+        }
+        let mut progs = symbols_in(BENCH_OBJ, bench::SECTION);
+        progs.sort();
+        let mut want = [bench::DROP_PROGRAM, bench::GEN_PROGRAM, bench::PASS_PROGRAM];
+        want.sort();
+        assert_eq!(progs, want);
+        let mut maps = symbols_in(BENCH_OBJ, ".maps");
+        maps.sort();
+        let mut want = [
+            bench::COUNTERS_MAP,
+            bench::GEN_CONFIG_MAP,
+            bench::GEN_SEQ_MAP,
+        ];
+        want.sort();
+        assert_eq!(maps, want);
+        let license = section(&secs, "license").data;
+        assert_eq!(license, b"MIT OR Apache-2.0\0");
+    }
+
+    #[test]
+    fn bench_object_has_no_absolute_paths() {
+        let text = String::from_utf8_lossy(BENCH_OBJ);
+        for marker in ["/work/", "/tmp/", "/home/", "/root/"] {
+            assert!(
+                !text.contains(marker),
+                "object embeds a path containing {marker}"
+            );
+        }
+    }
+
+    #[test]
+    fn gen_config_layout_matches_the_c_declaration() {
+        use bench::GenConfig;
+        use std::mem::offset_of;
+        assert_eq!(size_of::<GenConfig>(), GenConfig::SIZE);
+        let rust = [
+            ("base_sum", offset_of!(GenConfig, base_sum)),
+            ("flows", offset_of!(GenConfig, flows)),
+            ("base_sport", offset_of!(GenConfig, base_sport)),
+            ("sport_off", offset_of!(GenConfig, sport_off)),
+            ("csum_off", offset_of!(GenConfig, csum_off)),
+            ("stamp_off", offset_of!(GenConfig, stamp_off)),
+            ("flags", offset_of!(GenConfig, flags)),
+            ("ifindex", offset_of!(GenConfig, ifindex)),
+        ];
+        let btf = btf_types(BENCH_OBJ);
+        let (size, members) = btf_struct(&btf, "gen_config");
+        assert_eq!(size as usize, GenConfig::SIZE);
+        let c: Vec<(&str, usize)> = members
+            .iter()
+            .map(|(n, _, bits)| (n.as_str(), (*bits / 8) as usize))
+            .collect();
+        assert_eq!(c, rust);
+        // to_bytes puts each field at its offset.
+        let cfg = GenConfig {
+            base_sum: 0x0403_0201,
+            flows: 0x0807_0605,
+            base_sport: 0x0a09,
+            sport_off: 0x0c0b,
+            csum_off: 0x0e0d,
+            stamp_off: 0x100f,
+            flags: 0x1413_1211,
+            ifindex: 0x1817_1615,
+        };
+        let b = cfg.to_bytes();
+        assert_eq!(
+            u32::from_ne_bytes(b[offset_of!(GenConfig, flags)..][..4].try_into().unwrap()),
+            cfg.flags
+        );
+        assert_eq!(
+            u16::from_ne_bytes(
+                b[offset_of!(GenConfig, stamp_off)..][..2]
+                    .try_into()
+                    .unwrap()
+            ),
+            cfg.stamp_off
+        );
+        assert_eq!(GenConfig::from_bytes(b), cfg);
+    }
+
+    #[test]
+    fn bench_map_definitions_match_the_constants() {
+        const ARRAY: u32 = 2;
+        const PERCPU_ARRAY: u32 = 6;
+        let btf = btf_types(BENCH_OBJ);
+        let uint = |map, field| map_field(&btf, map, field).1.unwrap();
+        assert_eq!(uint(bench::GEN_CONFIG_MAP, "type"), ARRAY);
+        assert_eq!(uint(bench::GEN_CONFIG_MAP, "max_entries"), 1);
+        assert_eq!(uint(bench::GEN_SEQ_MAP, "type"), ARRAY);
+        assert_eq!(uint(bench::GEN_SEQ_MAP, "max_entries"), 1);
+        assert_eq!(uint(bench::COUNTERS_MAP, "type"), PERCPU_ARRAY);
+        assert_eq!(
+            uint(bench::COUNTERS_MAP, "max_entries"),
+            bench::counter::LEN
+        );
+        match &btf[map_field(&btf, bench::GEN_CONFIG_MAP, "value").0] {
+            BtfType::Struct { name, .. } => assert_eq!(name, "gen_config"),
+            other => panic!("gen_config value is {other:?}"),
+        }
+    }
+
+    #[test]
+    fn bench_enum_values_match_the_c_declarations() {
+        let src = include_str!("bench.bpf.c");
+        let c = c_enumerators(src, &["CNT_", "GEN_F_"]);
+        let want = [
+            ("CNT_GEN_FRAMES", bench::counter::GEN_FRAMES),
+            ("CNT_GEN_BYTES", bench::counter::GEN_BYTES),
+            ("CNT_GEN_BAD", bench::counter::GEN_BAD),
+            ("CNT_DROP_FRAMES", bench::counter::DROP_FRAMES),
+            ("CNT_DROP_BYTES", bench::counter::DROP_BYTES),
+            ("CNT_PASS_FRAMES", bench::counter::PASS_FRAMES),
+            ("CNT_PASS_BYTES", bench::counter::PASS_BYTES),
+            ("CNT_GEN_FOREIGN", bench::counter::GEN_FOREIGN),
+            ("CNT__MAX", bench::counter::LEN),
+            ("GEN_F_ZERO_CSUM_AS_FFFF", bench::GEN_F_ZERO_CSUM_AS_FFFF),
+        ];
+        for (name, value) in want {
+            assert_eq!(c.get(name), Some(&value), "{name} in bench.bpf.c");
+        }
+        assert_eq!(
+            c.len(),
+            want.len(),
+            "bench.bpf.c has enumerators not mirrored here: {c:?}"
+        );
+        let max_offset = src
+            .lines()
+            .find_map(|l| l.strip_prefix("#define MAX_OFFSET "))
+            .expect("MAX_OFFSET in bench.bpf.c");
+        assert_eq!(max_offset.trim().parse::<u16>(), Ok(bench::MAX_OFFSET));
     }
 }

@@ -1,5 +1,6 @@
 //! `cargo xtask <verb>`: the project's build, check, demo, test and bench entry points.
 
+mod bench;
 mod demo;
 mod ebpf;
 mod test;
@@ -14,7 +15,9 @@ verbs:
   build-ebpf   rebuild ebpf/src/steer.bpf.o from ebpf/src/steer.bpf.c (needs clang)
   check-ebpf   fail when the committed object does not match what its source compiles to
   demo         reflect UDP on a throwaway veth pair for 10 s and verify every echo (needs root)
-  test         the whole suite: unit, property, privileged integration, check-ebpf";
+  test         the whole suite: unit, property, privileged integration, check-ebpf
+  bench        side-by-side benchmarks (needs root): cargo xtask bench [--quick]
+               [--scenario rxdrop|reflect|latency|sweep|idle|all] [--rounds N] [--seconds S]";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -28,6 +31,7 @@ fn main() -> Result<()> {
         "check-ebpf" => ebpf::check(),
         "demo" => demo::run(rest),
         "test" => test::run(rest),
+        "bench" => bench::run(rest),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             Ok(())

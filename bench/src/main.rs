@@ -1,0 +1,183 @@
+//! `sluice-bench`: the benchmark driver behind `cargo xtask bench` (and the generator demo).
+//!
+//! One veth test bed for the whole session: the DUT (sluice, dpdk-testpmd, a kernel socket or
+//! the XDP_DROP floor) on the "engine" end, pinned to core 0; the XDP live-frames generator and
+//! the receiver of reflected frames on the "peer" end, on core 1. Subjects of a scenario run in
+//! alternating rounds (A B C A B C …), and the report gives medians and ratios of medians.
+
+mod scenarios;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Benchmark driver for sluice (run it through `cargo xtask bench`).
+#[derive(Parser, Debug)]
+#[command(name = "sluice-bench", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Run benchmark scenarios side by side and write reports.
+    Bench(BenchArgs),
+    /// Reflect generator traffic through sluice on a throwaway veth pair, live.
+    Demo(DemoArgs),
+}
+
+/// Arguments of `sluice-bench bench`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// The sluice binary to benchmark (release build).
+    #[arg(long)]
+    pub sluice: PathBuf,
+    /// Where the reports go.
+    #[arg(long, default_value = "bench/results")]
+    pub out: PathBuf,
+    /// Scenario to run.
+    #[arg(long, value_enum, default_value_t = ScenarioKind::All)]
+    pub scenario: ScenarioKind,
+    /// Short runs (fewer seconds per round), for a quick look; still 3 rounds.
+    #[arg(long)]
+    pub quick: bool,
+    /// Rounds per subject (at least 3).
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+    /// Seconds of traffic per measurement (default 4, 2 with --quick).
+    #[arg(long)]
+    pub seconds: Option<f64>,
+    /// Frame length without FCS (60 = the "64-byte frame").
+    #[arg(long, default_value_t = 60)]
+    pub frame_len: usize,
+    /// Extra arguments for every `sluice run` (e.g. "--batch 128"), space-separated.
+    #[arg(long, default_value = "")]
+    pub sluice_args: String,
+}
+
+/// Which scenario.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ScenarioKind {
+    /// rxdrop: sluice drop vs dpdk-testpmd rxonly vs kernel UDP sink vs XDP_DROP floor.
+    Rxdrop,
+    /// reflect: sluice reflect vs dpdk-testpmd macswap vs kernel UDP echo server.
+    Reflect,
+    /// latency: reflect at 10% of sluice's capacity, sluice vs kernel echo, percentiles.
+    Latency,
+    /// sweep: throughput vs offered load, sluice reflect and kernel echo.
+    Sweep,
+    /// idle: CPU used by an engine with no traffic.
+    Idle,
+    /// Everything above.
+    All,
+}
+
+/// Arguments of `sluice-bench demo`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct DemoArgs {
+    /// The sluice binary (release build).
+    #[arg(long)]
+    pub sluice: PathBuf,
+    /// Seconds of generator traffic.
+    #[arg(long, default_value_t = 10)]
+    pub seconds: u64,
+    /// Generator rate in frames per second (0 = as fast as it goes).
+    #[arg(long, default_value_t = 0)]
+    pub pps: u64,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let r = match cli.cmd {
+        Cmd::Bench(a) => run_bench(a),
+        Cmd::Demo(a) => scenarios::demo(&a),
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sluice-bench: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_bench(a: BenchArgs) -> Result<()> {
+    if a.rounds < 3 {
+        bail!("--rounds must be at least 3 (medians of alternating rounds)");
+    }
+    if !a.sluice.exists() {
+        bail!(
+            "{} not found (build it: cargo build --release -p sluice)",
+            a.sluice.display()
+        );
+    }
+    let secs = a.seconds.unwrap_or(if a.quick { 2.0 } else { 4.0 });
+    if !(0.5..=60.0).contains(&secs) {
+        bail!("--seconds must be between 0.5 and 60");
+    }
+    let mut session = scenarios::Session::new(&a, secs).context("setting up the test bed")?;
+    let kinds: Vec<ScenarioKind> = match a.scenario {
+        ScenarioKind::All => vec![
+            ScenarioKind::Rxdrop,
+            ScenarioKind::Reflect,
+            ScenarioKind::Latency,
+            ScenarioKind::Sweep,
+            ScenarioKind::Idle,
+        ],
+        k => vec![k],
+    };
+    let mut done = Vec::new();
+    for k in kinds {
+        println!("==> scenario {k:?}");
+        let sc = match k {
+            ScenarioKind::Rxdrop => session.rxdrop(),
+            ScenarioKind::Reflect => session.reflect(),
+            ScenarioKind::Latency => session.latency(),
+            ScenarioKind::Sweep => session.sweep(),
+            ScenarioKind::Idle => session.idle(),
+            ScenarioKind::All => unreachable!(),
+        }
+        .with_context(|| format!("scenario {k:?}"))?;
+        println!("{}", sc.markdown());
+        done.push(sc);
+    }
+    let stem = format!("bench-{}", chrono_like_stamp());
+    let header = session.header();
+    sluice_bench::report::write_reports(&a.out, &stem, &header, &done)
+        .with_context(|| format!("writing reports to {}", a.out.display()))?;
+    sluice_bench::report::write_reports(&a.out, "latest", &header, &done)?;
+    session.plots(&a.out, &done)?;
+    println!(
+        "==> reports: {}/{stem}.md, {stem}.json (and latest.*), plots: {}/*.svg",
+        a.out.display(),
+        a.out.display()
+    );
+    Ok(())
+}
+
+/// `YYYYmmdd-HHMMSS` in UTC, without a date crate.
+fn chrono_like_stamp() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}

@@ -1,0 +1,56 @@
+//! `cargo xtask bench`: build release binaries and run the benchmark driver (`sluice-bench`).
+//!
+//! The driver does the work (test bed, generator, subjects in alternating rounds, reports); this
+//! verb only makes sure it and the `sluice` binary it drives are release builds, so the numbers
+//! are never those of a debug build.
+
+use anyhow::{Context, Result, bail};
+use std::process::Command;
+
+/// Build `sluice` and `sluice-bench` in release mode and run `sluice-bench bench <args>`.
+pub fn run(args: &[String]) -> Result<()> {
+    if !nix::unistd::geteuid().is_root() {
+        bail!(
+            "benchmarks create namespaces and attach XDP: run as root (sudo -E cargo xtask bench)"
+        );
+    }
+    let root = crate::workspace_root();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    println!("==> building sluice and sluice-bench (release)");
+    let st = Command::new(&cargo)
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "sluice",
+            "-p",
+            "sluice-bench",
+            "--bins",
+        ])
+        .current_dir(&root)
+        .status()
+        .context("running cargo build")?;
+    if !st.success() {
+        bail!("release build failed");
+    }
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(Into::into)
+        .unwrap_or_else(|_| root.join("target"));
+    let driver = target.join("release").join("sluice-bench");
+    let sluice = target.join("release").join("sluice");
+    let st = Command::new(&driver)
+        .arg("bench")
+        .args(["--sluice", &sluice.to_string_lossy()])
+        .args([
+            "--out",
+            &root.join("bench").join("results").to_string_lossy(),
+        ])
+        .args(args)
+        .current_dir(&root)
+        .status()
+        .with_context(|| format!("running {}", driver.display()))?;
+    if !st.success() {
+        bail!("benchmark run failed ({st})");
+    }
+    Ok(())
+}
