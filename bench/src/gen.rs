@@ -4,7 +4,7 @@
 //! # How it works
 //!
 //! [`Template::build`] makes one valid Ethernet/IP/L4 frame and a [`GenConfig`]: where the
-//! source port, the L4 checksum and the 16-byte [`payload`](crate::payload) stamp sit, and the
+//! source port, the L4 checksum and the 16-byte [`payload`](mod@crate::payload) stamp sit, and the
 //! ones-complement sum of everything that never changes. [`Generator::run`] writes the config
 //! into the `gen_tx` program's map and asks the kernel to run the program `repeat` times per
 //! `bpf()` call on copies of the template (live-frames mode). Each run of the program takes the
@@ -598,7 +598,8 @@ fn sum_counter(
     Ok(values.iter().copied().fold(0u64, u64::wrapping_add))
 }
 
-/// The loaded (never attached) `gen_tx` program for one interface, and its maps.
+/// The loaded `gen_tx` program for one interface, and its maps. (Its only attachment is the
+/// inert loopback one described at [`Generator::load`].)
 ///
 /// Create and run it on a thread inside the interface's network namespace (see the module
 /// doc). One `Generator` sends from one thread; for more cores, load one per thread (their
@@ -1518,10 +1519,7 @@ mod test {
             .ns()
             .run(|| {
                 let mut g = Generator::load(peer.iface())?;
-                g.run(&t, Rate::Max, Duration::from_secs(2), |p| {
-                    reports += 1;
-                    let _ = p;
-                })
+                g.run(&t, Rate::Max, Duration::from_secs(2), |_| reports += 1)
             })
             .unwrap()
             .unwrap();

@@ -6,7 +6,7 @@
 //!
 //! - `steer.bpf.c` → [`STEER_OBJ`]: the steering program (items at the crate root).
 //! - `bench.bpf.c` → [`BENCH_OBJ`]: the benchmark generator `gen_tx` and the `drop_all` /
-//!   `pass_all` sinks (items in [`bench`]).
+//!   `pass_all` sinks (items in [`mod@bench`]).
 //!
 //! This crate owns the object bytes, the names the loaders look up, and `#[repr(C)]` mirrors
 //! of the map key/value structs, action values and counter indices. It must never load or
@@ -34,7 +34,7 @@ pub static STEER_OBJ: &[u8] = &STEER_OBJ_ALIGNED.0;
 const BENCH_OBJ_ALIGNED: &Aligned<[u8]> = &Aligned(*include_bytes!("bench.bpf.o"));
 
 /// The compiled `bench.bpf.o` (ELF64 eBPF, with BTF), 8-byte aligned for aya's loader. Its
-/// names and mirrors are in [`bench`].
+/// names and mirrors are in [`mod@bench`].
 pub static BENCH_OBJ: &[u8] = &BENCH_OBJ_ALIGNED.0;
 
 /// Name of the XDP program (the C function; its section is [`PROGRAM_SECTION`]).
@@ -144,7 +144,7 @@ impl RuleValue {
 
 /// Names and mirrors of the benchmark object [`BENCH_OBJ`] (`bench.bpf.c`).
 ///
-/// - [`GEN_PROGRAM`](bench::GEN_PROGRAM): the generator, run (never attached) through
+/// - [`GEN_PROGRAM`](bench::GEN_PROGRAM): the generator, run through
 ///   `BPF_PROG_TEST_RUN` with `BPF_F_TEST_XDP_LIVE_FRAMES`; stamps each frame from
 ///   [`GEN_CONFIG_MAP`](bench::GEN_CONFIG_MAP) and the global counter in
 ///   [`GEN_SEQ_MAP`](bench::GEN_SEQ_MAP), returns `XDP_TX`.

@@ -262,3 +262,36 @@ fn second_engine_on_the_same_queue_fails_and_first_keeps_serving() {
     assert_eq!((s.echoed, s.lost, s.mismatched), (500, 0, 0));
     assert_census(&engine.stop());
 }
+
+#[test]
+fn xsk_socket_is_close_on_exec_and_its_queue_reusable_at_once() {
+    if !require_root("xsk_socket_is_close_on_exec_and_its_queue_reusable_at_once") {
+        return;
+    }
+    use sluice::xsk::{BindMode, XskConfig, XskQueue};
+    let bed = bed(1);
+    let iface = bed.engine().iface().to_string();
+    bed.engine()
+        .ns()
+        .run(move || {
+            let cfg = XskConfig {
+                bind: BindMode::Copy,
+                ..Default::default()
+            };
+            for round in 0..5 {
+                // The kernel frees a closed socket's queue from a workqueue: reopening right
+                // away must still succeed (open retries a transient EBUSY).
+                let q = XskQueue::open(&iface, 0, &cfg)
+                    .unwrap_or_else(|e| panic!("round {round}: {e}"));
+                let flags = nix::fcntl::fcntl(q.fd(), nix::fcntl::FcntlArg::F_GETFD).unwrap();
+                assert!(
+                    nix::fcntl::FdFlag::from_bits_truncate(flags)
+                        .contains(nix::fcntl::FdFlag::FD_CLOEXEC),
+                    "AF_XDP socket is inherited by child processes"
+                );
+                let c = q.census();
+                assert_eq!((c.total, c.fill, c.kernel), (4096, 4096, 0), "{c:?}");
+            }
+        })
+        .unwrap();
+}

@@ -37,6 +37,9 @@ use xdpilone::{CompletionQueue, FillQueue, IfInfo, RingRx, RingTx, Socket, Socke
 /// see BENCHMARKS.md) while keeping the scratch space at a few KiB of stack.
 pub const MAX_BATCH: usize = 256;
 
+/// How long [`XskQueue::open`] retries a bind that fails with `EBUSY`.
+pub const BUSY_RETRY: Duration = Duration::from_millis(500);
+
 /// Most `sendto` kicks per call of [`XskQueue::kick_tx_if_needed`]: with the kernel's default
 /// copy-mode budget of 32 frames per call, 64 kicks drain a full 2048-entry TX ring.
 pub const MAX_KICKS: u32 = 64;
@@ -306,7 +309,23 @@ impl XskQueue {
     ///
     /// With [`BindMode::Auto`] zero-copy is tried first; if the driver refuses it
     /// (`EOPNOTSUPP`), the socket is rebuilt in copy mode and one line is logged.
+    ///
+    /// `EBUSY` from bind is retried for up to [`BUSY_RETRY`]: the kernel releases a closed
+    /// socket's claim on its queue from a workqueue, so a queue freed an instant ago (a previous
+    /// run that just exited) can still look taken. A queue that stays busy is an error.
     pub fn open(iface: &str, queue: u32, cfg: &XskConfig) -> Result<Self, XskError> {
+        let deadline = std::time::Instant::now() + BUSY_RETRY;
+        loop {
+            match Self::open_once(iface, queue, cfg) {
+                Err(XskError::QueueBusy { .. }) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn open_once(iface: &str, queue: u32, cfg: &XskConfig) -> Result<Self, XskError> {
         cfg.validate()?;
         match cfg.bind {
             BindMode::Copy => Self::open_with(iface, queue, cfg, SocketConfig::XDP_BIND_COPY),
@@ -385,6 +404,16 @@ impl XskQueue {
         info.set_queue(queue);
         let sock =
             Socket::with_shared(&info, &umem).map_err(setup("creating the AF_XDP socket"))?;
+        // xdpilone creates the socket without SOCK_CLOEXEC: a process spawned later (a helper, a
+        // benchmark peer) would inherit it and keep the queue bound after we close it.
+        // SAFETY: the fd belongs to `sock`, alive for this borrow.
+        let fd = unsafe { BorrowedFd::borrow_raw(sock.as_raw_fd()) };
+        rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::CLOEXEC).map_err(|e| XskError::Setup {
+            step: "setting FD_CLOEXEC on the AF_XDP socket",
+            iface: iface.to_string(),
+            queue,
+            source: e.into(),
+        })?;
         let device = umem
             .fq_cq(&sock)
             .map_err(setup("creating the fill/completion rings"))?;
