@@ -647,7 +647,7 @@ impl Session {
                 pts[i].push((offered, m));
                 subs[i]
                     .extra
-                    .entry(format!("at_{:.0}pct_mpps", f * 100.0))
+                    .entry(format!("at_{:02.0}pct_mpps", f * 100.0))
                     .or_default()
                     .push(m);
             }
@@ -901,32 +901,93 @@ pub fn demo(a: &DemoArgs) -> Result<()> {
     );
     let verified = es.sent > 0 && es.echoed == es.sent && es.mismatched == 0;
 
-    // 2. Generator traffic, live.
+    // 2. Generator traffic at the asked rate (default: as fast as it goes), live.
     let rate_ = if a.pps == 0 {
         Rate::Max
     } else {
         Rate::Pps(a.pps)
     };
+    let secs = Duration::from_secs(a.seconds);
     println!(
         "==> XDP live-frames generator: 64-byte UDP, {FLOWS} flows, rate {rate_}, {} s",
         a.seconds
     );
+    let (rep, r) = demo_phase(&mut s, &mut dut, rx, rate_, secs, true)?;
+    let reflected = r.counts.unique as f64 / r.elapsed_s.max(1e-9);
+    print_phase(&rep, &r);
+    let mut clean = r.counts.duplicates == 0 && r.counts.foreign == 0;
+
+    // 3. Latency at a tenth of what was just reflected, so queues stay short.
+    let pps = ((reflected * 0.1) as u64).max(1_000);
+    println!(
+        "==> latency at {pps} frames/s (10% of the reflected rate), {} s",
+        a.seconds.div_ceil(2)
+    );
+    let rx = s.start_receiver()?;
+    let (rep, r) = demo_phase(
+        &mut s,
+        &mut dut,
+        rx,
+        Rate::Pps(pps),
+        Duration::from_secs(a.seconds.div_ceil(2)),
+        false,
+    )?;
+    print_phase(&rep, &r);
+    clean &= r.counts.duplicates == 0 && r.counts.foreign == 0;
+
+    std::thread::sleep(Duration::from_millis(300));
+    let fin = dut.stop()?;
+    println!(
+        "==> sluice: rx {} tx {} dropped {}",
+        fin["total"]["rx_packets"], fin["total"]["tx_packets"], fin["total"]["dropped"]
+    );
+    drop(s);
+    println!("==> namespaces removed");
+    if !verified {
+        bail!(
+            "verification failed: {} sent, {} echoed intact, {} lost, {} mismatched",
+            es.sent,
+            es.echoed,
+            es.lost,
+            es.mismatched
+        );
+    }
+    if !clean {
+        bail!("the receiver saw duplicated or foreign frames (see the lines above)");
+    }
+    println!(
+        "==> every kernel-client echo verified byte for byte; generator frames reflected and timed"
+    );
+    Ok(())
+}
+
+/// Run the generator for `secs` at `rate`, printing a line a second (if `live`), and return
+/// its report with the receiver's.
+fn demo_phase(
+    s: &mut Session,
+    dut: &mut SluiceDut,
+    rx: Receiver,
+    rate_: Rate,
+    secs: Duration,
+    live: bool,
+) -> Result<(GenReport, RxReport)> {
     let template = s.template.clone();
-    let secs = a.seconds;
-    let Session { bed, generator, .. } = &mut s;
+    let Session { bed, generator, .. } = s;
     let peer = bed.peer().ns();
-    let stop_live = AtomicBool::new(false);
     let rep = std::thread::scope(|sc| -> Result<GenReport> {
         let h = sc.spawn(|| {
             peer.run(|| {
                 pin(GEN_CORE);
-                generator.run(&template, rate_, Duration::from_secs(secs), |_| {})
+                generator.run(&template, rate_, secs, |_| {})
             })
         });
         let mut last = rx.snapshot();
         let mut last_dut = dut.latest();
-        while !h.is_finished() && !stop_live.load(Ordering::Relaxed) {
-            std::thread::sleep(Duration::from_secs(1));
+        while !h.is_finished() {
+            std::thread::sleep(Duration::from_millis(if live { 1000 } else { 50 }));
+            if !live {
+                continue;
+            }
             let now = rx.snapshot();
             let d = dut.latest();
             let dt = (now.elapsed_s - last.elapsed_s).max(1e-9);
@@ -949,12 +1010,14 @@ pub fn demo(a: &DemoArgs) -> Result<()> {
             .map_err(|e| anyhow!("{e}"))
     })?;
     std::thread::sleep(Duration::from_millis(300));
-    let fin = dut.stop()?;
-    let r = rx.stop();
+    Ok((rep, rx.stop()))
+}
+
+fn print_phase(rep: &GenReport, r: &RxReport) {
     let l = &r.latency;
     let us = |ns: u64| ns as f64 / 1e3;
     println!(
-        "==> generator sent {} frames ({:.3} Mpps); receiver got {} back ({} unique, {} duplicates, {} reordered), loss {:.2}%",
+        "    generator sent {} frames ({:.3} Mpps); {} came back ({} unique, {} duplicates, {} reordered), loss {:.2}%",
         rep.sent,
         rep.mpps(),
         r.counts.frames,
@@ -968,37 +1031,11 @@ pub fn demo(a: &DemoArgs) -> Result<()> {
         }
     );
     println!(
-        "==> latency: p50 {:.1} µs  p90 {:.1} µs  p99 {:.1} µs  p99.9 {:.1} µs  max {:.1} µs",
+        "    latency: p50 {:.1} µs  p90 {:.1} µs  p99 {:.1} µs  p99.9 {:.1} µs  max {:.1} µs",
         us(l.p50_ns),
         us(l.p90_ns),
         us(l.p99_ns),
         us(l.p999_ns),
         us(l.max_ns)
     );
-    println!(
-        "==> sluice: rx {} tx {} dropped {}",
-        fin["total"]["rx_packets"], fin["total"]["tx_packets"], fin["total"]["dropped"]
-    );
-    drop(s);
-    println!("==> namespaces removed");
-    if !verified {
-        bail!(
-            "verification failed: {} sent, {} echoed intact, {} lost, {} mismatched",
-            es.sent,
-            es.echoed,
-            es.lost,
-            es.mismatched
-        );
-    }
-    if r.counts.duplicates > 0 || r.counts.foreign > 0 {
-        bail!(
-            "the receiver saw {} duplicated and {} foreign frames",
-            r.counts.duplicates,
-            r.counts.foreign
-        );
-    }
-    println!(
-        "==> every kernel-client echo verified byte for byte; generator frames reflected and timed"
-    );
-    Ok(())
 }

@@ -12,9 +12,9 @@ const USAGE: &str = "\
 usage: cargo xtask <verb>
 
 verbs:
-  build-ebpf   rebuild ebpf/src/steer.bpf.o from ebpf/src/steer.bpf.c (needs clang)
-  check-ebpf   fail when the committed object does not match what its source compiles to
-  demo         reflect UDP on a throwaway veth pair for 10 s and verify every echo (needs root)
+  build-ebpf   rebuild the committed eBPF objects (ebpf/src/*.bpf.o) from their sources (needs clang)
+  check-ebpf   fail when a committed object does not match what its source compiles to
+  demo         sluice on a throwaway veth pair: echoes verified, then generator traffic live (root)
   test         the whole suite: unit, property, privileged integration, check-ebpf
   bench        side-by-side benchmarks (needs root): cargo xtask bench [--quick]
                [--scenario rxdrop|reflect|latency|sweep|idle|all] [--rounds N] [--seconds S]";
