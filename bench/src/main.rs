@@ -53,8 +53,20 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 60)]
     pub frame_len: usize,
     /// Extra arguments for every `sluice run` (e.g. "--batch 128"), space-separated.
-    #[arg(long, default_value = "")]
+    #[arg(long, default_value = "", allow_hyphen_values = true)]
     pub sluice_args: String,
+    /// For `--scenario lever`: a variant of `sluice run` arguments to compare with the defaults
+    /// (repeatable), e.g. --lever "--batch 128" --lever "--tx-budget 256".
+    #[arg(long, allow_hyphen_values = true)]
+    pub lever: Vec<String>,
+    /// Run the DUT's veth NAPI (its XDP program and AF_XDP copy) on the DUT core instead of
+    /// the sending core (the kernel's default for veth): "same core" AF_XDP, as on a host whose
+    /// NIC interrupts are on the worker's core.
+    #[arg(long)]
+    pub dut_napi: bool,
+    /// For `--scenario lever`: the app to measure with (reflect or drop).
+    #[arg(long, default_value = "reflect", value_parser = ["reflect", "drop"])]
+    pub lever_app: String,
 }
 
 /// Which scenario.
@@ -70,6 +82,8 @@ pub enum ScenarioKind {
     Sweep,
     /// idle: CPU used by an engine with no traffic.
     Idle,
+    /// lever: sluice defaults vs sluice with each --lever, alternating (not part of `all`).
+    Lever,
     /// Everything above.
     All,
 }
@@ -137,17 +151,23 @@ fn run_bench(a: BenchArgs) -> Result<()> {
             ScenarioKind::Latency => session.latency(),
             ScenarioKind::Sweep => session.sweep(),
             ScenarioKind::Idle => session.idle(),
+            ScenarioKind::Lever => session.levers(&a.lever_app, &a.lever),
             ScenarioKind::All => unreachable!(),
         }
         .with_context(|| format!("scenario {k:?}"))?;
         println!("{}", sc.markdown());
         done.push(sc);
     }
-    let stem = format!("bench-{}", chrono_like_stamp());
+    let stem = match a.scenario {
+        ScenarioKind::Lever => format!("lever-{}", chrono_like_stamp()),
+        _ => format!("bench-{}", chrono_like_stamp()),
+    };
     let header = session.header();
     sluice_bench::report::write_reports(&a.out, &stem, &header, &done)
         .with_context(|| format!("writing reports to {}", a.out.display()))?;
-    sluice_bench::report::write_reports(&a.out, "latest", &header, &done)?;
+    if a.scenario != ScenarioKind::Lever {
+        sluice_bench::report::write_reports(&a.out, "latest", &header, &done)?;
+    }
     session.plots(&a.out, &done)?;
     println!(
         "==> reports: {}/{stem}.md, {stem}.json (and latest.*), plots: {}/*.svg",

@@ -54,6 +54,10 @@ pub struct Session {
     sweep: Vec<(String, Vec<(f64, f64)>)>,
     /// `vm.nr_hugepages` before the session raised it for testpmd (restored on drop).
     hugepages_before: Option<String>,
+    /// Extra `sluice run` arguments of the lever being measured right now.
+    lever_args: Vec<String>,
+    /// Run the DUT's NAPI on the DUT core (see [`Session::place_napi`]).
+    dut_napi: bool,
 }
 
 const NR_HUGEPAGES: &str = "/proc/sys/vm/nr_hugepages";
@@ -129,6 +133,8 @@ impl Session {
             cdfs: Vec::new(),
             sweep: Vec::new(),
             hugepages_before: reserve_hugepages(),
+            lever_args: Vec::new(),
+            dut_napi: a.dut_napi,
         })
     }
 
@@ -153,7 +159,8 @@ impl Session {
         format!(
             "# sluice benchmark\n\n- machine: Linux {}, {} × {}, veth (native XDP, AF_XDP copy mode)\n\
              - sluice {rev}; {} rounds per subject, alternating; {:.1} s window per measurement after {:.2} s warm-up\n\
-             - traffic: {}-byte frames (without FCS), UDP/IPv4, {FLOWS} flows, XDP live-frames generator on core {GEN_CORE}; DUT on core {DUT_CORE}\n",
+             - traffic: {}-byte frames (without FCS), UDP/IPv4, {FLOWS} flows, XDP live-frames generator on core {GEN_CORE}; DUT on core {DUT_CORE}\n\
+             - NAPI placement: receiver's on core {GEN_CORE}; DUT's {}\n",
             uname.trim(),
             std::thread::available_parallelism()
                 .map(|n| n.get())
@@ -163,6 +170,11 @@ impl Session {
             self.secs,
             WARMUP.as_secs_f64(),
             self.template.build().map(|(f, _)| f.len()).unwrap_or(0),
+            if self.dut_napi {
+                "on the DUT core (--dut-napi: same-core AF_XDP)"
+            } else {
+                "on the sending core (kernel default for veth)"
+            },
         )
     }
 
@@ -179,6 +191,7 @@ impl Session {
     ) -> Result<(GenReport, T)> {
         let window = self.window();
         let total = WARMUP + window + TAIL;
+        self.place_napi();
         let template = self.template.clone();
         let Session { bed, generator, .. } = self;
         let peer = bed.peer().ns();
@@ -210,11 +223,59 @@ impl Session {
         })
     }
 
+    /// Where the veth ends' NAPI (XDP program, AF_XDP copy) runs. veth runs the receiving end's
+    /// NAPI on the *sending* CPU, so by default the DUT's XDP and copy run on the generator's
+    /// core and the receiver's on the DUT's core (its TX path). The receiver's NAPI is always
+    /// moved to a kernel thread on the generator's core (threaded NAPI), so the DUT is never
+    /// charged for the measuring side. With `--dut-napi` the DUT's NAPI is likewise moved to
+    /// the DUT's core, as a NIC queue's interrupt would sit on the worker's core on a real host
+    /// ("same core" AF_XDP); without it, it stays on the sender's core (the kernel's default,
+    /// like a NIC whose interrupts go to another core). Best effort: an end without NAPI (no
+    /// XDP program on it) is left alone.
+    fn place_napi(&self) {
+        let mut ends = vec![(self.bed.peer().ns(), self.bed.peer().iface(), GEN_CORE)];
+        if self.dut_napi {
+            ends.push((self.bed.engine().ns(), self.bed.engine().iface(), DUT_CORE));
+        }
+        for (ns, iface, core) in ends {
+            let ok = std::process::Command::new("ip")
+                .args(["netns", "exec", ns.name(), "sh", "-c"])
+                .arg(format!("echo 1 > /sys/class/net/{iface}/threaded"))
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if !ok {
+                continue;
+            }
+            // Kernel threads are named "napi/<iface>-<napi id>" (cut to 15 bytes).
+            let prefix: String = format!("napi/{iface}-").chars().take(15).collect();
+            let Ok(dir) = std::fs::read_dir("/proc") else {
+                continue;
+            };
+            for e in dir.flatten() {
+                let Some(pid) = e.file_name().to_str().and_then(|p| p.parse::<i32>().ok()) else {
+                    continue;
+                };
+                let comm = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
+                if comm.trim_end().starts_with(&prefix)
+                    || prefix.starts_with(comm.trim_end()) && comm.starts_with("napi/")
+                {
+                    let mut set = nix::sched::CpuSet::new();
+                    if set.set(core).is_ok() {
+                        let _ =
+                            nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(pid), &set);
+                    }
+                }
+            }
+        }
+    }
+
     fn start_sluice(&self, app: &str) -> Result<SluiceDut> {
         let mut args: Vec<&str> = vec![
             "--app", app, "--udp", "9000", "--queues", "1", "--cores", "0",
         ];
         args.extend(self.sluice_args.iter().map(String::as_str));
+        args.extend(self.lever_args.iter().map(String::as_str));
         let mut d = SluiceDut::start(
             &self.sluice,
             self.bed.engine().ns(),
@@ -671,6 +732,79 @@ impl Session {
         })
     }
 
+    // ---- levers --------------------------------------------------------------------------
+
+    /// sluice with its defaults vs sluice with each of `levers` (extra `sluice run` arguments),
+    /// alternating, running `app` (`reflect`: reflected Mpps at the receiver; `drop`: Mpps
+    /// counted by sluice).
+    pub fn levers(&mut self, app: &str, levers: &[String]) -> Result<Scenario> {
+        if levers.is_empty() {
+            bail!("--scenario lever needs at least one --lever \"ARGS\"");
+        }
+        let mut variants: Vec<Vec<String>> = vec![Vec::new()];
+        variants.extend(
+            levers
+                .iter()
+                .map(|l| l.split_whitespace().map(String::from).collect()),
+        );
+        let name = |v: &Vec<String>| {
+            if v.is_empty() {
+                format!("sluice {app} (defaults)")
+            } else {
+                format!("sluice {app} {}", v.join(" "))
+            }
+        };
+        let mut subs: Vec<Subject> = variants
+            .iter()
+            .map(|v| Subject::new(&name(v), "Mpps"))
+            .collect();
+        for round in 0..self.rounds {
+            for (i, v) in variants.iter().enumerate() {
+                self.lever_args = v.clone();
+                let r = if app == "drop" {
+                    self.rxdrop_sluice().map(|(m, o)| (m, o, None))
+                } else {
+                    self.reflect_one(Subject0::Sluice, Rate::Max)
+                        .map(|(m, o, f)| (m, o, Some(f.loss_pct)))
+                };
+                self.lever_args.clear();
+                let (mpps, offered, loss) = r?;
+                println!(
+                    "    round {}: {:<44} {:>7.3} Mpps (offered {:.3})",
+                    round + 1,
+                    subs[i].name,
+                    mpps,
+                    offered
+                );
+                subs[i].samples.push(mpps);
+                subs[i]
+                    .extra
+                    .entry("offered_mpps".into())
+                    .or_default()
+                    .push(offered);
+                if let Some(l) = loss {
+                    subs[i].extra.entry("loss_pct".into()).or_default().push(l);
+                }
+            }
+        }
+        let base = subs[0].name.clone();
+        let targets = subs[1..]
+            .iter()
+            .map(|s| target(&s.name, &base, 1.0, true, None))
+            .collect();
+        let mut sc = Scenario {
+            name: format!("lever ({app})"),
+            setup: format!(
+                "sluice {app} with its defaults vs with each lever, alternating, generator at max rate ({} rounds); \"met\" = not slower than the defaults.",
+                self.rounds
+            ),
+            subjects: subs,
+            targets: vec![],
+        };
+        sc.evaluate(targets);
+        Ok(sc)
+    }
+
     // ---- idle ----------------------------------------------------------------------------
 
     /// CPU used by an engine with no traffic: default idle policy vs --busy-poll (% of a core).
@@ -868,6 +1002,9 @@ pub fn demo(a: &DemoArgs) -> Result<()> {
         seconds: Some(a.seconds as f64),
         frame_len: 60,
         sluice_args: String::new(),
+        lever: Vec::new(),
+        lever_app: "reflect".into(),
+        dut_napi: false,
     };
     println!("==> creating a veth pair between two throwaway namespaces");
     let mut s = Session::new(&args, a.seconds as f64)?;

@@ -148,6 +148,17 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value_t = BindMode::Auto)]
     pub bind: BindMode,
 
+    /// Frames one TX kick may send in copy mode (XDP_MAX_TX_SKB_BUDGET, Linux 6.17+; 32 to the
+    /// TX ring size). Default: the kernel's 32.
+    #[arg(long, value_name = "N")]
+    pub tx_budget: Option<u32>,
+
+    /// Preferred busy polling: the worker drives the device's NAPI itself through its socket
+    /// (SO_PREFER_BUSY_POLL, SO_BUSY_POLL=USECS, SO_BUSY_POLL_BUDGET=--batch), for a worker
+    /// that shares its core with the queue's interrupt/NAPI. Usually with --busy-poll.
+    #[arg(long, value_name = "USECS")]
+    pub napi_busy_poll: Option<u32>,
+
     /// Frames per batch (1-256).
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=MAX_BATCH as i64))]
     pub batch: u32,
@@ -169,16 +180,17 @@ pub struct RunArgs {
     #[arg(long, value_name = "SECS")]
     pub duration: Option<f64>,
 
-    /// UMEM frame size in bytes (2048 or 4096).
-    #[arg(long, default_value_t = 4096, help_heading = "Ring and UMEM sizes")]
+    /// UMEM frame size in bytes: 2048 holds frames up to 1792 bytes (MTU 1774 with a VLAN
+    /// tag), 4096 up to 3840 (copy mode reserves 256 bytes of headroom).
+    #[arg(long, default_value_t = 2048, help_heading = "Ring and UMEM sizes")]
     pub frame_size: u32,
 
     /// UMEM frames per queue (power of two).
-    #[arg(long, default_value_t = 4096, help_heading = "Ring and UMEM sizes")]
+    #[arg(long, default_value_t = 8192, help_heading = "Ring and UMEM sizes")]
     pub frame_count: u32,
 
     /// Fill ring entries (power of two).
-    #[arg(long, default_value_t = 4096, help_heading = "Ring and UMEM sizes")]
+    #[arg(long, default_value_t = 8192, help_heading = "Ring and UMEM sizes")]
     pub fill_ring: u32,
 
     /// Completion ring entries (power of two).
@@ -186,7 +198,7 @@ pub struct RunArgs {
     pub comp_ring: u32,
 
     /// RX ring entries (power of two).
-    #[arg(long, default_value_t = 2048, help_heading = "Ring and UMEM sizes")]
+    #[arg(long, default_value_t = 4096, help_heading = "Ring and UMEM sizes")]
     pub rx_ring: u32,
 
     /// TX ring entries (power of two).
@@ -206,6 +218,11 @@ impl RunArgs {
             tx_size: self.tx_ring,
             batch: self.batch,
             bind: self.bind,
+            tx_budget: self.tx_budget,
+            napi_busy_poll: self.napi_busy_poll.map(|usecs| crate::xsk::NapiBusyPoll {
+                usecs,
+                budget: self.batch,
+            }),
         }
     }
 }
@@ -279,6 +296,39 @@ mod test {
         assert_eq!(a.bind, BindMode::Copy);
         assert_eq!(a.batch, 32);
         assert!(a.busy_poll && a.json);
+    }
+
+    #[test]
+    fn kernel_tuning_flags_reach_the_socket_config() {
+        let cli = Cli::try_parse_from([
+            "sluice",
+            "run",
+            "-i",
+            "x",
+            "--tx-budget",
+            "256",
+            "--napi-busy-poll",
+            "20",
+            "--batch",
+            "32",
+        ])
+        .unwrap();
+        let Command::Run(a) = cli.command;
+        let c = a.xsk_config();
+        assert_eq!(c.tx_budget, Some(256));
+        assert_eq!(
+            c.napi_busy_poll,
+            Some(crate::xsk::NapiBusyPoll {
+                usecs: 20,
+                budget: 32
+            })
+        );
+        let cli = Cli::try_parse_from(["sluice", "run", "-i", "x"]).unwrap();
+        let Command::Run(a) = cli.command;
+        assert_eq!(
+            (a.xsk_config().tx_budget, a.xsk_config().napi_busy_poll),
+            (None, None)
+        );
     }
 
     #[test]

@@ -94,6 +94,9 @@ pub enum RunError {
     Signals(#[source] io::Error),
 }
 
+/// Bytes the kernel reserves in front of every frame in a UMEM frame (`XDP_PACKET_HEADROOM`).
+const XDP_PACKET_HEADROOM: u32 = 256;
+
 /// What a finished run reports.
 #[derive(Debug, Clone)]
 pub struct Summary {
@@ -183,6 +186,25 @@ fn plan(args: &RunArgs) -> Result<Plan, RunError> {
     }
     if !info.lower_up {
         log::warn!("{iface} has no carrier (peer down or cable out); waiting for traffic anyway");
+    }
+    // A frame must fit in a UMEM frame after the kernel's 256-byte XDP headroom; a longer one
+    // would be dropped by the kernel, uncounted by sluice.
+    let room = xsk.frame_size.saturating_sub(XDP_PACKET_HEADROOM);
+    let longest = info.mtu + 14 + 8; // Ethernet header and two VLAN tags
+    if longest > room {
+        return Err(RunError::Config {
+            field: "frame-size",
+            reason: format!(
+                "{} bytes hold frames up to {room} bytes, but {iface} has MTU {} (frames up to {longest} bytes): use --frame-size 4096{}",
+                xsk.frame_size,
+                info.mtu,
+                if longest > 4096 - XDP_PACKET_HEADROOM {
+                    " and a smaller MTU"
+                } else {
+                    ""
+                }
+            ),
+        });
     }
     let has = match sys::ethtool_channels(iface) {
         Ok(ch) if ch.rx_queues() > 0 => ch.rx_queues(),

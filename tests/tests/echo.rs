@@ -149,3 +149,35 @@ fn drop_app_counts_and_recycles() {
         "only {rx} of 20000 reached the drop app: {fin}"
     );
 }
+
+#[test]
+fn kernel_tuning_options_apply_and_echo_still_works() {
+    if !require_root("kernel_tuning_options_apply_and_echo_still_works") {
+        return;
+    }
+    // XDP_MAX_TX_SKB_BUDGET (6.17+) and preferred busy polling are set with setsockopt at
+    // start-up: a kernel that refused them would fail the start, and a wrong value would break
+    // the echo.
+    let bed = bed(1);
+    let mut engine = Engine::start(
+        &bed,
+        &[
+            "--udp",
+            "9000",
+            "--tx-budget",
+            "256",
+            "--napi-busy-poll",
+            "20",
+            "--busy-poll",
+        ],
+    );
+    wait_echo_ready(&bed, &mut engine, false, PORT);
+    let mut cfg = echo_cfg(&bed, false, PORT);
+    cfg.count = Some(3_000);
+    cfg.sizes = vec![18, 700, 1472];
+    let s = echo(&bed, cfg);
+    assert_eq!((s.echoed, s.lost, s.mismatched), (3_000, 0, 0), "{s:?}");
+    let fin = engine.stop();
+    assert_census(&fin);
+    assert_eq!(fin["total"]["dropped"], 0, "{fin}");
+}

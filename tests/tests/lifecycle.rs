@@ -198,7 +198,11 @@ fn startup_errors_are_one_clear_line() {
     );
     assert_fails_with(&out, "does not support AF_XDP zero-copy");
 
-    // Loopback has no native XDP: forcing driver mode must say so.
+    // Loopback has no native XDP: forcing driver mode must say so. (Its 64 KiB MTU would not
+    // fit a UMEM frame: that is refused first, by name.)
+    let out = run_to_end(&bed, &["run", "--iface", "lo", "--udp", "9000"]);
+    assert_fails_with(&out, "lo has MTU 65536");
+    bed.engine().ns().set_mtu("lo", 1500).unwrap();
     let out = run_to_end(
         &bed,
         &[
@@ -214,6 +218,14 @@ fn startup_errors_are_one_clear_line() {
         ],
     );
     assert_fails_with(&out, "driver");
+
+    bed.engine().ns().set_mtu(&iface, 1800).unwrap();
+    let out = run_to_end(&bed, &["run", "--iface", &iface, "--udp", "9000"]);
+    assert_fails_with(
+        &out,
+        "--frame-size: 2048 bytes hold frames up to 1792 bytes, but veth-eng has MTU 1800",
+    );
+    bed.engine().ns().set_mtu(&iface, 1500).unwrap();
 
     bed.engine().ns().set_link_up(&iface, false).unwrap();
     let out = run_to_end(&bed, &["run", "--iface", &iface, "--udp", "9000"]);
@@ -290,7 +302,11 @@ fn xsk_socket_is_close_on_exec_and_its_queue_reusable_at_once() {
                     "AF_XDP socket is inherited by child processes"
                 );
                 let c = q.census();
-                assert_eq!((c.total, c.fill, c.kernel), (4096, 4096, 0), "{c:?}");
+                assert_eq!(
+                    (c.total, c.fill, c.kernel),
+                    (u64::from(cfg.frame_count), u64::from(cfg.fill_size), 0),
+                    "{c:?}"
+                );
             }
         })
         .unwrap();

@@ -87,21 +87,42 @@ pub struct XskConfig {
     pub batch: u32,
     /// Zero-copy, copy, or try both.
     pub bind: BindMode,
+    /// Frames the kernel may send per TX kick in copy mode (`XDP_MAX_TX_SKB_BUDGET`, Linux
+    /// 6.17+); `None` keeps the kernel's default of 32.
+    pub tx_budget: Option<u32>,
+    /// Preferred busy polling (`SO_PREFER_BUSY_POLL`, `SO_BUSY_POLL`, `SO_BUSY_POLL_BUDGET`):
+    /// the worker's `recvfrom`/`sendto` run the device's NAPI in its own context, so kernel RX
+    /// work and the app share the core in turns instead of competing. `None`: off.
+    pub napi_busy_poll: Option<NapiBusyPoll>,
+}
+
+/// Settings of preferred busy polling.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NapiBusyPoll {
+    /// `SO_BUSY_POLL`: microseconds one busy-poll call may spin.
+    pub usecs: u32,
+    /// `SO_BUSY_POLL_BUDGET`: frames per NAPI poll.
+    pub budget: u32,
 }
 
 impl Default for XskConfig {
-    /// The reference AF_XDP programs' sizes: 4096 frames of 4 KiB, all of which fit in the fill
-    /// ring, 2048-entry RX/TX/completion rings, 64-frame batches.
+    /// 8192 frames of 2 KiB (16 MiB per queue), all of which fit in the fill ring; a 4096-entry
+    /// RX ring; 2048-entry TX/completion rings; 64-frame batches. Measured (BENCHMARKS.md,
+    /// "levers"): when the queue's NAPI shares the worker's core, a deeper RX ring absorbs the
+    /// kernel's bursts (1.6× the rxdrop rate of 2048 entries with 4 KiB frames); when it runs on
+    /// another core, 2 KiB frames are 1.08× and the deeper ring costs within the noise.
     fn default() -> Self {
         XskConfig {
-            frame_size: 4096,
-            frame_count: 4096,
-            fill_size: 4096,
+            frame_size: 2048,
+            frame_count: 8192,
+            fill_size: 8192,
             comp_size: 2048,
-            rx_size: 2048,
+            rx_size: 4096,
             tx_size: 2048,
             batch: 64,
             bind: BindMode::Auto,
+            tx_budget: None,
+            napi_busy_poll: None,
         }
     }
 }
@@ -135,6 +156,14 @@ impl XskConfig {
             return Err(XskError::Config {
                 field: "batch",
                 reason: format!("{} is outside 1..={MAX_BATCH}", self.batch),
+            });
+        }
+        if let Some(b) = self.tx_budget
+            && !(32..=self.tx_size).contains(&b)
+        {
+            return Err(XskError::Config {
+                field: "tx-budget",
+                reason: format!("{b} is outside 32..={} (the TX ring size)", self.tx_size),
             });
         }
         if self.frame_count < self.batch * 2 {
@@ -425,6 +454,31 @@ impl XskQueue {
         let user = umem
             .rx_tx(&sock, &sock_cfg)
             .map_err(setup("creating the RX/TX rings"))?;
+        if let Some(bp) = cfg.napi_busy_poll {
+            set_busy_poll(&sock, bp).map_err(|source| XskError::Setup {
+                step: "enabling preferred busy polling (SO_PREFER_BUSY_POLL/SO_BUSY_POLL/SO_BUSY_POLL_BUDGET)",
+                iface: iface.to_string(),
+                queue,
+                source,
+            })?;
+        }
+        if let Some(budget) = cfg.tx_budget {
+            set_tx_budget(&sock, budget).map_err(|source| {
+                if source.raw_os_error() == Some(libc::ENOPROTOOPT) {
+                    XskError::Config {
+                        field: "tx-budget",
+                        reason: "this kernel has no XDP_MAX_TX_SKB_BUDGET (Linux 6.17+)".into(),
+                    }
+                } else {
+                    XskError::Setup {
+                        step: "setting XDP_MAX_TX_SKB_BUDGET",
+                        iface: iface.to_string(),
+                        queue,
+                        source,
+                    }
+                }
+            })?;
+        }
         let rx = user.map_rx().map_err(setup("mapping the RX ring"))?;
         let tx = user.map_tx().map_err(setup("mapping the TX ring"))?;
         umem.bind(&user).map_err(|e| {
@@ -742,9 +796,10 @@ impl XskQueue {
         }
     }
 
-    /// Wake the driver if it asked for fill-ring entries (need_wakeup on the fill ring).
+    /// Wake the driver if it asked for fill-ring entries (need_wakeup on the fill ring), and
+    /// always with preferred busy polling on: the `recvfrom` is what runs the device's NAPI then.
     pub fn wake_fill_if_needed(&mut self) {
-        if self.fill.needs_wakeup() {
+        if self.cfg.napi_busy_poll.is_some() || self.fill.needs_wakeup() {
             self.fill_wakeups += 1;
             let _ = rustix::net::recv(
                 self.fd(),
@@ -802,6 +857,57 @@ impl XskQueue {
     }
 }
 
+/// `XDP_MAX_TX_SKB_BUDGET` from `<linux/if_xdp.h>` (6.17+): frames one copy-mode `sendto` may
+/// transmit. The TX ring must exist before it can be set.
+const XDP_MAX_TX_SKB_BUDGET: libc::c_int = 9;
+
+fn set_tx_budget(sock: &Socket, budget: u32) -> io::Result<()> {
+    // SAFETY: a valid socket fd, a pointer to a live u32 and its exact size.
+    let rc = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            SOL_XDP,
+            XDP_MAX_TX_SKB_BUDGET,
+            (&budget as *const u32).cast(),
+            std::mem::size_of::<u32>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn set_busy_poll(sock: &Socket, bp: NapiBusyPoll) -> io::Result<()> {
+    // Option numbers from <asm-generic/socket.h>.
+    const SO_BUSY_POLL: libc::c_int = 46;
+    const SO_PREFER_BUSY_POLL: libc::c_int = 69;
+    const SO_BUSY_POLL_BUDGET: libc::c_int = 70;
+    for (opt, val) in [
+        (SO_PREFER_BUSY_POLL, 1u32),
+        (SO_BUSY_POLL, bp.usecs),
+        (SO_BUSY_POLL_BUDGET, bp.budget),
+    ] {
+        // SAFETY: a valid socket fd, a pointer to a live u32 and its exact size.
+        let rc = unsafe {
+            libc::setsockopt(
+                sock.as_raw_fd(),
+                libc::SOL_SOCKET,
+                opt,
+                (&val as *const u32).cast(),
+                std::mem::size_of::<u32>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// `SOL_XDP` from `<linux/socket.h>`.
+const SOL_XDP: libc::c_int = 283;
+
 fn errno(e: xdpilone::Errno) -> io::Error {
     io::Error::from_raw_os_error(e.get_raw().abs())
 }
@@ -849,6 +955,31 @@ mod test {
                 .to_string()
                 .contains("--frame-size")
         );
+        let bad = XskConfig {
+            tx_budget: Some(16),
+            ..Default::default()
+        };
+        assert!(
+            bad.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("--tx-budget")
+        );
+        let bad = XskConfig {
+            tx_budget: Some(4096),
+            ..Default::default()
+        };
+        assert!(
+            bad.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("TX ring size")
+        );
+        let ok = XskConfig {
+            tx_budget: Some(2048),
+            ..Default::default()
+        };
+        ok.validate().unwrap();
         let bad = XskConfig {
             frame_count: 64,
             batch: 64,
