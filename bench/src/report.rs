@@ -302,12 +302,17 @@ pub fn line_plot(
                 .configure_mesh()
                 .x_desc(x_label)
                 .y_desc(y_label)
+                .x_labels(10)
+                .x_label_formatter(&|x| format!("{x:.2}"))
+                .y_label_formatter(&|y| format!("{y:.2}"))
                 .draw()
                 .map_err(|e| err(Box::new(e)))?;
             for (i, s) in series.iter().enumerate() {
                 let c = colors[i % colors.len()];
+                let mut pts = s.points.clone();
+                pts.sort_by(|a, b| a.0.total_cmp(&b.0));
                 chart
-                    .draw_series(LineSeries::new(s.points.iter().copied(), c.stroke_width(2)))
+                    .draw_series(LineSeries::new(pts, c.stroke_width(2)))
                     .map_err(|e| err(Box::new(e)))?
                     .label(s.label.clone())
                     .legend(move |(x, y)| {

@@ -189,6 +189,15 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 8192, help_heading = "Ring and UMEM sizes")]
     pub frame_count: u32,
 
+    /// Bytes left free in front of every received frame, for apps that prepend headers (the
+    /// kernel's own 256 bytes of XDP headroom come on top).
+    #[arg(long, default_value_t = 0, help_heading = "Ring and UMEM sizes")]
+    pub frame_headroom: u32,
+
+    /// Prefetch the headers of every frame of a batch before the app runs.
+    #[arg(long, help_heading = "Ring and UMEM sizes")]
+    pub prefetch: bool,
+
     /// Fill ring entries (power of two).
     #[arg(long, default_value_t = 8192, help_heading = "Ring and UMEM sizes")]
     pub fill_ring: u32,
@@ -223,6 +232,8 @@ impl RunArgs {
                 usecs,
                 budget: self.batch,
             }),
+            headroom: self.frame_headroom,
+            prefetch: self.prefetch,
         }
     }
 }

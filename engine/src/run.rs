@@ -189,7 +189,9 @@ fn plan(args: &RunArgs) -> Result<Plan, RunError> {
     }
     // A frame must fit in a UMEM frame after the kernel's 256-byte XDP headroom; a longer one
     // would be dropped by the kernel, uncounted by sluice.
-    let room = xsk.frame_size.saturating_sub(XDP_PACKET_HEADROOM);
+    let room = xsk
+        .frame_size
+        .saturating_sub(XDP_PACKET_HEADROOM + xsk.headroom);
     let longest = info.mtu + 14 + 8; // Ethernet header and two VLAN tags
     if longest > room {
         return Err(RunError::Config {

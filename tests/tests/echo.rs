@@ -157,7 +157,8 @@ fn kernel_tuning_options_apply_and_echo_still_works() {
     }
     // XDP_MAX_TX_SKB_BUDGET (6.17+) and preferred busy polling are set with setsockopt at
     // start-up: a kernel that refused them would fail the start, and a wrong value would break
-    // the echo.
+    // the echo. Extra UMEM headroom moves every frame inside its chunk: the descriptors must
+    // still be sliced, reflected and recycled right (the census checks the recycling).
     let bed = bed(1);
     let mut engine = Engine::start(
         &bed,

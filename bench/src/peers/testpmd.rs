@@ -246,9 +246,20 @@ impl Testpmd {
         })?;
 
         let hugepages = free_hugepage_bytes() >= HUGE_NEEDED;
+        // EAL's main lcore defaults to the *lowest* listed core, whatever the order; name it, so
+        // that the first listed core is the main one and the forwarding lcore is the next, as
+        // documented (and the forwarding loop lands on the core the caller meant).
+        let main_lcore = core_list
+            .split([',', '-'])
+            .next()
+            .unwrap_or("0")
+            .trim()
+            .to_string();
         let mut args: Vec<String> = vec![
             "-l".into(),
             core_list.into(),
+            "--main-lcore".into(),
+            main_lcore,
             "--no-pci".into(),
             "--no-telemetry".into(),
         ];

@@ -132,6 +132,11 @@ pub fn run_loop<A: App>(
     publish_slow(&q, shared);
     while !stop.load(Ordering::Relaxed) {
         q.reclaim();
+        if q.napi_busy_polling() {
+            // Preferred busy polling: this call runs the queue's NAPI (XDP, copy into the UMEM)
+            // here, in turns with the app, instead of in a kernel thread competing for the core.
+            q.wake_fill_if_needed();
+        }
         let out = q.process_batch(|batch| app.process(batch));
         if out.rx > 0 {
             local.add_batch(&out);

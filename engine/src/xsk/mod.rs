@@ -94,6 +94,11 @@ pub struct XskConfig {
     /// the worker's `recvfrom`/`sendto` run the device's NAPI in its own context, so kernel RX
     /// work and the app share the core in turns instead of competing. `None`: off.
     pub napi_busy_poll: Option<NapiBusyPoll>,
+    /// Bytes the kernel leaves free in front of each received frame (on top of its own 256),
+    /// for apps that prepend headers.
+    pub headroom: u32,
+    /// Prefetch the first cache line of every frame of a batch before the app runs.
+    pub prefetch: bool,
 }
 
 /// Settings of preferred busy polling.
@@ -123,6 +128,8 @@ impl Default for XskConfig {
             bind: BindMode::Auto,
             tx_budget: None,
             napi_busy_poll: None,
+            headroom: 0,
+            prefetch: false,
         }
     }
 }
@@ -164,6 +171,15 @@ impl XskConfig {
             return Err(XskError::Config {
                 field: "tx-budget",
                 reason: format!("{b} is outside 32..={} (the TX ring size)", self.tx_size),
+            });
+        }
+        if self.headroom > self.frame_size / 2 {
+            return Err(XskError::Config {
+                field: "frame-headroom",
+                reason: format!(
+                    "{} is more than half the {}-byte frame",
+                    self.headroom, self.frame_size
+                ),
             });
         }
         if self.frame_count < self.batch * 2 {
@@ -404,7 +420,7 @@ impl XskQueue {
             fill_size: cfg.fill_size,
             complete_size: cfg.comp_size,
             frame_size: cfg.frame_size,
-            headroom: 0,
+            headroom: cfg.headroom,
             flags: 0,
         };
         // SAFETY: `area` is a fresh page-aligned mapping of `area_len` bytes; it is stored in the
@@ -662,6 +678,13 @@ impl XskQueue {
         out.rx = n as u32;
 
         {
+            if self.cfg.prefetch {
+                for d in &self.descs[..n] {
+                    if d.addr < self.area.len() as u64 {
+                        prefetch(self.area.base().wrapping_add(d.addr as usize));
+                    }
+                }
+            }
             let mut frames: [&mut [u8]; MAX_BATCH] =
                 std::array::from_fn(|_| <&mut [u8]>::default());
             let base = self.area.base();
@@ -796,6 +819,13 @@ impl XskQueue {
         }
     }
 
+    /// True when preferred busy polling is on (the worker then calls [`Self::wake_fill_if_needed`]
+    /// every round, which runs the device's NAPI).
+    #[inline]
+    pub fn napi_busy_polling(&self) -> bool {
+        self.cfg.napi_busy_poll.is_some()
+    }
+
     /// Wake the driver if it asked for fill-ring entries (need_wakeup on the fill ring), and
     /// always with preferred busy polling on: the `recvfrom` is what runs the device's NAPI then.
     pub fn wake_fill_if_needed(&mut self) {
@@ -855,6 +885,19 @@ impl XskQueue {
             tx_ring_empty: s.tx_ring_empty_descs.unwrap_or(0),
         })
     }
+}
+
+/// Hint the CPU to load the cache line at `p` (a frame's headers) ahead of use.
+#[inline(always)]
+fn prefetch(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is only a hint: it never faults and has no effect on memory, whatever
+    // the address; the caller passes addresses inside the UMEM anyway.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch(p.cast::<i8>(), std::arch::x86_64::_MM_HINT_T0);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
 }
 
 /// `XDP_MAX_TX_SKB_BUDGET` from `<linux/if_xdp.h>` (6.17+): frames one copy-mode `sendto` may
@@ -980,6 +1023,16 @@ mod test {
             ..Default::default()
         };
         ok.validate().unwrap();
+        let bad = XskConfig {
+            headroom: 1500,
+            ..Default::default()
+        };
+        assert!(
+            bad.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("--frame-headroom")
+        );
         let bad = XskConfig {
             frame_count: 64,
             batch: 64,
