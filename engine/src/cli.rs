@@ -176,6 +176,11 @@ pub struct RunArgs {
     #[arg(long)]
     pub json: bool,
 
+    /// Switch to this user (its uid and primary group) once start-up is done. Capabilities are
+    /// dropped after start-up in any case.
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+
     /// Stop by itself after this many seconds (as if sent SIGTERM).
     #[arg(long, value_name = "SECS")]
     pub duration: Option<f64>,

@@ -89,6 +89,9 @@ pub enum RunError {
         /// Panic message.
         msg: String,
     },
+    /// Dropping privileges after start-up failed (the engine stops rather than run privileged).
+    #[error("dropping privileges after start-up: {0}")]
+    DropPrivileges(String),
     /// Installing the signal handlers failed.
     #[error("installing SIGINT/SIGTERM handlers")]
     Signals(#[source] io::Error),
@@ -155,6 +158,15 @@ fn plan(args: &RunArgs) -> Result<Plan, RunError> {
                 rules.len(),
                 sluice_ebpf::RULES_MAX_ENTRIES
             ),
+        });
+    }
+
+    if let Some(name) = &args.user
+        && nix::unistd::User::from_name(name).ok().flatten().is_none()
+    {
+        return Err(RunError::Config {
+            field: "user",
+            reason: format!("no user named {name:?}"),
         });
     }
 
@@ -316,6 +328,17 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<Summary, RunError> {
         if zerocopy { "zero-copy" } else { "copy" },
         plan.rules.len(),
         plan.cores
+    );
+
+    // Everything privileged is done: attach, maps, sockets. Drop it all before any other thread
+    // exists (capabilities are per thread; new threads inherit their creator's).
+    sys::drop_privileges(args.user.as_deref()).map_err(RunError::DropPrivileges)?;
+    log::info!(
+        "privileges dropped: no capabilities left{}",
+        args.user
+            .as_deref()
+            .map(|u| format!(", running as user {u}"))
+            .unwrap_or_default()
     );
 
     let stop = Arc::new(AtomicBool::new(false));

@@ -191,3 +191,54 @@ mod test {
         assert!(ethtool_channels("").is_err());
     }
 }
+
+/// Drop every privilege once start-up is done: optionally switch to `user` (its uid, primary
+/// gid, no supplementary groups), then empty the capability bounding, ambient, inheritable,
+/// permitted and effective sets.
+///
+/// Must run before the worker and control threads are spawned: capabilities are per thread in
+/// Linux and a new thread inherits its creator's. Nothing sluice does after start-up needs a
+/// capability — map updates and reads go through the map fds it already holds, the AF_XDP
+/// sockets are bound, and the XDP program is detached by closing its bpf_link fd.
+pub fn drop_privileges(user: Option<&str>) -> Result<(), String> {
+    let target = match user {
+        Some(name) => Some(
+            nix::unistd::User::from_name(name)
+                .map_err(|e| format!("looking up user {name:?}: {e}"))?
+                .ok_or_else(|| format!("no user named {name:?}"))?,
+        ),
+        None => None,
+    };
+    // The bounding set first: dropping from it needs CAP_SETPCAP, which goes with the rest.
+    for bit in 0..64u32 {
+        let Some(cap) = rustix::thread::CapabilitySet::from_bits(1u64 << bit) else {
+            continue;
+        };
+        // EINVAL past the kernel's last capability; EPERM without CAP_SETPCAP (then the
+        // bounding set is already what our parent allowed): neither is worth failing for.
+        let _ = rustix::thread::remove_capability_from_bounding_set(cap);
+    }
+    let _ = rustix::thread::clear_ambient_capability_set();
+    if let Some(u) = &target {
+        // nix calls the libc wrappers, which apply the change to every thread of the process.
+        nix::unistd::setgroups(&[u.gid]).map_err(|e| format!("setgroups for {}: {e}", u.name))?;
+        nix::unistd::setgid(u.gid).map_err(|e| format!("setgid({}): {e}", u.gid))?;
+        nix::unistd::setuid(u.uid).map_err(|e| format!("setuid({}): {e}", u.uid))?;
+    }
+    rustix::thread::set_capabilities(
+        None,
+        rustix::thread::CapabilitySets {
+            effective: rustix::thread::CapabilitySet::empty(),
+            permitted: rustix::thread::CapabilitySet::empty(),
+            inheritable: rustix::thread::CapabilitySet::empty(),
+        },
+    )
+    .map_err(|e| format!("clearing the capability sets: {e}"))?;
+    let eff = effective_caps().map_err(|e| format!("reading CapEff back: {e}"))?;
+    if eff != 0 {
+        return Err(format!(
+            "capabilities still effective after dropping: {eff:#x}"
+        ));
+    }
+    Ok(())
+}

@@ -311,3 +311,88 @@ fn xsk_socket_is_close_on_exec_and_its_queue_reusable_at_once() {
         })
         .unwrap();
 }
+
+/// `(CapEff, CapPrm, CapBnd, Uid)` of every thread of `pid`, from /proc.
+fn thread_creds(pid: u32) -> Vec<(u64, u64, u64, u32)> {
+    let mut out = Vec::new();
+    for t in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+    {
+        let st = std::fs::read_to_string(t.path().join("status")).unwrap();
+        let hex = |k: &str| {
+            st.lines()
+                .find_map(|l| l.strip_prefix(k))
+                .map(|v| u64::from_str_radix(v.trim(), 16).unwrap())
+                .unwrap()
+        };
+        let uid: u32 = st
+            .lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .and_then(|v| v.split_whitespace().nth(1))
+            .unwrap()
+            .parse()
+            .unwrap();
+        out.push((hex("CapEff:"), hex("CapPrm:"), hex("CapBnd:"), uid));
+    }
+    out
+}
+
+#[test]
+fn no_capabilities_after_start_up_and_user_switch() {
+    if !require_root("no_capabilities_after_start_up_and_user_switch") {
+        return;
+    }
+    // README ("Privileges"): once attached and bound, sluice holds no capability at all, in
+    // any thread; with --user it also runs as that user. It still serves, and still detaches.
+    for user in [None, Some("nobody")] {
+        let bed = bed(1);
+        let mut args = vec!["--udp", "9000"];
+        if let Some(u) = user {
+            args.extend(["--user", u]);
+        }
+        let mut engine = Engine::start(&bed, &args);
+        wait_echo_ready(&bed, &mut engine, false, PORT);
+        let creds = thread_creds(engine.pid());
+        assert!(
+            creds.len() >= 2,
+            "expected the main and a worker thread: {creds:?}"
+        );
+        for (eff, prm, bnd, uid) in &creds {
+            assert_eq!(
+                (*eff, *prm, *bnd),
+                (0, 0, 0),
+                "a thread kept capabilities: {creds:?}"
+            );
+            if user.is_some() {
+                assert_eq!(*uid, 65534, "not running as nobody: {creds:?}");
+            } else {
+                assert_eq!(*uid, 0);
+            }
+        }
+        let mut cfg = echo_cfg(&bed, false, PORT);
+        cfg.count = Some(500);
+        let s = echo(&bed, cfg);
+        assert_eq!((s.echoed, s.lost), (500, 0), "{s:?}");
+        assert_census(&engine.stop());
+        assert!(
+            !xdp_attached(&bed),
+            "unprivileged shutdown left the program attached"
+        );
+    }
+
+    let bed = bed(1);
+    let out = run_to_end(
+        &bed,
+        &[
+            "run",
+            "--iface",
+            bed.engine().iface(),
+            "--udp",
+            "9000",
+            "--user",
+            "no-such-user-x",
+        ],
+    );
+    assert_fails_with(&out, "--user: no user named \"no-such-user-x\"");
+}
