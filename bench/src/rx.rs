@@ -660,7 +660,11 @@ impl Receiver {
             })?;
         }
         let stop = Arc::new(AtomicBool::new(false));
-        let cfg = WorkerConfig { core, busy_poll };
+        let cfg = WorkerConfig {
+            core,
+            busy_poll,
+            park: Default::default(),
+        };
         let worker = worker::spawn(q, app, cfg, stop.clone())?;
         Ok(Receiver {
             iface: iface.into(),

@@ -342,11 +342,13 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<Summary, RunError> {
     );
 
     let stop = Arc::new(AtomicBool::new(false));
+    let park = Arc::new(AtomicBool::new(false));
     let mut workers: Vec<WorkerHandle<Box<dyn App>>> = Vec::new();
     for (s, core) in sockets.into_iter().zip(plan.cores.iter().copied()) {
         let cfg = WorkerConfig {
             core,
             busy_poll: args.busy_poll,
+            park: park.clone(),
         };
         match worker::spawn(s, make_app(args.app), cfg, stop.clone()) {
             Ok(h) => workers.push(h),

@@ -96,6 +96,7 @@ fn worker_loop_allocates_nothing_per_packet() {
             let cfg = WorkerConfig {
                 core: None,
                 busy_poll: false,
+                park: Default::default(),
             };
             run_loop(q, Reflect::new(), &cfg, &stop, &shared);
             COUNT_ME.with(|c| c.set(false));

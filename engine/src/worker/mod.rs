@@ -40,7 +40,13 @@ pub struct WorkerConfig {
     pub core: Option<usize>,
     /// Never sleep: keep polling the rings (lowest latency, one full core).
     pub busy_poll: bool,
+    /// While set, the worker touches no ring and sleeps (the link is down): no spinning, no
+    /// kicks failing with ENETDOWN. It resumes within [`PARK_SLEEP`] of the flag clearing.
+    pub park: Arc<AtomicBool>,
 }
+
+/// How long a parked worker sleeps between looks at its park flag.
+pub const PARK_SLEEP: Duration = Duration::from_millis(50);
 
 /// A running worker thread; joining it gives the app back (with whatever it recorded).
 pub struct WorkerHandle<A> {
@@ -131,6 +137,11 @@ pub fn run_loop<A: App>(
     let mut slow_tick = 0u64;
     publish_slow(&q, shared);
     while !stop.load(Ordering::Relaxed) {
+        if cfg.park.load(Ordering::Relaxed) {
+            publish_fast(&q, &mut local, shared);
+            thread::sleep(PARK_SLEEP);
+            continue;
+        }
         q.reclaim();
         if q.napi_busy_polling() {
             // Preferred busy polling: this call runs the queue's NAPI (XDP, copy into the UMEM)
