@@ -28,6 +28,9 @@ pub enum Command {
     /// works too), and CAP_IPC_LOCK when the UMEMs exceed `ulimit -l`.
     #[command(after_help = RUN_EXAMPLES)]
     Run(RunArgs),
+    /// Talk to a running engine over its control socket: status, stats, rules, the kernel's
+    /// links/addresses/neighbours/routes as the engine mirrors them, shutdown.
+    Ctl(crate::control::ctl::CtlArgs),
 }
 
 const RUN_EXAMPLES: &str = "\
@@ -176,6 +179,16 @@ pub struct RunArgs {
     #[arg(long)]
     pub json: bool,
 
+    /// Members of this group may change the running engine through `sluice ctl` (rules,
+    /// shutdown) besides root; anyone may read.
+    #[arg(long, value_name = "GROUP")]
+    pub admin_group: Option<String>,
+
+    /// Serve Prometheus metrics on http://ADDR:PORT/metrics (off by default). Bound after
+    /// privileges are dropped: use a port >= 1024.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics: Option<std::net::SocketAddr>,
+
     /// Switch to this user (its uid and primary group) once start-up is done. Capabilities are
     /// dropped after start-up in any case.
     #[arg(long, value_name = "NAME")]
@@ -303,7 +316,9 @@ mod test {
             "--json",
         ])
         .unwrap();
-        let Command::Run(a) = cli.command;
+        let Command::Run(a) = cli.command else {
+            panic!("expected run")
+        };
         assert_eq!(a.iface, "veth0");
         assert_eq!(a.app, AppKind::Drop);
         assert_eq!(a.udp.unwrap().0, vec![9000, 9001]);
@@ -329,7 +344,9 @@ mod test {
             "32",
         ])
         .unwrap();
-        let Command::Run(a) = cli.command;
+        let Command::Run(a) = cli.command else {
+            panic!("expected run")
+        };
         let c = a.xsk_config();
         assert_eq!(c.tx_budget, Some(256));
         assert_eq!(
@@ -340,7 +357,9 @@ mod test {
             })
         );
         let cli = Cli::try_parse_from(["sluice", "run", "-i", "x"]).unwrap();
-        let Command::Run(a) = cli.command;
+        let Command::Run(a) = cli.command else {
+            panic!("expected run")
+        };
         assert_eq!(
             (a.xsk_config().tx_budget, a.xsk_config().napi_busy_poll),
             (None, None)

@@ -10,6 +10,7 @@ fn main() -> ExitCode {
         .format_target(false)
         .init();
     match cli.command {
+        Command::Ctl(args) => ExitCode::from(sluice::control::ctl::run(&args).clamp(0, 255) as u8),
         Command::Run(args) => {
             let stdout = std::io::stdout();
             match sluice::run::run(&args, &mut stdout.lock()) {

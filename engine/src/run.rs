@@ -92,6 +92,24 @@ pub enum RunError {
     /// Dropping privileges after start-up failed (the engine stops rather than run privileged).
     #[error("dropping privileges after start-up: {0}")]
     DropPrivileges(String),
+    /// The control socket could not be set up (e.g. another engine serves the interface).
+    #[error(transparent)]
+    Control(#[from] crate::control::socket::ControlError),
+    /// The rtnetlink mirror could not start.
+    #[error("starting the rtnetlink mirror: {0}")]
+    Mirror(String),
+    /// The metrics endpoint could not start.
+    #[error("serving metrics on {addr}")]
+    Metrics {
+        /// Address asked for.
+        addr: std::net::SocketAddr,
+        /// The error.
+        #[source]
+        source: io::Error,
+    },
+    /// The steered interface disappeared.
+    #[error("interface {0} was deleted; stopped")]
+    InterfaceDeleted(String),
     /// Installing the signal handlers failed.
     #[error("installing SIGINT/SIGTERM handlers")]
     Signals(#[source] io::Error),
@@ -111,6 +129,7 @@ pub struct Summary {
 
 /// Everything the preflight checks decided.
 struct Plan {
+    admin_gid: Option<u32>,
     queues: Vec<u32>,
     cores: Vec<Option<usize>>,
     xsk: XskConfig,
@@ -271,7 +290,22 @@ fn plan(args: &RunArgs) -> Result<Plan, RunError> {
     if !sys::has_cap(eff, sys::Cap::IpcLock) && limit < need {
         return Err(RunError::Memlock { need, limit });
     }
+    let admin_gid = match &args.admin_group {
+        None => None,
+        Some(g) => Some(
+            nix::unistd::Group::from_name(g)
+                .ok()
+                .flatten()
+                .ok_or_else(|| RunError::Config {
+                    field: "admin-group",
+                    reason: format!("no group named {g:?}"),
+                })?
+                .gid
+                .as_raw(),
+        ),
+    };
     Ok(Plan {
+        admin_gid,
         queues,
         cores,
         xsk,
@@ -305,6 +339,10 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<Summary, RunError> {
         signal_hook::flag::register(sig, term.clone()).map_err(RunError::Signals)?;
     }
 
+    // The control socket first: its name is the single-instance lock for the interface, so a
+    // second engine fails here, naming the first, before it touches the queues or XDP.
+    let control = crate::control::socket::ControlServer::bind(&args.iface, plan.admin_gid)?;
+
     let mut sockets = Vec::with_capacity(plan.queues.len());
     for &q in &plan.queues {
         sockets.push(XskQueue::open(&args.iface, q, &plan.xsk)?);
@@ -319,6 +357,8 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<Summary, RunError> {
         steering.set_rule(*r)?;
     }
     let granted: XdpMode = steering.granted_mode();
+    let ifindex = steering_ifindex(&args.iface);
+    let steering = Arc::new(std::sync::Mutex::new(Some(steering)));
     log::info!(
         "{}: app {} on {} queue(s), XDP {} mode, AF_XDP {} mode, {} rule(s), cores {:?}",
         args.iface,
@@ -359,6 +399,39 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<Summary, RunError> {
         }
     }
 
+    // The control plane, on threads spawned after the privilege drop.
+    let mirror =
+        crate::control::mirror::Mirror::start().map_err(|e| RunError::Mirror(e.to_string()))?;
+    let link_events = mirror.events();
+    let views = workers
+        .iter()
+        .map(|w| crate::control::service::WorkerView {
+            queue: w.queue,
+            core: w.core,
+            shared: w.shared.clone(),
+        })
+        .collect();
+    let service = Arc::new(crate::control::service::EngineService::new(
+        crate::control::service::RunInfo {
+            iface: args.iface.clone(),
+            app: args.app.to_string(),
+            xdp_mode: granted,
+            zerocopy,
+        },
+        steering.clone(),
+        views,
+        Some(mirror),
+        term.clone(),
+    ));
+    let control = control.spawn(service.clone())?;
+    let metrics = match args.metrics {
+        Some(addr) => Some(
+            crate::control::metrics::MetricsServer::start(addr, service.clone())
+                .map_err(|source| RunError::Metrics { addr, source })?,
+        ),
+        None => None,
+    };
+
     let started = Instant::now();
     let interval =
         (args.stats_interval > 0.0).then(|| Duration::from_secs_f64(args.stats_interval));
@@ -384,16 +457,62 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<Summary, RunError> {
         if let (Some(t), Some(i)) = (next_report, interval)
             && now >= t
         {
-            let xdp = steering.counters().unwrap_or_default();
+            let xdp = xdp_counters(&steering);
             reporter.report(out, &workers, Some(&xdp), started);
             next_report = Some(t + i);
+        }
+        while let Ok(ev) = link_events.try_recv() {
+            if Some(ev.ifindex) != ifindex {
+                continue;
+            }
+            use crate::control::mirror::LinkEventKind as K;
+            match ev.kind {
+                K::Down => {
+                    if !park.swap(true, Ordering::Relaxed) {
+                        log::warn!(
+                            "{}: link down; workers parked until it comes back",
+                            args.iface
+                        );
+                    }
+                }
+                K::Up => {
+                    if park.swap(false, Ordering::Relaxed) {
+                        log::info!("{}: link up; workers resumed", args.iface);
+                    }
+                }
+                K::MtuChanged { old, new } => {
+                    let room = plan
+                        .xsk
+                        .frame_size
+                        .saturating_sub(XDP_PACKET_HEADROOM + plan.xsk.headroom);
+                    if new + 22 > room {
+                        log::warn!(
+                            "{}: MTU changed from {old} to {new}; frames over {room} bytes no longer fit a UMEM frame and will be dropped by the kernel (restart with a larger --frame-size)",
+                            args.iface
+                        );
+                    } else {
+                        log::info!("{}: MTU changed from {old} to {new}", args.iface);
+                    }
+                }
+                K::Deleted => {
+                    died.get_or_insert(RunError::InterfaceDeleted(args.iface.clone()));
+                }
+            }
+        }
+        if died.is_some() {
+            break;
         }
         std::thread::sleep(Duration::from_millis(20));
     }
 
     // Detach first: from here on the kernel gets every frame.
-    let xdp = steering.counters().unwrap_or_default();
-    drop(steering);
+    let xdp = xdp_counters(&steering);
+    drop(steering.lock().unwrap_or_else(|e| e.into_inner()).take());
+    control.stop();
+    if let Some(m) = metrics {
+        m.stop();
+    }
+    park.store(false, Ordering::Relaxed);
     stop.store(true, Ordering::Relaxed);
     let mut queues = Vec::new();
     for w in workers {
@@ -410,6 +529,22 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<Summary, RunError> {
         Some(e) => Err(e),
         None => Ok(summary),
     }
+}
+
+fn xdp_counters(s: &std::sync::Mutex<Option<Steering>>) -> Counters {
+    s.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+        .and_then(|s| s.counters().ok())
+        .unwrap_or_default()
+}
+
+fn steering_ifindex(iface: &str) -> Option<u32> {
+    let mut nl = Netlink::open().ok()?;
+    link::get_link(&mut nl, iface)
+        .ok()
+        .flatten()
+        .map(|l| l.index)
 }
 
 /// Formats the periodic and final stats, as text or JSON lines.

@@ -154,44 +154,6 @@ pub fn memlock_limit() -> u64 {
         .unwrap_or(u64::MAX)
 }
 
-#[cfg(test)]
-mod test {
-    use super::*;
-
-    #[test]
-    fn cap_eff_parsing() {
-        let s = "Name:\tx\nCapInh:\t0000000000000000\nCapEff:\t000001ffffffffff\n";
-        assert_eq!(parse_cap_eff(s), Some(0x1ff_ffff_ffff));
-        assert_eq!(parse_cap_eff("Name: x\n"), None);
-    }
-
-    #[test]
-    fn missing_caps_are_named() {
-        assert!(missing_run_caps(u64::MAX).is_empty());
-        let m = missing_run_caps(0);
-        let names: Vec<_> = m.iter().map(|c| c.name()).collect();
-        assert_eq!(names, ["CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_BPF"]);
-        // CAP_SYS_ADMIN stands in for CAP_BPF.
-        let eff = (1 << 12) | (1 << 13) | (1 << 21);
-        assert!(missing_run_caps(eff).is_empty());
-    }
-
-    #[test]
-    fn ifreq_has_kernel_size() {
-        assert_eq!(std::mem::size_of::<IfReq>(), 40);
-    }
-
-    #[test]
-    fn ethtool_on_loopback_fails_cleanly() {
-        // lo has no channels: the ioctl must fail with an errno, not crash.
-        match ethtool_channels("lo") {
-            Ok(c) => assert_eq!(c.rx_queues(), c.combined + c.rx),
-            Err(e) => assert!(e.raw_os_error().is_some()),
-        }
-        assert!(ethtool_channels("").is_err());
-    }
-}
-
 /// Drop every privilege once start-up is done: optionally switch to `user` (its uid, primary
 /// gid, no supplementary groups), then empty the capability bounding, ambient, inheritable,
 /// permitted and effective sets.
@@ -241,4 +203,42 @@ pub fn drop_privileges(user: Option<&str>) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn cap_eff_parsing() {
+        let s = "Name:\tx\nCapInh:\t0000000000000000\nCapEff:\t000001ffffffffff\n";
+        assert_eq!(parse_cap_eff(s), Some(0x1ff_ffff_ffff));
+        assert_eq!(parse_cap_eff("Name: x\n"), None);
+    }
+
+    #[test]
+    fn missing_caps_are_named() {
+        assert!(missing_run_caps(u64::MAX).is_empty());
+        let m = missing_run_caps(0);
+        let names: Vec<_> = m.iter().map(|c| c.name()).collect();
+        assert_eq!(names, ["CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_BPF"]);
+        // CAP_SYS_ADMIN stands in for CAP_BPF.
+        let eff = (1 << 12) | (1 << 13) | (1 << 21);
+        assert!(missing_run_caps(eff).is_empty());
+    }
+
+    #[test]
+    fn ifreq_has_kernel_size() {
+        assert_eq!(std::mem::size_of::<IfReq>(), 40);
+    }
+
+    #[test]
+    fn ethtool_on_loopback_fails_cleanly() {
+        // lo has no channels: the ioctl must fail with an errno, not crash.
+        match ethtool_channels("lo") {
+            Ok(c) => assert_eq!(c.rx_queues(), c.combined + c.rx),
+            Err(e) => assert!(e.raw_os_error().is_some()),
+        }
+        assert!(ethtool_channels("").is_err());
+    }
 }

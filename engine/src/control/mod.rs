@@ -4,5 +4,11 @@
 //! before it starts (exists? up? how many queues?). It must never be called from a worker's hot
 //! loop.
 
+pub mod ctl;
 pub mod link;
+pub mod metrics;
+pub mod mirror;
 pub mod netlink;
+pub mod proto;
+pub mod service;
+pub mod socket;

@@ -1,0 +1,1517 @@
+//! The rtnetlink mirror: the kernel's links, addresses, neighbours and main-table routes, kept
+//! current by one control thread.
+//!
+//! How it stays exact: an event socket subscribed to the link, address, neighbour and route groups
+//! is opened *before* the first dump, so every change made after the dump started is queued on it.
+//! Applying a new/del message is idempotent (an upsert or a removal by key), so replaying events
+//! that the dump already reflects is harmless, and the last event for a key wins. When the kernel
+//! drops events (`ENOBUFS` on the event socket) the queue has a gap: the mirror discards what is
+//! queued and re-dumps everything (counted in [`MirrorStats::redumps`]). A dump interrupted by a
+//! concurrent change (`NLM_F_DUMP_INTR`) is redone.
+//!
+//! The kernel removes IPv4 routes through a link that goes administratively down or disappears
+//! without sending `RTM_DELROUTE`; the mirror re-dumps the routes then.
+//!
+//! Parsing and applying ([`apply`], [`Snapshot`]) are pure and separate from the I/O
+//! ([`Mirror::start`]). Readers get an immutable [`Arc<Snapshot>`]: the updater publishes a new one
+//! after each batch of events, so a reader never holds a lock while it looks things up.
+//!
+//! This module must never be called from a worker's hot loop, and it never changes kernel state.
+
+use crate::wire::ethernet::MacAddr;
+use netlink_packet_core::{NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_REQUEST, NetlinkBuffer};
+use netlink_packet_core::{NetlinkHeader, NetlinkMessage, NetlinkPayload};
+use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
+use netlink_packet_route::neighbour::{
+    NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState,
+};
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteType,
+};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
+use serde::{Serialize, Serializer};
+use std::collections::BTreeMap;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+/// How long the event thread blocks in `recv` before it looks at the stop flag; bounds
+/// [`MirrorHandle::stop`].
+const STOP_POLL: Duration = Duration::from_millis(100);
+
+/// Receive buffer for one datagram. Dump datagrams are at most ~32 KiB; a single link
+/// notification with many VFs can be larger, and a truncated datagram is treated as lost events.
+const RECV_BUF: usize = 256 * 1024;
+
+/// Kernel-side queue for events. Bursts (a route daemon loading a table) overflow a small queue;
+/// the kernel caps this at `net.core.rmem_max`, and an overflow only costs a re-dump.
+const EVENT_SOCK_BUF: usize = 4 * 1024 * 1024;
+
+/// A dump interrupted this many times in a row by concurrent changes is an error.
+const MAX_DUMP_ATTEMPTS: u32 = 10;
+
+/// The multicast groups the event socket joins.
+const GROUPS: [u32; 6] = [
+    libc::RTNLGRP_LINK,
+    libc::RTNLGRP_IPV4_IFADDR,
+    libc::RTNLGRP_IPV6_IFADDR,
+    libc::RTNLGRP_NEIGH,
+    libc::RTNLGRP_IPV4_ROUTE,
+    libc::RTNLGRP_IPV6_ROUTE,
+];
+
+// ----- data ---------------------------------------------------------------------------------
+
+/// A network interface.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct MirLink {
+    /// Interface index.
+    pub index: u32,
+    /// Interface name.
+    pub name: String,
+    /// Administratively up (`IFF_UP`).
+    pub up: bool,
+    /// Carrier present (`IFF_LOWER_UP`).
+    pub lower_up: bool,
+    /// MTU in bytes.
+    pub mtu: u32,
+    /// Link-layer address, if it is a 6-byte MAC.
+    #[serde(serialize_with = "ser_mac")]
+    pub mac: Option<MacAddr>,
+    /// RX queues the device was created with (`IFLA_NUM_RX_QUEUES`).
+    pub num_rx_queues: u32,
+}
+
+impl MirLink {
+    /// Can carry traffic: administratively up and with carrier. Workers run only while this holds.
+    pub fn is_running(&self) -> bool {
+        self.up && self.lower_up
+    }
+}
+
+/// An IP address assigned to an interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct MirAddress {
+    /// Interface index.
+    pub ifindex: u32,
+    /// The (local) address.
+    pub addr: IpAddr,
+    /// Prefix length.
+    pub prefix_len: u8,
+}
+
+/// State of a neighbour cache entry (`NUD_*`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NeighState {
+    /// Resolution in progress.
+    Incomplete,
+    /// Confirmed recently.
+    Reachable,
+    /// Usable, not confirmed recently.
+    Stale,
+    /// Usable, confirmation pending.
+    Delay,
+    /// Usable, being probed.
+    Probe,
+    /// Resolution failed.
+    Failed,
+    /// No resolution needed (e.g. point-to-point, multicast).
+    Noarp,
+    /// Static entry.
+    Permanent,
+    /// No state.
+    None,
+    /// A combination or a state this code does not know; the raw bits.
+    Other(u16),
+}
+
+impl From<NeighbourState> for NeighState {
+    fn from(s: NeighbourState) -> Self {
+        match s {
+            NeighbourState::Incomplete => Self::Incomplete,
+            NeighbourState::Reachable => Self::Reachable,
+            NeighbourState::Stale => Self::Stale,
+            NeighbourState::Delay => Self::Delay,
+            NeighbourState::Probe => Self::Probe,
+            NeighbourState::Failed => Self::Failed,
+            NeighbourState::Noarp => Self::Noarp,
+            NeighbourState::Permanent => Self::Permanent,
+            NeighbourState::None => Self::None,
+            other => Self::Other(u16::from(other)),
+        }
+    }
+}
+
+/// A neighbour (ARP / NDP) cache entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct MirNeighbour {
+    /// Interface index.
+    pub ifindex: u32,
+    /// The neighbour's IP address.
+    pub ip: IpAddr,
+    /// Its MAC address, once resolved.
+    #[serde(serialize_with = "ser_mac")]
+    pub mac: Option<MacAddr>,
+    /// Cache entry state.
+    pub state: NeighState,
+}
+
+impl MirNeighbour {
+    /// A frame may be sent to [`MirNeighbour::mac`]: it is known and the entry is not failed or
+    /// still resolving.
+    pub fn is_usable(&self) -> bool {
+        self.mac.is_some()
+            && !matches!(
+                self.state,
+                NeighState::Incomplete | NeighState::Failed | NeighState::None
+            )
+    }
+}
+
+/// What a route does with matching packets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RouteKind {
+    /// Forward (via [`MirRoute::gateway`] or directly on [`MirRoute::oif`]).
+    Unicast,
+    /// Drop silently.
+    Blackhole,
+    /// Drop, ICMP unreachable.
+    Unreachable,
+    /// Drop, ICMP administratively prohibited.
+    Prohibit,
+    /// Any other type (local, broadcast, ... are not in the main table in practice).
+    Other,
+}
+
+/// A route in the main table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct MirRoute {
+    /// Destination network, host bits zero (`0.0.0.0`/`::` for a default route).
+    pub dst: IpAddr,
+    /// Destination prefix length.
+    pub prefix_len: u8,
+    /// Next hop, if any. For a multipath route: the first next hop's.
+    pub gateway: Option<IpAddr>,
+    /// Output interface, if any. For a multipath route: the first next hop's.
+    pub oif: Option<u32>,
+    /// Priority (`ip route ... metric N`); lower wins. IPv4 routes without one have 0.
+    pub metric: u32,
+    /// IPv4 TOS selector (0 for any).
+    pub tos: u8,
+    /// Route type.
+    pub kind: RouteKind,
+}
+
+fn ser_mac<S: Serializer>(mac: &Option<MacAddr>, s: S) -> Result<S::Ok, S::Error> {
+    match mac {
+        Some(m) => s.collect_str(m),
+        None => s.serialize_none(),
+    }
+}
+
+/// The key the kernel tells routes apart by (within the main table, ignoring the source prefix).
+/// Field order matters: routes for one `dst/prefix_len` are adjacent, lowest metric first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct RouteKey {
+    dst: IpAddr,
+    prefix_len: u8,
+    metric: u32,
+    tos: u8,
+}
+
+impl RouteKey {
+    fn of(r: &MirRoute) -> Self {
+        RouteKey {
+            dst: r.dst,
+            prefix_len: r.prefix_len,
+            metric: r.metric,
+            tos: r.tos,
+        }
+    }
+}
+
+/// The kernel's view at one moment. Immutable once published.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    links: BTreeMap<u32, MirLink>,
+    addresses: BTreeMap<(u32, IpAddr, u8), MirAddress>,
+    neighbours: BTreeMap<(u32, IpAddr), MirNeighbour>,
+    routes: BTreeMap<RouteKey, MirRoute>,
+}
+
+impl Snapshot {
+    /// The link named `name`.
+    pub fn link_by_name(&self, name: &str) -> Option<&MirLink> {
+        self.links.values().find(|l| l.name == name)
+    }
+
+    /// The link with index `index`.
+    pub fn link(&self, index: u32) -> Option<&MirLink> {
+        self.links.get(&index)
+    }
+
+    /// All links, by index.
+    pub fn links(&self) -> impl Iterator<Item = &MirLink> {
+        self.links.values()
+    }
+
+    /// All addresses, by interface index.
+    pub fn addresses(&self) -> impl Iterator<Item = &MirAddress> {
+        self.addresses.values()
+    }
+
+    /// All IPv4 and IPv6 neighbour entries, by interface index.
+    pub fn neighbours(&self) -> impl Iterator<Item = &MirNeighbour> {
+        self.neighbours.values()
+    }
+
+    /// All main-table routes, IPv4 first, by destination.
+    pub fn routes(&self) -> impl Iterator<Item = &MirRoute> {
+        self.routes.values()
+    }
+
+    /// The neighbour entry for `ip` on interface `ifindex`, whatever its state.
+    pub fn neighbour(&self, ifindex: u32, ip: IpAddr) -> Option<&MirNeighbour> {
+        self.neighbours.get(&(ifindex, ip))
+    }
+
+    /// Longest-prefix match of `ip` over the main-table routes of its family; among routes of the
+    /// same prefix, the lowest metric wins (then the lowest TOS; TOS is not matched).
+    ///
+    /// One ordered-map probe per possible prefix length (33 or 129), so the cost does not grow
+    /// with the table beyond the map's log n.
+    pub fn route_lookup(&self, ip: IpAddr) -> Option<&MirRoute> {
+        let max = match ip {
+            IpAddr::V4(_) => 32,
+            IpAddr::V6(_) => 128,
+        };
+        (0..=max).rev().find_map(|len| {
+            let dst = mask(ip, len);
+            let lo = RouteKey {
+                dst,
+                prefix_len: len,
+                metric: 0,
+                tos: 0,
+            };
+            let hi = RouteKey {
+                metric: u32::MAX,
+                tos: u8::MAX,
+                ..lo
+            };
+            self.routes.range(lo..=hi).next().map(|(_, r)| r)
+        })
+    }
+}
+
+/// `ip` with all but the first `len` bits cleared.
+fn mask(ip: IpAddr, len: u8) -> IpAddr {
+    match ip {
+        IpAddr::V4(a) => {
+            let m = u32::MAX
+                .checked_shl(32 - u32::from(len.min(32)))
+                .unwrap_or(0);
+            IpAddr::V4(Ipv4Addr::from(u32::from(a) & m))
+        }
+        IpAddr::V6(a) => {
+            let m = u128::MAX
+                .checked_shl(128 - u32::from(len.min(128)))
+                .unwrap_or(0);
+            IpAddr::V6(Ipv6Addr::from(u128::from(a) & m))
+        }
+    }
+}
+
+// ----- applying messages --------------------------------------------------------------------
+
+/// What happened to a link the engine may care about.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LinkEvent {
+    /// Interface index.
+    pub ifindex: u32,
+    /// Interface name (the last known one, for [`LinkEventKind::Deleted`]).
+    pub name: String,
+    /// The change.
+    pub kind: LinkEventKind,
+}
+
+/// A link state transition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkEventKind {
+    /// It became able to carry traffic ([`MirLink::is_running`] turned true).
+    Up,
+    /// It stopped being able to carry traffic (admin down or carrier lost).
+    Down,
+    /// Its MTU changed.
+    MtuChanged {
+        /// Before.
+        old: u32,
+        /// After.
+        new: u32,
+    },
+    /// It was deleted.
+    Deleted,
+}
+
+/// The effect of one message on a [`Snapshot`].
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// The snapshot changed.
+    pub changed: bool,
+    /// Link transitions, in the order they happened.
+    pub link_events: Vec<LinkEvent>,
+    /// A link went administratively down or was deleted: the kernel flushed IPv4 routes through
+    /// it without telling, so the routes must be re-dumped.
+    pub routes_stale: bool,
+}
+
+/// The link transitions between two states of one link (`None`: absent). A link that appears is
+/// not an event: nothing was waiting for it.
+pub fn link_transitions(old: Option<&MirLink>, new: Option<&MirLink>) -> Vec<LinkEvent> {
+    let mut out = Vec::new();
+    match (old, new) {
+        (Some(o), Some(n)) => {
+            let ev = |kind| LinkEvent {
+                ifindex: n.index,
+                name: n.name.clone(),
+                kind,
+            };
+            if o.mtu != n.mtu {
+                out.push(ev(LinkEventKind::MtuChanged {
+                    old: o.mtu,
+                    new: n.mtu,
+                }));
+            }
+            match (o.is_running(), n.is_running()) {
+                (false, true) => out.push(ev(LinkEventKind::Up)),
+                (true, false) => out.push(ev(LinkEventKind::Down)),
+                _ => {}
+            }
+        }
+        (Some(o), None) => out.push(LinkEvent {
+            ifindex: o.index,
+            name: o.name.clone(),
+            kind: LinkEventKind::Deleted,
+        }),
+        _ => {}
+    }
+    out
+}
+
+/// The link transitions from `old` to `new` (after a re-dump), by interface index.
+pub fn diff_links(old: &Snapshot, new: &Snapshot) -> Vec<LinkEvent> {
+    let mut out = Vec::new();
+    for (i, o) in &old.links {
+        out.extend(link_transitions(Some(o), new.links.get(i)));
+    }
+    out
+}
+
+/// Apply one rtnetlink message (from a dump or an event) to `snap`. New messages upsert, del
+/// messages remove, by the key the kernel uses; anything else (other families, other tables,
+/// other message types) is ignored. Idempotent: applying a message twice changes nothing more.
+pub fn apply(snap: &mut Snapshot, msg: &RouteNetlinkMessage) -> Applied {
+    let mut out = Applied::default();
+    match msg {
+        RouteNetlinkMessage::NewLink(m) | RouteNetlinkMessage::DelLink(m) => {
+            // Bridge port notifications (AF_BRIDGE) share the message type; a DELLINK of that
+            // family means "left the bridge", not "deleted".
+            if m.header.interface_family != AddressFamily::Unspec {
+                return out;
+            }
+            let new = matches!(msg, RouteNetlinkMessage::NewLink(_)).then(|| parse_link(m));
+            let index = m.header.index;
+            let old = snap.links.get(&index).cloned();
+            out.link_events = link_transitions(old.as_ref(), new.as_ref());
+            out.routes_stale = old.as_ref().is_some_and(|o| o.up)
+                && new.as_ref().is_none_or(|n| !n.up)
+                || old.is_some() && new.is_none();
+            out.changed = old != new;
+            match new {
+                Some(n) => {
+                    snap.links.insert(index, n);
+                }
+                None => {
+                    snap.links.remove(&index);
+                    // The kernel sends most of these deletions too, but not all (IPv4 routes).
+                    snap.addresses.retain(|k, _| k.0 != index);
+                    snap.neighbours.retain(|k, _| k.0 != index);
+                    snap.routes.retain(|_, r| r.oif != Some(index));
+                }
+            }
+        }
+        RouteNetlinkMessage::NewAddress(m) | RouteNetlinkMessage::DelAddress(m) => {
+            if let Some(a) = parse_address(m) {
+                let key = (a.ifindex, a.addr, a.prefix_len);
+                out.changed = if matches!(msg, RouteNetlinkMessage::NewAddress(_)) {
+                    snap.addresses.insert(key, a) != Some(a)
+                } else {
+                    snap.addresses.remove(&key).is_some()
+                };
+            }
+        }
+        RouteNetlinkMessage::NewNeighbour(m) | RouteNetlinkMessage::DelNeighbour(m) => {
+            if let Some(n) = parse_neighbour(m) {
+                let key = (n.ifindex, n.ip);
+                out.changed = if matches!(msg, RouteNetlinkMessage::NewNeighbour(_)) {
+                    snap.neighbours.insert(key, n) != Some(n)
+                } else {
+                    snap.neighbours.remove(&key).is_some()
+                };
+            }
+        }
+        RouteNetlinkMessage::NewRoute(m) | RouteNetlinkMessage::DelRoute(m) => {
+            if let Some(r) = parse_route(m) {
+                let key = RouteKey::of(&r);
+                out.changed = if matches!(msg, RouteNetlinkMessage::NewRoute(_)) {
+                    snap.routes.insert(key, r) != Some(r)
+                } else {
+                    snap.routes.remove(&key).is_some()
+                };
+            }
+        }
+        _ => {}
+    }
+    out
+}
+
+fn mac_of(bytes: &[u8]) -> Option<MacAddr> {
+    <[u8; 6]>::try_from(bytes).ok().map(MacAddr)
+}
+
+/// A link from `RTM_NEWLINK`.
+pub fn parse_link(m: &LinkMessage) -> MirLink {
+    let mut l = MirLink {
+        index: m.header.index,
+        name: String::new(),
+        up: m.header.flags.contains(LinkFlags::Up),
+        lower_up: m.header.flags.contains(LinkFlags::LowerUp),
+        mtu: 0,
+        mac: None,
+        num_rx_queues: 1,
+    };
+    for a in &m.attributes {
+        match a {
+            LinkAttribute::IfName(n) => l.name.clone_from(n),
+            LinkAttribute::Mtu(v) => l.mtu = *v,
+            LinkAttribute::Address(b) => l.mac = mac_of(b),
+            LinkAttribute::NumRxQueues(q) => l.num_rx_queues = *q,
+            _ => {}
+        }
+    }
+    l
+}
+
+/// An IPv4/IPv6 address from `RTM_NEWADDR`/`RTM_DELADDR`; `None` for other families.
+pub fn parse_address(m: &AddressMessage) -> Option<MirAddress> {
+    if !matches!(m.header.family, AddressFamily::Inet | AddressFamily::Inet6) {
+        return None;
+    }
+    // IFA_LOCAL is the local address; IFA_ADDRESS is the peer on point-to-point links and the
+    // same as IFA_LOCAL otherwise. IPv6 sends only IFA_ADDRESS.
+    let mut addr = None;
+    for a in &m.attributes {
+        match a {
+            AddressAttribute::Local(ip) => addr = Some(*ip),
+            AddressAttribute::Address(ip) if addr.is_none() => addr = Some(*ip),
+            _ => {}
+        }
+    }
+    Some(MirAddress {
+        ifindex: m.header.index,
+        addr: addr?,
+        prefix_len: m.header.prefix_len,
+    })
+}
+
+/// An IPv4/IPv6 neighbour from `RTM_NEWNEIGH`/`RTM_DELNEIGH`; `None` for bridge FDB entries and
+/// other families.
+pub fn parse_neighbour(m: &NeighbourMessage) -> Option<MirNeighbour> {
+    let mut ip = None;
+    let mut mac = None;
+    for a in &m.attributes {
+        match a {
+            NeighbourAttribute::Destination(NeighbourAddress::Inet(a)) => ip = Some(IpAddr::V4(*a)),
+            NeighbourAttribute::Destination(NeighbourAddress::Inet6(a)) => {
+                ip = Some(IpAddr::V6(*a))
+            }
+            NeighbourAttribute::LinkLayerAddress(b) => mac = mac_of(b),
+            _ => {}
+        }
+    }
+    if !matches!(m.header.family, AddressFamily::Inet | AddressFamily::Inet6) {
+        return None;
+    }
+    Some(MirNeighbour {
+        ifindex: m.header.ifindex,
+        ip: ip?,
+        mac,
+        state: m.header.state.into(),
+    })
+}
+
+fn route_ip(a: &RouteAddress) -> Option<IpAddr> {
+    match a {
+        RouteAddress::Inet(a) => Some(IpAddr::V4(*a)),
+        RouteAddress::Inet6(a) => Some(IpAddr::V6(*a)),
+        _ => None,
+    }
+}
+
+/// A main-table IPv4/IPv6 route from `RTM_NEWROUTE`/`RTM_DELROUTE`; `None` for other tables and
+/// families.
+pub fn parse_route(m: &RouteMessage) -> Option<MirRoute> {
+    let unspecified = match m.header.address_family {
+        AddressFamily::Inet => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        AddressFamily::Inet6 => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        _ => return None,
+    };
+    // RTA_TABLE carries table ids above 255; the header's u8 is then RT_TABLE_UNSPEC.
+    let mut table = u32::from(m.header.table);
+    let mut dst = unspecified;
+    let mut r = MirRoute {
+        dst,
+        prefix_len: m.header.destination_prefix_length,
+        gateway: None,
+        oif: None,
+        metric: 0,
+        tos: m.header.tos,
+        kind: match m.header.kind {
+            RouteType::Unicast => RouteKind::Unicast,
+            RouteType::BlackHole => RouteKind::Blackhole,
+            RouteType::Unreachable => RouteKind::Unreachable,
+            RouteType::Prohibit => RouteKind::Prohibit,
+            _ => RouteKind::Other,
+        },
+    };
+    for a in &m.attributes {
+        match a {
+            RouteAttribute::Table(t) => table = *t,
+            RouteAttribute::Destination(a) => dst = route_ip(a)?,
+            RouteAttribute::Gateway(a) => r.gateway = route_ip(a),
+            RouteAttribute::Oif(i) => r.oif = Some(*i),
+            RouteAttribute::Priority(p) => r.metric = *p,
+            RouteAttribute::MultiPath(hops) if r.oif.is_none() && r.gateway.is_none() => {
+                if let Some(h) = hops.first() {
+                    r.oif = Some(h.interface_index);
+                    r.gateway = h.attributes.iter().find_map(|a| match a {
+                        RouteAttribute::Gateway(a) => route_ip(a),
+                        _ => None,
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    if table != u32::from(RouteHeader::RT_TABLE_MAIN) {
+        return None;
+    }
+    r.dst = mask(dst, r.prefix_len);
+    Some(r)
+}
+
+// ----- I/O ----------------------------------------------------------------------------------
+
+/// What went wrong in the mirror. Each variant says which netlink operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum MirrorError {
+    /// Opening, binding or configuring a netlink socket.
+    #[error("setting up the rtnetlink {what} socket")]
+    Socket {
+        /// Which socket and step.
+        what: &'static str,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// Joining an rtnetlink multicast group.
+    #[error("subscribing to rtnetlink group {group}")]
+    Subscribe {
+        /// The `RTNLGRP_*` number.
+        group: u32,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// A dump request failed (send, receive, or a kernel error reply).
+    #[error("dumping {what} over rtnetlink")]
+    Dump {
+        /// links, addresses, neighbours or routes.
+        what: &'static str,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// Every attempt at a dump was interrupted by concurrent changes (`NLM_F_DUMP_INTR`).
+    #[error("dumping {what} over rtnetlink: interrupted by concurrent changes {attempts} times")]
+    DumpInterrupted {
+        /// links, addresses, neighbours or routes.
+        what: &'static str,
+        /// Attempts made.
+        attempts: u32,
+    },
+    /// Reading the event socket failed with something other than lost events.
+    #[error("reading rtnetlink events")]
+    Events(#[source] io::Error),
+    /// The mirror thread could not be started.
+    #[error("starting the rtnetlink mirror thread")]
+    Spawn(#[source] io::Error),
+    /// The mirror thread panicked.
+    #[error("the rtnetlink mirror thread panicked")]
+    Panicked,
+}
+
+fn invalid(msg: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, msg)
+}
+
+/// Splits one netlink datagram into messages: `(flags, sequence number, parsed message)`. A
+/// message the crate can't parse is `Err` but does not hide the ones after it.
+fn split(
+    mut data: &[u8],
+) -> impl Iterator<Item = io::Result<(u16, u32, NetlinkMessage<RouteNetlinkMessage>)>> + '_ {
+    std::iter::from_fn(move || {
+        if data.is_empty() {
+            return None;
+        }
+        let (flags, seq, len) = match NetlinkBuffer::new_checked(data) {
+            Ok(b) => (b.flags(), b.sequence_number(), b.length() as usize),
+            Err(e) => {
+                data = &[];
+                return Some(Err(invalid(format!("bad netlink header: {e}"))));
+            }
+        };
+        let msg = &data[..len.min(data.len())];
+        data = &data[((len + 3) & !3).min(data.len())..];
+        Some(
+            NetlinkMessage::<RouteNetlinkMessage>::deserialize(msg)
+                .map(|m| (flags, seq, m))
+                .map_err(|e| invalid(format!("undecodable rtnetlink message: {e}"))),
+        )
+    })
+}
+
+/// The dump socket: requests and their replies only, no subscriptions.
+struct Dumper {
+    sock: Socket,
+    seq: u32,
+    buf: Vec<u8>,
+}
+
+impl Dumper {
+    fn open() -> Result<Self, MirrorError> {
+        let socket = |what, source| MirrorError::Socket { what, source };
+        let mut sock = Socket::new(NETLINK_ROUTE).map_err(|e| socket("dump", e))?;
+        sock.bind_auto().map_err(|e| socket("dump (bind)", e))?;
+        sock.connect(&SocketAddr::new(0, 0))
+            .map_err(|e| socket("dump (connect)", e))?;
+        Ok(Dumper {
+            sock,
+            seq: 0,
+            buf: vec![0; RECV_BUF],
+        })
+    }
+
+    /// Dump `req`, redoing it while the kernel flags it `NLM_F_DUMP_INTR`.
+    fn dump(
+        &mut self,
+        what: &'static str,
+        req: RouteNetlinkMessage,
+        decode_errors: &AtomicU64,
+    ) -> Result<Vec<RouteNetlinkMessage>, MirrorError> {
+        for _ in 0..MAX_DUMP_ATTEMPTS {
+            match self.dump_once(req.clone(), decode_errors) {
+                Ok(Some(msgs)) => return Ok(msgs),
+                Ok(None) => continue,
+                Err(source) => return Err(MirrorError::Dump { what, source }),
+            }
+        }
+        Err(MirrorError::DumpInterrupted {
+            what,
+            attempts: MAX_DUMP_ATTEMPTS,
+        })
+    }
+
+    /// One dump; `Ok(None)` if it was interrupted.
+    fn dump_once(
+        &mut self,
+        req: RouteNetlinkMessage,
+        decode_errors: &AtomicU64,
+    ) -> io::Result<Option<Vec<RouteNetlinkMessage>>> {
+        self.seq = self.seq.wrapping_add(1);
+        let seq = self.seq;
+        let mut hdr = NetlinkHeader::default();
+        hdr.flags = NLM_F_REQUEST | NLM_F_DUMP;
+        hdr.sequence_number = seq;
+        let mut msg = NetlinkMessage::new(hdr, NetlinkPayload::InnerMessage(req));
+        msg.finalize();
+        let mut out = vec![0u8; msg.buffer_len()];
+        msg.serialize(&mut out);
+        self.sock.send(&out, 0)?;
+
+        let mut replies = Vec::new();
+        let mut interrupted = false;
+        loop {
+            let n = self.sock.recv(&mut &mut self.buf[..], libc::MSG_TRUNC)?;
+            if n > self.buf.len() {
+                return Err(invalid(format!(
+                    "dump reply of {n} bytes exceeds the {RECV_BUF}-byte buffer"
+                )));
+            }
+            for m in split(&self.buf[..n]) {
+                let (flags, mseq, m) = match m {
+                    Ok(m) => m,
+                    Err(_) => {
+                        decode_errors.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                };
+                if mseq != seq {
+                    // The tail of an earlier dump abandoned on error: not ours.
+                    continue;
+                }
+                interrupted |= flags & NLM_F_DUMP_INTR != 0;
+                match m.payload {
+                    NetlinkPayload::Done(_) => return Ok((!interrupted).then_some(replies)),
+                    NetlinkPayload::Error(e) if e.code.is_some() => return Err(e.to_io()),
+                    NetlinkPayload::Error(_) => return Ok((!interrupted).then_some(replies)),
+                    NetlinkPayload::InnerMessage(inner) => replies.push(inner),
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    fn dump_routes(&mut self, decode_errors: &AtomicU64) -> Result<Snapshot, MirrorError> {
+        let mut s = Snapshot::default();
+        let msgs = self.dump(
+            "routes",
+            RouteNetlinkMessage::GetRoute(RouteMessage::default()),
+            decode_errors,
+        )?;
+        for m in &msgs {
+            apply(&mut s, m);
+        }
+        Ok(s)
+    }
+
+    fn dump_all(&mut self, decode_errors: &AtomicU64) -> Result<Snapshot, MirrorError> {
+        let mut s = self.dump_routes(decode_errors)?;
+        let reqs = [
+            (
+                "links",
+                RouteNetlinkMessage::GetLink(LinkMessage::default()),
+            ),
+            (
+                "addresses",
+                RouteNetlinkMessage::GetAddress(AddressMessage::default()),
+            ),
+            (
+                "neighbours",
+                RouteNetlinkMessage::GetNeighbour(NeighbourMessage::default()),
+            ),
+        ];
+        for (what, req) in reqs {
+            for m in &self.dump(what, req, decode_errors)? {
+                apply(&mut s, m);
+            }
+        }
+        Ok(s)
+    }
+}
+
+/// Counters of the mirror thread.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct MirrorStats {
+    /// Event messages applied (whether or not they changed anything).
+    pub events: u64,
+    /// Full re-dumps because the kernel dropped events (`ENOBUFS`) or a datagram was truncated.
+    pub redumps: u64,
+    /// Route-only re-dumps after a link went down or away.
+    pub route_refreshes: u64,
+    /// Messages netlink-packet-route could not decode (skipped).
+    pub decode_errors: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    events: AtomicU64,
+    redumps: AtomicU64,
+    route_refreshes: AtomicU64,
+    decode_errors: AtomicU64,
+}
+
+/// State shared between the handle and the thread.
+struct Shared {
+    snapshot: Mutex<Arc<Snapshot>>,
+    subscribers: Mutex<Vec<Sender<LinkEvent>>>,
+    counters: Counters,
+    stop: AtomicBool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Only plain assignments happen under these locks; a poisoned one holds consistent data.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Shared {
+    fn publish(&self, snap: &Snapshot) {
+        let new = Arc::new(snap.clone());
+        *lock(&self.snapshot) = new;
+    }
+
+    fn send(&self, events: Vec<LinkEvent>) {
+        if events.is_empty() {
+            return;
+        }
+        for e in &events {
+            log::debug!("link {} ({}): {:?}", e.name, e.ifindex, e.kind);
+        }
+        lock(&self.subscribers).retain(|tx| events.iter().all(|e| tx.send(e.clone()).is_ok()));
+    }
+}
+
+/// Entry point of the mirror.
+pub struct Mirror;
+
+impl Mirror {
+    /// Dump the kernel's state in the caller's network namespace, then follow it from a new thread.
+    /// The first snapshot is complete when this returns.
+    pub fn start() -> Result<MirrorHandle, MirrorError> {
+        // The event socket first: every change after this point is queued on it.
+        let events = open_event_socket()?;
+        let mut dumper = Dumper::open()?;
+        let counters = Counters::default();
+        let snap = dumper.dump_all(&counters.decode_errors)?;
+        let shared = Arc::new(Shared {
+            snapshot: Mutex::new(Arc::new(snap.clone())),
+            subscribers: Mutex::new(Vec::new()),
+            counters,
+            stop: AtomicBool::new(false),
+        });
+        let sh = Arc::clone(&shared);
+        let thread = thread::Builder::new()
+            .name("sluice-mirror".into())
+            .spawn(move || {
+                let r = run(&sh, &events, dumper, snap);
+                if let Err(e) = &r {
+                    log::error!("rtnetlink mirror stopped: {e}");
+                }
+                // Receivers see the end of the stream instead of waiting forever.
+                lock(&sh.subscribers).clear();
+                r
+            })
+            .map_err(MirrorError::Spawn)?;
+        Ok(MirrorHandle {
+            shared,
+            thread: Some(thread),
+        })
+    }
+}
+
+fn open_event_socket() -> Result<Socket, MirrorError> {
+    let socket = |what, source| MirrorError::Socket { what, source };
+    let mut sock = Socket::new(NETLINK_ROUTE).map_err(|e| socket("event", e))?;
+    sock.bind_auto().map_err(|e| socket("event (bind)", e))?;
+    // Best effort: without it the default buffer only means more re-dumps under bursts.
+    if let Err(e) = sock.set_rx_buf_sz(EVENT_SOCK_BUF) {
+        log::debug!("rtnetlink event socket: SO_RCVBUF {EVENT_SOCK_BUF}: {e}");
+    }
+    rustix::net::sockopt::set_socket_timeout(
+        &sock,
+        rustix::net::sockopt::Timeout::Recv,
+        Some(STOP_POLL),
+    )
+    .map_err(|e| socket("event (SO_RCVTIMEO)", e.into()))?;
+    for group in GROUPS {
+        sock.add_membership(group)
+            .map_err(|source| MirrorError::Subscribe { group, source })?;
+    }
+    Ok(sock)
+}
+
+/// The mirror thread: apply events until stopped or a fatal error.
+fn run(
+    shared: &Shared,
+    events: &Socket,
+    mut dumper: Dumper,
+    mut snap: Snapshot,
+) -> Result<(), MirrorError> {
+    let mut buf = vec![0u8; RECV_BUF];
+    let c = &shared.counters;
+    while !shared.stop.load(Ordering::Relaxed) {
+        let mut lost = false;
+        let mut changed = false;
+        let mut routes_stale = false;
+        let mut link_events = Vec::new();
+        // One blocking receive, then whatever else is queued, published as one snapshot.
+        let mut flags = libc::MSG_TRUNC;
+        loop {
+            let n = match events.recv(&mut &mut buf[..], flags) {
+                Ok(n) => n,
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                    lost = true;
+                    break;
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                    ) =>
+                {
+                    break;
+                }
+                Err(e) => return Err(MirrorError::Events(e)),
+            };
+            flags = libc::MSG_TRUNC | libc::MSG_DONTWAIT;
+            if n > buf.len() {
+                lost = true;
+                break;
+            }
+            for m in split(&buf[..n]) {
+                let Ok((_, _, m)) = m else {
+                    c.decode_errors.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                };
+                if let NetlinkPayload::InnerMessage(m) = m.payload {
+                    let a = apply(&mut snap, &m);
+                    c.events.fetch_add(1, Ordering::Relaxed);
+                    changed |= a.changed;
+                    routes_stale |= a.routes_stale;
+                    link_events.extend(a.link_events);
+                }
+            }
+        }
+        if lost {
+            // The queue has a gap. What is queued now predates the dump below, and replaying it
+            // after the dump could resurrect what the lost events deleted: discard it.
+            drain(events);
+            let new = dumper.dump_all(&c.decode_errors)?;
+            c.redumps.fetch_add(1, Ordering::Relaxed);
+            log::warn!("rtnetlink events were lost (ENOBUFS); re-dumped the kernel's state");
+            link_events.extend(diff_links(&snap, &new));
+            snap = new;
+            changed = true;
+        } else if routes_stale {
+            snap.routes = dumper.dump_routes(&c.decode_errors)?.routes;
+            c.route_refreshes.fetch_add(1, Ordering::Relaxed);
+            changed = true;
+        }
+        if changed {
+            shared.publish(&snap);
+        }
+        shared.send(link_events);
+    }
+    Ok(())
+}
+
+/// Read and discard everything queued on `sock`.
+fn drain(sock: &Socket) {
+    let mut buf = [0u8; 4096];
+    loop {
+        match sock.recv(&mut &mut buf[..], libc::MSG_DONTWAIT | libc::MSG_TRUNC) {
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {}
+            Err(_) => return,
+        }
+    }
+}
+
+/// The running mirror. Dropping it stops the thread.
+pub struct MirrorHandle {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<Result<(), MirrorError>>>,
+}
+
+impl MirrorHandle {
+    /// The latest snapshot. Cheap (one `Arc` clone under a briefly held lock); the snapshot never
+    /// changes, so hold it as long as one consistent view is needed.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        Arc::clone(&lock(&self.shared.snapshot))
+    }
+
+    /// A new receiver of link events from now on. Each call makes an independent subscriber;
+    /// dropping the receiver unsubscribes.
+    pub fn events(&self) -> Receiver<LinkEvent> {
+        let (tx, rx) = mpsc::channel();
+        lock(&self.shared.subscribers).push(tx);
+        rx
+    }
+
+    /// The thread's counters.
+    pub fn stats(&self) -> MirrorStats {
+        let c = &self.shared.counters;
+        MirrorStats {
+            events: c.events.load(Ordering::Relaxed),
+            redumps: c.redumps.load(Ordering::Relaxed),
+            route_refreshes: c.route_refreshes.load(Ordering::Relaxed),
+            decode_errors: c.decode_errors.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The thread is still following the kernel (it ends only on stop or a fatal error).
+    pub fn is_running(&self) -> bool {
+        self.thread.as_ref().is_some_and(|t| !t.is_finished())
+    }
+
+    /// Stop the thread (within about 100 ms) and return the error that ended it early, if any.
+    pub fn stop(mut self) -> Result<(), MirrorError> {
+        self.stop_inner()
+    }
+
+    fn stop_inner(&mut self) -> Result<(), MirrorError> {
+        self.shared.stop.store(true, Ordering::Relaxed);
+        match self.thread.take() {
+            Some(t) => t.join().map_err(|_| MirrorError::Panicked)?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for MirrorHandle {
+    fn drop(&mut self) {
+        if let Err(e) = self.stop_inner() {
+            log::error!("{e}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+    use netlink_packet_route::route::RouteProtocol;
+
+    const MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
+
+    fn link_msg(index: u32, name: &str, up: bool, lower_up: bool, mtu: u32) -> LinkMessage {
+        let mut m = LinkMessage::default();
+        m.header.index = index;
+        if up {
+            m.header.flags |= LinkFlags::Up;
+        }
+        if lower_up {
+            m.header.flags |= LinkFlags::LowerUp;
+        }
+        m.attributes = vec![
+            LinkAttribute::IfName(name.into()),
+            LinkAttribute::Mtu(mtu),
+            LinkAttribute::Address(MAC.to_vec()),
+            LinkAttribute::NumRxQueues(4),
+        ];
+        m
+    }
+
+    fn family(ip: IpAddr) -> AddressFamily {
+        match ip {
+            IpAddr::V4(_) => AddressFamily::Inet,
+            IpAddr::V6(_) => AddressFamily::Inet6,
+        }
+    }
+
+    fn addr_msg(ifindex: u32, ip: IpAddr, prefix_len: u8) -> AddressMessage {
+        let mut m = AddressMessage::default();
+        m.header.family = family(ip);
+        m.header.index = ifindex;
+        m.header.prefix_len = prefix_len;
+        m.attributes.push(AddressAttribute::Address(ip));
+        if ip.is_ipv4() {
+            m.attributes.push(AddressAttribute::Local(ip));
+        }
+        m
+    }
+
+    fn neigh_msg(ifindex: u32, ip: IpAddr, state: NeighbourState) -> NeighbourMessage {
+        let mut m = NeighbourMessage::default();
+        m.header.family = family(ip);
+        m.header.ifindex = ifindex;
+        m.header.state = state;
+        m.attributes = vec![
+            NeighbourAttribute::Destination(match ip {
+                IpAddr::V4(a) => NeighbourAddress::Inet(a),
+                IpAddr::V6(a) => NeighbourAddress::Inet6(a),
+            }),
+            NeighbourAttribute::LinkLayerAddress(MAC.to_vec()),
+        ];
+        m
+    }
+
+    fn route_msg(dst: &str, gw: Option<&str>, oif: u32, metric: Option<u32>) -> RouteMessage {
+        let (dst, len) = dst.split_once('/').unwrap();
+        let dst: IpAddr = dst.parse().unwrap();
+        let mut m = RouteMessage::default();
+        m.header.address_family = family(dst);
+        m.header.destination_prefix_length = len.parse().unwrap();
+        m.header.table = RouteHeader::RT_TABLE_MAIN;
+        m.header.protocol = RouteProtocol::Static;
+        m.header.kind = RouteType::Unicast;
+        m.attributes.push(RouteAttribute::Table(254));
+        if !dst.is_unspecified() {
+            m.attributes.push(RouteAttribute::Destination(dst.into()));
+        }
+        if let Some(gw) = gw {
+            let gw: IpAddr = gw.parse().unwrap();
+            m.attributes.push(RouteAttribute::Gateway(gw.into()));
+        }
+        m.attributes.push(RouteAttribute::Oif(oif));
+        if let Some(p) = metric {
+            m.attributes.push(RouteAttribute::Priority(p));
+        }
+        m
+    }
+
+    /// Serialize like the kernel would and read back through the receive path, so the tests
+    /// cover the byte parsing too.
+    fn wire(msgs: Vec<RouteNetlinkMessage>) -> Vec<RouteNetlinkMessage> {
+        let mut bytes = Vec::new();
+        for m in msgs {
+            let mut nl = NetlinkMessage::new(NetlinkHeader::default(), m.into());
+            nl.finalize();
+            let mut b = vec![0u8; nl.buffer_len()];
+            nl.serialize(&mut b);
+            bytes.extend_from_slice(&b);
+        }
+        split(&bytes)
+            .map(|m| match m.unwrap().2.payload {
+                NetlinkPayload::InnerMessage(m) => m,
+                other => panic!("unexpected payload {other:?}"),
+            })
+            .collect()
+    }
+
+    fn snapshot_of(msgs: Vec<RouteNetlinkMessage>) -> Snapshot {
+        let mut s = Snapshot::default();
+        for m in wire(msgs) {
+            apply(&mut s, &m);
+        }
+        s
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn routes() -> Vec<RouteNetlinkMessage> {
+        [
+            route_msg("0.0.0.0/0", Some("10.0.0.1"), 2, None),
+            route_msg("10.1.2.0/24", Some("10.0.0.2"), 2, Some(100)),
+            route_msg("10.1.2.0/24", Some("10.0.0.3"), 3, Some(50)),
+            route_msg("10.1.2.3/32", Some("10.0.0.4"), 2, Some(10)),
+            route_msg("::/0", Some("fe80::1"), 2, Some(1024)),
+            route_msg("2001:db8::/32", None, 3, Some(1024)),
+            route_msg("2001:db8:1::/48", Some("fe80::2"), 2, Some(256)),
+            route_msg("2001:db8:1::/48", Some("fe80::3"), 3, Some(1024)),
+        ]
+        .into_iter()
+        .map(RouteNetlinkMessage::NewRoute)
+        .collect()
+    }
+
+    #[test]
+    fn lpm_v4_default_vs_24_vs_32_and_metric_ties() {
+        let s = snapshot_of(routes());
+        let r = s.route_lookup(ip("10.1.2.3")).unwrap();
+        assert_eq!((r.prefix_len, r.gateway), (32, Some(ip("10.0.0.4"))));
+        let r = s.route_lookup(ip("10.1.2.4")).unwrap();
+        assert_eq!(r.prefix_len, 24);
+        assert_eq!(
+            (r.metric, r.oif, r.gateway),
+            (50, Some(3), Some(ip("10.0.0.3")))
+        );
+        let r = s.route_lookup(ip("192.0.2.1")).unwrap();
+        assert_eq!((r.dst, r.prefix_len), (ip("0.0.0.0"), 0));
+        assert_eq!(r.gateway, Some(ip("10.0.0.1")));
+        assert_eq!(r.metric, 0, "IPv4 route without RTA_PRIORITY has metric 0");
+    }
+
+    #[test]
+    fn lpm_v6_and_families_do_not_mix() {
+        let s = snapshot_of(routes());
+        let r = s.route_lookup(ip("2001:db8:1::5")).unwrap();
+        assert_eq!((r.prefix_len, r.metric, r.oif), (48, 256, Some(2)));
+        let r = s.route_lookup(ip("2001:db8:2::5")).unwrap();
+        assert_eq!((r.prefix_len, r.gateway, r.oif), (32, None, Some(3)));
+        let r = s.route_lookup(ip("2a00::1")).unwrap();
+        assert_eq!((r.dst, r.prefix_len), (ip("::"), 0));
+        // Only IPv6 routes: no default for IPv4.
+        let v6only = snapshot_of(routes().split_off(4));
+        assert!(v6only.route_lookup(ip("10.1.2.3")).is_none());
+        assert!(v6only.route_lookup(ip("2001:db8::1")).is_some());
+    }
+
+    #[test]
+    fn del_route_removes_only_that_metric() {
+        let mut s = snapshot_of(routes());
+        let del =
+            RouteNetlinkMessage::DelRoute(route_msg("10.1.2.0/24", Some("10.0.0.3"), 3, Some(50)));
+        assert!(apply(&mut s, &wire(vec![del.clone()])[0]).changed);
+        assert_eq!(s.route_lookup(ip("10.1.2.4")).unwrap().metric, 100);
+        assert!(!apply(&mut s, &del).changed, "deleting twice is a no-op");
+        let n = s.routes().count();
+        apply(
+            &mut s,
+            &RouteNetlinkMessage::NewRoute(route_msg("10.9.0.0/16", None, 2, None)),
+        );
+        apply(
+            &mut s,
+            &RouteNetlinkMessage::NewRoute(route_msg("10.9.0.0/16", None, 2, None)),
+        );
+        assert_eq!(s.routes().count(), n + 1, "re-adding is an upsert");
+    }
+
+    #[test]
+    fn other_tables_and_host_bits() {
+        let mut local = route_msg("10.0.0.1/32", None, 2, None);
+        local.header.table = 255;
+        local
+            .attributes
+            .retain(|a| !matches!(a, RouteAttribute::Table(_)));
+        local.attributes.push(RouteAttribute::Table(255));
+        let mut big_table = route_msg("0.0.0.0/0", None, 2, None);
+        big_table.header.table = 0;
+        big_table
+            .attributes
+            .retain(|a| !matches!(a, RouteAttribute::Table(_)));
+        big_table.attributes.push(RouteAttribute::Table(1000));
+        let s = snapshot_of(vec![
+            RouteNetlinkMessage::NewRoute(local),
+            RouteNetlinkMessage::NewRoute(big_table),
+            RouteNetlinkMessage::NewRoute(route_msg("2001:db8::1:2/64", None, 2, Some(1))),
+        ]);
+        assert_eq!(s.routes().count(), 1);
+        assert_eq!(s.routes().next().unwrap().dst, ip("2001:db8::"));
+        assert!(s.route_lookup(ip("10.0.0.1")).is_none());
+    }
+
+    #[test]
+    fn addresses_and_neighbours() {
+        let mut s = snapshot_of(vec![
+            RouteNetlinkMessage::NewAddress(addr_msg(2, ip("10.0.0.9"), 24)),
+            RouteNetlinkMessage::NewAddress(addr_msg(2, ip("fd00::9"), 64)),
+            RouteNetlinkMessage::NewNeighbour(neigh_msg(
+                2,
+                ip("10.0.0.1"),
+                NeighbourState::Reachable,
+            )),
+            RouteNetlinkMessage::NewNeighbour(neigh_msg(
+                2,
+                ip("fe80::1"),
+                NeighbourState::Permanent,
+            )),
+            RouteNetlinkMessage::NewNeighbour(neigh_msg(3, ip("10.0.0.7"), NeighbourState::Failed)),
+        ]);
+        let a: Vec<_> = s.addresses().map(|a| (a.addr, a.prefix_len)).collect();
+        assert_eq!(a, [(ip("10.0.0.9"), 24), (ip("fd00::9"), 64)]);
+        let n = s.neighbour(2, ip("10.0.0.1")).unwrap();
+        assert_eq!(
+            (n.mac, n.state),
+            (Some(MacAddr(MAC)), NeighState::Reachable)
+        );
+        assert!(n.is_usable());
+        assert_eq!(
+            s.neighbour(2, ip("fe80::1")).unwrap().state,
+            NeighState::Permanent
+        );
+        assert!(!s.neighbour(3, ip("10.0.0.7")).unwrap().is_usable());
+        assert!(
+            s.neighbour(3, ip("10.0.0.1")).is_none(),
+            "keyed by interface too"
+        );
+
+        apply(
+            &mut s,
+            &RouteNetlinkMessage::DelNeighbour(neigh_msg(2, ip("10.0.0.1"), NeighbourState::None)),
+        );
+        apply(
+            &mut s,
+            &RouteNetlinkMessage::DelAddress(addr_msg(2, ip("fd00::9"), 64)),
+        );
+        assert!(s.neighbour(2, ip("10.0.0.1")).is_none());
+        assert_eq!(s.addresses().count(), 1);
+
+        // A bridge FDB entry is not a neighbour.
+        let mut fdb = neigh_msg(2, ip("10.0.0.5"), NeighbourState::Permanent);
+        fdb.header.family = AddressFamily::Bridge;
+        assert!(!apply(&mut s, &RouteNetlinkMessage::NewNeighbour(fdb)).changed);
+    }
+
+    fn kinds(a: &Applied) -> Vec<LinkEventKind> {
+        a.link_events.iter().map(|e| e.kind).collect()
+    }
+
+    #[test]
+    fn link_events_down_up_mtu_deleted() {
+        let mut s = Snapshot::default();
+        let new =
+            |up, lower, mtu| RouteNetlinkMessage::NewLink(link_msg(5, "eth9", up, lower, mtu));
+        let a = apply(&mut s, &wire(vec![new(true, true, 1500)])[0]);
+        assert!(
+            a.changed && a.link_events.is_empty(),
+            "a new link is not an event"
+        );
+        let l = s.link_by_name("eth9").unwrap();
+        assert_eq!(
+            (l.index, l.mtu, l.num_rx_queues, l.mac),
+            (5, 1500, 4, Some(MacAddr(MAC)))
+        );
+
+        assert!(
+            kinds(&apply(&mut s, &new(true, true, 1500))).is_empty(),
+            "repeat: no event"
+        );
+        // Carrier lost: Down, but the kernel keeps the routes.
+        let a = apply(&mut s, &new(true, false, 1500));
+        assert_eq!(kinds(&a), [LinkEventKind::Down]);
+        assert!(!a.routes_stale);
+        // Admin down while already without carrier: no second Down, but routes were flushed.
+        let a = apply(&mut s, &new(false, false, 1500));
+        assert!(kinds(&a).is_empty());
+        assert!(a.routes_stale);
+        assert!(
+            kinds(&apply(&mut s, &new(true, false, 1500))).is_empty(),
+            "up, no carrier"
+        );
+        let a = apply(&mut s, &new(true, true, 9000));
+        assert_eq!(
+            kinds(&a),
+            [
+                LinkEventKind::MtuChanged {
+                    old: 1500,
+                    new: 9000
+                },
+                LinkEventKind::Up
+            ]
+        );
+        assert_eq!(a.link_events[0].name, "eth9");
+
+        apply(
+            &mut s,
+            &RouteNetlinkMessage::NewAddress(addr_msg(5, ip("10.0.0.9"), 24)),
+        );
+        apply(
+            &mut s,
+            &RouteNetlinkMessage::NewRoute(route_msg("10.5.0.0/16", None, 5, None)),
+        );
+        apply(
+            &mut s,
+            &RouteNetlinkMessage::NewRoute(route_msg("10.6.0.0/16", None, 6, None)),
+        );
+        let a = apply(
+            &mut s,
+            &RouteNetlinkMessage::DelLink(link_msg(5, "eth9", false, false, 9000)),
+        );
+        assert_eq!(kinds(&a), [LinkEventKind::Deleted]);
+        assert!(a.routes_stale);
+        assert!(s.link_by_name("eth9").is_none());
+        assert_eq!(
+            s.addresses().count(),
+            0,
+            "a deleted link's addresses go with it"
+        );
+        assert_eq!(s.routes().count(), 1, "and its routes, not others");
+    }
+
+    #[test]
+    fn bridge_port_dellink_is_not_a_deletion() {
+        let mut s = Snapshot::default();
+        apply(
+            &mut s,
+            &RouteNetlinkMessage::NewLink(link_msg(5, "eth9", true, true, 1500)),
+        );
+        let mut m = link_msg(5, "eth9", true, true, 1500);
+        m.header.interface_family = AddressFamily::Bridge;
+        assert_eq!(
+            apply(&mut s, &RouteNetlinkMessage::DelLink(m)),
+            Applied::default()
+        );
+        assert!(s.link(5).is_some());
+    }
+
+    #[test]
+    fn redump_diff_generates_events() {
+        let old = snapshot_of(vec![
+            RouteNetlinkMessage::NewLink(link_msg(5, "a", true, true, 1500)),
+            RouteNetlinkMessage::NewLink(link_msg(6, "b", true, true, 1500)),
+            RouteNetlinkMessage::NewLink(link_msg(7, "c", false, false, 1500)),
+        ]);
+        let new = snapshot_of(vec![
+            RouteNetlinkMessage::NewLink(link_msg(5, "a", false, true, 1500)),
+            RouteNetlinkMessage::NewLink(link_msg(7, "c", true, true, 1400)),
+            RouteNetlinkMessage::NewLink(link_msg(8, "d", true, true, 1500)),
+        ]);
+        let ev: Vec<_> = diff_links(&old, &new)
+            .into_iter()
+            .map(|e| (e.ifindex, e.kind))
+            .collect();
+        assert_eq!(
+            ev,
+            [
+                (5, LinkEventKind::Down),
+                (6, LinkEventKind::Deleted),
+                (
+                    7,
+                    LinkEventKind::MtuChanged {
+                        old: 1500,
+                        new: 1400
+                    }
+                ),
+                (7, LinkEventKind::Up),
+            ]
+        );
+    }
+
+    #[test]
+    fn serializes_to_json() {
+        let s = snapshot_of(vec![
+            RouteNetlinkMessage::NewLink(link_msg(5, "a", true, true, 1500)),
+            RouteNetlinkMessage::NewNeighbour(neigh_msg(5, ip("10.0.0.1"), NeighbourState::Stale)),
+        ]);
+        let l = serde_json::to_value(s.link(5).unwrap()).unwrap();
+        assert_eq!(l["mac"], "02:00:00:00:00:01");
+        let n = serde_json::to_value(s.neighbour(5, ip("10.0.0.1")).unwrap()).unwrap();
+        assert_eq!(n["state"], "stale");
+        assert_eq!(n["ip"], "10.0.0.1");
+        let e = LinkEvent {
+            ifindex: 5,
+            name: "a".into(),
+            kind: LinkEventKind::MtuChanged { old: 1, new: 2 },
+        };
+        assert_eq!(
+            serde_json::to_string(&e).unwrap(),
+            r#"{"ifindex":5,"name":"a","kind":{"mtu_changed":{"old":1,"new":2}}}"#
+        );
+    }
+
+    #[test]
+    fn masks() {
+        assert_eq!(mask(ip("10.1.2.3"), 0), ip("0.0.0.0"));
+        assert_eq!(mask(ip("10.1.2.3"), 24), ip("10.1.2.0"));
+        assert_eq!(mask(ip("10.1.2.3"), 32), ip("10.1.2.3"));
+        assert_eq!(mask(ip("2001:db8::ff"), 120), ip("2001:db8::"));
+        assert_eq!(mask(ip("2001:db8::ff"), 128), ip("2001:db8::ff"));
+    }
+
+    /// Needs no privileges: the mirror of this process's own namespace has the loopback link.
+    #[test]
+    fn starts_sees_loopback_and_stops_quickly() {
+        let m = Mirror::start().unwrap();
+        let snap = m.snapshot();
+        let lo = snap.link_by_name("lo").expect("lo");
+        assert_eq!(lo.index, 1);
+        assert!(snap.addresses().any(|a| a.ifindex == 1));
+        let t = std::time::Instant::now();
+        m.stop().unwrap();
+        assert!(
+            t.elapsed() < Duration::from_millis(500),
+            "stop took {:?}",
+            t.elapsed()
+        );
+    }
+}

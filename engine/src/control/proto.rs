@@ -1,0 +1,719 @@
+//! The control protocol: one JSON request per datagram, one JSON reply per request.
+//!
+//! Owns the wire format only: the typed [`Request`]s, the [`Reply`] envelope, the error codes
+//! and the size limits. It never touches a socket and never decides who may do what (that is
+//! [`super::socket`]).
+//!
+//! Every message carries `"v": 1`. Decoding is strict: unknown fields, wrong types and missing
+//! fields are `bad_request` errors whose message names the field, so an operator hand-writing
+//! JSON learns what to fix.
+
+use crate::cli::PortList;
+use crate::steer::L4Proto;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::fmt;
+
+/// The protocol version this build speaks.
+pub const VERSION: u64 = 1;
+
+/// Largest request datagram accepted, in bytes. A request is a few hundred bytes at most; the
+/// limit only stops a client from making the server buffer garbage.
+pub const MAX_REQUEST_SIZE: usize = 64 * 1024;
+
+/// Largest reply datagram, in bytes. Larger than [`MAX_REQUEST_SIZE`] because `routes` or
+/// `neighbours` of a busy host can run to thousands of entries; the server raises `SO_SNDBUF` so
+/// one datagram of this size fits (the kernel refuses a SEQPACKET message larger than the send
+/// buffer). A reply that would be larger becomes a `failed` error.
+pub const MAX_REPLY_SIZE: usize = 256 * 1024;
+
+/// A control request, as sent on the wire with `"v": 1` next to `"cmd"`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    /// Interface, modes granted, queues, cores, uptime, version.
+    Status,
+    /// Per-queue and total counters, eBPF counters, rates.
+    Stats,
+    /// List or change the steering rules.
+    Rules(RulesRequest),
+    /// The mirror's links.
+    Links,
+    /// The mirror's addresses.
+    Addresses,
+    /// The mirror's neighbours.
+    Neighbours,
+    /// The mirror's routes.
+    Routes,
+    /// Stop the engine (as SIGTERM would).
+    Shutdown,
+}
+
+/// The `op` of a `rules` request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum RulesRequest {
+    /// All rules in the steering map.
+    List,
+    /// Steer these ports of `proto` into the workers.
+    Add {
+        /// UDP or TCP.
+        proto: L4Proto,
+        /// Destination ports.
+        ports: Ports,
+    },
+    /// Return these ports of `proto` to the kernel.
+    Del {
+        /// UDP or TCP.
+        proto: L4Proto,
+        /// Destination ports.
+        ports: Ports,
+    },
+}
+
+/// A set of ports, on the wire in `sluice run`'s syntax (`"9100,9200-9210"`), sorted and
+/// deduplicated.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Ports(pub Vec<u16>);
+
+impl TryFrom<String> for Ports {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse::<PortList>().map(|p| Ports(p.0))
+    }
+}
+
+impl From<PortList> for Ports {
+    fn from(p: PortList) -> Self {
+        Ports(p.0)
+    }
+}
+
+impl From<Ports> for String {
+    fn from(p: Ports) -> String {
+        p.to_string()
+    }
+}
+
+impl fmt::Display for Ports {
+    /// Runs of consecutive ports collapse into ranges: `7,9000-9010`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut sorted = self.0.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        let mut first = true;
+        let mut i = 0;
+        while i < sorted.len() {
+            let start = sorted[i];
+            let mut end = start;
+            while i + 1 < sorted.len() && sorted[i + 1] == end.wrapping_add(1) && end != u16::MAX {
+                i += 1;
+                end = sorted[i];
+            }
+            if !first {
+                f.write_str(",")?;
+            }
+            first = false;
+            if start == end {
+                write!(f, "{start}")?;
+            } else {
+                write!(f, "{start}-{end}")?;
+            }
+            i += 1;
+        }
+        Ok(())
+    }
+}
+
+/// The commands this version knows, for `unknown_command` messages.
+const COMMANDS: &[&str] = &[
+    "status",
+    "stats",
+    "rules",
+    "links",
+    "addresses",
+    "neighbours",
+    "routes",
+    "shutdown",
+];
+
+impl Request {
+    /// Whether the request changes the engine (needs root or the admin group) rather than reads.
+    pub fn is_change(&self) -> bool {
+        match self {
+            Request::Rules(RulesRequest::Add { .. } | RulesRequest::Del { .. })
+            | Request::Shutdown => true,
+            Request::Rules(RulesRequest::List)
+            | Request::Status
+            | Request::Stats
+            | Request::Links
+            | Request::Addresses
+            | Request::Neighbours
+            | Request::Routes => false,
+        }
+    }
+
+    /// The request as one datagram: `{"v":1,"cmd":...}`.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut v = serde_json::to_value(self).expect("a Request always serializes");
+        if let Value::Object(m) = &mut v {
+            m.insert("v".into(), VERSION.into());
+        }
+        serde_json::to_vec(&v).expect("a Value always serializes")
+    }
+
+    /// Parses one request datagram, strictly.
+    ///
+    /// Order of checks: size, JSON syntax, an object, `v`, `cmd`, then the command's own fields.
+    pub fn decode(buf: &[u8]) -> Result<Request, ErrorReply> {
+        if buf.len() > MAX_REQUEST_SIZE {
+            return Err(ErrorReply::too_large(buf.len()));
+        }
+        let value: Value = serde_json::from_slice(buf)
+            .map_err(|e| ErrorReply::new(ErrorCode::BadJson, format!("invalid JSON: {e}")))?;
+        let Value::Object(mut obj) = value else {
+            return Err(ErrorReply::bad_request(format!(
+                "a request is a JSON object, not {}",
+                kind(&value)
+            )));
+        };
+        check_version(obj.remove("v"))?;
+        let cmd = match obj.get("cmd") {
+            None => return Err(ErrorReply::bad_request("missing field `cmd`")),
+            Some(Value::String(s)) => s.clone(),
+            Some(other) => {
+                return Err(ErrorReply::bad_request(format!(
+                    "field `cmd` must be a string, not {}",
+                    kind(other)
+                )));
+            }
+        };
+        if !COMMANDS.contains(&cmd.as_str()) {
+            return Err(ErrorReply::new(
+                ErrorCode::UnknownCommand,
+                format!("unknown command {cmd:?} (known: {})", COMMANDS.join(", ")),
+            ));
+        }
+        check_fields(&cmd, &obj)?;
+        serde_json::from_value(Value::Object(obj))
+            .map_err(|e| ErrorReply::bad_request(format!("command `{cmd}`: {e}")))
+    }
+}
+
+impl fmt::Display for Request {
+    /// A short human form for logs: `rules add udp 9100,9200-9210`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Request::Status => f.write_str("status"),
+            Request::Stats => f.write_str("stats"),
+            Request::Rules(RulesRequest::List) => f.write_str("rules list"),
+            Request::Rules(RulesRequest::Add { proto, ports }) => {
+                write!(f, "rules add {proto} {ports}")
+            }
+            Request::Rules(RulesRequest::Del { proto, ports }) => {
+                write!(f, "rules del {proto} {ports}")
+            }
+            Request::Links => f.write_str("links"),
+            Request::Addresses => f.write_str("addresses"),
+            Request::Neighbours => f.write_str("neighbours"),
+            Request::Routes => f.write_str("routes"),
+            Request::Shutdown => f.write_str("shutdown"),
+        }
+    }
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn check_version(v: Option<Value>) -> Result<(), ErrorReply> {
+    match v {
+        None => Err(ErrorReply::bad_request(format!(
+            "missing field `v` (the protocol version, {VERSION})"
+        ))),
+        Some(Value::Number(n)) => match n.as_u64() {
+            Some(VERSION) => Ok(()),
+            _ => Err(ErrorReply::new(
+                ErrorCode::UnsupportedVersion,
+                format!("protocol version {n} is not supported; this sluice speaks v{VERSION}"),
+            )),
+        },
+        Some(other) => Err(ErrorReply::bad_request(format!(
+            "field `v` must be a number, not {}",
+            kind(&other)
+        ))),
+    }
+}
+
+/// Checks the fields of one command by hand before serde sees them, so that every error names
+/// its field (serde's own type errors do not).
+fn check_fields(cmd: &str, obj: &Map<String, Value>) -> Result<(), ErrorReply> {
+    let allowed: &[&str] = if cmd == "rules" {
+        let op = match obj.get("op") {
+            None => {
+                return Err(ErrorReply::bad_request(
+                    "command `rules`: missing field `op`",
+                ));
+            }
+            Some(Value::String(s)) => s.as_str(),
+            Some(other) => {
+                return Err(ErrorReply::bad_request(format!(
+                    "command `rules`: field `op` must be a string, not {}",
+                    kind(other)
+                )));
+            }
+        };
+        match op {
+            "list" => &["cmd", "op"],
+            "add" | "del" => {
+                check_rule_fields(op, obj)?;
+                &["cmd", "op", "proto", "ports"]
+            }
+            other => {
+                return Err(ErrorReply::bad_request(format!(
+                    "command `rules`: field `op` is {other:?}, expected one of list, add, del"
+                )));
+            }
+        }
+    } else {
+        &["cmd"]
+    };
+    if let Some(extra) = obj.keys().find(|k| !allowed.contains(&k.as_str())) {
+        return Err(ErrorReply::bad_request(format!(
+            "command `{cmd}`: unknown field `{extra}`"
+        )));
+    }
+    Ok(())
+}
+
+fn check_rule_fields(op: &str, obj: &Map<String, Value>) -> Result<(), ErrorReply> {
+    let ctx = format!("command `rules {op}`");
+    match obj.get("proto") {
+        None => {
+            return Err(ErrorReply::bad_request(format!(
+                "{ctx}: missing field `proto`"
+            )));
+        }
+        Some(Value::String(s)) if s == "udp" || s == "tcp" => {}
+        Some(Value::String(s)) => {
+            return Err(ErrorReply::bad_request(format!(
+                "{ctx}: field `proto` is {s:?}, expected \"udp\" or \"tcp\""
+            )));
+        }
+        Some(other) => {
+            return Err(ErrorReply::bad_request(format!(
+                "{ctx}: field `proto` must be a string, not {}",
+                kind(other)
+            )));
+        }
+    }
+    match obj.get("ports") {
+        None => Err(ErrorReply::bad_request(format!(
+            "{ctx}: missing field `ports`"
+        ))),
+        Some(Value::String(s)) => s
+            .parse::<PortList>()
+            .map(drop)
+            .map_err(|e| ErrorReply::bad_request(format!("{ctx}: field `ports`: {e}"))),
+        Some(other) => Err(ErrorReply::bad_request(format!(
+            "{ctx}: field `ports` must be a string like \"9100,9200-9210\", not {}",
+            kind(other)
+        ))),
+    }
+}
+
+/// Why a request failed, as carried in an error reply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The datagram is not JSON.
+    BadJson,
+    /// JSON, but not a valid request: a field is missing, unknown or of the wrong type.
+    BadRequest,
+    /// `cmd` names no command this version knows.
+    UnknownCommand,
+    /// The datagram exceeds [`MAX_REQUEST_SIZE`].
+    TooLarge,
+    /// A change from a peer that is neither root nor in the admin group.
+    PermissionDenied,
+    /// `v` is not [`VERSION`].
+    UnsupportedVersion,
+    /// The request was valid but carrying it out failed.
+    Failed,
+}
+
+impl ErrorCode {
+    /// The code as on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadJson => "bad_json",
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::UnknownCommand => "unknown_command",
+            ErrorCode::TooLarge => "too_large",
+            ErrorCode::PermissionDenied => "permission_denied",
+            ErrorCode::UnsupportedVersion => "unsupported_version",
+            ErrorCode::Failed => "failed",
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The `error` object of a failed reply.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorReply {
+    /// What kind of failure.
+    pub code: ErrorCode,
+    /// One line for a human, naming the field or the requirement.
+    pub message: String,
+}
+
+impl ErrorReply {
+    /// An error with this code and message.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ErrorReply {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// A `bad_request` error.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::BadRequest, message)
+    }
+
+    /// A `too_large` error for a datagram of `len` bytes.
+    pub fn too_large(len: usize) -> Self {
+        Self::new(
+            ErrorCode::TooLarge,
+            format!("request of {len} bytes exceeds the maximum of {MAX_REQUEST_SIZE} bytes"),
+        )
+    }
+}
+
+impl fmt::Display for ErrorReply {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+/// A reply: `{"v":1,"ok":true,"data":...}` or `{"v":1,"ok":false,"error":{...}}`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Reply {
+    /// Success with the command's data.
+    Ok(Value),
+    /// Failure.
+    Err(ErrorReply),
+}
+
+/// The wire shape of a reply.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WireReply {
+    v: u64,
+    ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    data: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    error: Option<ErrorReply>,
+}
+
+impl Reply {
+    /// The reply as one datagram.
+    pub fn encode(&self) -> Vec<u8> {
+        let wire = match self {
+            Reply::Ok(data) => WireReply {
+                v: VERSION,
+                ok: true,
+                data: Some(data.clone()),
+                error: None,
+            },
+            Reply::Err(e) => WireReply {
+                v: VERSION,
+                ok: false,
+                data: None,
+                error: Some(e.clone()),
+            },
+        };
+        serde_json::to_vec(&wire).expect("a reply always serializes")
+    }
+
+    /// Parses a reply datagram; the error says what is wrong with it.
+    pub fn decode(buf: &[u8]) -> Result<Reply, String> {
+        let wire: WireReply =
+            serde_json::from_slice(buf).map_err(|e| format!("malformed reply: {e}"))?;
+        if wire.v != VERSION {
+            return Err(format!(
+                "reply has protocol version {}, this sluice ctl speaks v{VERSION}",
+                wire.v
+            ));
+        }
+        match (wire.ok, wire.data, wire.error) {
+            (true, data, None) => Ok(Reply::Ok(data.unwrap_or(Value::Null))),
+            (false, None, Some(e)) => Ok(Reply::Err(e)),
+            _ => Err("malformed reply: `ok` does not match `data`/`error`".into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+    use serde_json::json;
+
+    fn decode(v: Value) -> Result<Request, ErrorReply> {
+        Request::decode(&serde_json::to_vec(&v).unwrap())
+    }
+
+    fn err(v: Value) -> ErrorReply {
+        decode(v).unwrap_err()
+    }
+
+    fn all_requests() -> Vec<Request> {
+        vec![
+            Request::Status,
+            Request::Stats,
+            Request::Rules(RulesRequest::List),
+            Request::Rules(RulesRequest::Add {
+                proto: L4Proto::Udp,
+                ports: Ports(vec![9100, 9200, 9201, 9202]),
+            }),
+            Request::Rules(RulesRequest::Del {
+                proto: L4Proto::Tcp,
+                ports: Ports(vec![80]),
+            }),
+            Request::Links,
+            Request::Addresses,
+            Request::Neighbours,
+            Request::Routes,
+            Request::Shutdown,
+        ]
+    }
+
+    #[test]
+    fn every_command_round_trips() {
+        for req in all_requests() {
+            let bytes = req.encode();
+            let v: Value = serde_json::from_slice(&bytes).unwrap();
+            assert_eq!(v["v"], 1, "{v}");
+            assert_eq!(Request::decode(&bytes).unwrap(), req, "{v}");
+        }
+    }
+
+    #[test]
+    fn wire_forms_match_the_documented_ones() {
+        assert_eq!(
+            decode(json!({"v":1,"cmd":"status"})).unwrap(),
+            Request::Status
+        );
+        assert_eq!(
+            decode(json!({"v":1,"cmd":"rules","op":"add","proto":"udp","ports":"9100,9200-9210"}))
+                .unwrap(),
+            Request::Rules(RulesRequest::Add {
+                proto: L4Proto::Udp,
+                ports: Ports([9100].into_iter().chain(9200..=9210).collect()),
+            })
+        );
+        let enc: Value = serde_json::from_slice(
+            &Request::Rules(RulesRequest::Add {
+                proto: L4Proto::Udp,
+                ports: Ports([9100].into_iter().chain(9200..=9210).collect()),
+            })
+            .encode(),
+        )
+        .unwrap();
+        assert_eq!(
+            enc,
+            json!({"v":1,"cmd":"rules","op":"add","proto":"udp","ports":"9100,9200-9210"})
+        );
+        assert_eq!(
+            serde_json::from_slice::<Value>(&Request::Rules(RulesRequest::List).encode()).unwrap(),
+            json!({"v":1,"cmd":"rules","op":"list"})
+        );
+    }
+
+    #[test]
+    fn changes_and_reads() {
+        let changes: Vec<bool> = all_requests().iter().map(Request::is_change).collect();
+        assert_eq!(
+            changes,
+            [
+                false, false, false, true, true, false, false, false, false, true
+            ]
+        );
+    }
+
+    #[test]
+    fn display_for_logs() {
+        assert_eq!(
+            Request::Rules(RulesRequest::Add {
+                proto: L4Proto::Udp,
+                ports: Ports(vec![7, 9000, 9001, 9002, 65535]),
+            })
+            .to_string(),
+            "rules add udp 7,9000-9002,65535"
+        );
+        assert_eq!(Request::Shutdown.to_string(), "shutdown");
+    }
+
+    #[test]
+    fn bad_json() {
+        for bad in [&b"{"[..], b"", b"not json", b"\xff\xfe"] {
+            let e = Request::decode(bad).unwrap_err();
+            assert_eq!(e.code, ErrorCode::BadJson, "{e}");
+        }
+    }
+
+    #[test]
+    fn too_large() {
+        let big = vec![b' '; MAX_REQUEST_SIZE + 1];
+        let e = Request::decode(&big).unwrap_err();
+        assert_eq!(e.code, ErrorCode::TooLarge);
+        assert!(e.message.contains(&MAX_REQUEST_SIZE.to_string()), "{e}");
+    }
+
+    #[test]
+    fn not_an_object() {
+        let e = err(json!([1, 2]));
+        assert_eq!(e.code, ErrorCode::BadRequest);
+        assert!(e.message.contains("object"), "{e}");
+    }
+
+    #[test]
+    fn version_errors() {
+        let e = err(json!({"cmd":"status"}));
+        assert_eq!(e.code, ErrorCode::BadRequest);
+        assert!(e.message.contains("`v`"), "{e}");
+        let e = err(json!({"v":"1","cmd":"status"}));
+        assert_eq!(e.code, ErrorCode::BadRequest);
+        assert!(e.message.contains("`v`"), "{e}");
+        for v in [json!(2), json!(0), json!(-1), json!(1.5)] {
+            let e = err(json!({"v":v,"cmd":"status"}));
+            assert_eq!(e.code, ErrorCode::UnsupportedVersion, "{e}");
+        }
+    }
+
+    #[test]
+    fn cmd_errors() {
+        let e = err(json!({"v":1}));
+        assert_eq!(e.code, ErrorCode::BadRequest);
+        assert!(e.message.contains("`cmd`"), "{e}");
+        let e = err(json!({"v":1,"cmd":7}));
+        assert_eq!(e.code, ErrorCode::BadRequest);
+        assert!(e.message.contains("`cmd`"), "{e}");
+        let e = err(json!({"v":1,"cmd":"reboot"}));
+        assert_eq!(e.code, ErrorCode::UnknownCommand);
+        assert!(e.message.contains("reboot"), "{e}");
+    }
+
+    #[test]
+    fn unknown_fields_are_named() {
+        let e = err(json!({"v":1,"cmd":"status","verbose":true}));
+        assert_eq!(e.code, ErrorCode::BadRequest);
+        assert!(e.message.contains("`verbose`"), "{e}");
+        let e = err(json!({"v":1,"cmd":"rules","op":"list","proto":"udp"}));
+        assert_eq!(e.code, ErrorCode::BadRequest);
+        assert!(e.message.contains("`proto`"), "{e}");
+        let e =
+            err(json!({"v":1,"cmd":"rules","op":"add","proto":"udp","ports":"1","action":"drop"}));
+        assert!(e.message.contains("`action`"), "{e}");
+    }
+
+    #[test]
+    fn rule_field_errors_are_named() {
+        let cases = [
+            (json!({"v":1,"cmd":"rules"}), "`op`"),
+            (json!({"v":1,"cmd":"rules","op":3}), "`op`"),
+            (json!({"v":1,"cmd":"rules","op":"flush"}), "`op`"),
+            (
+                json!({"v":1,"cmd":"rules","op":"add","ports":"1"}),
+                "`proto`",
+            ),
+            (
+                json!({"v":1,"cmd":"rules","op":"add","proto":"sctp","ports":"1"}),
+                "`proto`",
+            ),
+            (
+                json!({"v":1,"cmd":"rules","op":"del","proto":17,"ports":"1"}),
+                "`proto`",
+            ),
+            (
+                json!({"v":1,"cmd":"rules","op":"add","proto":"udp"}),
+                "`ports`",
+            ),
+            (
+                json!({"v":1,"cmd":"rules","op":"add","proto":"udp","ports":9100}),
+                "`ports`",
+            ),
+            (
+                json!({"v":1,"cmd":"rules","op":"add","proto":"udp","ports":"0"}),
+                "`ports`",
+            ),
+            (
+                json!({"v":1,"cmd":"rules","op":"del","proto":"tcp","ports":"9-3"}),
+                "`ports`",
+            ),
+        ];
+        for (req, field) in cases {
+            let e = err(req.clone());
+            assert_eq!(e.code, ErrorCode::BadRequest, "{req}: {e}");
+            assert!(e.message.contains(field), "{req}: {e}");
+        }
+    }
+
+    #[test]
+    fn replies_round_trip() {
+        let ok = Reply::Ok(json!({"queues": [0, 1]}));
+        let v: Value = serde_json::from_slice(&ok.encode()).unwrap();
+        assert_eq!(v, json!({"v":1,"ok":true,"data":{"queues":[0,1]}}));
+        assert_eq!(Reply::decode(&ok.encode()).unwrap(), ok);
+
+        let codes = [
+            ErrorCode::BadJson,
+            ErrorCode::BadRequest,
+            ErrorCode::UnknownCommand,
+            ErrorCode::TooLarge,
+            ErrorCode::PermissionDenied,
+            ErrorCode::UnsupportedVersion,
+            ErrorCode::Failed,
+        ];
+        for code in codes {
+            let r = Reply::Err(ErrorReply::new(code, "why"));
+            let v: Value = serde_json::from_slice(&r.encode()).unwrap();
+            assert_eq!(
+                v,
+                json!({"v":1,"ok":false,"error":{"code":code.as_str(),"message":"why"}})
+            );
+            assert_eq!(Reply::decode(&r.encode()).unwrap(), r);
+        }
+    }
+
+    #[test]
+    fn malformed_replies_are_rejected() {
+        for bad in [
+            json!({"v":2,"ok":true,"data":1}),
+            json!({"v":1,"ok":true,"error":{"code":"failed","message":""}}),
+            json!({"v":1,"ok":false}),
+            json!({"v":1,"ok":false,"error":{"code":"nope","message":""}}),
+            json!({"v":1}),
+        ] {
+            assert!(
+                Reply::decode(&serde_json::to_vec(&bad).unwrap()).is_err(),
+                "{bad}"
+            );
+        }
+    }
+}

@@ -1,0 +1,264 @@
+//! The running engine as the control socket and the metrics endpoint see it: answers control
+//! requests ([`Handler`]) and metric scrapes ([`MetricsSource`]) from the workers' published
+//! counters, the steering maps and the rtnetlink mirror.
+//!
+//! It must never block a worker: everything it reads is published by the workers with plain
+//! stores, and the only lock it takes (the steering maps) is never touched by a worker.
+
+use super::metrics::{MetricsSnapshot, MetricsSource, QueueMetrics};
+use super::mirror::MirrorHandle;
+use super::proto::{Request, RulesRequest};
+use super::socket::{Handler, HandlerError, Peer};
+use crate::apps::DropReason;
+use crate::steer::{Action, Counters, Rule, Steering, XdpMode};
+use crate::worker::{Local, Shared};
+use serde_json::{Value, json};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// One worker as the service sees it.
+pub struct WorkerView {
+    /// Queue index.
+    pub queue: u32,
+    /// Core it is pinned to.
+    pub core: Option<usize>,
+    /// Its published counters.
+    pub shared: Arc<Shared>,
+}
+
+/// Static facts about the run, for `status`.
+#[derive(Clone, Debug)]
+pub struct RunInfo {
+    /// Interface.
+    pub iface: String,
+    /// App running.
+    pub app: String,
+    /// XDP mode granted.
+    pub xdp_mode: XdpMode,
+    /// True if AF_XDP zero-copy was granted.
+    pub zerocopy: bool,
+}
+
+/// The engine's control-plane face.
+pub struct EngineService {
+    info: RunInfo,
+    started: Instant,
+    steering: Arc<Mutex<Option<Steering>>>,
+    workers: Vec<WorkerView>,
+    mirror: Option<MirrorHandle>,
+    term: Arc<AtomicBool>,
+    last: Mutex<(Instant, Vec<Local>)>,
+}
+
+impl EngineService {
+    /// A service over the run's pieces. `term` is the flag the main loop stops on.
+    pub fn new(
+        info: RunInfo,
+        steering: Arc<Mutex<Option<Steering>>>,
+        workers: Vec<WorkerView>,
+        mirror: Option<MirrorHandle>,
+        term: Arc<AtomicBool>,
+    ) -> Self {
+        let n = workers.len();
+        EngineService {
+            info,
+            started: Instant::now(),
+            steering,
+            workers,
+            mirror,
+            term,
+            last: Mutex::new((Instant::now(), vec![Local::default(); n])),
+        }
+    }
+
+    /// The mirror, if one runs.
+    pub fn mirror(&self) -> Option<&MirrorHandle> {
+        self.mirror.as_ref()
+    }
+
+    fn xdp_counters(&self) -> Option<Counters> {
+        let g = self.steering.lock().unwrap_or_else(|e| e.into_inner());
+        g.as_ref().and_then(|s| s.counters().ok())
+    }
+
+    fn status(&self) -> Value {
+        let i = &self.info;
+        json!({
+            "iface": i.iface,
+            "app": i.app,
+            "xdp_mode": i.xdp_mode,
+            "bind_mode": if i.zerocopy { "zerocopy" } else { "copy" },
+            "queues": self.workers.iter().map(|w| w.queue).collect::<Vec<_>>(),
+            "cores": self.workers.iter().map(|w| w.core).collect::<Vec<_>>(),
+            "uptime_s": (self.started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
+            "version": env!("CARGO_PKG_VERSION"),
+            "pid": std::process::id(),
+        })
+    }
+
+    fn stats(&self) -> Value {
+        let now = Instant::now();
+        let snaps: Vec<Local> = self.workers.iter().map(|w| w.shared.snapshot()).collect();
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        let dt = now.duration_since(last.0).as_secs_f64().max(1e-9);
+        let mut total = Local::default();
+        let mut total_prev = Local::default();
+        let mut queues = Vec::new();
+        for ((w, s), p) in self.workers.iter().zip(&snaps).zip(&last.1) {
+            total.add(s);
+            total_prev.add(p);
+            queues.push(json!({
+                "queue": w.queue,
+                "core": w.core,
+                "rates": rates(s, p, dt),
+                "counters": counters(s),
+                "census": w.shared.census(),
+                "kernel": w.shared.kernel(),
+            }));
+        }
+        let v = json!({
+            "interval_s": (dt * 1000.0).round() / 1000.0,
+            "total": {"rates": rates(&total, &total_prev, dt), "counters": counters(&total)},
+            "queues": queues,
+            "xdp": self.xdp_counters(),
+        });
+        *last = (now, snaps);
+        v
+    }
+
+    fn rules(&self, r: &RulesRequest) -> Result<Value, HandlerError> {
+        let mut g = self.steering.lock().unwrap_or_else(|e| e.into_inner());
+        let s = g
+            .as_mut()
+            .ok_or_else(|| HandlerError::Failed("the engine is shutting down".into()))?;
+        let fail = |e: crate::steer::SteerError| HandlerError::Failed(error_chain(&e));
+        match r {
+            RulesRequest::List => {
+                let rules = s.rules().map_err(fail)?;
+                Ok(json!(rules))
+            }
+            RulesRequest::Add { proto, ports } => {
+                let have = s.rules().map_err(fail)?.len();
+                let new = ports.0.len();
+                if have + new > sluice_ebpf::RULES_MAX_ENTRIES as usize {
+                    return Err(HandlerError::BadRequest(format!(
+                        "ports: {new} more rules would exceed the map's {} entries ({have} in use)",
+                        sluice_ebpf::RULES_MAX_ENTRIES
+                    )));
+                }
+                for &port in &ports.0 {
+                    s.set_rule(Rule {
+                        proto: *proto,
+                        port,
+                        action: Action::Redirect,
+                    })
+                    .map_err(fail)?;
+                }
+                Ok(json!({"added": new}))
+            }
+            RulesRequest::Del { proto, ports } => {
+                let mut removed = 0;
+                let mut absent = Vec::new();
+                for &port in &ports.0 {
+                    if s.remove_rule(*proto, port).map_err(fail)? {
+                        removed += 1;
+                    } else {
+                        absent.push(port);
+                    }
+                }
+                Ok(json!({"removed": removed, "not_present": absent}))
+            }
+        }
+    }
+
+    fn mirror_view(&self, req: &Request) -> Result<Value, HandlerError> {
+        let m = self
+            .mirror
+            .as_ref()
+            .ok_or_else(|| HandlerError::Failed("the rtnetlink mirror is not running".into()))?;
+        let snap = m.snapshot();
+        Ok(match req {
+            Request::Links => json!(snap.links().collect::<Vec<_>>()),
+            Request::Addresses => json!(snap.addresses().collect::<Vec<_>>()),
+            Request::Neighbours => json!(snap.neighbours().collect::<Vec<_>>()),
+            Request::Routes => json!(snap.routes().collect::<Vec<_>>()),
+            _ => Value::Null,
+        })
+    }
+}
+
+impl Handler for EngineService {
+    fn handle(&self, req: &Request, _peer: &Peer) -> Result<Value, HandlerError> {
+        match req {
+            Request::Status => Ok(self.status()),
+            Request::Stats => Ok(self.stats()),
+            Request::Rules(r) => self.rules(r),
+            Request::Links | Request::Addresses | Request::Neighbours | Request::Routes => {
+                self.mirror_view(req)
+            }
+            Request::Shutdown => {
+                self.term.store(true, Ordering::Relaxed);
+                Ok(json!({"shutting_down": true}))
+            }
+        }
+    }
+}
+
+impl MetricsSource for EngineService {
+    fn collect(&self) -> MetricsSnapshot {
+        MetricsSnapshot {
+            iface: self.info.iface.clone(),
+            queues: self
+                .workers
+                .iter()
+                .map(|w| QueueMetrics {
+                    queue: w.queue,
+                    counters: w.shared.snapshot(),
+                    census: w.shared.census(),
+                    kernel: w.shared.kernel(),
+                })
+                .collect(),
+            xdp: self.xdp_counters(),
+        }
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(x) = src {
+        s.push_str(": ");
+        s.push_str(&x.to_string());
+        src = x.source();
+    }
+    s
+}
+
+/// Counters as JSON, drops by reason name.
+pub fn counters(l: &Local) -> Value {
+    let drops: serde_json::Map<String, Value> = DropReason::ALL
+        .iter()
+        .map(|r| (r.name().to_string(), json!(l.drops[r.index()])))
+        .collect();
+    json!({
+        "rx_packets": l.rx_packets, "rx_bytes": l.rx_bytes,
+        "tx_packets": l.tx_packets, "tx_bytes": l.tx_bytes,
+        "dropped": l.dropped(), "drops": drops,
+        "tx_ring_full": l.tx_ring_full, "bad_desc": l.bad_desc,
+        "batches": l.batches, "empty_polls": l.empty_polls, "sleeps": l.sleeps,
+        "kicks": l.kicks, "kick_errors": l.kick_errors,
+        "fill_wakeups": l.fill_wakeups, "fill_shortfall": l.fill_shortfall,
+    })
+}
+
+/// Rates between two snapshots `dt` seconds apart.
+pub fn rates(now: &Local, prev: &Local, dt: f64) -> Value {
+    let r3 = |x: f64| (x * 1000.0).round() / 1000.0;
+    json!({
+        "rx_mpps": r3(now.rx_packets.saturating_sub(prev.rx_packets) as f64 / dt / 1e6),
+        "rx_gbps": r3(now.rx_bytes.saturating_sub(prev.rx_bytes) as f64 * 8.0 / dt / 1e9),
+        "tx_mpps": r3(now.tx_packets.saturating_sub(prev.tx_packets) as f64 / dt / 1e6),
+        "tx_gbps": r3(now.tx_bytes.saturating_sub(prev.tx_bytes) as f64 * 8.0 / dt / 1e9),
+    })
+}
