@@ -263,11 +263,25 @@ fn second_engine_on_the_same_queue_fails_and_first_keeps_serving() {
     let bed = bed(1);
     let mut engine = Engine::start(&bed, &["--udp", "9000"]);
     wait_echo_ready(&bed, &mut engine, false, PORT);
+    // The control socket's abstract name is the single-instance lock: the second engine stops
+    // at once, naming the first, before touching the queue or the XDP program.
+    let t = Instant::now();
     let out = run_to_end(
         &bed,
         &["run", "--iface", bed.engine().iface(), "--udp", "9001"],
     );
-    assert_fails_with(&out, "already bound");
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "second engine took {:?} to give up",
+        t.elapsed()
+    );
+    assert_fails_with(
+        &out,
+        &format!(
+            "another sluice already serves veth-eng (pid {})",
+            engine.pid()
+        ),
+    );
     let mut cfg = echo_cfg(&bed, false, PORT);
     cfg.count = Some(500);
     let s = echo(&bed, cfg);
