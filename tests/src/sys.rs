@@ -122,6 +122,25 @@ pub(crate) fn packet_socket(ifindex: u32) -> io::Result<std::os::fd::OwnedFd> {
     if rc != 0 {
         return Err(io::Error::last_os_error());
     }
+    // A large receive buffer, so a capture keeps every frame of a burst even when the reading
+    // thread is descheduled for a while (a loaded CI machine): SO_RCVBUFFORCE as root, else
+    // as much as SO_RCVBUF allows.
+    let size: libc::c_int = 16 << 20;
+    for opt in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
+        // SAFETY: `fd` is an open socket; the value points at a live c_int of the given size.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                opt,
+                (&size as *const libc::c_int).cast(),
+                size_of::<libc::c_int>() as u32,
+            )
+        };
+        if rc == 0 {
+            break;
+        }
+    }
     let one: libc::c_int = 1;
     // SAFETY: `fd` is an open packet socket; the value points at a live c_int of the given size.
     let rc = unsafe {
