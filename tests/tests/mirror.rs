@@ -152,3 +152,36 @@ fn mirror_follows_the_kernel() {
         t.elapsed()
     );
 }
+
+#[test]
+fn lost_events_trigger_a_full_redump() {
+    if !require_root("lost_events_trigger_a_full_redump") {
+        return;
+    }
+    let bed = TestBed::pair(VethOpts::default()).expect("test bed");
+    let ns = bed.engine().ns();
+    let iface = bed.engine().iface();
+    // A tiny event buffer: a burst of a few hundred changes overflows it, the kernel reports
+    // ENOBUFS, and the mirror must re-dump rather than miss the changes it never saw.
+    let m = ns
+        .run(|| Mirror::start_with_event_buffer(1))
+        .unwrap()
+        .expect("mirror");
+    let n = 400u32;
+    for i in 0..n {
+        let a = IpAddr::from([10, 200, (i / 250) as u8, (i % 250 + 1) as u8]);
+        ns.add_address(iface, a, 32).unwrap();
+    }
+    wait_for(&m, "every burst address", |s| {
+        s.addresses()
+            .filter(|a| matches!(a.addr, IpAddr::V4(v) if v.octets()[1] == 200))
+            .count()
+            == n as usize
+    });
+    let st = m.stats();
+    assert!(
+        st.redumps >= 1,
+        "no re-dump counted after a burst into a tiny buffer: {st:?}"
+    );
+    m.stop().unwrap();
+}

@@ -886,8 +886,15 @@ impl Mirror {
     /// Dump the kernel's state in the caller's network namespace, then follow it from a new thread.
     /// The first snapshot is complete when this returns.
     pub fn start() -> Result<MirrorHandle, MirrorError> {
+        Self::start_with_event_buffer(EVENT_SOCK_BUF)
+    }
+
+    /// [`Mirror::start`] with the event socket's receive buffer set to `bytes` (the kernel
+    /// doubles it and enforces a minimum). A small buffer makes the kernel drop events under a
+    /// burst of changes: the mirror then re-dumps (tests use this to exercise that path).
+    pub fn start_with_event_buffer(bytes: usize) -> Result<MirrorHandle, MirrorError> {
         // The event socket first: every change after this point is queued on it.
-        let events = open_event_socket()?;
+        let events = open_event_socket(bytes)?;
         let mut dumper = Dumper::open()?;
         let counters = Counters::default();
         let snap = dumper.dump_all(&counters.decode_errors)?;
@@ -917,13 +924,13 @@ impl Mirror {
     }
 }
 
-fn open_event_socket() -> Result<Socket, MirrorError> {
+fn open_event_socket(buf: usize) -> Result<Socket, MirrorError> {
     let socket = |what, source| MirrorError::Socket { what, source };
     let mut sock = Socket::new(NETLINK_ROUTE).map_err(|e| socket("event", e))?;
     sock.bind_auto().map_err(|e| socket("event (bind)", e))?;
     // Best effort: without it the default buffer only means more re-dumps under bursts.
-    if let Err(e) = sock.set_rx_buf_sz(EVENT_SOCK_BUF) {
-        log::debug!("rtnetlink event socket: SO_RCVBUF {EVENT_SOCK_BUF}: {e}");
+    if let Err(e) = sock.set_rx_buf_sz(buf) {
+        log::debug!("rtnetlink event socket: SO_RCVBUF {buf}: {e}");
     }
     rustix::net::sockopt::set_socket_timeout(
         &sock,
