@@ -161,27 +161,50 @@ fn lost_events_trigger_a_full_redump() {
     let bed = TestBed::pair(VethOpts::default()).expect("test bed");
     let ns = bed.engine().ns();
     let iface = bed.engine().iface();
-    // A tiny event buffer: a burst of a few hundred changes overflows it, the kernel reports
-    // ENOBUFS, and the mirror must re-dump rather than miss the changes it never saw.
+    let ifindex = bed.engine().ifindex();
+    // A tiny event buffer, then one kernel-side burst: deleting a link that carries hundreds of
+    // addresses makes the kernel emit all their deletions at once, far more than the buffer
+    // holds, so it reports ENOBUFS and the mirror must re-dump rather than keep stale entries.
     let m = ns
         .run(|| Mirror::start_with_event_buffer(1))
         .unwrap()
         .expect("mirror");
-    let n = 400u32;
+    let n = 500u32;
     for i in 0..n {
         let a = IpAddr::from([10, 200, (i / 250) as u8, (i % 250 + 1) as u8]);
         ns.add_address(iface, a, 32).unwrap();
     }
-    wait_for(&m, "every burst address", |s| {
-        s.addresses()
-            .filter(|a| matches!(a.addr, IpAddr::V4(v) if v.octets()[1] == 200))
-            .count()
-            == n as usize
-    });
-    let st = m.stats();
-    assert!(
-        st.redumps >= 1,
-        "no re-dump counted after a burst into a tiny buffer: {st:?}"
-    );
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while m
+        .snapshot()
+        .addresses()
+        .filter(|a| a.ifindex == ifindex)
+        .count()
+        < n as usize
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the burst of additions never fully showed"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let before = m.stats().redumps;
+    ns.delete_link(iface).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let snap = m.snapshot();
+        let gone = snap.link(ifindex).is_none() && snap.addresses().all(|a| a.ifindex != ifindex);
+        if gone && m.stats().redumps > before {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "after the burst: link gone {}, stale addresses {}, stats {:?}",
+            snap.link(ifindex).is_none(),
+            snap.addresses().filter(|a| a.ifindex == ifindex).count(),
+            m.stats()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     m.stop().unwrap();
 }
