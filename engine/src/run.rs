@@ -7,6 +7,7 @@
 
 use crate::apps::{App, DropReason, drop::DropAll, reflect::Reflect};
 use crate::cli::{AppKind, QueueSpec, RunArgs};
+use crate::control::service::counters as counters_json;
 use crate::control::{link, netlink::Netlink};
 use crate::steer::{Action, Counters, L4Proto, Rule, SteerError, Steering, XdpMode};
 use crate::sys;
@@ -697,32 +698,11 @@ fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
-fn counters_json(l: &Local) -> Value {
-    let drops: serde_json::Map<String, Value> = DropReason::ALL
-        .iter()
-        .map(|r| (r.name().to_string(), json!(l.drops[r.index()])))
-        .collect();
-    json!({
-        "rx_packets": l.rx_packets, "rx_bytes": l.rx_bytes,
-        "tx_packets": l.tx_packets, "tx_bytes": l.tx_bytes,
-        "dropped": l.dropped(), "drops": drops,
-        "tx_ring_full": l.tx_ring_full, "bad_desc": l.bad_desc,
-        "batches": l.batches, "empty_polls": l.empty_polls, "sleeps": l.sleeps,
-        "kicks": l.kicks, "kick_errors": l.kick_errors,
-        "fill_wakeups": l.fill_wakeups, "fill_shortfall": l.fill_shortfall,
-    })
-}
-
+/// Rates between two snapshots plus the counters, as one stats line's per-queue object.
 fn rates_json(now: &Local, prev: &Local, dt: f64) -> Value {
-    let rx = now.rx_packets - prev.rx_packets;
-    let tx = now.tx_packets - prev.tx_packets;
-    json!({
-        "rx_mpps": round3(rx as f64 / dt / 1e6),
-        "rx_gbps": round3((now.rx_bytes - prev.rx_bytes) as f64 * 8.0 / dt / 1e9),
-        "tx_mpps": round3(tx as f64 / dt / 1e6),
-        "tx_gbps": round3((now.tx_bytes - prev.tx_bytes) as f64 * 8.0 / dt / 1e9),
-        "counters": counters_json(now),
-    })
+    let mut v = crate::control::service::rates(now, prev, dt);
+    v["counters"] = counters_json(now);
+    v
 }
 
 fn rates_text(now: &Local, prev: &Local, dt: f64) -> String {
