@@ -1,8 +1,9 @@
 //! Link queries: does the interface exist, is it up, how many RX queues does it have.
 
+use super::mirror::{MirLink, parse_link};
 use super::netlink::Netlink;
 use netlink_packet_route::RouteNetlinkMessage;
-use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage, LinkXdp, XdpAttached};
+use netlink_packet_route::link::{LinkAttribute, LinkMessage, LinkXdp, XdpAttached};
 use std::io;
 
 /// What sluice needs to know about a link before it starts.
@@ -38,31 +39,33 @@ pub fn get_link(nl: &mut Netlink, name: &str) -> io::Result<Option<LinkInfo>> {
     }
 }
 
-/// Extract [`LinkInfo`] from a `RTM_NEWLINK` message.
+/// Extract [`LinkInfo`] from a `RTM_NEWLINK` message: the mirror's [`parse_link`] plus whether
+/// an XDP program is attached.
 pub fn parse(l: &LinkMessage) -> LinkInfo {
-    let mut info = LinkInfo {
-        name: String::new(),
-        index: l.header.index,
-        admin_up: l.header.flags.contains(LinkFlags::Up),
-        lower_up: l.header.flags.contains(LinkFlags::LowerUp),
-        mtu: 0,
-        num_rx_queues: 1,
-        xdp_attached: false,
-    };
-    for a in &l.attributes {
-        match a {
-            LinkAttribute::IfName(n) => info.name = n.clone(),
-            LinkAttribute::Mtu(m) => info.mtu = *m,
-            LinkAttribute::NumRxQueues(q) => info.num_rx_queues = *q,
-            LinkAttribute::Xdp(x) => {
-                info.xdp_attached = x
-                    .iter()
-                    .any(|x| matches!(x, LinkXdp::Attached(a) if *a != XdpAttached::None));
-            }
-            _ => {}
-        }
+    let MirLink {
+        index,
+        name,
+        up,
+        lower_up,
+        mtu,
+        num_rx_queues,
+        mac: _,
+    } = parse_link(l);
+    let xdp_attached = l.attributes.iter().any(|a| match a {
+        LinkAttribute::Xdp(x) => x
+            .iter()
+            .any(|x| matches!(x, LinkXdp::Attached(a) if *a != XdpAttached::None)),
+        _ => false,
+    });
+    LinkInfo {
+        name,
+        index,
+        admin_up: up,
+        lower_up,
+        mtu,
+        num_rx_queues,
+        xdp_attached,
     }
-    info
 }
 
 #[cfg(test)]

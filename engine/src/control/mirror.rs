@@ -18,9 +18,9 @@
 //!
 //! This module must never be called from a worker's hot loop, and it never changes kernel state.
 
+use super::netlink::{Netlink, RECV_BUF, split};
 use crate::wire::ethernet::MacAddr;
-use netlink_packet_core::{NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_REQUEST, NetlinkBuffer};
-use netlink_packet_core::{NetlinkHeader, NetlinkMessage, NetlinkPayload};
+use netlink_packet_core::{NLM_F_DUMP, NLM_F_REQUEST, NetlinkPayload};
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 use netlink_packet_route::neighbour::{
@@ -30,7 +30,7 @@ use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteType,
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
-use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
+use netlink_sys::{Socket, protocols::NETLINK_ROUTE};
 use serde::{Serialize, Serializer};
 use std::collections::BTreeMap;
 use std::io;
@@ -44,10 +44,6 @@ use std::time::Duration;
 /// How long the event thread blocks in `recv` before it looks at the stop flag; bounds
 /// [`MirrorHandle::stop`].
 const STOP_POLL: Duration = Duration::from_millis(100);
-
-/// Receive buffer for one datagram. Dump datagrams are at most ~32 KiB; a single link
-/// notification with many VFs can be larger, and a truncated datagram is treated as lost events.
-const RECV_BUF: usize = 256 * 1024;
 
 /// Kernel-side queue for events. Bursts (a route daemon loading a table) overflow a small queue;
 /// the kernel caps this at `net.core.rmem_max`, and an overflow only costs a re-dump.
@@ -669,55 +665,19 @@ pub enum MirrorError {
     Panicked,
 }
 
-fn invalid(msg: String) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, msg)
-}
-
-/// Splits one netlink datagram into messages: `(flags, sequence number, parsed message)`. A
-/// message the crate can't parse is `Err` but does not hide the ones after it.
-fn split(
-    mut data: &[u8],
-) -> impl Iterator<Item = io::Result<(u16, u32, NetlinkMessage<RouteNetlinkMessage>)>> + '_ {
-    std::iter::from_fn(move || {
-        if data.is_empty() {
-            return None;
-        }
-        let (flags, seq, len) = match NetlinkBuffer::new_checked(data) {
-            Ok(b) => (b.flags(), b.sequence_number(), b.length() as usize),
-            Err(e) => {
-                data = &[];
-                return Some(Err(invalid(format!("bad netlink header: {e}"))));
-            }
-        };
-        let msg = &data[..len.min(data.len())];
-        data = &data[((len + 3) & !3).min(data.len())..];
-        Some(
-            NetlinkMessage::<RouteNetlinkMessage>::deserialize(msg)
-                .map(|m| (flags, seq, m))
-                .map_err(|e| invalid(format!("undecodable rtnetlink message: {e}"))),
-        )
-    })
-}
-
 /// The dump socket: requests and their replies only, no subscriptions.
 struct Dumper {
-    sock: Socket,
-    seq: u32,
-    buf: Vec<u8>,
+    nl: Netlink,
 }
 
 impl Dumper {
     fn open() -> Result<Self, MirrorError> {
-        let socket = |what, source| MirrorError::Socket { what, source };
-        let mut sock = Socket::new(NETLINK_ROUTE).map_err(|e| socket("dump", e))?;
-        sock.bind_auto().map_err(|e| socket("dump (bind)", e))?;
-        sock.connect(&SocketAddr::new(0, 0))
-            .map_err(|e| socket("dump (connect)", e))?;
-        Ok(Dumper {
-            sock,
-            seq: 0,
-            buf: vec![0; RECV_BUF],
-        })
+        Netlink::open()
+            .map(|nl| Dumper { nl })
+            .map_err(|source| MirrorError::Socket {
+                what: "dump",
+                source,
+            })
     }
 
     /// Dump `req`, redoing it while the kernel flags it `NLM_F_DUMP_INTR`.
@@ -740,54 +700,17 @@ impl Dumper {
         })
     }
 
-    /// One dump; `Ok(None)` if it was interrupted.
+    /// One dump; `Ok(None)` if it was interrupted. Undecodable messages are counted and skipped.
     fn dump_once(
         &mut self,
         req: RouteNetlinkMessage,
         decode_errors: &AtomicU64,
     ) -> io::Result<Option<Vec<RouteNetlinkMessage>>> {
-        self.seq = self.seq.wrapping_add(1);
-        let seq = self.seq;
-        let mut hdr = NetlinkHeader::default();
-        hdr.flags = NLM_F_REQUEST | NLM_F_DUMP;
-        hdr.sequence_number = seq;
-        let mut msg = NetlinkMessage::new(hdr, NetlinkPayload::InnerMessage(req));
-        msg.finalize();
-        let mut out = vec![0u8; msg.buffer_len()];
-        msg.serialize(&mut out);
-        self.sock.send(&out, 0)?;
-
-        let mut replies = Vec::new();
-        let mut interrupted = false;
-        loop {
-            let n = self.sock.recv(&mut &mut self.buf[..], libc::MSG_TRUNC)?;
-            if n > self.buf.len() {
-                return Err(invalid(format!(
-                    "dump reply of {n} bytes exceeds the {RECV_BUF}-byte buffer"
-                )));
-            }
-            for m in split(&self.buf[..n]) {
-                let (flags, mseq, m) = match m {
-                    Ok(m) => m,
-                    Err(_) => {
-                        decode_errors.fetch_add(1, Ordering::Relaxed);
-                        continue;
-                    }
-                };
-                if mseq != seq {
-                    // The tail of an earlier dump abandoned on error: not ours.
-                    continue;
-                }
-                interrupted |= flags & NLM_F_DUMP_INTR != 0;
-                match m.payload {
-                    NetlinkPayload::Done(_) => return Ok((!interrupted).then_some(replies)),
-                    NetlinkPayload::Error(e) if e.code.is_some() => return Err(e.to_io()),
-                    NetlinkPayload::Error(_) => return Ok((!interrupted).then_some(replies)),
-                    NetlinkPayload::InnerMessage(inner) => replies.push(inner),
-                    _ => {}
-                }
-            }
-        }
+        let (replies, interrupted) = self.nl.exchange(req, NLM_F_REQUEST | NLM_F_DUMP, |_| {
+            decode_errors.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        })?;
+        Ok((!interrupted).then_some(replies))
     }
 
     fn dump_routes(&mut self, decode_errors: &AtomicU64) -> Result<Snapshot, MirrorError> {
@@ -1094,6 +1017,7 @@ impl Drop for MirrorHandle {
 #[cfg(test)]
 mod test {
     use super::*;
+    use netlink_packet_core::{NetlinkHeader, NetlinkMessage};
     use netlink_packet_route::route::RouteProtocol;
 
     const MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
