@@ -130,6 +130,7 @@ pub struct Summary {
 
 /// Everything the preflight checks decided.
 struct Plan {
+    ifindex: u32,
     admin_gid: Option<u32>,
     queues: Vec<u32>,
     cores: Vec<Option<usize>>,
@@ -306,6 +307,7 @@ fn plan(args: &RunArgs) -> Result<Plan, RunError> {
         ),
     };
     Ok(Plan {
+        ifindex: info.index,
         admin_gid,
         queues,
         cores,
@@ -358,7 +360,6 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<Summary, RunError> {
         steering.set_rule(*r)?;
     }
     let granted: XdpMode = steering.granted_mode();
-    let ifindex = steering_ifindex(&args.iface);
     let steering = Arc::new(std::sync::Mutex::new(Some(steering)));
     log::info!(
         "{}: app {} on {} queue(s), XDP {} mode, AF_XDP {} mode, {} rule(s), cores {:?}",
@@ -458,12 +459,12 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<Summary, RunError> {
         if let (Some(t), Some(i)) = (next_report, interval)
             && now >= t
         {
-            let xdp = xdp_counters(&steering);
+            let xdp = service.xdp_counters().unwrap_or_default();
             reporter.report(out, &workers, Some(&xdp), started);
             next_report = Some(t + i);
         }
         while let Ok(ev) = link_events.try_recv() {
-            if Some(ev.ifindex) != ifindex {
+            if ev.ifindex != plan.ifindex {
                 continue;
             }
             use crate::control::mirror::LinkEventKind as K;
@@ -507,7 +508,7 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<Summary, RunError> {
     }
 
     // Detach first: from here on the kernel gets every frame.
-    let xdp = xdp_counters(&steering);
+    let xdp = service.xdp_counters().unwrap_or_default();
     drop(steering.lock().unwrap_or_else(|e| e.into_inner()).take());
     control.stop();
     if let Some(m) = metrics {
@@ -530,22 +531,6 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<Summary, RunError> {
         Some(e) => Err(e),
         None => Ok(summary),
     }
-}
-
-fn xdp_counters(s: &std::sync::Mutex<Option<Steering>>) -> Counters {
-    s.lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .as_ref()
-        .and_then(|s| s.counters().ok())
-        .unwrap_or_default()
-}
-
-fn steering_ifindex(iface: &str) -> Option<u32> {
-    let mut nl = Netlink::open().ok()?;
-    link::get_link(&mut nl, iface)
-        .ok()
-        .flatten()
-        .map(|l| l.index)
 }
 
 /// Formats the periodic and final stats, as text or JSON lines.

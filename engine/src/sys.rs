@@ -53,7 +53,7 @@ fn parse_cap_eff(status: &str) -> Option<u64> {
 /// CAP_BPF may be replaced by CAP_SYS_ADMIN. CAP_IPC_LOCK is only needed when the UMEM does not
 /// fit in RLIMIT_MEMLOCK, which the caller checks separately.
 pub fn missing_run_caps(eff: u64) -> Vec<Cap> {
-    let has = |c: Cap| eff & (1u64 << (c as u32)) != 0;
+    let has = |c: Cap| has_cap(eff, c);
     let mut missing = Vec::new();
     for c in [Cap::NetAdmin, Cap::NetRaw] {
         if !has(c) {
@@ -234,11 +234,14 @@ mod test {
 
     #[test]
     fn ethtool_on_loopback_fails_cleanly() {
-        // lo has no channels: the ioctl must fail with an errno, not crash.
-        match ethtool_channels("lo") {
-            Ok(c) => assert_eq!(c.rx_queues(), c.combined + c.rx),
-            Err(e) => assert!(e.raw_os_error().is_some()),
-        }
+        // lo reports no channels (`ethtool -l lo`: "Operation not supported"): the ioctl must
+        // come back with that errno, which `sluice run` turns into a fallback to the netlink
+        // queue count. A missing interface is ENODEV; an empty or oversize name is refused.
+        let e = ethtool_channels("lo").unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EOPNOTSUPP), "{e}");
+        let e = ethtool_channels("nosuchif0").unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ENODEV), "{e}");
         assert!(ethtool_channels("").is_err());
+        assert!(ethtool_channels("a-name-longer-than-15").is_err());
     }
 }

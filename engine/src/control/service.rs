@@ -77,7 +77,8 @@ impl EngineService {
         self.mirror.as_ref()
     }
 
-    fn xdp_counters(&self) -> Option<Counters> {
+    /// The XDP program's counters; `None` once detached or if the map cannot be read.
+    pub fn xdp_counters(&self) -> Option<Counters> {
         let g = self.steering.lock().unwrap_or_else(|e| e.into_inner());
         g.as_ref().and_then(|s| s.counters().ok())
     }

@@ -164,7 +164,10 @@ pub fn run_loop<A: App>(
             // Copy mode sends at most a budget of frames per kick: keep kicking until drained.
             q.kick_tx_if_needed();
         }
-        q.wake_fill_if_needed();
+        if !q.napi_busy_polling() {
+            // (With preferred busy polling the top of the round already made this call.)
+            q.wake_fill_if_needed();
+        }
         idle_rounds += 1;
         if cfg.busy_poll || idle_rounds < SPIN_ROUNDS {
             if idle_rounds.is_multiple_of(256) {
