@@ -116,8 +116,7 @@ impl UdpSink {
     /// Binds the socket and sizes its receive buffer. Binding first lets a caller learn the port
     /// ([`UdpSink::local_addr`]) and start sending only once the sink is there.
     pub fn bind(cfg: SinkConfig) -> io::Result<UdpSink> {
-        let sock = bind(cfg.bind)?;
-        let rcvbuf = grow_rcvbuf(&sock)?;
+        let (sock, rcvbuf) = bind(cfg.bind)?;
         Ok(UdpSink { sock, cfg, rcvbuf })
     }
 
@@ -171,10 +170,19 @@ impl UdpSink {
 
 fn count_sink(batch: &MmsgBatch, n: usize, r: &mut SinkReport) {
     r.packets += n as u64;
-    for i in 0..n {
-        r.bytes += batch.len(i) as u64;
-        r.truncated += u64::from(batch.truncated(i));
-    }
+    let (bytes, truncated) = tally(batch, n);
+    r.bytes += bytes;
+    r.truncated += truncated;
+}
+
+/// Payload bytes and truncated datagrams among the first `n` of `batch`.
+fn tally(batch: &MmsgBatch, n: usize) -> (u64, u64) {
+    (0..n).fold((0, 0), |(bytes, truncated), i| {
+        (
+            bytes + batch.len(i) as u64,
+            truncated + u64::from(batch.truncated(i)),
+        )
+    })
 }
 
 /// [`UdpSink::bind`] + [`UdpSink::run`].
@@ -194,8 +202,7 @@ pub struct UdpEchoServer {
 impl UdpEchoServer {
     /// Binds the socket and sizes its receive and send buffers.
     pub fn bind(cfg: EchoServerConfig) -> io::Result<UdpEchoServer> {
-        let sock = bind(cfg.bind)?;
-        let rcvbuf = grow_rcvbuf(&sock)?;
+        let (sock, rcvbuf) = bind(cfg.bind)?;
         let sndbuf = grow_sndbuf(&sock)?;
         Ok(UdpEchoServer {
             sock,
@@ -243,10 +250,9 @@ impl UdpEchoServer {
             first.get_or_insert(now);
             last = now;
             r.packets += n as u64;
-            for i in 0..n {
-                r.bytes += batch.len(i) as u64;
-                r.truncated += u64::from(batch.truncated(i));
-            }
+            let (bytes, truncated) = tally(&batch, n);
+            r.bytes += bytes;
+            r.truncated += truncated;
             let (sent, failed, calls) = batch.send_back(fd, n);
             r.echoed += sent as u64;
             r.send_failed += failed as u64;
@@ -266,9 +272,13 @@ pub fn udp_echo(cfg: EchoServerConfig, stop: &AtomicBool) -> io::Result<EchoServ
     UdpEchoServer::bind(cfg)?.run(stop)
 }
 
-fn bind(addr: SocketAddr) -> io::Result<UdpSocket> {
-    UdpSocket::bind(addr)
-        .map_err(|e| io::Error::new(e.kind(), format!("binding UDP socket to {addr}: {e}")))
+/// Binds a UDP socket to `addr` and grows its receive buffer (both the sink and the echo server
+/// receive); returns the socket and the receive buffer granted.
+fn bind(addr: SocketAddr) -> io::Result<(UdpSocket, usize)> {
+    let sock = UdpSocket::bind(addr)
+        .map_err(|e| io::Error::new(e.kind(), format!("binding UDP socket to {addr}: {e}")))?;
+    let rcvbuf = grow_rcvbuf(&sock)?;
+    Ok((sock, rcvbuf))
 }
 
 /// `SO_RCVBUFFORCE` to [`SOCKET_BUFFER`], or `SO_RCVBUF` without `CAP_NET_ADMIN`; returns the

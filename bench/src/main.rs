@@ -168,7 +168,7 @@ fn run_bench(a: BenchArgs) -> Result<()> {
     if a.scenario != ScenarioKind::Lever {
         sluice_bench::report::write_reports(&a.out, "latest", &header, &done)?;
     }
-    session.plots(&a.out, &done)?;
+    session.plots(&a.out)?;
     println!(
         "==> reports: {}/{stem}.md, {stem}.json (and latest.*), plots: {}/*.svg",
         a.out.display(),

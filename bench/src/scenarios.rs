@@ -292,6 +292,21 @@ impl Session {
         Ok(d)
     }
 
+    /// Start testpmd in `mode` on the engine's interface and wait until it forwards. Main lcore
+    /// on the generator's core, forwarding lcore on the DUT core.
+    fn start_testpmd(&self, mode: TestpmdMode) -> Result<Testpmd> {
+        let mut tp = Testpmd::start(
+            self.bed.engine().ns(),
+            self.bed.engine().iface(),
+            mode,
+            &format!("{GEN_CORE},{DUT_CORE}"),
+        )
+        .map_err(|e| anyhow!("{e}"))?;
+        tp.wait_ready(Duration::from_secs(30))
+            .map_err(|e| anyhow!("{e}"))?;
+        Ok(tp)
+    }
+
     fn start_receiver(&self) -> Result<Receiver> {
         self.start_receiver_with(self.receiver_busy)
     }
@@ -400,27 +415,9 @@ impl Session {
         ))
     }
 
+    /// testpmd rxonly; the rate is the one testpmd reports in its own stats blocks.
     fn rxdrop_testpmd(&mut self) -> Result<(f64, f64)> {
-        self.testpmd_rate(TestpmdMode::RxOnly, |s| s.rx_packets)
-    }
-
-    /// Run testpmd in `mode`; the rate is counted by `count` on its stats (rxonly) or by the
-    /// receiver (macswap: pass `None`-like counter via the reflect path instead).
-    fn testpmd_rate(
-        &mut self,
-        mode: TestpmdMode,
-        count: fn(&sluice_bench::peers::testpmd::TestpmdStats) -> u64,
-    ) -> Result<(f64, f64)> {
-        // Main lcore on the generator's core, forwarding lcore on the DUT core.
-        let mut tp = Testpmd::start(
-            self.bed.engine().ns(),
-            self.bed.engine().iface(),
-            mode,
-            &format!("{GEN_CORE},{DUT_CORE}"),
-        )
-        .map_err(|e| anyhow!("{e}"))?;
-        tp.wait_ready(Duration::from_secs(30))
-            .map_err(|e| anyhow!("{e}"))?;
+        let tp = self.start_testpmd(TestpmdMode::RxOnly)?;
         let (rep, r) = self.with_traffic(Rate::Max, |w| {
             // testpmd prints a stats block every ~1-2 s with its own rate over the interval
             // (`Rx-pps`, timed with the TSC). Wall-clock times of when a block is *read* from
@@ -428,10 +425,10 @@ impl Session {
             // inside the window instead.
             let end = Instant::now() + w;
             let mut rates: Vec<f64> = Vec::new();
-            let mut prev = tp.stats().map(|s| count(&s));
+            let mut prev = tp.stats().map(|s| s.rx_packets);
             while Instant::now() < end {
                 if let Some(st) = tp.stats() {
-                    let c = count(&st);
+                    let c = st.rx_packets;
                     if prev != Some(c) {
                         prev = Some(c);
                         rates.push(st.rx_pps as f64);
@@ -555,19 +552,11 @@ impl Session {
     fn reflect_one(&mut self, who: Subject0, rate_: Rate) -> Result<(f64, f64, ReflectFacts)> {
         let rx = self.start_receiver()?;
         let mut guard = DutGuard::default();
+        let mut echo: Option<UdpEchoServer> = None;
         match who {
             Subject0::Sluice => guard.sluice = Some(self.start_sluice("reflect")?),
             Subject0::Testpmd => {
-                let mut tp = Testpmd::start(
-                    self.bed.engine().ns(),
-                    self.bed.engine().iface(),
-                    TestpmdMode::MacSwap,
-                    &format!("{GEN_CORE},{DUT_CORE}"),
-                )
-                .map_err(|e| anyhow!("{e}"))?;
-                tp.wait_ready(Duration::from_secs(30))
-                    .map_err(|e| anyhow!("{e}"))?;
-                guard.testpmd = Some(tp);
+                guard.testpmd = Some(self.start_testpmd(TestpmdMode::MacSwap)?);
             }
             Subject0::Kernel => {
                 let iface = self.bed.engine().iface().to_string();
@@ -580,12 +569,11 @@ impl Session {
                 let srv = self
                     .engine_run(move || UdpEchoServer::bind(cfg))?
                     .context("binding the echo server")?;
-                guard.echo = Some(srv);
+                echo = Some(srv);
             }
         }
         let stop = AtomicBool::new(false);
-        let echo = guard.echo.take();
-        let (rep, (r, _echo_rep)) = std::thread::scope(|s| -> Result<_> {
+        let (rep, r) = std::thread::scope(|s| -> Result<_> {
             let echo_h = echo.map(|srv| s.spawn(|| srv.run(&stop)));
             let out = self.with_traffic(rate_, |w| {
                 let a = rx.snapshot();
@@ -594,9 +582,14 @@ impl Session {
                 (b.frames - a.frames) as f64 / (b.elapsed_s - a.elapsed_s).max(1e-9)
             });
             stop.store(true, Ordering::Relaxed);
-            let echo_rep = echo_h.map(|h| h.join());
-            let (rep, r) = out?;
-            Ok((rep, (r, echo_rep)))
+            // The receiver counts what came back; the echo server's own counts are not needed,
+            // but its failure (pinning, socket errors) must fail the run, not read as 0 Mpps.
+            if let Some(h) = echo_h {
+                h.join()
+                    .map_err(|_| anyhow!("kernel echo server thread panicked"))?
+                    .context("kernel echo server")?;
+            }
+            out
         })?;
         drop(guard);
         let report = rx.stop();
@@ -889,7 +882,7 @@ impl Session {
     }
 
     /// SVG plots of what the session measured.
-    pub fn plots(&self, dir: &Path, _done: &[Scenario]) -> Result<()> {
+    pub fn plots(&self, dir: &Path) -> Result<()> {
         if !self.sweep.is_empty() {
             let series: Vec<Series> = self
                 .sweep
@@ -959,7 +952,6 @@ struct DutGuard {
     sluice: Option<SluiceDut>,
     testpmd: Option<Testpmd>,
     pass: Option<generator::XdpCounterHandle>,
-    echo: Option<UdpEchoServer>,
 }
 
 impl Drop for DutGuard {

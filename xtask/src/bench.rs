@@ -15,29 +15,9 @@ pub fn run(args: &[String]) -> Result<()> {
         );
     }
     let root = crate::workspace_root();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    println!("==> building sluice and sluice-bench (release)");
-    let st = Command::new(&cargo)
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "sluice",
-            "-p",
-            "sluice-bench",
-            "--bins",
-        ])
-        .current_dir(&root)
-        .status()
-        .context("running cargo build")?;
-    if !st.success() {
-        bail!("release build failed");
-    }
-    let target = std::env::var("CARGO_TARGET_DIR")
-        .map(Into::into)
-        .unwrap_or_else(|_| root.join("target"));
-    let driver = target.join("release").join("sluice-bench");
-    let sluice = target.join("release").join("sluice");
+    let release = crate::build_release()?;
+    let driver = release.join("sluice-bench");
+    let sluice = release.join("sluice");
     let st = Command::new(&driver)
         .arg("bench")
         .args(["--sluice", &sluice.to_string_lossy()])

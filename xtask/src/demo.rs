@@ -31,33 +31,10 @@ pub fn run(args: &[String]) -> Result<()> {
             "the demo creates network namespaces and attaches XDP: run it as root (sudo -E cargo xtask demo)"
         );
     }
-    let root = crate::workspace_root();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    println!("==> building sluice and sluice-bench (release)");
-    let st = Command::new(&cargo)
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "sluice",
-            "-p",
-            "sluice-bench",
-            "--bins",
-        ])
-        .current_dir(&root)
-        .status()?;
-    if !st.success() {
-        bail!("release build failed");
-    }
-    let target = std::env::var("CARGO_TARGET_DIR")
-        .map(Into::into)
-        .unwrap_or_else(|_| root.join("target"));
-    let st = Command::new(target.join("release").join("sluice-bench"))
+    let release = crate::build_release()?;
+    let st = Command::new(release.join("sluice-bench"))
         .arg("demo")
-        .args([
-            "--sluice",
-            &target.join("release").join("sluice").to_string_lossy(),
-        ])
+        .args(["--sluice", &release.join("sluice").to_string_lossy()])
         .args(&pass)
         .status()
         .context("running sluice-bench demo")?;

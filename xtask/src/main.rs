@@ -5,8 +5,9 @@ mod demo;
 mod ebpf;
 mod test;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use std::path::PathBuf;
+use std::process::Command;
 
 const USAGE: &str = "\
 usage: cargo xtask <verb>
@@ -50,4 +51,32 @@ pub fn workspace_root() -> PathBuf {
         .parent()
         .expect("xtask lives one level below the workspace root")
         .to_path_buf()
+}
+
+/// Build `sluice` and `sluice-bench` in release mode and return the directory holding the
+/// binaries (`$CARGO_TARGET_DIR/release`, or `target/release` under the workspace root).
+pub fn build_release() -> Result<PathBuf> {
+    let root = workspace_root();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    println!("==> building sluice and sluice-bench (release)");
+    let st = Command::new(&cargo)
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "sluice",
+            "-p",
+            "sluice-bench",
+            "--bins",
+        ])
+        .current_dir(&root)
+        .status()
+        .context("running cargo build")?;
+    if !st.success() {
+        bail!("release build failed");
+    }
+    let target: PathBuf = std::env::var("CARGO_TARGET_DIR")
+        .map(Into::into)
+        .unwrap_or_else(|_| root.join("target"));
+    Ok(target.join("release"))
 }
