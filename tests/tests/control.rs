@@ -78,8 +78,7 @@ fn mirror_follows_addresses_neighbours_and_routes_within_a_second() {
         return;
     }
     let bed = bed(1);
-    let mut engine = Engine::start(&bed, &["--udp", "9000"]);
-    wait_echo_ready(&bed, &mut engine, false, PORT);
+    let mut engine = start_ready(&bed, &["--udp", "9000"], PORT);
     let ns = bed.engine().ns();
     let iface = bed.engine().iface();
     let addr: IpAddr = Ipv4Addr::new(10, 99, 0, 1).into();
@@ -119,8 +118,7 @@ fn link_flap_parks_then_resumes_workers_without_leaking_frames() {
         return;
     }
     let bed = bed(1);
-    let mut engine = Engine::start(&bed, &["--udp", "9000"]);
-    wait_echo_ready(&bed, &mut engine, false, PORT);
+    let mut engine = start_ready(&bed, &["--udp", "9000"], PORT);
     let ns = bed.engine().ns();
     let iface = bed.engine().iface();
     let mut cfg = echo_cfg(&bed, false, PORT);
@@ -168,8 +166,7 @@ fn unprivileged_client_reads_but_may_not_change() {
         return;
     }
     let bed = bed(1);
-    let mut engine = Engine::start(&bed, &["--udp", "9000"]);
-    wait_echo_ready(&bed, &mut engine, false, PORT);
+    let mut engine = start_ready(&bed, &["--udp", "9000"], PORT);
 
     let out = ctl(&bed, Some(65534), &["--json", "stats"]);
     assert!(
@@ -222,8 +219,7 @@ fn malformed_control_messages_get_error_replies_and_the_engine_keeps_serving() {
         return;
     }
     let bed = bed(1);
-    let mut engine = Engine::start(&bed, &["--udp", "9000"]);
-    wait_echo_ready(&bed, &mut engine, false, PORT);
+    let mut engine = start_ready(&bed, &["--udp", "9000"], PORT);
     let iface = bed.engine().iface().to_string();
     bed.engine()
         .ns()
@@ -264,8 +260,7 @@ fn rules_change_live_without_restart() {
         return;
     }
     let bed = bed(1);
-    let mut engine = Engine::start(&bed, &["--udp", "9000"]);
-    wait_echo_ready(&bed, &mut engine, false, PORT);
+    let mut engine = start_ready(&bed, &["--udp", "9000"], PORT);
     // A kernel socket on 9100 in the engine namespace: it gets 9100's traffic when 9100 is not
     // steered.
     let k_addr = SocketAddr::new(bed.engine().ipv4().into(), 9100);
@@ -328,8 +323,11 @@ fn metrics_endpoint_serves_the_counters() {
         return;
     }
     let bed = bed(1);
-    let mut engine = Engine::start(&bed, &["--udp", "9000", "--metrics", "127.0.0.1:9464"]);
-    wait_echo_ready(&bed, &mut engine, false, PORT);
+    let mut engine = start_ready(
+        &bed,
+        &["--udp", "9000", "--metrics", "127.0.0.1:9464"],
+        PORT,
+    );
     let mut cfg = echo_cfg(&bed, false, PORT);
     cfg.count = Some(400);
     assert_eq!(echo(&bed, cfg).echoed, 400);
@@ -376,8 +374,7 @@ fn ctl_shutdown_stops_the_engine_cleanly() {
         return;
     }
     let bed = bed(1);
-    let mut engine = Engine::start(&bed, &["--udp", "9000"]);
-    wait_echo_ready(&bed, &mut engine, false, PORT);
+    let mut engine = start_ready(&bed, &["--udp", "9000"], PORT);
     let st = ctl_json(&bed, &["status"]);
     assert_eq!(
         st["data"]["pid"].as_u64().unwrap(),
@@ -408,8 +405,7 @@ fn mtu_change_is_logged_and_interface_deletion_stops_the_engine() {
         return;
     }
     let bed = bed(1);
-    let mut engine = Engine::start(&bed, &["--udp", "9000"]);
-    wait_echo_ready(&bed, &mut engine, false, PORT);
+    let mut engine = start_ready(&bed, &["--udp", "9000"], PORT);
     let ns = bed.engine().ns();
     ns.set_mtu(bed.engine().iface(), 1400).unwrap();
     std::thread::sleep(Duration::from_millis(500));

@@ -76,8 +76,7 @@ fn two_queues_both_workers_receive_and_totals_add_up() {
         return;
     }
     let bed = bed(2);
-    let mut engine = Engine::start(&bed, &["--udp", "9000", "--queues", "all"]);
-    wait_echo_ready(&bed, &mut engine, false, PORT);
+    let mut engine = start_ready(&bed, &["--udp", "9000", "--queues", "all"], PORT);
     let mut cfg = echo_cfg(&bed, false, PORT);
     cfg.flows = 32; // many source ports: the peer's TX queue choice hashes the flow
     cfg.count = Some(6_000);
@@ -111,15 +110,9 @@ fn drop_app_counts_and_recycles() {
     let bed = bed(1);
     let mut engine = Engine::start(&bed, &["--udp", "9000", "--app", "drop"]);
     // Nothing echoes: wait until the program is attached, then send.
-    let end = std::time::Instant::now() + Duration::from_secs(20);
-    while !xdp_attached(&bed) {
-        assert!(
-            engine.is_running() && std::time::Instant::now() < end,
-            "{}",
-            engine.stderr_text()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until(&mut engine, Duration::from_secs(20), "XDP attached", || {
+        xdp_attached(&bed)
+    });
     std::thread::sleep(Duration::from_millis(300)); // sockets are registered right after attach
     let mut cfg = echo_cfg(&bed, false, PORT);
     cfg.count = Some(20_000); // more than the 4096 UMEM frames: recycling must work

@@ -68,8 +68,7 @@ fn sigterm_detaches_prints_totals_and_exits_zero() {
         return;
     }
     let bed = bed(1);
-    let mut engine = Engine::start(&bed, &["--udp", "9000"]);
-    wait_echo_ready(&bed, &mut engine, false, PORT);
+    let mut engine = start_ready(&bed, &["--udp", "9000"], PORT);
     assert!(xdp_attached(&bed));
     let fin = engine.stop(); // asserts exit status 0
     assert_census(&fin);
@@ -87,8 +86,7 @@ fn sigkill_leaves_no_program_behind() {
         return;
     }
     let bed = bed(1);
-    let mut engine = Engine::start(&bed, &["--udp", "9000"]);
-    wait_echo_ready(&bed, &mut engine, false, PORT);
+    let mut engine = start_ready(&bed, &["--udp", "9000"], PORT);
     assert!(xdp_attached(&bed));
     let (status, _) = engine.stop_with(Signal::SIGKILL);
     assert!(!status.success());
@@ -110,8 +108,7 @@ fn sigint_also_stops_cleanly() {
         return;
     }
     let bed = bed(1);
-    let mut engine = Engine::start(&bed, &["--udp", "9000"]);
-    wait_echo_ready(&bed, &mut engine, false, PORT);
+    let mut engine = start_ready(&bed, &["--udp", "9000"], PORT);
     let (status, lines) = engine.stop_with(Signal::SIGINT);
     assert!(status.success(), "{status}");
     assert_census(&final_json(&lines));
@@ -261,8 +258,7 @@ fn second_engine_on_the_same_queue_fails_and_first_keeps_serving() {
         return;
     }
     let bed = bed(1);
-    let mut engine = Engine::start(&bed, &["--udp", "9000"]);
-    wait_echo_ready(&bed, &mut engine, false, PORT);
+    let mut engine = start_ready(&bed, &["--udp", "9000"], PORT);
     // The control socket's abstract name is the single-instance lock: the second engine stops
     // at once, naming the first, before touching the queue or the XDP program.
     let t = Instant::now();
@@ -365,8 +361,7 @@ fn no_capabilities_after_start_up_and_user_switch() {
         if let Some(u) = user {
             args.extend(["--user", u]);
         }
-        let mut engine = Engine::start(&bed, &args);
-        wait_echo_ready(&bed, &mut engine, false, PORT);
+        let mut engine = start_ready(&bed, &args, PORT);
         let creds = thread_creds(engine.pid());
         assert!(
             creds.len() >= 2,

@@ -59,24 +59,6 @@ fn send(sock: &PacketSocket, frame: &[u8]) {
         .unwrap_or_else(|e| panic!("sending {} bytes from the peer: {e}", frame.len()));
 }
 
-/// Poll `cond` every 50 ms until it holds, at most `limit`; `what` names it in the panic.
-fn wait_until(engine: &mut Engine, limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
-    let end = Instant::now() + limit;
-    while !cond() {
-        assert!(
-            engine.is_running(),
-            "sluice exited early; stderr:\n{}",
-            engine.stderr_text()
-        );
-        assert!(
-            Instant::now() < end,
-            "{what} not within {limit:?}; stderr:\n{}",
-            engine.stderr_text()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// A counter of the final JSON as a number (panics with the JSON if absent).
 fn count(fin: &Value, path: &[&str]) -> u64 {
     let mut v = fin;
@@ -325,6 +307,33 @@ fn tcp_steered_port_reflected_and_kernel_tcp_listener_still_accepts() {
 
 // ---- traffic that is not steered -----------------------------------------------------------
 
+/// Send `req` from the peer and return the one incoming frame `is_reply` accepts within [`WAIT`]
+/// (`what` names it in the panic), after checking it is Ethernet II from the engine to the peer.
+fn kernel_reply(
+    sock: &PacketSocket,
+    a: &Addrs,
+    req: &[u8],
+    what: &str,
+    is_reply: impl FnMut(&[u8]) -> bool,
+) -> Vec<u8> {
+    send(sock, req);
+    let mut got = sock.collect_incoming(WAIT, 1, is_reply).unwrap();
+    assert_eq!(got.len(), 1, "no {what}");
+    let frame = got.remove(0);
+    {
+        let p = SlicedPacket::from_ethernet(&frame).unwrap();
+        let Some(LinkSlice::Ethernet2(eth)) = &p.link else {
+            panic!("{what}: not Ethernet II");
+        };
+        assert_eq!(
+            (eth.source(), eth.destination()),
+            (a.engine_mac, a.peer_mac),
+            "{what}: MAC addresses"
+        );
+    }
+    frame
+}
+
 /// ICMP echo request, ARP request, ICMPv6 echo request and unsteered UDP (IPv4 and IPv6) all
 /// reach the engine's kernel and get its answers while sluice runs; XDP counts them as passed
 /// (ARP as not IP) and the engine never sees one.
@@ -352,23 +361,18 @@ fn unsteered_traffic_reaches_the_kernel_while_the_engine_runs() {
             .icmpv4_echo_request(0x5151, seq)
             .write(&mut req, b"sluice icmp")
             .unwrap();
-        send(&sock, &req);
-        let got = sock
-            .collect_incoming(WAIT, 1, |f| {
+        let reply = kernel_reply(
+            &sock,
+            &a,
+            &req,
+            &format!("ICMP echo reply for seq {seq}"),
+            |f| {
                 matches!(SlicedPacket::from_ethernet(f), Ok(SlicedPacket {
-                    transport: Some(TransportSlice::Icmpv4(i)), .. })
-                    if matches!(i.icmp_type(), Icmpv4Type::EchoReply(h) if h.id == 0x5151 && h.seq == seq))
-            })
-            .unwrap();
-        assert_eq!(got.len(), 1, "no ICMP echo reply for seq {seq}");
-        let p = SlicedPacket::from_ethernet(&got[0]).unwrap();
-        let Some(LinkSlice::Ethernet2(eth)) = &p.link else {
-            panic!("not Ethernet II");
-        };
-        assert_eq!(
-            (eth.source(), eth.destination()),
-            (a.engine_mac, a.peer_mac)
+                transport: Some(TransportSlice::Icmpv4(i)), .. })
+                if matches!(i.icmp_type(), Icmpv4Type::EchoReply(h) if h.id == 0x5151 && h.seq == seq))
+            },
         );
+        let p = SlicedPacket::from_ethernet(&reply).unwrap();
         let Some(NetSlice::Ipv4(ip)) = &p.net else {
             panic!("not IPv4");
         };
@@ -400,23 +404,13 @@ fn unsteered_traffic_reaches_the_kernel_while_the_engine_runs() {
             )
             .write(&mut req)
             .unwrap();
-        send(&sock, &req);
-        let got = sock
-            .collect_incoming(WAIT, 1, |f| {
-                matches!(SlicedPacket::from_ethernet(f), Ok(SlicedPacket {
-                    net: Some(NetSlice::Arp(arp)), .. })
-                    if arp.to_packet().operation == ArpOperation::REPLY)
-            })
-            .unwrap();
-        assert_eq!(got.len(), 1, "no ARP reply for {:?}", bed.engine().ipv4());
-        let p = SlicedPacket::from_ethernet(&got[0]).unwrap();
-        let Some(LinkSlice::Ethernet2(eth)) = &p.link else {
-            panic!("not Ethernet II");
-        };
-        assert_eq!(
-            (eth.source(), eth.destination()),
-            (a.engine_mac, a.peer_mac)
-        );
+        let what = format!("ARP reply for {:?}", bed.engine().ipv4());
+        let frame = kernel_reply(&sock, &a, &req, &what, |f| {
+            matches!(SlicedPacket::from_ethernet(f), Ok(SlicedPacket {
+                net: Some(NetSlice::Arp(arp)), .. })
+                if arp.to_packet().operation == ArpOperation::REPLY)
+        });
+        let p = SlicedPacket::from_ethernet(&frame).unwrap();
         let Some(NetSlice::Arp(arp)) = &p.net else {
             unreachable!()
         };
@@ -436,16 +430,13 @@ fn unsteered_traffic_reaches_the_kernel_while_the_engine_runs() {
             .icmpv6_echo_request(0x6262, seq)
             .write(&mut req, b"sluice icmpv6")
             .unwrap();
-        send(&sock, &req);
-        let got = sock
-            .collect_incoming(WAIT, 1, |f| {
-                matches!(SlicedPacket::from_ethernet(f), Ok(SlicedPacket {
-                    transport: Some(TransportSlice::Icmpv6(i)), .. })
-                    if matches!(i.icmp_type(), Icmpv6Type::EchoReply(h) if h.id == 0x6262 && h.seq == seq))
-            })
-            .unwrap();
-        assert_eq!(got.len(), 1, "no ICMPv6 echo reply for seq {seq}");
-        let p = SlicedPacket::from_ethernet(&got[0]).unwrap();
+        let what = format!("ICMPv6 echo reply for seq {seq}");
+        let reply = kernel_reply(&sock, &a, &req, &what, |f| {
+            matches!(SlicedPacket::from_ethernet(f), Ok(SlicedPacket {
+                transport: Some(TransportSlice::Icmpv6(i)), .. })
+                if matches!(i.icmp_type(), Icmpv6Type::EchoReply(h) if h.id == 0x6262 && h.seq == seq))
+        });
+        let p = SlicedPacket::from_ethernet(&reply).unwrap();
         let Some(NetSlice::Ipv6(ip)) = &p.net else {
             panic!("not IPv6");
         };
@@ -622,8 +613,11 @@ fn malformed_frames_counted_by_reason_and_valid_traffic_still_echoes() {
     let a = Addrs::of(&bed);
     let sock = peer_socket(&bed);
     let capture = peer_socket(&bed);
-    let mut engine = Engine::start(&bed, &["--udp", &UDP_PORT.to_string(), "--queues", "1"]);
-    wait_echo_ready(&bed, &mut engine, false, UDP_PORT);
+    let mut engine = start_ready(
+        &bed,
+        &["--udp", &UDP_PORT.to_string(), "--queues", "1"],
+        UDP_PORT,
+    );
 
     let v4 = udp_frame(&a, false, 41_000, b"0123456789abcdef");
     let v6 = udp_frame(&a, true, 41_001, b"0123456789abcdef");

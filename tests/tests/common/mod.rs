@@ -244,6 +244,37 @@ pub fn wait_echo_ready(bed: &TestBed, engine: &mut Engine, v6: bool, port: u16) 
     }
 }
 
+/// [`Engine::start`], then [`wait_echo_ready`] on IPv4 `port`.
+pub fn start_ready(bed: &TestBed, extra: &[&str], port: u16) -> Engine {
+    let mut engine = Engine::start(bed, extra);
+    wait_echo_ready(bed, &mut engine, false, port);
+    engine
+}
+
+/// Poll `cond` every 50 ms until it holds, at most `limit`, failing early if sluice exits; `what`
+/// names it in the panic.
+pub fn wait_until(
+    engine: &mut Engine,
+    limit: Duration,
+    what: &str,
+    mut cond: impl FnMut() -> bool,
+) {
+    let end = Instant::now() + limit;
+    while !cond() {
+        assert!(
+            engine.is_running(),
+            "sluice exited early; stderr:\n{}",
+            engine.stderr_text()
+        );
+        assert!(
+            Instant::now() < end,
+            "{what} not within {limit:?}; stderr:\n{}",
+            engine.stderr_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// True if an XDP program is attached to the engine end.
 pub fn xdp_attached(bed: &TestBed) -> bool {
     let iface = bed.engine().iface().to_string();
