@@ -10,6 +10,7 @@
 pub mod apps;
 pub mod cli;
 pub mod control;
+pub mod error;
 pub mod run;
 pub mod steer;
 pub mod sys;

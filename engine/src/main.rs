@@ -10,19 +10,13 @@ fn main() -> ExitCode {
         .format_target(false)
         .init();
     match cli.command {
-        Command::Ctl(args) => ExitCode::from(sluice::control::ctl::run(&args).clamp(0, 255) as u8),
+        Command::Ctl(args) => ExitCode::from(sluice::cli::ctl::run(&args).clamp(0, 255) as u8),
         Command::Run(args) => {
             let stdout = std::io::stdout();
             match sluice::run::run(&args, &mut stdout.lock()) {
                 Ok(_) => ExitCode::SUCCESS,
                 Err(e) => {
-                    let mut msg = format!("sluice: error: {e}");
-                    let mut src = std::error::Error::source(&e);
-                    while let Some(s) = src {
-                        msg.push_str(&format!(": {s}"));
-                        src = s.source();
-                    }
-                    eprintln!("{msg}");
+                    eprintln!("sluice: error: {}", sluice::error::chain(&e));
                     ExitCode::FAILURE
                 }
             }

@@ -1,14 +1,12 @@
-//! `sluice ctl`: the control socket client and its command line.
+//! `sluice ctl`'s client: connects to the control socket, sends requests, prints replies.
 //!
 //! Owns the client side of [`super::proto`]: connecting to `sluice/<iface>`, one request and one
 //! reply per datagram with a timeout, and printing the reply for a human (or raw with `--json`).
 //! It never interprets the data beyond laying it out, so the engine can add fields freely.
 
-use super::proto::{ErrorCode, MAX_REPLY_SIZE, Ports, Reply, Request, RulesRequest};
+use super::proto::{ErrorCode, MAX_REPLY_SIZE, Reply, Request, RulesRequest};
 use super::socket::socket_addr;
-use crate::cli::PortList;
-use crate::steer::L4Proto;
-use clap::{Args, Subcommand};
+use crate::error;
 use rustix::io::Errno;
 use rustix::net::{
     AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType, connect, recv, send, socket_with,
@@ -195,153 +193,30 @@ pub fn request(iface: &str, req: &Request) -> Result<Reply, CtlError> {
     Client::connect(iface)?.request(req)
 }
 
-/// Arguments of `sluice ctl`.
-#[derive(Args, Debug, Clone)]
-#[command(after_help = CTL_EXAMPLES)]
-pub struct CtlArgs {
-    /// Interface whose engine to talk to (its control socket is @sluice/IF in this network
-    /// namespace).
-    #[arg(long, short = 'i', value_name = "IF")]
-    pub iface: String,
-
-    /// Print the engine's reply as raw JSON (one line) instead of text.
-    #[arg(long)]
-    pub json: bool,
-
-    /// Seconds to wait for each reply.
-    #[arg(long, value_name = "SECS", default_value_t = 5.0)]
-    pub timeout: f64,
-
-    /// What to ask.
-    #[command(subcommand)]
-    pub command: CtlCommand,
-}
-
-const CTL_EXAMPLES: &str = "\
-Examples:
-  sluice ctl --iface eth1 status
-  sluice ctl --iface eth1 rules add --udp 9100,9200-9210
-  sluice ctl --iface eth1 rules del --tcp 80
-  sluice ctl --iface eth1 --json stats
-
-Reads are open to every local user; changes (rules add/del, shutdown) need root or the
-group given to `sluice run --admin-group`.";
-
-/// `sluice ctl` commands.
-#[derive(Subcommand, Debug, Clone)]
-pub enum CtlCommand {
-    /// Interface, XDP and bind modes granted, queues, cores, uptime, version.
-    Status,
-    /// Per-queue and total counters, eBPF counters, rates.
-    Stats,
-    /// List, add or delete steering rules (live, no restart).
-    Rules {
-        /// What to do with the rules.
-        #[command(subcommand)]
-        op: RulesCommand,
-    },
-    /// Links the engine's rtnetlink mirror knows.
-    Links,
-    /// Addresses in the mirror.
-    Addresses,
-    /// Neighbours in the mirror.
-    Neighbours,
-    /// Routes in the mirror.
-    Routes,
-    /// Stop the engine (as SIGTERM would).
-    Shutdown,
-}
-
-/// `sluice ctl rules` operations.
-#[derive(Subcommand, Debug, Clone)]
-pub enum RulesCommand {
-    /// Show the rules in the steering map.
-    List,
-    /// Steer more ports into the workers.
-    Add(RulePorts),
-    /// Return ports to the kernel.
-    Del(RulePorts),
-}
-
-/// The ports of a rules change, same syntax as `sluice run`.
-#[derive(Args, Debug, Clone)]
-#[group(required = true, multiple = true)]
-pub struct RulePorts {
-    /// UDP destination ports: comma-separated ports or ranges (`9000,9100-9110`).
-    #[arg(long, value_name = "PORTS")]
-    pub udp: Option<PortList>,
-
-    /// TCP destination ports, same syntax as --udp.
-    #[arg(long, value_name = "PORTS")]
-    pub tcp: Option<PortList>,
-}
-
-impl CtlArgs {
-    /// The requests this command line sends, in order (`rules add --udp A --tcp B` is two).
-    pub fn requests(&self) -> Vec<Request> {
-        match &self.command {
-            CtlCommand::Status => vec![Request::Status],
-            CtlCommand::Stats => vec![Request::Stats],
-            CtlCommand::Links => vec![Request::Links],
-            CtlCommand::Addresses => vec![Request::Addresses],
-            CtlCommand::Neighbours => vec![Request::Neighbours],
-            CtlCommand::Routes => vec![Request::Routes],
-            CtlCommand::Shutdown => vec![Request::Shutdown],
-            CtlCommand::Rules { op } => match op {
-                RulesCommand::List => vec![Request::Rules(RulesRequest::List)],
-                RulesCommand::Add(p) => {
-                    p.requests(|proto, ports| RulesRequest::Add { proto, ports })
-                }
-                RulesCommand::Del(p) => {
-                    p.requests(|proto, ports| RulesRequest::Del { proto, ports })
-                }
-            },
-        }
-    }
-}
-
-impl RulePorts {
-    fn requests(&self, op: impl Fn(L4Proto, Ports) -> RulesRequest) -> Vec<Request> {
-        [(L4Proto::Udp, &self.udp), (L4Proto::Tcp, &self.tcp)]
-            .into_iter()
-            .filter_map(|(proto, list)| {
-                list.as_ref()
-                    .map(|l| Request::Rules(op(proto, Ports::from(l.clone()))))
-            })
-            .collect()
-    }
-}
-
-/// Runs `sluice ctl`; returns the process exit code: 0 when every request succeeded, 1 when the
-/// engine refused or failed one (or could not be reached), 2 for a bad `--timeout`.
-pub fn run(args: &CtlArgs) -> i32 {
-    let stdout = io::stdout();
-    let stderr = io::stderr();
-    run_to(args, &mut stdout.lock(), &mut stderr.lock())
-}
-
-pub(crate) fn run_to(args: &CtlArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
-    if !(args.timeout.is_finite() && args.timeout > 0.0 && args.timeout < 1e6) {
-        let _ = writeln!(
-            err,
-            "sluice ctl: invalid --timeout: {} is not a positive number of seconds",
-            args.timeout
-        );
-        return 2;
-    }
-    let timeout = Duration::from_secs_f64(args.timeout);
-    let mut client = match Client::connect_with_timeout(&args.iface, timeout) {
+/// Sends `requests` in order to the engine serving `iface` (waiting up to `timeout` for each
+/// reply) and prints each reply to `out`: laid out for a human, or the raw JSON line with `json`.
+/// Returns the process exit code: 0 when every request succeeded, 1 when the engine refused or
+/// failed one or could not be reached. Stops at the first failure.
+pub fn run_requests(
+    iface: &str,
+    timeout: Duration,
+    requests: &[Request],
+    json: bool,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> i32 {
+    let mut client = match Client::connect_with_timeout(iface, timeout) {
         Ok(c) => c,
         Err(e) => {
-            let _ = writeln!(err, "sluice ctl: {}", error_chain(&e));
+            let _ = writeln!(err, "sluice ctl: {}", error::chain(&e));
             return 1;
         }
     };
-    for req in args.requests() {
+    for req in requests {
         let reply = match client.send_raw(&req.encode()) {
             Ok(bytes) => bytes,
             Err(e) => {
-                let _ = writeln!(err, "sluice ctl: {}", error_chain(&e));
+                let _ = writeln!(err, "sluice ctl: {}", error::chain(&e));
                 return 1;
             }
         };
@@ -350,19 +225,18 @@ pub(crate) fn run_to(args: &CtlArgs, out: &mut dyn Write, err: &mut dyn Write) -
             Err(reason) => {
                 let _ = writeln!(
                     err,
-                    "sluice ctl: sluice on {} sent an invalid reply: {reason}",
-                    args.iface
+                    "sluice ctl: sluice on {iface} sent an invalid reply: {reason}"
                 );
                 return 1;
             }
         };
-        if args.json {
+        if json {
             let _ = writeln!(out, "{}", String::from_utf8_lossy(&reply));
         }
         match decoded {
             Reply::Ok(data) => {
-                if !args.json {
-                    print_human(&req, &data, out);
+                if !json {
+                    print_human(req, &data, out);
                 }
             }
             Reply::Err(e) => {
@@ -377,17 +251,6 @@ pub(crate) fn run_to(args: &CtlArgs, out: &mut dyn Write, err: &mut dyn Write) -
         }
     }
     0
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        src = inner.source();
-    }
-    s
 }
 
 /// Lays out a successful reply for a human. The engine owns the schema, so this is generic:
@@ -517,88 +380,11 @@ fn table(rows: &[Value], pad: &str, s: &mut String) {
 #[cfg(test)]
 mod test {
     use super::*;
+    use crate::control::proto::Ports;
     use crate::control::socket::{ControlServer, Handler, HandlerError, Peer};
-    use clap::Parser;
+    use crate::steer::L4Proto;
     use serde_json::json;
     use std::sync::Arc;
-
-    #[derive(Parser, Debug)]
-    struct Wrap {
-        #[command(flatten)]
-        args: CtlArgs,
-    }
-
-    fn parse(argv: &[&str]) -> CtlArgs {
-        Wrap::try_parse_from(std::iter::once("sluice-ctl").chain(argv.iter().copied()))
-            .unwrap()
-            .args
-    }
-
-    #[test]
-    fn command_lines_become_requests() {
-        assert_eq!(parse(&["-i", "x", "status"]).requests(), [Request::Status]);
-        assert_eq!(
-            parse(&["--iface", "x", "rules", "list"]).requests(),
-            [Request::Rules(RulesRequest::List)]
-        );
-        assert_eq!(
-            parse(&[
-                "-i",
-                "x",
-                "rules",
-                "add",
-                "--udp",
-                "9100,9200-9201",
-                "--tcp",
-                "80"
-            ])
-            .requests(),
-            [
-                Request::Rules(RulesRequest::Add {
-                    proto: L4Proto::Udp,
-                    ports: Ports(vec![9100, 9200, 9201])
-                }),
-                Request::Rules(RulesRequest::Add {
-                    proto: L4Proto::Tcp,
-                    ports: Ports(vec![80])
-                }),
-            ]
-        );
-        assert_eq!(
-            parse(&["-i", "x", "rules", "del", "--tcp", "80"]).requests(),
-            [Request::Rules(RulesRequest::Del {
-                proto: L4Proto::Tcp,
-                ports: Ports(vec![80])
-            })]
-        );
-        for (word, req) in [
-            ("stats", Request::Stats),
-            ("links", Request::Links),
-            ("addresses", Request::Addresses),
-            ("neighbours", Request::Neighbours),
-            ("routes", Request::Routes),
-            ("shutdown", Request::Shutdown),
-        ] {
-            assert_eq!(parse(&["-i", "x", word]).requests(), [req]);
-        }
-        assert!(parse(&["-i", "x", "--json", "stats"]).json);
-    }
-
-    #[test]
-    fn bad_command_lines_are_refused() {
-        let p = |argv: &[&str]| {
-            Wrap::try_parse_from(std::iter::once("sluice-ctl").chain(argv.iter().copied()))
-        };
-        assert!(
-            p(&["-i", "x", "rules", "add"]).is_err(),
-            "needs --udp/--tcp"
-        );
-        let e = p(&["-i", "x", "rules", "add", "--udp", "0"]).unwrap_err();
-        assert!(e.to_string().contains("port 0"), "{e}");
-        assert!(p(&["status"]).is_err(), "needs --iface");
-        use clap::CommandFactory;
-        Wrap::command().debug_assert();
-    }
 
     #[test]
     fn human_output() {
@@ -630,10 +416,9 @@ mod test {
         }
     }
 
-    fn run_captured(argv: &[&str]) -> (i32, String, String) {
-        let args = parse(argv);
+    fn run_captured(iface: &str, req: Request, json: bool) -> (i32, String, String) {
         let (mut out, mut err) = (Vec::new(), Vec::new());
-        let code = run_to(&args, &mut out, &mut err);
+        let code = run_requests(iface, DEFAULT_TIMEOUT, &[req], json, &mut out, &mut err);
         (
             code,
             String::from_utf8(out).unwrap(),
@@ -648,7 +433,7 @@ mod test {
             if rustix::process::geteuid().is_root() {
                 nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
             }
-            let (code, _, err) = run_captured(&["-i", &iface, "stats"]);
+            let (code, _, err) = run_captured(&iface, Request::Stats, false);
             assert_eq!(code, 1);
             assert!(err.contains("no sluice serves"), "{err}");
 
@@ -657,23 +442,30 @@ mod test {
                 .spawn(Arc::new(Fake))
                 .unwrap();
             assert_eq!(
-                run_captured(&["-i", &iface, "stats"]),
+                run_captured(&iface, Request::Stats, false),
                 (0, "rx  5\n".into(), String::new())
             );
-            let (code, out, _) = run_captured(&["-i", &iface, "--json", "stats"]);
+            let (code, out, _) = run_captured(&iface, Request::Stats, true);
             assert_eq!(code, 0);
             assert_eq!(
                 serde_json::from_str::<Value>(&out).unwrap(),
                 json!({"v":1,"ok":true,"data":{"rx":5}})
             );
-            let (code, out, err) = run_captured(&["-i", &iface, "routes"]);
+            let (code, out, err) = run_captured(&iface, Request::Routes, false);
             assert_eq!((code, out.as_str()), (1, ""));
             assert!(err.contains("mirror unavailable"), "{err}");
-            let (code, _, _) = run_captured(&["-i", &iface, "--json", "routes"]);
+            let (code, _, _) = run_captured(&iface, Request::Routes, true);
             assert_eq!(code, 1);
             if rustix::process::geteuid().is_root() {
                 assert_eq!(
-                    run_captured(&["-i", &iface, "rules", "add", "--udp", "9100"]),
+                    run_captured(
+                        &iface,
+                        Request::Rules(RulesRequest::Add {
+                            proto: L4Proto::Udp,
+                            ports: Ports(vec![9100])
+                        }),
+                        false
+                    ),
                     (0, "rules add udp 9100: done\n".into(), String::new())
                 );
             }

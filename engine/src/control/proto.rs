@@ -8,8 +8,8 @@
 //! fields are `bad_request` errors whose message names the field, so an operator hand-writing
 //! JSON learns what to fix.
 
-use crate::cli::PortList;
 use crate::steer::L4Proto;
+use crate::steer::PortList;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::fmt;

@@ -133,7 +133,7 @@ impl EngineService {
         let s = g
             .as_mut()
             .ok_or_else(|| HandlerError::Failed("the engine is shutting down".into()))?;
-        let fail = |e: crate::steer::SteerError| HandlerError::Failed(error_chain(&e));
+        let fail = |e: crate::steer::SteerError| HandlerError::Failed(crate::error::chain(&e));
         match r {
             RulesRequest::List => {
                 let rules = s.rules().map_err(fail)?;
@@ -223,17 +223,6 @@ impl MetricsSource for EngineService {
             xdp: self.xdp_counters(),
         }
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(x) = src {
-        s.push_str(": ");
-        s.push_str(&x.to_string());
-        src = x.source();
-    }
-    s
 }
 
 /// Counters as JSON, drops by reason name.

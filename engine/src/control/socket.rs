@@ -713,19 +713,16 @@ mod test {
             "{e}"
         );
         // What `sluice ctl` prints for it, and its exit code.
-        let args = crate::control::ctl::CtlArgs {
-            iface,
-            json: false,
-            timeout: 5.0,
-            command: crate::control::ctl::CtlCommand::Rules {
-                op: crate::control::ctl::RulesCommand::Add(crate::control::ctl::RulePorts {
-                    udp: Some("9100".parse().unwrap()),
-                    tcp: None,
-                }),
-            },
-        };
         let (mut out, mut err) = (Vec::new(), Vec::new());
-        assert_eq!(crate::control::ctl::run_to(&args, &mut out, &mut err), 1);
+        let code = crate::control::ctl::run_requests(
+            &iface,
+            crate::control::ctl::DEFAULT_TIMEOUT,
+            &[add_rule()],
+            false,
+            &mut out,
+            &mut err,
+        );
+        assert_eq!(code, 1);
         let err = String::from_utf8(err).unwrap();
         assert!(
             err.starts_with("permission denied: changes need root or membership of group"),

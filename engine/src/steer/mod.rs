@@ -31,11 +31,13 @@
 //! single `warn!` line naming what was asked, what was granted and why. Forcing
 //! [`XdpMode::Driver`] or [`XdpMode::Skb`] never falls back.
 
+mod ports;
 mod types;
 
 #[cfg(test)]
 mod tests;
 
+pub use ports::PortList;
 pub use types::{Action, Counters, L4Proto, Rule, XdpMode};
 
 use aya::maps::{HashMap as BpfHashMap, MapData, MapError, PerCpuArray, XskMap};
@@ -324,7 +326,7 @@ impl Steering {
                     log::warn!(
                         "XDP on {iface}: asked for auto (driver preferred), granted skb (generic) \
                          mode because driver mode failed: {}",
-                        error_chain(&*source)
+                        crate::error::chain(&*source)
                     );
                     (link, XdpMode::Skb)
                 }
@@ -456,18 +458,6 @@ fn read_counters(map: &PerCpuArray<MapData, u64>) -> Result<Counters, MapError> 
         *sum = map.get(&index, 0)?.iter().sum();
     }
     Ok(Counters::from_sums(&sums))
-}
-
-/// `err: cause: cause` on one line, for the single fallback log line.
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut s = err.to_string();
-    let mut cur = err.source();
-    while let Some(e) = cur {
-        s.push_str(": ");
-        s.push_str(&e.to_string());
-        cur = e.source();
-    }
-    s
 }
 
 impl Drop for Steering {

@@ -45,7 +45,7 @@ pub const BUSY_RETRY: Duration = Duration::from_millis(500);
 pub const MAX_KICKS: u32 = 64;
 
 /// How to bind the socket: zero-copy needs driver support (not on veth).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BindMode {
     /// Try zero-copy; fall back to copy mode, with one log line, when the driver lacks it.
@@ -54,6 +54,23 @@ pub enum BindMode {
     Zerocopy,
     /// Copy mode (works on every driver with XDP, including veth).
     Copy,
+}
+
+impl BindMode {
+    /// Every mode's name, as [`fmt::Display`] writes it and [`std::str::FromStr`] reads it.
+    pub const NAMES: [&'static str; 3] = ["auto", "zerocopy", "copy"];
+}
+
+impl std::str::FromStr for BindMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "zerocopy" => Ok(Self::Zerocopy),
+            "copy" => Ok(Self::Copy),
+            _ => Err(format!("{s:?} is not a bind mode (auto, zerocopy, copy)")),
+        }
+    }
 }
 
 impl fmt::Display for BindMode {

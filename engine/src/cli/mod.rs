@@ -2,11 +2,24 @@
 //!
 //! Parsing only: every value is checked here or in [`crate::run`], and an error names the flag.
 
-use crate::steer::XdpMode;
+pub mod ctl;
+
+use crate::steer::{PortList, XdpMode};
 use crate::xsk::{BindMode, MAX_BATCH, XskConfig};
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::fmt;
 use std::str::FromStr;
+
+/// A clap parser for a library enum that knows its `names` and parses with `FromStr`: clap's
+/// help and errors list the names, and the library type needs no clap derive.
+fn one_of<T>(names: [&'static str; 3]) -> impl TypedValueParser<Value = T>
+where
+    T: FromStr + Clone + Send + Sync + 'static,
+    T::Err: fmt::Debug,
+{
+    PossibleValuesParser::new(names).map(|s| s.parse::<T>().expect("a possible value parses"))
+}
 
 /// sluice: steer UDP/TCP flows into AF_XDP sockets and process them on pinned workers.
 #[derive(Parser, Debug)]
@@ -30,7 +43,7 @@ pub enum Command {
     Run(RunArgs),
     /// Talk to a running engine over its control socket: status, stats, rules, the kernel's
     /// links/addresses/neighbours/routes as the engine mirrors them, shutdown.
-    Ctl(crate::control::ctl::CtlArgs),
+    Ctl(ctl::CtlArgs),
 }
 
 const RUN_EXAMPLES: &str = "\
@@ -83,38 +96,6 @@ impl FromStr for QueueSpec {
     }
 }
 
-/// A set of ports from `9000,9100-9110`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PortList(pub Vec<u16>);
-
-impl FromStr for PortList {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let mut ports = Vec::new();
-        for part in s.split(',').map(str::trim) {
-            if part.is_empty() {
-                return Err(format!("empty entry in port list {s:?}"));
-            }
-            let (a, b) = part.split_once('-').unwrap_or((part, part));
-            let p = |x: &str| -> Result<u16, String> {
-                match x.trim().parse::<u16>() {
-                    Ok(0) => Err("port 0 cannot be steered".into()),
-                    Ok(v) => Ok(v),
-                    Err(_) => Err(format!("{x:?} is not a port (1-65535)")),
-                }
-            };
-            let (a, b) = (p(a)?, p(b)?);
-            if a > b {
-                return Err(format!("port range {part:?} runs backwards"));
-            }
-            ports.extend(a..=b);
-        }
-        ports.sort_unstable();
-        ports.dedup();
-        Ok(PortList(ports))
-    }
-}
-
 /// Arguments of `sluice run`.
 #[derive(Args, Debug, Clone)]
 pub struct RunArgs {
@@ -144,11 +125,11 @@ pub struct RunArgs {
     pub cores: Option<String>,
 
     /// XDP attach mode: driver (native), skb (generic), or auto (driver, then skb, logged).
-    #[arg(long, value_enum, default_value_t = XdpMode::Auto)]
+    #[arg(long, default_value_t = XdpMode::Auto, value_parser = one_of::<XdpMode>(XdpMode::NAMES))]
     pub xdp_mode: XdpMode,
 
     /// AF_XDP bind mode: zerocopy, copy, or auto (zero-copy, then copy, logged).
-    #[arg(long, value_enum, default_value_t = BindMode::Auto)]
+    #[arg(long, default_value_t = BindMode::Auto, value_parser = one_of::<BindMode>(BindMode::NAMES))]
     pub bind: BindMode,
 
     /// Frames one TX kick may send in copy mode (XDP_MAX_TX_SKB_BUDGET, Linux 6.17+; 32 to the
@@ -259,25 +240,6 @@ impl RunArgs {
 #[cfg(test)]
 mod test {
     use super::*;
-
-    #[test]
-    fn port_lists() {
-        assert_eq!("9000".parse::<PortList>().unwrap().0, vec![9000]);
-        assert_eq!(
-            "7, 9000-9002,7".parse::<PortList>().unwrap().0,
-            vec![7, 9000, 9001, 9002]
-        );
-        assert_eq!("1-65535".parse::<PortList>().unwrap().0.len(), 65535);
-        assert!("0".parse::<PortList>().unwrap_err().contains("port 0"));
-        assert!(
-            "70000"
-                .parse::<PortList>()
-                .unwrap_err()
-                .contains("not a port")
-        );
-        assert!("9-3".parse::<PortList>().unwrap_err().contains("backwards"));
-        assert!("1,,2".parse::<PortList>().unwrap_err().contains("empty"));
-    }
 
     #[test]
     fn queue_specs() {

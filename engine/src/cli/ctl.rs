@@ -1,0 +1,240 @@
+//! `sluice ctl`'s command line: parsed here, turned into control-protocol requests, sent by
+//! [`crate::control::ctl`]. The only place clap meets the control protocol.
+
+use crate::control::ctl::run_requests;
+use crate::control::proto::{Ports, Request, RulesRequest};
+use crate::steer::{L4Proto, PortList};
+use clap::{Args, Subcommand};
+use std::io::{self, Write};
+use std::time::Duration;
+
+/// Arguments of `sluice ctl`.
+#[derive(Args, Debug, Clone)]
+#[command(after_help = CTL_EXAMPLES)]
+pub struct CtlArgs {
+    /// Interface whose engine to talk to (its control socket is @sluice/IF in this network
+    /// namespace).
+    #[arg(long, short = 'i', value_name = "IF")]
+    pub iface: String,
+
+    /// Print the engine's reply as raw JSON (one line) instead of text.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Seconds to wait for each reply.
+    #[arg(long, value_name = "SECS", default_value_t = 5.0)]
+    pub timeout: f64,
+
+    /// What to ask.
+    #[command(subcommand)]
+    pub command: CtlCommand,
+}
+
+const CTL_EXAMPLES: &str = "\
+Examples:
+  sluice ctl --iface eth1 status
+  sluice ctl --iface eth1 rules add --udp 9100,9200-9210
+  sluice ctl --iface eth1 rules del --tcp 80
+  sluice ctl --iface eth1 --json stats
+
+Reads are open to every local user; changes (rules add/del, shutdown) need root or the
+group given to `sluice run --admin-group`.";
+
+/// `sluice ctl` commands.
+#[derive(Subcommand, Debug, Clone)]
+pub enum CtlCommand {
+    /// Interface, XDP and bind modes granted, queues, cores, uptime, version.
+    Status,
+    /// Per-queue and total counters, eBPF counters, rates.
+    Stats,
+    /// List, add or delete steering rules (live, no restart).
+    Rules {
+        /// What to do with the rules.
+        #[command(subcommand)]
+        op: RulesCommand,
+    },
+    /// Links the engine's rtnetlink mirror knows.
+    Links,
+    /// Addresses in the mirror.
+    Addresses,
+    /// Neighbours in the mirror.
+    Neighbours,
+    /// Routes in the mirror.
+    Routes,
+    /// Stop the engine (as SIGTERM would).
+    Shutdown,
+}
+
+/// `sluice ctl rules` operations.
+#[derive(Subcommand, Debug, Clone)]
+pub enum RulesCommand {
+    /// Show the rules in the steering map.
+    List,
+    /// Steer more ports into the workers.
+    Add(RulePorts),
+    /// Return ports to the kernel.
+    Del(RulePorts),
+}
+
+/// The ports of a rules change, same syntax as `sluice run`.
+#[derive(Args, Debug, Clone)]
+#[group(required = true, multiple = true)]
+pub struct RulePorts {
+    /// UDP destination ports: comma-separated ports or ranges (`9000,9100-9110`).
+    #[arg(long, value_name = "PORTS")]
+    pub udp: Option<PortList>,
+
+    /// TCP destination ports, same syntax as --udp.
+    #[arg(long, value_name = "PORTS")]
+    pub tcp: Option<PortList>,
+}
+
+impl CtlArgs {
+    /// The requests this command line sends, in order (`rules add --udp A --tcp B` is two).
+    pub fn requests(&self) -> Vec<Request> {
+        match &self.command {
+            CtlCommand::Status => vec![Request::Status],
+            CtlCommand::Stats => vec![Request::Stats],
+            CtlCommand::Links => vec![Request::Links],
+            CtlCommand::Addresses => vec![Request::Addresses],
+            CtlCommand::Neighbours => vec![Request::Neighbours],
+            CtlCommand::Routes => vec![Request::Routes],
+            CtlCommand::Shutdown => vec![Request::Shutdown],
+            CtlCommand::Rules { op } => match op {
+                RulesCommand::List => vec![Request::Rules(RulesRequest::List)],
+                RulesCommand::Add(p) => {
+                    p.requests(|proto, ports| RulesRequest::Add { proto, ports })
+                }
+                RulesCommand::Del(p) => {
+                    p.requests(|proto, ports| RulesRequest::Del { proto, ports })
+                }
+            },
+        }
+    }
+}
+
+impl RulePorts {
+    fn requests(&self, op: impl Fn(L4Proto, Ports) -> RulesRequest) -> Vec<Request> {
+        [(L4Proto::Udp, &self.udp), (L4Proto::Tcp, &self.tcp)]
+            .into_iter()
+            .filter_map(|(proto, list)| {
+                list.as_ref()
+                    .map(|l| Request::Rules(op(proto, Ports::from(l.clone()))))
+            })
+            .collect()
+    }
+}
+
+/// Runs `sluice ctl`; returns the process exit code: 0 when every request succeeded, 1 when the
+/// engine refused or failed one (or could not be reached), 2 for a bad `--timeout`.
+pub fn run(args: &CtlArgs) -> i32 {
+    let stdout = io::stdout();
+    let stderr = io::stderr();
+    run_to(args, &mut stdout.lock(), &mut stderr.lock())
+}
+
+fn run_to(args: &CtlArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
+    if !(args.timeout.is_finite() && args.timeout > 0.0 && args.timeout < 1e6) {
+        let _ = writeln!(
+            err,
+            "sluice ctl: invalid --timeout: {} is not a positive number of seconds",
+            args.timeout
+        );
+        return 2;
+    }
+    let timeout = Duration::from_secs_f64(args.timeout);
+    run_requests(&args.iface, timeout, &args.requests(), args.json, out, err)
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser, Debug)]
+    struct Wrap {
+        #[command(flatten)]
+        args: CtlArgs,
+    }
+
+    fn parse(argv: &[&str]) -> CtlArgs {
+        Wrap::try_parse_from(std::iter::once("sluice-ctl").chain(argv.iter().copied()))
+            .unwrap()
+            .args
+    }
+
+    #[test]
+    fn command_lines_become_requests() {
+        assert_eq!(parse(&["-i", "x", "status"]).requests(), [Request::Status]);
+        assert_eq!(
+            parse(&["--iface", "x", "rules", "list"]).requests(),
+            [Request::Rules(RulesRequest::List)]
+        );
+        assert_eq!(
+            parse(&[
+                "-i",
+                "x",
+                "rules",
+                "add",
+                "--udp",
+                "9100,9200-9201",
+                "--tcp",
+                "80"
+            ])
+            .requests(),
+            [
+                Request::Rules(RulesRequest::Add {
+                    proto: L4Proto::Udp,
+                    ports: Ports(vec![9100, 9200, 9201])
+                }),
+                Request::Rules(RulesRequest::Add {
+                    proto: L4Proto::Tcp,
+                    ports: Ports(vec![80])
+                }),
+            ]
+        );
+        assert_eq!(
+            parse(&["-i", "x", "rules", "del", "--tcp", "80"]).requests(),
+            [Request::Rules(RulesRequest::Del {
+                proto: L4Proto::Tcp,
+                ports: Ports(vec![80])
+            })]
+        );
+        for (word, req) in [
+            ("stats", Request::Stats),
+            ("links", Request::Links),
+            ("addresses", Request::Addresses),
+            ("neighbours", Request::Neighbours),
+            ("routes", Request::Routes),
+            ("shutdown", Request::Shutdown),
+        ] {
+            assert_eq!(parse(&["-i", "x", word]).requests(), [req]);
+        }
+        assert!(parse(&["-i", "x", "--json", "stats"]).json);
+    }
+
+    #[test]
+    fn bad_command_lines_are_refused() {
+        let p = |argv: &[&str]| {
+            Wrap::try_parse_from(std::iter::once("sluice-ctl").chain(argv.iter().copied()))
+        };
+        assert!(
+            p(&["-i", "x", "rules", "add"]).is_err(),
+            "needs --udp/--tcp"
+        );
+        let e = p(&["-i", "x", "rules", "add", "--udp", "0"]).unwrap_err();
+        assert!(e.to_string().contains("port 0"), "{e}");
+        assert!(p(&["status"]).is_err(), "needs --iface");
+        use clap::CommandFactory;
+        Wrap::command().debug_assert();
+    }
+
+    #[test]
+    fn bad_timeout_exits_2() {
+        let mut args = parse(&["-i", "x", "stats"]);
+        args.timeout = 0.0;
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        assert_eq!(run_to(&args, &mut out, &mut err), 2);
+        assert!(String::from_utf8(err).unwrap().contains("--timeout"));
+    }
+}
