@@ -8,6 +8,7 @@
 #![deny(unsafe_code)]
 
 pub mod apps;
+pub mod batch;
 pub mod cli;
 pub mod control;
 pub mod error;

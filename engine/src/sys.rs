@@ -1,10 +1,43 @@
-//! Small system queries outside AF_XDP: capabilities and ethtool channel counts.
+//! Small system calls outside AF_XDP's rings: capabilities, ethtool channel counts, socket
+//! options.
 //!
-//! The only `unsafe` outside [`crate::xsk`] lives here (one `ioctl`).
+//! The only `unsafe` outside [`crate::xsk`] lives here (one `ioctl`, one `setsockopt`).
 #![allow(unsafe_code)]
 
+use crate::error::SyscallError;
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+/// `XDP_MAX_TX_SKB_BUDGET` from `<linux/if_xdp.h>` (Linux 6.17+; libc does not have it yet):
+/// frames one copy-mode AF_XDP `sendto` may transmit.
+pub const XDP_MAX_TX_SKB_BUDGET: libc::c_int = 9;
+
+/// Set an integer socket option: `setsockopt(fd, level, name, &value, 4)`. `call` names the
+/// option for the error (`"setsockopt(SO_BUSY_POLL)"`); pass libc's constants for `level` and
+/// `name`.
+pub fn set_socket_option(
+    fd: BorrowedFd<'_>,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: u32,
+    call: &'static str,
+) -> Result<(), SyscallError> {
+    // SAFETY: `fd` is a live descriptor for the duration of the borrow; the pointer refers to a
+    // live u32 and the length is its exact size, so the kernel reads only within it.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            (&value as *const u32).cast(),
+            std::mem::size_of::<u32>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(SyscallError::new(call, io::Error::last_os_error()));
+    }
+    Ok(())
+}
 
 /// A Linux capability sluice may need.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,18 +67,10 @@ impl Cap {
     }
 }
 
-/// The effective capability set of this process (from `/proc/self/status`).
+/// The effective capability set of this thread (`capget`), as a bit mask indexed by capability
+/// number.
 pub fn effective_caps() -> io::Result<u64> {
-    let status = std::fs::read_to_string("/proc/self/status")?;
-    parse_cap_eff(&status)
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no CapEff in /proc/self/status"))
-}
-
-fn parse_cap_eff(status: &str) -> Option<u64> {
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+    Ok(rustix::thread::capabilities(None)?.effective.bits())
 }
 
 /// The capabilities `sluice run` needs that the effective set `eff` lacks.
@@ -196,7 +221,7 @@ pub fn drop_privileges(user: Option<&str>) -> Result<(), String> {
         },
     )
     .map_err(|e| format!("clearing the capability sets: {e}"))?;
-    let eff = effective_caps().map_err(|e| format!("reading CapEff back: {e}"))?;
+    let eff = effective_caps().map_err(|e| format!("reading the capability sets back: {e}"))?;
     if eff != 0 {
         return Err(format!(
             "capabilities still effective after dropping: {eff:#x}"
@@ -210,10 +235,31 @@ mod test {
     use super::*;
 
     #[test]
-    fn cap_eff_parsing() {
-        let s = "Name:\tx\nCapInh:\t0000000000000000\nCapEff:\t000001ffffffffff\n";
-        assert_eq!(parse_cap_eff(s), Some(0x1ff_ffff_ffff));
-        assert_eq!(parse_cap_eff("Name: x\n"), None);
+    fn effective_caps_match_proc_status() {
+        let status = std::fs::read_to_string("/proc/thread-self/status").unwrap();
+        let line = status
+            .lines()
+            .find_map(|l| l.strip_prefix("CapEff:"))
+            .unwrap();
+        let from_proc = u64::from_str_radix(line.trim(), 16).unwrap();
+        assert_eq!(effective_caps().unwrap(), from_proc);
+    }
+
+    #[test]
+    fn socket_option_errors_name_the_call() {
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        use std::os::fd::AsFd;
+        set_socket_option(sock.as_fd(), libc::SOL_SOCKET, libc::SO_RCVBUF, 65536, "x").unwrap();
+        let e = set_socket_option(
+            sock.as_fd(),
+            libc::SOL_XDP,
+            XDP_MAX_TX_SKB_BUDGET,
+            64,
+            "setsockopt(XDP_MAX_TX_SKB_BUDGET)",
+        )
+        .unwrap_err();
+        assert_eq!(e.call, "setsockopt(XDP_MAX_TX_SKB_BUDGET)");
+        assert!(e.io_error.raw_os_error().is_some(), "{e:?}");
     }
 
     #[test]

@@ -1,11 +1,14 @@
 //! The per-queue worker: one thread per AF_XDP socket, pinned to its core.
 //!
-//! Owns the loop of DESIGN.md — reclaim completions, take a batch, run the app, transmit and
-//! recycle, kick — and the idle policy: spin a bounded number of empty rounds, then sleep in
-//! `poll()` so an idle engine costs no CPU (`busy_poll` keeps spinning). It must never allocate,
-//! log or take a lock per packet; it counts instead (see [`stats`]).
+//! Owns the loop — reclaim completions, take a batch, run the app, transmit and recycle, kick —
+//! and the idle policy: spin a bounded number of empty rounds, then sleep in `poll()` so an
+//! idle engine costs no CPU (`busy_poll` keeps spinning). The per-batch work is [`step`], the
+//! same code over AF_XDP and over memory ([`mem`]). It must never allocate, log or take a lock
+//! per packet; it counts instead (see [`stats`]).
 
+pub mod mem;
 pub mod stats;
+mod transport;
 
 use crate::apps::App;
 use crate::xsk::XskQueue;
@@ -15,6 +18,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 pub use stats::{Local, Shared};
+pub use transport::{Scratch, Transport, step};
 
 /// Empty rounds spun before sleeping in `poll()`. A round with nothing to do costs well under
 /// 100 ns, so this is a ~100 µs window in which a new frame is picked up without a wakeup.
@@ -133,12 +137,14 @@ pub fn run_loop<A: App>(
     shared: &Shared,
 ) -> A {
     let mut local = Local::default();
+    let mut scratch = Scratch::new();
+    let batch = q.batch_size();
     let mut idle_rounds = 0u32;
     let mut slow_tick = 0u64;
     publish_slow(&q, shared);
     while !stop.load(Ordering::Relaxed) {
         if cfg.park.load(Ordering::Relaxed) {
-            publish_fast(&q, &mut local, shared);
+            shared.publish(&local);
             thread::sleep(PARK_SLEEP);
             continue;
         }
@@ -146,32 +152,30 @@ pub fn run_loop<A: App>(
         if q.napi_busy_polling() {
             // Preferred busy polling: this call runs the queue's NAPI (XDP, copy into the UMEM)
             // here, in turns with the app, instead of in a kernel thread competing for the core.
-            q.wake_fill_if_needed();
+            local.fill_wakeups += u64::from(q.wake_fill_if_needed());
         }
-        let out = q.process_batch(|batch| app.process(batch));
-        if out.rx > 0 {
-            local.add_batch(&out);
+        if step(&mut q, &mut app, &mut scratch, batch, &mut local) > 0 {
             idle_rounds = 0;
             slow_tick += 1;
             if slow_tick.is_multiple_of(SLOW_STATS_EVERY) {
                 publish_slow(&q, shared);
             }
-            publish_fast(&q, &mut local, shared);
+            shared.publish(&local);
             continue;
         }
         local.empty_polls += 1;
         if q.tx_outstanding() > 0 {
             // Copy mode sends at most a budget of frames per kick: keep kicking until drained.
-            q.kick_tx_if_needed();
+            count_kick(&mut local, q.kick_tx_if_needed());
         }
         if !q.napi_busy_polling() {
             // (With preferred busy polling the top of the round already made this call.)
-            q.wake_fill_if_needed();
+            local.fill_wakeups += u64::from(q.wake_fill_if_needed());
         }
         idle_rounds += 1;
         if cfg.busy_poll || idle_rounds < SPIN_ROUNDS {
             if idle_rounds.is_multiple_of(256) {
-                publish_fast(&q, &mut local, shared);
+                shared.publish(&local);
             }
             std::hint::spin_loop();
             continue;
@@ -179,7 +183,7 @@ pub fn run_loop<A: App>(
         // Idle: publish everything, then sleep until a frame arrives.
         idle_rounds = 0;
         local.sleeps += 1;
-        publish_fast(&q, &mut local, shared);
+        shared.publish(&local);
         publish_slow(&q, shared);
         let sleep = if q.tx_outstanding() > 0 {
             TX_DRAIN_SLEEP
@@ -191,7 +195,7 @@ pub fn run_loop<A: App>(
     // Stopping: let sent frames complete so the census shows every frame home.
     let deadline = Instant::now() + DRAIN_TIMEOUT;
     while q.tx_outstanding() > 0 && Instant::now() < deadline {
-        q.kick_tx_if_needed();
+        count_kick(&mut local, q.kick_tx_if_needed());
         q.reclaim();
         if q.tx_outstanding() > 0 {
             thread::sleep(Duration::from_micros(200));
@@ -199,19 +203,15 @@ pub fn run_loop<A: App>(
     }
     q.reclaim();
     q.refill();
-    publish_fast(&q, &mut local, shared);
+    shared.publish(&local);
     publish_slow(&q, shared);
     app
 }
 
 #[inline]
-fn publish_fast(q: &XskQueue, local: &mut Local, shared: &Shared) {
-    let (kicks, kick_errors, fill_wakeups, fill_shortfall) = q.wakeup_counters();
-    local.kicks = kicks;
-    local.kick_errors = kick_errors;
-    local.fill_wakeups = fill_wakeups;
-    local.fill_shortfall = fill_shortfall;
-    shared.publish(local);
+fn count_kick(local: &mut Local, k: crate::xsk::Kick) {
+    local.kicks += u64::from(k.kicks);
+    local.kick_errors += u64::from(k.errors);
 }
 
 fn publish_slow(q: &XskQueue, shared: &Shared) {

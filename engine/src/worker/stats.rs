@@ -1,63 +1,75 @@
 //! Per-worker counters: written by one worker thread, read by the control thread.
 //!
-//! The worker accumulates in a plain [`Local`] struct and publishes it with relaxed stores once
-//! per batch (single writer, so no read-modify-write is needed). Each worker's block is
-//! cache-line padded so two workers never share a line.
+//! One list of counters ([`Local`]'s fields, declared once below) gives the worker's private
+//! plain struct, its shared atomic mirror ([`Shared`]) and the names used in stats lines, JSON
+//! and metrics. The worker adds into its `Local` as it goes and publishes it with relaxed
+//! stores (single writer, so no read-modify-write); each worker's block is cache-line padded so
+//! two workers never share a line.
 
-use crate::apps::DropReason;
-use crate::xsk::{BatchOutcome, Census, KernelStats};
+use crate::batch::DropReason;
+use crate::xsk::{Census, KernelStats};
 use crossbeam_utils::CachePadded;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 
-/// Counters of one worker as plain numbers (the worker's private copy, and snapshots).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
-pub struct Local {
+macro_rules! counters {
+    ($( $(#[$doc:meta])* $name:ident, )*) => {
+        /// Counters of one worker as plain numbers (the worker's private copy, and snapshots).
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+        pub struct Local {
+            $( $(#[$doc])* pub $name: u64, )*
+            /// Frames dropped by the app, by reason (index: [`DropReason::index`]).
+            pub drops: [u64; DropReason::COUNT],
+        }
+
+        impl Local {
+            /// Names of the scalar counters, in [`Local::scalars`] order.
+            pub const NAMES: [&'static str; N_SCALARS] = [$(stringify!($name)),*];
+
+            /// The scalar counters (every field but `drops`), in [`Local::NAMES`] order.
+            #[inline]
+            pub fn scalars(&self) -> [u64; N_SCALARS] {
+                [$(self.$name),*]
+            }
+
+            fn scalars_mut(&mut self) -> [&mut u64; N_SCALARS] {
+                [$(&mut self.$name),*]
+            }
+        }
+
+        const N_SCALARS: usize = [$(stringify!($name)),*].len();
+    };
+}
+
+counters! {
     /// Frames received.
-    pub rx_packets: u64,
+    rx_packets,
     /// Bytes received (Ethernet frame without FCS).
-    pub rx_bytes: u64,
+    rx_bytes,
     /// Frames queued for transmission.
-    pub tx_packets: u64,
+    tx_packets,
     /// Bytes queued for transmission.
-    pub tx_bytes: u64,
-    /// Frames dropped because the TX ring was full.
-    pub tx_ring_full: u64,
-    /// Frames dropped by the app, by reason (index: [`DropReason::index`]).
-    pub drops: [u64; DropReason::COUNT],
-    /// Descriptors outside the UMEM (never expected).
-    pub bad_desc: u64,
+    tx_bytes,
+    /// Frames the app wanted sent that found the TX ring full (recycled, counted as dropped).
+    tx_ring_full,
+    /// Descriptors outside the UMEM (never expected; recycled, counted as dropped).
+    bad_desc,
     /// Batches that had at least one frame.
-    pub batches: u64,
+    batches,
     /// Loop rounds that found the RX ring empty.
-    pub empty_polls: u64,
+    empty_polls,
     /// Times the worker went to sleep in `poll()`.
-    pub sleeps: u64,
+    sleeps,
     /// TX kicks (`sendto`) made because the kernel asked for a wakeup.
-    pub kicks: u64,
-    /// TX kicks that returned an error (EAGAIN/EBUSY/ENOBUFS/ENETDOWN: counted, retried).
-    pub kick_errors: u64,
+    kicks,
+    /// TX kicks that returned an error (EBUSY/ENOBUFS/ENETDOWN: counted, retried).
+    kick_errors,
     /// Fill-ring wakeups (`recvfrom`) made because the driver asked.
-    pub fill_wakeups: u64,
+    fill_wakeups,
     /// Frames that found no room in the fill ring and waited in the worker's stash.
-    pub fill_shortfall: u64,
+    fill_shortfall,
 }
 
 impl Local {
-    /// Fold one batch's outcome in.
-    #[inline]
-    pub fn add_batch(&mut self, o: &BatchOutcome) {
-        self.rx_packets += u64::from(o.rx);
-        self.rx_bytes += o.rx_bytes;
-        self.tx_packets += u64::from(o.tx);
-        self.tx_bytes += o.tx_bytes;
-        self.tx_ring_full += u64::from(o.tx_ring_full);
-        for (d, s) in self.drops.iter_mut().zip(o.drops) {
-            *d += u64::from(s);
-        }
-        self.bad_desc += u64::from(o.bad_desc);
-        self.batches += 1;
-    }
-
     /// Frames dropped for any reason (app verdicts, full TX ring, bad descriptors).
     pub fn dropped(&self) -> u64 {
         self.drops.iter().sum::<u64>() + self.tx_ring_full + self.bad_desc
@@ -65,26 +77,28 @@ impl Local {
 
     /// Element-wise sum (for totals over workers).
     pub fn add(&mut self, o: &Local) {
-        self.rx_packets += o.rx_packets;
-        self.rx_bytes += o.rx_bytes;
-        self.tx_packets += o.tx_packets;
-        self.tx_bytes += o.tx_bytes;
-        self.tx_ring_full += o.tx_ring_full;
-        for (d, s) in self.drops.iter_mut().zip(o.drops) {
-            *d += s;
+        for (a, b) in self.scalars_mut().into_iter().zip(o.scalars()) {
+            *a += b;
         }
-        self.bad_desc += o.bad_desc;
-        self.batches += o.batches;
-        self.empty_polls += o.empty_polls;
-        self.sleeps += o.sleeps;
-        self.kicks += o.kicks;
-        self.kick_errors += o.kick_errors;
-        self.fill_wakeups += o.fill_wakeups;
-        self.fill_shortfall += o.fill_shortfall;
+        for (a, b) in self.drops.iter_mut().zip(o.drops) {
+            *a += b;
+        }
+    }
+
+    /// Element-wise difference `self - earlier` (counters only grow; saturates at 0).
+    pub fn since(&self, earlier: &Local) -> Local {
+        let mut d = *self;
+        for (a, b) in d.scalars_mut().into_iter().zip(earlier.scalars()) {
+            *a = a.saturating_sub(b);
+        }
+        for (a, b) in d.drops.iter_mut().zip(earlier.drops) {
+            *a = a.saturating_sub(b);
+        }
+        d
     }
 }
 
-const N_COUNTERS: usize = 13 + DropReason::COUNT;
+const N_COUNTERS: usize = N_SCALARS + DropReason::COUNT;
 const N_CENSUS: usize = 7;
 const N_KERNEL: usize = 6;
 
@@ -100,48 +114,23 @@ impl Shared {
     /// Publish the worker's counters (worker thread only).
     #[inline]
     pub fn publish(&self, l: &Local) {
-        let c = &*self.counters;
-        let vals = [
-            l.rx_packets,
-            l.rx_bytes,
-            l.tx_packets,
-            l.tx_bytes,
-            l.tx_ring_full,
-            l.bad_desc,
-            l.batches,
-            l.empty_polls,
-            l.sleeps,
-            l.kicks,
-            l.kick_errors,
-            l.fill_wakeups,
-            l.fill_shortfall,
-        ];
-        for (a, v) in c.iter().zip(vals.iter().chain(l.drops.iter())) {
-            a.store(*v, Relaxed);
+        let vals = l.scalars().into_iter().chain(l.drops);
+        for (a, v) in self.counters.iter().zip(vals) {
+            a.store(v, Relaxed);
         }
     }
 
     /// Read a snapshot of the counters (any thread).
     pub fn snapshot(&self) -> Local {
-        let c: Vec<u64> = self.counters.iter().map(|a| a.load(Relaxed)).collect();
-        let mut drops = [0; DropReason::COUNT];
-        drops.copy_from_slice(&c[13..]);
-        Local {
-            rx_packets: c[0],
-            rx_bytes: c[1],
-            tx_packets: c[2],
-            tx_bytes: c[3],
-            tx_ring_full: c[4],
-            bad_desc: c[5],
-            batches: c[6],
-            empty_polls: c[7],
-            sleeps: c[8],
-            kicks: c[9],
-            kick_errors: c[10],
-            fill_wakeups: c[11],
-            fill_shortfall: c[12],
-            drops,
+        let mut l = Local::default();
+        let (scalars, drops) = self.counters.split_at(N_SCALARS);
+        for (v, a) in l.scalars_mut().into_iter().zip(scalars) {
+            *v = a.load(Relaxed);
         }
+        for (v, a) in l.drops.iter_mut().zip(drops) {
+            *v = a.load(Relaxed);
+        }
+        l
     }
 
     /// Publish a frame census (worker thread only).
@@ -162,15 +151,16 @@ impl Shared {
 
     /// The last census the worker published.
     pub fn census(&self) -> Census {
-        let v: Vec<i64> = self.census.iter().map(|a| a.load(Relaxed)).collect();
+        let [total, fill, rx, worker, tx, completion, kernel] =
+            std::array::from_fn(|i| self.census[i].load(Relaxed));
         Census {
-            total: v[0] as u64,
-            fill: v[1] as u64,
-            rx: v[2] as u64,
-            worker: v[3] as u64,
-            tx: v[4] as u64,
-            completion: v[5] as u64,
-            kernel: v[6],
+            total: total as u64,
+            fill: fill as u64,
+            rx: rx as u64,
+            worker: worker as u64,
+            tx: tx as u64,
+            completion: completion as u64,
+            kernel,
         }
     }
 
@@ -191,14 +181,21 @@ impl Shared {
 
     /// The last kernel statistics the worker published.
     pub fn kernel(&self) -> KernelStats {
-        let v: Vec<u64> = self.kernel.iter().map(|a| a.load(Relaxed)).collect();
+        let [
+            rx_dropped,
+            rx_invalid_descs,
+            tx_invalid_descs,
+            rx_ring_full,
+            rx_fill_ring_empty,
+            tx_ring_empty,
+        ] = std::array::from_fn(|i| self.kernel[i].load(Relaxed));
         KernelStats {
-            rx_dropped: v[0],
-            rx_invalid_descs: v[1],
-            tx_invalid_descs: v[2],
-            rx_ring_full: v[3],
-            rx_fill_ring_empty: v[4],
-            tx_ring_empty: v[5],
+            rx_dropped,
+            rx_invalid_descs,
+            tx_invalid_descs,
+            rx_ring_full,
+            rx_fill_ring_empty,
+            tx_ring_empty,
         }
     }
 }
@@ -211,22 +208,32 @@ mod test {
     fn publish_snapshot_round_trip() {
         let s = Shared::default();
         let mut l = Local::default();
-        let mut o = BatchOutcome {
-            rx: 5,
-            rx_bytes: 320,
-            tx: 3,
-            tx_bytes: 192,
-            ..Default::default()
-        };
-        o.drops[DropReason::Truncated.index()] = 2;
-        l.add_batch(&o);
-        l.kicks = 7;
-        l.fill_shortfall = 9;
+        for (i, v) in l.scalars_mut().into_iter().enumerate() {
+            *v = 100 + i as u64;
+        }
+        l.drops[DropReason::Truncated.index()] = 2;
         s.publish(&l);
         let got = s.snapshot();
         assert_eq!(got, l);
-        assert_eq!(got.dropped(), 2);
-        assert_eq!(got.drops[DropReason::Truncated.index()], 2);
+        assert_eq!(got.fill_shortfall, 100 + 12);
+        assert_eq!(got.dropped(), 2 + l.tx_ring_full + l.bad_desc);
+        assert_eq!(Local::NAMES[0], "rx_packets");
+        assert_eq!(Local::NAMES.len(), 13);
+    }
+
+    #[test]
+    fn add_and_since_are_inverse() {
+        let mut a = Local {
+            rx_packets: 5,
+            kicks: 3,
+            ..Default::default()
+        };
+        a.drops[DropReason::Policy.index()] = 7;
+        let mut b = a;
+        b.add(&a);
+        assert_eq!(b.rx_packets, 10);
+        assert_eq!(b.drops[0], 14);
+        assert_eq!(b.since(&a), a);
     }
 
     #[test]
@@ -243,5 +250,15 @@ mod test {
         };
         s.publish_census(&c);
         assert_eq!(s.census(), c);
+        let k = KernelStats {
+            rx_dropped: 1,
+            rx_invalid_descs: 2,
+            tx_invalid_descs: 3,
+            rx_ring_full: 4,
+            rx_fill_ring_empty: 5,
+            tx_ring_empty: 6,
+        };
+        s.publish_kernel(&k);
+        assert_eq!(format!("{:?}", s.kernel()), format!("{k:?}"));
     }
 }

@@ -1,8 +1,9 @@
 //! AF_XDP: the UMEM, one socket per queue, its four rings, bind modes and wakeups.
 //!
 //! This module owns every piece of AF_XDP `unsafe` in sluice (with [`crate::sys`] for plain
-//! syscalls). It must never parse packets or make policy decisions: it moves frames between the
-//! rings and hands the worker a [`Batch`] of byte slices it exclusively owns.
+//! syscalls). It is a transport and nothing more: it moves frame descriptors ([`Desc`]) between
+//! the rings and lends the caller the bytes of received frames; it never parses a packet, knows
+//! no app, verdict or counter of the worker's, and makes no policy decision.
 //!
 //! # Frame invariant
 //! Each UMEM frame is at every moment in exactly one place: the fill ring, the kernel, the RX
@@ -13,16 +14,18 @@
 //!
 //! # Error policy of the I/O calls
 //! - Setup (`XskQueue::open`) returns [`XskError`] naming the interface, queue and step.
-//! - The hot path never returns errors: a TX kick failing with `EAGAIN`, `EBUSY`, `ENOBUFS` or
-//!   `ENETDOWN` is counted (`kick_errors`), the frames stay in the TX ring and the next kick
-//!   retries. A full TX ring turns the frame into a counted drop (`tx_ring_full`), never a stall.
+//! - The hot path never returns errors: a TX kick failing with `EBUSY`, `ENOBUFS` or `ENETDOWN`
+//!   is reported in its [`Kick`] for the caller to count, the frames stay in the TX ring and the
+//!   next kick retries. [`XskQueue::transmit`] queues what fits and says how many; the caller
+//!   decides what a frame that found no room becomes.
 #![allow(unsafe_code)]
 
 mod umem;
 
 pub use umem::UmemArea;
 
-use crate::apps::{Batch, DropReason, Verdict};
+use crate::error::SyscallError;
+use crate::sys;
 use std::ffi::CString;
 use std::fmt;
 use std::io;
@@ -31,6 +34,25 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::time::Duration;
 use xdpilone::xdp::XdpDesc;
 use xdpilone::{CompletionQueue, FillQueue, IfInfo, RingRx, RingTx, Socket, SocketConfig, Umem};
+
+/// A frame descriptor: where a frame starts in the UMEM and how long it is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Desc {
+    /// Byte offset of the frame's first byte in the UMEM (past any headroom).
+    pub addr: u64,
+    /// Frame length in bytes.
+    pub len: u32,
+}
+
+/// What one [`XskQueue::kick_tx_if_needed`] call did, for the caller's counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Kick {
+    /// `sendto` calls made.
+    pub kicks: u32,
+    /// Calls that failed with something other than `EAGAIN` (`EBUSY`, `ENOBUFS`, `ENETDOWN`):
+    /// not fatal, the frames stay queued for the next kick.
+    pub errors: u32,
+}
 
 /// Largest batch the worker may ask for; sizes the fixed scratch arrays so the hot loop never
 /// allocates. 256 is well above the useful range (throughput flattens out past 64 in copy mode,
@@ -164,18 +186,18 @@ impl XskConfig {
                 Ok(())
             }
         };
-        pow2("frame-size", self.frame_size)?;
+        pow2("frame_size", self.frame_size)?;
         if !(2048..=4096).contains(&self.frame_size) {
             return Err(XskError::Config {
-                field: "frame-size",
+                field: "frame_size",
                 reason: format!("{} is outside 2048..=4096", self.frame_size),
             });
         }
-        pow2("frame-count", self.frame_count)?;
-        pow2("fill-ring", self.fill_size)?;
-        pow2("comp-ring", self.comp_size)?;
-        pow2("rx-ring", self.rx_size)?;
-        pow2("tx-ring", self.tx_size)?;
+        pow2("frame_count", self.frame_count)?;
+        pow2("fill_size", self.fill_size)?;
+        pow2("comp_size", self.comp_size)?;
+        pow2("rx_size", self.rx_size)?;
+        pow2("tx_size", self.tx_size)?;
         if self.batch == 0 || self.batch as usize > MAX_BATCH {
             return Err(XskError::Config {
                 field: "batch",
@@ -186,13 +208,13 @@ impl XskConfig {
             && !(32..=self.tx_size).contains(&b)
         {
             return Err(XskError::Config {
-                field: "tx-budget",
+                field: "tx_budget",
                 reason: format!("{b} is outside 32..={} (the TX ring size)", self.tx_size),
             });
         }
         if self.headroom > self.frame_size / 2 {
             return Err(XskError::Config {
-                field: "frame-headroom",
+                field: "headroom",
                 reason: format!(
                     "{} is more than half the {}-byte frame",
                     self.headroom, self.frame_size
@@ -201,7 +223,7 @@ impl XskConfig {
         }
         if self.frame_count < self.batch * 2 {
             return Err(XskError::Config {
-                field: "frame-count",
+                field: "frame_count",
                 reason: format!(
                     "{} frames cannot keep a batch of {} in flight",
                     self.frame_count, self.batch
@@ -216,9 +238,9 @@ impl XskConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum XskError {
     /// A configuration value is out of range.
-    #[error("invalid --{field}: {reason}")]
+    #[error("invalid {field}: {reason}")]
     Config {
-        /// The CLI flag at fault.
+        /// The [`XskConfig`] field at fault (`rx_size`); front ends map it to their own names.
         field: &'static str,
         /// Why.
         reason: String,
@@ -268,9 +290,9 @@ pub enum XskError {
         iface: String,
         /// Queue index.
         queue: u32,
-        /// The OS error.
+        /// The call that failed.
         #[source]
-        source: io::Error,
+        source: SyscallError,
     },
 }
 
@@ -291,25 +313,6 @@ pub struct Census {
     pub completion: u64,
     /// The rest: held by the kernel (between rings). Negative means a frame is counted twice.
     pub kernel: i64,
-}
-
-/// Counters from one [`XskQueue::process_batch`] call.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct BatchOutcome {
-    /// Frames taken from the RX ring.
-    pub rx: u32,
-    /// Bytes in those frames.
-    pub rx_bytes: u64,
-    /// Frames queued for transmission.
-    pub tx: u32,
-    /// Bytes in those frames.
-    pub tx_bytes: u64,
-    /// Frames the app wanted sent but the TX ring had no room for (recycled).
-    pub tx_ring_full: u32,
-    /// Frames dropped by the app, by reason.
-    pub drops: [u32; DropReason::COUNT],
-    /// Descriptors from the kernel that pointed outside the UMEM (never expected; recycled).
-    pub bad_desc: u32,
 }
 
 /// Counters the kernel keeps for the socket (`XDP_STATISTICS`).
@@ -349,14 +352,6 @@ pub struct XskQueue {
     stash: Vec<u64>,
     /// Frames handed to the TX ring and not yet seen on the completion ring.
     tx_outstanding: u32,
-    /// Scratch: the descriptors of the batch being processed.
-    descs: [XdpDesc; MAX_BATCH],
-    /// Scratch: one verdict per frame of the batch.
-    verdicts: [Verdict; MAX_BATCH],
-    kicks: u64,
-    kick_errors: u64,
-    fill_wakeups: u64,
-    fill_shortfall: u64,
     area: UmemArea,
 }
 
@@ -417,22 +412,18 @@ impl XskQueue {
         cfg: &XskConfig,
         mode_flag: u16,
     ) -> Result<Self, XskError> {
-        let setup = |step: &'static str| {
-            let iface = iface.to_string();
-            move |e: xdpilone::Errno| XskError::Setup {
-                step,
-                iface,
-                queue,
-                source: errno(e),
-            }
-        };
-        let area_len = cfg.frame_count as usize * cfg.frame_size as usize;
-        let area = UmemArea::new(area_len).map_err(|source| XskError::Setup {
-            step: "mapping the UMEM",
+        let fail = |step: &'static str, source: SyscallError| XskError::Setup {
+            step,
             iface: iface.to_string(),
             queue,
             source,
-        })?;
+        };
+        let setup = |step: &'static str, call: &'static str| {
+            move |e: xdpilone::Errno| fail(step, SyscallError::new(call, errno(e)))
+        };
+        let area_len = cfg.frame_count as usize * cfg.frame_size as usize;
+        let area = UmemArea::new(area_len)
+            .map_err(|e| fail("mapping the UMEM", SyscallError::new("mmap", e)))?;
         let umem_cfg = xdpilone::UmemConfig {
             fill_size: cfg.fill_size,
             complete_size: cfg.comp_size,
@@ -447,38 +438,37 @@ impl XskQueue {
             match source.raw_os_error() {
                 Some(libc::EAFNOSUPPORT) => XskError::NoAfXdp(source),
                 Some(libc::EPERM) | Some(libc::EACCES) => XskError::Permission(source),
-                _ => XskError::Setup {
-                    step: "registering the UMEM",
-                    iface: iface.to_string(),
-                    queue,
-                    source,
-                },
+                _ => fail(
+                    "registering the UMEM",
+                    SyscallError::new("setsockopt(XDP_UMEM_REG)", source),
+                ),
             }
         })?;
 
         let name = CString::new(iface).map_err(|_| XskError::Config {
-            field: "iface",
+            field: "interface name",
             reason: format!("{iface:?} contains a NUL byte"),
         })?;
         let mut info = IfInfo::invalid();
         info.from_name(&name)
-            .map_err(setup("looking up the interface"))?;
+            .map_err(setup("looking up the interface", "if_nametoindex"))?;
         info.set_queue(queue);
-        let sock =
-            Socket::with_shared(&info, &umem).map_err(setup("creating the AF_XDP socket"))?;
+        let sock = Socket::with_shared(&info, &umem)
+            .map_err(setup("creating the AF_XDP socket", "socket(AF_XDP)"))?;
         // xdpilone creates the socket without SOCK_CLOEXEC: a process spawned later (a helper, a
         // benchmark peer) would inherit it and keep the queue bound after we close it.
         // SAFETY: the fd belongs to `sock`, alive for this borrow.
         let fd = unsafe { BorrowedFd::borrow_raw(sock.as_raw_fd()) };
-        rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::CLOEXEC).map_err(|e| XskError::Setup {
-            step: "setting FD_CLOEXEC on the AF_XDP socket",
-            iface: iface.to_string(),
-            queue,
-            source: e.into(),
+        rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::CLOEXEC).map_err(|e| {
+            fail(
+                "setting FD_CLOEXEC on the AF_XDP socket",
+                SyscallError::new("fcntl(F_SETFD)", e),
+            )
         })?;
-        let device = umem
-            .fq_cq(&sock)
-            .map_err(setup("creating the fill/completion rings"))?;
+        let device = umem.fq_cq(&sock).map_err(setup(
+            "creating the fill/completion rings",
+            "setsockopt(XDP_UMEM_FILL_RING)",
+        ))?;
         let sock_cfg = SocketConfig {
             rx_size: NonZeroU32::new(cfg.rx_size),
             tx_size: NonZeroU32::new(cfg.tx_size),
@@ -486,34 +476,29 @@ impl XskQueue {
         };
         let user = umem
             .rx_tx(&sock, &sock_cfg)
-            .map_err(setup("creating the RX/TX rings"))?;
+            .map_err(setup("creating the RX/TX rings", "setsockopt(XDP_RX_RING)"))?;
         if let Some(bp) = cfg.napi_busy_poll {
-            set_busy_poll(&sock, bp).map_err(|source| XskError::Setup {
-                step: "enabling preferred busy polling (SO_PREFER_BUSY_POLL/SO_BUSY_POLL/SO_BUSY_POLL_BUDGET)",
-                iface: iface.to_string(),
-                queue,
-                source,
-            })?;
+            set_busy_poll(&sock, bp)
+                .map_err(|source| fail("enabling preferred busy polling", source))?;
         }
         if let Some(budget) = cfg.tx_budget {
             set_tx_budget(&sock, budget).map_err(|source| {
-                if source.raw_os_error() == Some(libc::ENOPROTOOPT) {
+                if source.io_error.raw_os_error() == Some(libc::ENOPROTOOPT) {
                     XskError::Config {
-                        field: "tx-budget",
+                        field: "tx_budget",
                         reason: "this kernel has no XDP_MAX_TX_SKB_BUDGET (Linux 6.17+)".into(),
                     }
                 } else {
-                    XskError::Setup {
-                        step: "setting XDP_MAX_TX_SKB_BUDGET",
-                        iface: iface.to_string(),
-                        queue,
-                        source,
-                    }
+                    fail("setting the copy-mode TX budget", source)
                 }
             })?;
         }
-        let rx = user.map_rx().map_err(setup("mapping the RX ring"))?;
-        let tx = user.map_tx().map_err(setup("mapping the TX ring"))?;
+        let rx = user
+            .map_rx()
+            .map_err(setup("mapping the RX ring", "mmap"))?;
+        let tx = user
+            .map_tx()
+            .map_err(setup("mapping the TX ring", "mmap"))?;
         umem.bind(&user).map_err(|e| {
             let source = errno(e);
             match source.raw_os_error() {
@@ -529,12 +514,10 @@ impl XskQueue {
                         source,
                     }
                 }
-                _ => XskError::Setup {
-                    step: "binding the AF_XDP socket",
-                    iface: iface.to_string(),
-                    queue,
-                    source,
-                },
+                _ => fail(
+                    "binding the AF_XDP socket",
+                    SyscallError::new("bind", source),
+                ),
             }
         })?;
         // SAFETY: the fd belongs to `user`, which lives as long as this borrow.
@@ -558,16 +541,6 @@ impl XskQueue {
             frame_mask: !(u64::from(cfg.frame_size) - 1),
             stash: Vec::with_capacity(cfg.frame_count as usize),
             tx_outstanding: 0,
-            descs: [XdpDesc {
-                addr: 0,
-                len: 0,
-                options: 0,
-            }; MAX_BATCH],
-            verdicts: [Verdict::Drop(DropReason::Policy); MAX_BATCH],
-            kicks: 0,
-            kick_errors: 0,
-            fill_wakeups: 0,
-            fill_shortfall: 0,
             area,
         };
         // Every frame starts in the worker's stash and is moved to the fill ring; what does not
@@ -605,14 +578,9 @@ impl XskQueue {
         self.tx_outstanding
     }
 
-    /// `(kicks, kick_errors, fill_wakeups, fill_shortfall)` so far.
-    pub fn wakeup_counters(&self) -> (u64, u64, u64, u64) {
-        (
-            self.kicks,
-            self.kick_errors,
-            self.fill_wakeups,
-            self.fill_shortfall,
-        )
+    /// Frames the socket may take per batch ([`XskConfig::batch`]).
+    pub fn batch_size(&self) -> usize {
+        self.cfg.batch as usize
     }
 
     /// Move completed TX frames back to the fill ring. Returns how many were reclaimed.
@@ -673,139 +641,114 @@ impl XskQueue {
         self.rx.available()
     }
 
-    /// Take up to `batch` frames from the RX ring, let `app` judge them in place, then queue the
-    /// `Tx` frames on the TX ring (kicking it if the kernel asks) and recycle the rest to the
-    /// fill ring. Allocation-free.
-    pub fn process_batch(&mut self, app: impl FnOnce(&mut Batch<'_, '_>)) -> BatchOutcome {
-        let mut out = BatchOutcome::default();
-        let max = self.cfg.batch;
-        let n = {
-            let mut r = self.rx.receive(max);
-            let mut n = 0;
-            while let Some(d) = r.read() {
-                self.descs[n] = d;
-                n += 1;
-            }
-            r.release();
-            n
-        };
-        if n == 0 {
-            return out;
-        }
-        out.rx = n as u32;
-
+    /// Take up to `descs.len()` received frames from the RX ring; returns how many, their
+    /// descriptors in `descs[..n]`. The caller owns those frames until it hands each back through
+    /// [`Self::transmit`] or [`Self::recycle`].
+    #[inline]
+    pub fn receive(&mut self, descs: &mut [Desc]) -> usize {
+        let mut r = self.rx.receive(descs.len() as u32);
+        let mut n = 0;
+        while n < descs.len()
+            && let Some(d) = r.read()
         {
-            if self.cfg.prefetch {
-                for d in &self.descs[..n] {
-                    if d.addr < self.area.len() as u64 {
-                        prefetch(self.area.base().wrapping_add(d.addr as usize));
-                    }
+            descs[n] = Desc {
+                addr: d.addr,
+                len: d.len,
+            };
+            n += 1;
+        }
+        r.release();
+        if self.cfg.prefetch {
+            for d in &descs[..n] {
+                if d.addr < self.area.len() as u64 {
+                    prefetch(self.area.base().wrapping_add(d.addr as usize));
                 }
-            }
-            let mut frames: [&mut [u8]; MAX_BATCH] =
-                std::array::from_fn(|_| <&mut [u8]>::default());
-            let base = self.area.base();
-            let area_len = self.area.len() as u64;
-            let fsz = u64::from(self.cfg.frame_size);
-            let mut bad = [false; MAX_BATCH];
-            for i in 0..n {
-                let d = self.descs[i];
-                let start = d.addr;
-                let end = start + u64::from(d.len);
-                // A descriptor must stay inside one frame of the UMEM; the kernel guarantees it,
-                // the check makes the slice construction below sound regardless.
-                if end > area_len || (start & self.frame_mask) + fsz < end {
-                    bad[i] = true;
-                    out.bad_desc += 1;
-                    continue;
-                }
-                out.rx_bytes += u64::from(d.len);
-                // SAFETY: [start, end) lies inside the mapping (checked above) and inside a single
-                // frame. The kernel handed each RX descriptor's frame to user space exclusively
-                // and two descriptors of one batch never share a frame, so these slices are
-                // disjoint; they live only in this block, while `self` is mutably borrowed.
-                frames[i] = unsafe {
-                    std::slice::from_raw_parts_mut(base.add(start as usize), d.len as usize)
-                };
-            }
-            let mut batch = Batch::new(&mut frames[..n], &mut self.verdicts[..n]);
-            app(&mut batch);
-            for (v, _) in self.verdicts[..n].iter_mut().zip(&bad).filter(|(_, b)| **b) {
-                *v = Verdict::Drop(DropReason::Truncated);
             }
         }
+        n
+    }
 
-        // Transmit what the app wants sent, in order. xdpilone's reserve serves a request from
-        // its cached view of the consumer head and may grant fewer slots than are free; a second
-        // reserve refreshes the view, so a shortfall is only real if that one grants nothing.
-        let want_tx = self.verdicts[..n]
-            .iter()
-            .filter(|v| **v == Verdict::Tx)
-            .count() as u32;
-        let mut sent_upto = 0usize; // index after the last Tx frame queued
-        let mut queued = 0u32;
-        while queued < want_tx {
-            let mut w = self.tx.transmit(want_tx - queued);
-            let room = w.capacity();
-            if room == 0 {
+    /// Lend the bytes of the received frames `descs` (from [`Self::receive`]) as one mutable slice
+    /// each, into `out[..descs.len()]`, for as long as `self` stays borrowed.
+    ///
+    /// A descriptor that does not lie inside one UMEM frame (the kernel never produces one; the
+    /// check makes the slices sound regardless) gets an empty slice and its `len` set to 0, so the
+    /// caller never transmits it; returns how many there were.
+    #[inline]
+    pub fn frames_mut<'a>(&'a mut self, descs: &mut [Desc], out: &mut [&'a mut [u8]]) -> u32 {
+        let base = self.area.base();
+        let area_len = self.area.len() as u64;
+        let fsz = u64::from(self.cfg.frame_size);
+        let mut bad = 0;
+        for (d, slot) in descs.iter_mut().zip(out.iter_mut()) {
+            let start = d.addr;
+            let end = start + u64::from(d.len);
+            if end > area_len || (start & self.frame_mask) + fsz < end {
+                d.len = 0;
+                *slot = <&mut [u8]>::default();
+                bad += 1;
+                continue;
+            }
+            // SAFETY: [start, end) lies inside the mapping (checked above) and inside a single
+            // frame. The kernel handed each RX descriptor's frame to user space exclusively and
+            // two descriptors of one batch never share a frame, so these slices are disjoint;
+            // they borrow `self` mutably for 'a, so no ring operation can hand the frames on
+            // while they live.
+            *slot =
+                unsafe { std::slice::from_raw_parts_mut(base.add(start as usize), d.len as usize) };
+        }
+        bad
+    }
+
+    /// Queue `descs` on the TX ring, in order, as many as fit; returns how many were queued (a
+    /// prefix of `descs`). Kicks the ring if the kernel asks. Frames that did not fit are still
+    /// the caller's.
+    #[inline]
+    pub fn transmit(&mut self, descs: &[Desc]) -> (usize, Kick) {
+        // xdpilone's reserve serves a request from its cached view of the consumer head and may
+        // grant fewer slots than are free; a second reserve refreshes the view, so a shortfall
+        // is only real if that one grants nothing.
+        let mut queued = 0usize;
+        while queued < descs.len() {
+            let mut w = self.tx.transmit((descs.len() - queued) as u32);
+            if w.capacity() == 0 {
                 break;
             }
-            let descs = &self.descs;
-            let verdicts = &self.verdicts;
-            let mut bytes = 0u64;
-            let from = sent_upto;
-            let it = (from..n)
-                .filter(|&i| verdicts[i] == Verdict::Tx)
-                .take(room as usize)
-                .map(|i| {
-                    sent_upto = i + 1;
-                    bytes += u64::from(descs[i].len);
-                    XdpDesc {
-                        addr: descs[i].addr,
-                        len: descs[i].len,
-                        options: 0,
-                    }
-                });
-            queued += w.insert(it);
+            let it = descs[queued..].iter().map(|d| XdpDesc {
+                addr: d.addr,
+                len: d.len,
+                options: 0,
+            });
+            queued += w.insert(it) as usize;
             w.commit();
-            out.tx_bytes += bytes;
         }
-        out.tx = queued;
-        self.tx_outstanding += queued;
+        self.tx_outstanding += queued as u32;
+        let kick = if queued > 0 {
+            self.kick_tx_if_needed()
+        } else {
+            Kick::default()
+        };
+        (queued, kick)
+    }
 
-        // Everything else goes back to the fill ring: drops, and Tx frames beyond the TX room.
-        let mut recycle = [0u64; MAX_BATCH];
-        let mut r = 0;
-        for i in 0..n {
-            match self.verdicts[i] {
-                Verdict::Tx if i < sent_upto => continue,
-                Verdict::Tx => out.tx_ring_full += 1,
-                Verdict::Drop(reason) => out.drops[reason.index()] += 1,
+    /// Give frames back to the kernel through the fill ring. Those that find no room wait in the
+    /// socket's stash (moved on by [`Self::refill`]); returns how many had to wait.
+    #[inline]
+    pub fn recycle(&mut self, descs: &[Desc]) -> u32 {
+        let mask = self.frame_mask;
+        let mut placed = 0;
+        while placed < descs.len() {
+            let mut w = self.fill.fill((descs.len() - placed) as u32);
+            let k = w.insert(descs[placed..].iter().map(|d| d.addr & mask)) as usize;
+            w.commit();
+            if k == 0 {
+                break;
             }
-            recycle[r] = self.descs[i].addr & self.frame_mask;
-            r += 1;
+            placed += k;
         }
-        if r > 0 {
-            let mut placed = 0;
-            while placed < r {
-                let mut w = self.fill.fill((r - placed) as u32);
-                let k = w.insert(recycle[placed..r].iter().copied()) as usize;
-                w.commit();
-                if k == 0 {
-                    break;
-                }
-                placed += k;
-            }
-            if placed < r {
-                self.fill_shortfall += (r - placed) as u64;
-                self.stash.extend_from_slice(&recycle[placed..r]);
-            }
-        }
-
-        if out.tx > 0 {
-            self.kick_tx_if_needed();
-        }
-        out
+        let short = &descs[placed..];
+        self.stash.extend(short.iter().map(|d| d.addr & mask));
+        short.len() as u32
     }
 
     /// Kick the TX ring if the kernel asked for a wakeup (copy mode always does).
@@ -816,24 +759,25 @@ impl XskQueue {
     /// [`MAX_KICKS`] calls were made; frames still queued then go out on the next call.
     ///
     /// `EAGAIN` is the expected "call again", not an error. `EBUSY`, `ENOBUFS` and `ENETDOWN`
-    /// (link down) are counted in `kick_errors`, not failures: the frames stay in the ring and
-    /// the next kick retries.
-    pub fn kick_tx_if_needed(&mut self) {
+    /// (link down) are reported in [`Kick::errors`], not failures: the frames stay in the ring
+    /// and the next kick retries.
+    pub fn kick_tx_if_needed(&mut self) -> Kick {
+        let mut k = Kick::default();
         for _ in 0..MAX_KICKS {
             if self.tx.pending() == 0 || !self.tx.needs_wakeup() {
-                return;
+                break;
             }
-            self.kicks += 1;
+            k.kicks += 1;
             match rustix::net::send(self.fd(), &[], rustix::net::SendFlags::DONTWAIT) {
-                Ok(_) => {}
-                Err(rustix::io::Errno::AGAIN) => {}
+                Ok(_) | Err(rustix::io::Errno::AGAIN) => {}
                 Err(_) => {
-                    self.kick_errors += 1;
-                    return;
+                    k.errors += 1;
+                    break;
                 }
             }
             self.reclaim();
         }
+        k
     }
 
     /// True when preferred busy polling is on (the worker then calls [`Self::wake_fill_if_needed`]
@@ -845,15 +789,18 @@ impl XskQueue {
 
     /// Wake the driver if it asked for fill-ring entries (need_wakeup on the fill ring), and
     /// always with preferred busy polling on: the `recvfrom` is what runs the device's NAPI then.
-    pub fn wake_fill_if_needed(&mut self) {
-        if self.cfg.napi_busy_poll.is_some() || self.fill.needs_wakeup() {
-            self.fill_wakeups += 1;
-            let _ = rustix::net::recv(
-                self.fd(),
-                &mut [0u8; 0][..],
-                rustix::net::RecvFlags::DONTWAIT,
-            );
+    /// Returns true if it made the call. Its result is not looked at: `EAGAIN` (nothing to
+    /// receive) is the usual answer and nothing else can be done about another error here.
+    pub fn wake_fill_if_needed(&mut self) -> bool {
+        if self.cfg.napi_busy_poll.is_none() && !self.fill.needs_wakeup() {
+            return false;
         }
+        let _ = rustix::net::recv(
+            self.fd(),
+            &mut [0u8; 0][..],
+            rustix::net::RecvFlags::DONTWAIT,
+        );
+        true
     }
 
     /// Sleep in `poll()` until frames arrive or `timeout` passes. Returns true if readable.
@@ -917,56 +864,44 @@ fn prefetch(p: *const u8) {
     let _ = p;
 }
 
-/// `XDP_MAX_TX_SKB_BUDGET` from `<linux/if_xdp.h>` (6.17+): frames one copy-mode `sendto` may
-/// transmit. The TX ring must exist before it can be set.
-const XDP_MAX_TX_SKB_BUDGET: libc::c_int = 9;
-
-fn set_tx_budget(sock: &Socket, budget: u32) -> io::Result<()> {
-    // SAFETY: a valid socket fd, a pointer to a live u32 and its exact size.
-    let rc = unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            SOL_XDP,
-            XDP_MAX_TX_SKB_BUDGET,
-            (&budget as *const u32).cast(),
-            std::mem::size_of::<u32>() as libc::socklen_t,
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+fn set_tx_budget(sock: &Socket, budget: u32) -> Result<(), crate::error::SyscallError> {
+    // SAFETY: the fd belongs to `sock`, alive for this borrow.
+    let fd = unsafe { BorrowedFd::borrow_raw(sock.as_raw_fd()) };
+    sys::set_socket_option(
+        fd,
+        libc::SOL_XDP,
+        sys::XDP_MAX_TX_SKB_BUDGET,
+        budget,
+        "setsockopt(XDP_MAX_TX_SKB_BUDGET)",
+    )
 }
 
-fn set_busy_poll(sock: &Socket, bp: NapiBusyPoll) -> io::Result<()> {
-    // Option numbers from <asm-generic/socket.h>.
-    const SO_BUSY_POLL: libc::c_int = 46;
-    const SO_PREFER_BUSY_POLL: libc::c_int = 69;
-    const SO_BUSY_POLL_BUDGET: libc::c_int = 70;
-    for (opt, val) in [
-        (SO_PREFER_BUSY_POLL, 1u32),
-        (SO_BUSY_POLL, bp.usecs),
-        (SO_BUSY_POLL_BUDGET, bp.budget),
-    ] {
-        // SAFETY: a valid socket fd, a pointer to a live u32 and its exact size.
-        let rc = unsafe {
-            libc::setsockopt(
-                sock.as_raw_fd(),
-                libc::SOL_SOCKET,
-                opt,
-                (&val as *const u32).cast(),
-                std::mem::size_of::<u32>() as libc::socklen_t,
-            )
-        };
-        if rc != 0 {
-            return Err(io::Error::last_os_error());
-        }
-    }
-    Ok(())
+fn set_busy_poll(sock: &Socket, bp: NapiBusyPoll) -> Result<(), crate::error::SyscallError> {
+    // SAFETY: the fd belongs to `sock`, alive for this borrow.
+    let fd = unsafe { BorrowedFd::borrow_raw(sock.as_raw_fd()) };
+    let sol = libc::SOL_SOCKET;
+    sys::set_socket_option(
+        fd,
+        sol,
+        libc::SO_PREFER_BUSY_POLL,
+        1,
+        "setsockopt(SO_PREFER_BUSY_POLL)",
+    )?;
+    sys::set_socket_option(
+        fd,
+        sol,
+        libc::SO_BUSY_POLL,
+        bp.usecs,
+        "setsockopt(SO_BUSY_POLL)",
+    )?;
+    sys::set_socket_option(
+        fd,
+        sol,
+        libc::SO_BUSY_POLL_BUDGET,
+        bp.budget,
+        "setsockopt(SO_BUSY_POLL_BUDGET)",
+    )
 }
-
-/// `SOL_XDP` from `<linux/socket.h>`.
-const SOL_XDP: libc::c_int = 283;
 
 fn errno(e: xdpilone::Errno) -> io::Error {
     io::Error::from_raw_os_error(e.get_raw().abs())
@@ -994,17 +929,17 @@ mod test {
             ..Default::default()
         };
         let e = bad.validate().unwrap_err().to_string();
-        assert!(e.contains("--rx-ring") && e.contains("1000"), "{e}");
+        assert!(e.contains("rx_size") && e.contains("1000"), "{e}");
         let bad = XskConfig {
             batch: 0,
             ..Default::default()
         };
-        assert!(bad.validate().unwrap_err().to_string().contains("--batch"));
+        assert!(bad.validate().unwrap_err().to_string().contains("batch"));
         let bad = XskConfig {
             batch: MAX_BATCH as u32 + 1,
             ..Default::default()
         };
-        assert!(bad.validate().unwrap_err().to_string().contains("--batch"));
+        assert!(bad.validate().unwrap_err().to_string().contains("batch"));
         let bad = XskConfig {
             frame_size: 1024,
             ..Default::default()
@@ -1013,7 +948,7 @@ mod test {
             bad.validate()
                 .unwrap_err()
                 .to_string()
-                .contains("--frame-size")
+                .contains("frame_size")
         );
         let bad = XskConfig {
             tx_budget: Some(16),
@@ -1023,7 +958,7 @@ mod test {
             bad.validate()
                 .unwrap_err()
                 .to_string()
-                .contains("--tx-budget")
+                .contains("tx_budget")
         );
         let bad = XskConfig {
             tx_budget: Some(4096),
@@ -1044,12 +979,7 @@ mod test {
             headroom: 1500,
             ..Default::default()
         };
-        assert!(
-            bad.validate()
-                .unwrap_err()
-                .to_string()
-                .contains("--frame-headroom")
-        );
+        assert!(bad.validate().unwrap_err().to_string().contains("headroom"));
         let bad = XskConfig {
             frame_count: 64,
             batch: 64,
@@ -1059,7 +989,7 @@ mod test {
             bad.validate()
                 .unwrap_err()
                 .to_string()
-                .contains("--frame-count")
+                .contains("frame_count")
         );
     }
 
