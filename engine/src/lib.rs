@@ -10,9 +10,10 @@
 pub mod apps;
 pub mod batch;
 pub mod cli;
+pub mod config;
 pub mod control;
+pub mod engine;
 pub mod error;
-pub mod run;
 pub mod steer;
 pub mod sys;
 pub mod wire;

@@ -1,7 +1,9 @@
 //! The `sluice` binary: parse the command line, run, report errors as one clear line.
 
 use clap::Parser;
-use sluice::cli::{Cli, Command};
+use sluice::apps::{App, drop::DropAll, reflect::Reflect};
+use sluice::cli::{AppKind, Cli, Command};
+use sluice::config::EngineConfig;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -12,8 +14,14 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Ctl(args) => ExitCode::from(sluice::cli::ctl::run(&args).clamp(0, 255) as u8),
         Command::Run(args) => {
-            let stdout = std::io::stdout();
-            match sluice::run::run(&args, &mut stdout.lock()) {
+            let result = EngineConfig::try_from(&args)
+                .map_err(sluice::engine::RunError::from)
+                .and_then(|cfg| {
+                    let kind = args.app;
+                    let stdout = std::io::stdout();
+                    sluice::engine::run(&cfg, |_queue| make_app(kind), &mut stdout.lock())
+                });
+            match result {
                 Ok(_) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("sluice: error: {}", sluice::error::chain(&e));
@@ -21,5 +29,13 @@ fn main() -> ExitCode {
                 }
             }
         }
+    }
+}
+
+/// The app `--app` names, boxed so one worker type serves every choice.
+fn make_app(kind: AppKind) -> Box<dyn App> {
+    match kind {
+        AppKind::Reflect => Box::new(Reflect::new()),
+        AppKind::Drop => Box::new(DropAll::new()),
     }
 }

@@ -19,3 +19,15 @@ pub trait App: Send {
     /// Must not panic, allocate, log or block: it runs in the hot loop.
     fn process(&mut self, batch: &mut Batch<'_, '_>);
 }
+
+/// A boxed app is an app, so a front end can pick one at run time and the worker stays generic.
+impl App for Box<dyn App> {
+    fn name(&self) -> &'static str {
+        (**self).name()
+    }
+
+    #[inline]
+    fn process(&mut self, batch: &mut Batch<'_, '_>) {
+        (**self).process(batch)
+    }
+}

@@ -4,7 +4,8 @@
 
 pub mod ctl;
 
-use crate::steer::{PortList, XdpMode};
+use crate::config::{self, ConfigError, EngineConfig, QueueSpec};
+use crate::steer::{L4Proto, PortList, XdpMode};
 use crate::xsk::{BindMode, MAX_BATCH, XskConfig};
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -70,29 +71,6 @@ impl fmt::Display for AppKind {
             AppKind::Reflect => "reflect",
             AppKind::Drop => "drop",
         })
-    }
-}
-
-/// Which queues get a worker.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum QueueSpec {
-    /// Queues 0..N.
-    Count(u32),
-    /// Every RX queue the device has.
-    All,
-}
-
-impl FromStr for QueueSpec {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        if s == "all" {
-            return Ok(QueueSpec::All);
-        }
-        match s.parse::<u32>() {
-            Ok(0) => Err("must be at least 1".into()),
-            Ok(n) => Ok(QueueSpec::Count(n)),
-            Err(_) => Err(format!("{s:?} is neither a number nor `all`")),
-        }
     }
 }
 
@@ -237,17 +215,48 @@ impl RunArgs {
     }
 }
 
+impl TryFrom<&RunArgs> for EngineConfig {
+    type Error = ConfigError;
+
+    /// The engine configuration these flags ask for, validated.
+    fn try_from(a: &RunArgs) -> Result<Self, ConfigError> {
+        let mut c = EngineConfig::new(a.iface.clone());
+        if let Some(p) = &a.udp {
+            c = c.steer(L4Proto::Udp, p);
+        }
+        if let Some(p) = &a.tcp {
+            c = c.steer(L4Proto::Tcp, p);
+        }
+        c.queues = a.queues;
+        c.cores = match &a.cores {
+            Some(list) => Some(
+                crate::worker::parse_cpu_list(list)
+                    .map_err(|reason| ConfigError::new("cores", reason))?,
+            ),
+            None => None,
+        };
+        c.xdp_mode = a.xdp_mode;
+        c.xsk = a.xsk_config();
+        c.busy_poll = a.busy_poll;
+        // 0 keeps its documented meaning: no periodic lines, only the final totals.
+        let every = config::seconds("stats-interval", a.stats_interval)?;
+        c.stats_interval = (!every.is_zero()).then_some(every);
+        c.json = a.json;
+        c.admin_group = a.admin_group.clone();
+        c.metrics = a.metrics;
+        c.user = a.user.clone();
+        c.duration = match a.duration {
+            Some(d) => Some(config::seconds("duration", d)?),
+            None => None,
+        };
+        c.validate()?;
+        Ok(c)
+    }
+}
+
 #[cfg(test)]
 mod test {
     use super::*;
-
-    #[test]
-    fn queue_specs() {
-        assert_eq!("all".parse::<QueueSpec>().unwrap(), QueueSpec::All);
-        assert_eq!("4".parse::<QueueSpec>().unwrap(), QueueSpec::Count(4));
-        assert!("0".parse::<QueueSpec>().is_err());
-        assert!("many".parse::<QueueSpec>().is_err());
-    }
 
     #[test]
     fn run_parses_full_command_line() {

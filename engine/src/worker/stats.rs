@@ -9,6 +9,7 @@
 use crate::batch::DropReason;
 use crate::xsk::{Census, KernelStats};
 use crossbeam_utils::CachePadded;
+use serde_json::{Map, Value, json};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 
 macro_rules! counters {
@@ -96,6 +97,37 @@ impl Local {
         }
         d
     }
+}
+
+impl Local {
+    /// The counters as one JSON object: every scalar by name, `dropped` (the sum), and `drops`
+    /// by reason name. The one shape used by stats lines, `sluice ctl stats` and final totals.
+    pub fn to_json(&self) -> Value {
+        let mut m: Map<String, Value> = Local::NAMES
+            .iter()
+            .zip(self.scalars())
+            .map(|(n, v)| (n.to_string(), json!(v)))
+            .collect();
+        let drops: Map<String, Value> = DropReason::ALL
+            .iter()
+            .map(|r| (r.name().to_string(), json!(self.drops[r.index()])))
+            .collect();
+        m.insert("dropped".into(), json!(self.dropped()));
+        m.insert("drops".into(), Value::Object(drops));
+        Value::Object(m)
+    }
+}
+
+/// Packet and bit rates between two snapshots `dt` seconds apart (Mpps and Gbps, 3 decimals).
+pub fn rates_json(now: &Local, prev: &Local, dt: f64) -> Value {
+    let d = now.since(prev);
+    let r3 = |x: f64| (x * 1000.0).round() / 1000.0;
+    json!({
+        "rx_mpps": r3(d.rx_packets as f64 / dt / 1e6),
+        "rx_gbps": r3(d.rx_bytes as f64 * 8.0 / dt / 1e9),
+        "tx_mpps": r3(d.tx_packets as f64 / dt / 1e6),
+        "tx_gbps": r3(d.tx_bytes as f64 * 8.0 / dt / 1e9),
+    })
 }
 
 const N_COUNTERS: usize = N_SCALARS + DropReason::COUNT;
@@ -234,6 +266,26 @@ mod test {
         assert_eq!(b.rx_packets, 10);
         assert_eq!(b.drops[0], 14);
         assert_eq!(b.since(&a), a);
+    }
+
+    #[test]
+    fn json_names_every_counter() {
+        let mut l = Local {
+            rx_packets: 2_000_000,
+            rx_bytes: 128_000_000,
+            tx_ring_full: 1,
+            ..Default::default()
+        };
+        l.drops[DropReason::Truncated.index()] = 3;
+        let v = l.to_json();
+        assert_eq!(v["rx_packets"], json!(2_000_000));
+        assert_eq!(v["fill_shortfall"], json!(0));
+        assert_eq!(v["dropped"], json!(4));
+        assert_eq!(v["drops"]["truncated"], json!(3));
+        assert_eq!(v["drops"]["policy"], json!(0));
+        let r = rates_json(&l, &Local::default(), 2.0);
+        assert_eq!(r["rx_mpps"], json!(1.0));
+        assert_eq!(r["rx_gbps"], json!(0.512));
     }
 
     #[test]

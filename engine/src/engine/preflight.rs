@@ -1,0 +1,162 @@
+//! Preflight: what the configuration asks of this host, checked before anything is attached.
+
+use super::RunError;
+use crate::config::{ConfigError, EngineConfig, QueueSpec};
+use crate::control::{link, netlink::Netlink};
+use crate::steer::Rule;
+use crate::sys;
+use crate::worker;
+use crate::xsk::XskConfig;
+
+/// Bytes the kernel reserves in front of every frame in a UMEM frame (`XDP_PACKET_HEADROOM`).
+pub(super) const XDP_PACKET_HEADROOM: u32 = 256;
+
+/// The longest frame a UMEM frame of `xsk` holds (after the kernel's and the app's headroom).
+pub(super) fn frame_room(xsk: &XskConfig) -> u32 {
+    xsk.frame_size
+        .saturating_sub(XDP_PACKET_HEADROOM + xsk.headroom)
+}
+
+/// Ethernet header plus two VLAN tags: what a frame adds to the MTU.
+pub(super) const L2_OVERHEAD: u32 = 14 + 8;
+
+/// Everything the preflight checks decided.
+pub(super) struct Plan {
+    pub(super) ifindex: u32,
+    pub(super) admin_gid: Option<u32>,
+    pub(super) queues: Vec<u32>,
+    pub(super) cores: Vec<Option<usize>>,
+    pub(super) xsk: XskConfig,
+    pub(super) rules: Vec<Rule>,
+}
+
+/// Check what the configuration asks of this host — privileges, the interface, its queues and
+/// MTU, the CPUs, locked memory, users and groups — before anything is touched.
+pub(super) fn plan(cfg: &EngineConfig) -> Result<Plan, RunError> {
+    cfg.validate()?;
+    let xsk = cfg.xsk.clone();
+    let rules = cfg.rules.clone();
+    if let Some(name) = &cfg.user
+        && nix::unistd::User::from_name(name).ok().flatten().is_none()
+    {
+        return Err(ConfigError::new("user", format!("no user named {name:?}")).into());
+    }
+
+    // Privileges, before touching anything.
+    let eff = sys::effective_caps().unwrap_or(0);
+    let missing = sys::missing_run_caps(eff);
+    if !missing.is_empty() {
+        return Err(RunError::Privileges {
+            missing: missing
+                .iter()
+                .map(|c| c.name())
+                .collect::<Vec<_>>()
+                .join(", "),
+        });
+    }
+
+    // The interface: exists, up, how many queues.
+    let iface = &cfg.iface;
+    let nl_err = |source| RunError::Netlink {
+        iface: iface.clone(),
+        source,
+    };
+    let mut nl = Netlink::open().map_err(nl_err)?;
+    let info = link::get_link(&mut nl, iface)
+        .map_err(nl_err)?
+        .ok_or_else(|| RunError::NoSuchInterface(iface.clone()))?;
+    if !info.admin_up {
+        return Err(RunError::InterfaceDown(iface.clone()));
+    }
+    if !info.lower_up {
+        log::warn!("{iface} has no carrier (peer down or cable out); waiting for traffic anyway");
+    }
+    // A frame must fit in a UMEM frame after the kernel's 256-byte XDP headroom; a longer one
+    // would be dropped by the kernel, uncounted by sluice.
+    let room = frame_room(&xsk);
+    let longest = info.mtu + L2_OVERHEAD;
+    if longest > room {
+        return Err(ConfigError::new(
+            "frame-size",
+            format!(
+                "{} bytes hold frames up to {room} bytes, but {iface} has MTU {} (frames up to {longest} bytes): use --frame-size 4096{}",
+                xsk.frame_size,
+                info.mtu,
+                if longest > 4096 - XDP_PACKET_HEADROOM {
+                    " and a smaller MTU"
+                } else {
+                    ""
+                }
+            ),
+        )
+        .into());
+    }
+    let has = match sys::ethtool_channels(iface) {
+        Ok(ch) if ch.rx_queues() > 0 => ch.rx_queues(),
+        _ => info.num_rx_queues.max(1),
+    };
+    let n = match cfg.queues {
+        QueueSpec::All => has,
+        QueueSpec::Count(n) if n > has => {
+            return Err(RunError::TooManyQueues {
+                iface: iface.clone(),
+                asked: n,
+                has,
+            });
+        }
+        QueueSpec::Count(n) => n,
+    };
+    let queues: Vec<u32> = (0..n).collect();
+
+    // Cores.
+    let allowed = worker::allowed_cpus();
+    let cores: Vec<Option<usize>> = match &cfg.cores {
+        Some(list) => {
+            if let Some(bad) = list.iter().find(|c| !allowed.contains(c)) {
+                return Err(ConfigError::new(
+                    "cores",
+                    format!("CPU {bad} is not in this process's affinity mask {allowed:?}"),
+                )
+                .into());
+            }
+            if list.len() < queues.len() {
+                return Err(ConfigError::new(
+                    "cores",
+                    format!("{} CPU(s) listed for {} queue(s)", list.len(), queues.len()),
+                )
+                .into());
+            }
+            list.iter().copied().map(Some).take(queues.len()).collect()
+        }
+        None if allowed.is_empty() => vec![None; queues.len()],
+        None => (0..queues.len())
+            .map(|i| Some(allowed[i % allowed.len()]))
+            .collect(),
+    };
+
+    // Locked memory for the UMEMs.
+    let need = u64::from(xsk.frame_count) * u64::from(xsk.frame_size) * u64::from(n);
+    let limit = sys::memlock_limit();
+    if !sys::has_cap(eff, sys::Cap::IpcLock) && limit < need {
+        return Err(RunError::Memlock { need, limit });
+    }
+    let admin_gid = match &cfg.admin_group {
+        None => None,
+        Some(g) => Some(
+            nix::unistd::Group::from_name(g)
+                .ok()
+                .flatten()
+                .ok_or_else(|| ConfigError::new("admin-group", format!("no group named {g:?}")))?
+                .gid
+                .as_raw(),
+        ),
+    };
+    Ok(Plan {
+        ifindex: info.index,
+        admin_gid,
+        queues,
+        cores,
+        xsk,
+        rules,
+    })
+}

@@ -1,0 +1,231 @@
+//! The stats reporter: one line per interval and the final totals, as text or JSON lines.
+//!
+//! The counters' JSON shape is [`Local::to_json`] and [`stats::rates_json`], the same one the
+//! control socket serves.
+
+use super::Summary;
+use crate::batch::DropReason;
+use crate::steer::Counters;
+use crate::worker::{Local, WorkerHandle, stats};
+use serde_json::{Value, json};
+use std::io::Write;
+use std::time::Instant;
+
+/// Formats the periodic and final stats, as text or JSON lines.
+pub(super) struct Reporter {
+    json: bool,
+    last: Vec<Local>,
+    last_at: Instant,
+}
+
+impl Reporter {
+    pub(super) fn new<A>(json: bool, workers: &[WorkerHandle<A>]) -> Self {
+        Reporter {
+            json,
+            last: vec![Local::default(); workers.len()],
+            last_at: Instant::now(),
+        }
+    }
+
+    pub(super) fn report<A>(
+        &mut self,
+        out: &mut dyn Write,
+        workers: &[WorkerHandle<A>],
+        xdp: Option<&Counters>,
+        started: Instant,
+    ) {
+        let now = Instant::now();
+        let dt = now.duration_since(self.last_at).as_secs_f64().max(1e-9);
+        let snaps: Vec<Local> = workers.iter().map(|w| w.shared.snapshot()).collect();
+        let mut total = Local::default();
+        let mut total_prev = Local::default();
+        for (s, p) in snaps.iter().zip(&self.last) {
+            total.add(s);
+            total_prev.add(p);
+        }
+        let elapsed = now.duration_since(started).as_secs_f64();
+        let line = if self.json {
+            let queues: Vec<Value> = workers
+                .iter()
+                .zip(snaps.iter().zip(&self.last))
+                .map(|(w, (s, p))| {
+                    let mut v = rates_json(s, p, dt);
+                    v["queue"] = json!(w.queue);
+                    v["core"] = json!(w.core);
+                    v
+                })
+                .collect();
+            let mut v = json!({
+                "type": "stats",
+                "elapsed_s": round3(elapsed),
+                "interval_s": round3(dt),
+                "total": rates_json(&total, &total_prev, dt),
+                "queues": queues,
+            });
+            if let Some(x) = xdp {
+                v["xdp"] = json!(x);
+            }
+            v.to_string()
+        } else {
+            let mut s = format!(
+                "[{elapsed:7.1}s] total {}",
+                rates_text(&total, &total_prev, dt)
+            );
+            if workers.len() > 1 {
+                for (w, (c, p)) in workers.iter().zip(snaps.iter().zip(&self.last)) {
+                    s.push_str(&format!(" | q{} {}", w.queue, rates_text(c, p, dt)));
+                }
+            }
+            s
+        };
+        let _ = writeln!(out, "{line}");
+        let _ = out.flush();
+        self.last = snaps;
+        self.last_at = now;
+    }
+
+    pub(super) fn final_report(&mut self, out: &mut dyn Write, sum: &Summary, started: Instant) {
+        let elapsed = started.elapsed().as_secs_f64();
+        let mut total = Local::default();
+        for (_, l, _, _) in &sum.queues {
+            total.add(l);
+        }
+        if self.json {
+            let queues: Vec<Value> = sum
+                .queues
+                .iter()
+                .map(|(q, l, c, k)| {
+                    json!({"queue": q, "counters": l.to_json(), "census": c, "kernel": k})
+                })
+                .collect();
+            let v = json!({
+                "type": "final",
+                "elapsed_s": round3(elapsed),
+                "total": total.to_json(),
+                "queues": queues,
+                "xdp": sum.xdp,
+            });
+            let _ = writeln!(out, "{v}");
+        } else {
+            let _ = writeln!(
+                out,
+                "final after {elapsed:.1}s: rx {} frames ({} bytes), tx {} frames, dropped {}{}",
+                total.rx_packets,
+                total.rx_bytes,
+                total.tx_packets,
+                total.dropped(),
+                drops_text(&total)
+            );
+            for (q, l, c, k) in &sum.queues {
+                let _ = writeln!(
+                    out,
+                    "  q{q}: rx {} tx {} dropped {}{}; frames: fill {} rx {} worker {} tx {} completion {} kernel {} of {}",
+                    l.rx_packets,
+                    l.tx_packets,
+                    l.dropped(),
+                    drops_text(l),
+                    c.fill,
+                    c.rx,
+                    c.worker,
+                    c.tx,
+                    c.completion,
+                    c.kernel,
+                    c.total
+                );
+                if k.rx_ring_full + k.rx_dropped + k.rx_fill_ring_empty > 0 {
+                    let _ = writeln!(
+                        out,
+                        "  q{q} kernel: rx_ring_full {} rx_dropped {} fill_ring_empty {}",
+                        k.rx_ring_full, k.rx_dropped, k.rx_fill_ring_empty
+                    );
+                }
+            }
+            let x = &sum.xdp;
+            let _ = writeln!(
+                out,
+                "  xdp: redirected {} passed {} passed_by_rule {} dropped_by_rule {} not_ip {} malformed {} redirect_fallback {}",
+                x.redirected,
+                x.passed,
+                x.passed_by_rule,
+                x.dropped_by_rule,
+                x.not_ip,
+                x.malformed,
+                x.redirect_fallback
+            );
+        }
+        let _ = out.flush();
+    }
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+/// Rates between two snapshots plus the counters, as one stats line's per-queue object.
+fn rates_json(now: &Local, prev: &Local, dt: f64) -> Value {
+    let mut v = stats::rates_json(now, prev, dt);
+    v["counters"] = now.to_json();
+    v
+}
+
+fn rates_text(now: &Local, prev: &Local, dt: f64) -> String {
+    let mpps = |a: u64, b: u64| a.saturating_sub(b) as f64 / dt / 1e6;
+    let gbps = |a: u64, b: u64| a.saturating_sub(b) as f64 * 8.0 / dt / 1e9;
+    let delta = now.since(prev);
+    format!(
+        "rx {:.3} Mpps {:.3} Gbps tx {:.3} Mpps {:.3} Gbps drop {}{}",
+        mpps(now.rx_packets, prev.rx_packets),
+        gbps(now.rx_bytes, prev.rx_bytes),
+        mpps(now.tx_packets, prev.tx_packets),
+        gbps(now.tx_bytes, prev.tx_bytes),
+        delta.dropped(),
+        drops_text(&delta)
+    )
+}
+
+fn drops_text(l: &Local) -> String {
+    let mut parts: Vec<String> = DropReason::ALL
+        .iter()
+        .filter(|r| l.drops[r.index()] > 0)
+        .map(|r| format!("{} {}", r.name(), l.drops[r.index()]))
+        .collect();
+    if l.tx_ring_full > 0 {
+        parts.push(format!("tx_ring_full {}", l.tx_ring_full));
+    }
+    if l.bad_desc > 0 {
+        parts.push(format!("bad_desc {}", l.bad_desc));
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", parts.join(", "))
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn drops_text_lists_nonzero_reasons() {
+        let mut l = Local::default();
+        assert_eq!(drops_text(&l), "");
+        l.drops[DropReason::Truncated.index()] = 3;
+        l.tx_ring_full = 1;
+        assert_eq!(drops_text(&l), " (truncated 3, tx_ring_full 1)");
+    }
+
+    #[test]
+    fn rates_are_per_second() {
+        let prev = Local::default();
+        let now = Local {
+            rx_packets: 2_000_000,
+            rx_bytes: 128_000_000,
+            ..Default::default()
+        };
+        let v = rates_json(&now, &prev, 2.0);
+        assert_eq!(v["rx_mpps"], json!(1.0));
+        assert_eq!(v["rx_gbps"], json!(0.512));
+        assert_eq!(v["counters"]["drops"]["truncated"], json!(0));
+    }
+}
