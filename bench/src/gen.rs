@@ -68,6 +68,9 @@ const MAX_CHUNK: u32 = 1 << 20;
 /// the deadline and report progress on time, long enough to amortise the page-pool set-up each
 /// call costs.
 const MAX_RATE_CALL: Duration = Duration::from_millis(5);
+/// How long after its window a fixed-rate run may keep sending the frames it still owes.
+const LATE_LIMIT: Duration = Duration::from_secs(1);
+
 /// The fixed-rate loop sends one chunk per this interval (at most; fewer at low rates).
 const PACE_TICK: Duration = Duration::from_millis(1);
 /// How often `progress` is called.
@@ -788,7 +791,11 @@ impl Generator {
                 });
                 last_progress = (now, sent);
             }
-            if elapsed >= duration {
+            // A fixed-rate run sends all of its `rate × duration` frames: on a loaded machine the
+            // last ones may go out a little after the window (bounded by LATE_LIMIT), rather
+            // than the run quietly sending fewer than it was asked to.
+            let done = total.is_none_or(|t| sent >= t);
+            if elapsed >= duration && (done || elapsed >= duration + LATE_LIMIT) {
                 break;
             }
             let n = match (offered, total) {
@@ -803,7 +810,9 @@ impl Generator {
                         (u128::from(sent) * 1_000_000_000 / u128::from(p)) as u64,
                     );
                     if due > elapsed {
-                        let wait = (due - elapsed).min(duration - elapsed).min(PROGRESS_EVERY);
+                        let wait = (due - elapsed)
+                            .min(duration.saturating_sub(elapsed))
+                            .min(PROGRESS_EVERY);
                         if wait > Duration::from_micros(50) {
                             std::thread::sleep(wait);
                         } else {
