@@ -1,7 +1,7 @@
 //! ARP (RFC 826) packets, any hardware/protocol address sizes (Ethernet + IPv4 is 6 + 4).
 
 use super::ethernet::EtherType;
-use super::{Error, Field, Result};
+use super::{Field, Result, check_min_len, packet_view, read_u16, write_u16};
 
 /// Byte ranges of the ARP fields. The address fields depend on the address lengths, so they are
 /// functions of `HLEN` and `PLEN`.
@@ -65,61 +65,36 @@ impl Operation {
     pub const REPLY: Operation = Operation(2);
 }
 
-/// A view of an ARP packet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Packet<T: AsRef<[u8]>> {
-    buffer: T,
+packet_view! {
+    /// A view of an ARP packet.
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
-    /// Wrap `buffer` without checking anything (see the contract in [`crate::wire`]).
-    #[inline]
-    pub const fn new_unchecked(buffer: T) -> Packet<T> {
-        Packet { buffer }
-    }
-
-    /// Wrap `buffer` and [`check_len`](Self::check_len) it.
-    #[inline]
-    pub fn new_checked(buffer: T) -> Result<Packet<T>> {
-        let p = Self::new_unchecked(buffer);
-        p.check_len()?;
-        Ok(p)
-    }
-
     /// `Err(Truncated)` if the buffer is shorter than the fixed header or than the four addresses
     /// its length fields announce.
     #[inline]
     pub fn check_len(&self) -> Result<()> {
-        let len = self.buffer.as_ref().len();
-        if len < HEADER_LEN || len < field::TPA(self.hardware_len(), self.protocol_len()).end {
-            Err(Error::Truncated)
-        } else {
-            Ok(())
-        }
+        check_min_len(self.buffer.as_ref(), HEADER_LEN)?;
+        check_min_len(self.buffer.as_ref(), self.addr_field(field::TPA).end)
     }
 
-    /// The underlying buffer.
+    /// Where address field `f` ([`field::SHA`] to [`field::TPA`]) lies for this packet's
+    /// address lengths.
     #[inline]
-    pub fn into_inner(self) -> T {
-        self.buffer
-    }
-
-    #[inline]
-    fn u16_at(&self, f: Field) -> u16 {
-        let b = &self.buffer.as_ref()[f];
-        u16::from_be_bytes([b[0], b[1]])
+    fn addr_field(&self, f: fn(u8, u8) -> Field) -> Field {
+        f(self.hardware_len(), self.protocol_len())
     }
 
     /// Hardware type (1 for Ethernet).
     #[inline]
     pub fn hardware_type(&self) -> u16 {
-        self.u16_at(field::HTYPE)
+        read_u16(self.buffer.as_ref(), field::HTYPE)
     }
 
     /// Protocol type (IPv4 for the common case).
     #[inline]
     pub fn protocol_type(&self) -> EtherType {
-        EtherType(self.u16_at(field::PTYPE))
+        EtherType(read_u16(self.buffer.as_ref(), field::PTYPE))
     }
 
     /// Hardware address length in bytes.
@@ -137,7 +112,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// Operation code.
     #[inline]
     pub fn operation(&self) -> Operation {
-        Operation(self.u16_at(field::OPER))
+        Operation(read_u16(self.buffer.as_ref(), field::OPER))
     }
 
     /// True for an Ethernet (6-byte) / IPv4 (4-byte) packet.
@@ -152,48 +127,45 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// Sender hardware address.
     #[inline]
     pub fn source_hardware_addr(&self) -> &[u8] {
-        let f = field::SHA(self.hardware_len(), self.protocol_len());
-        &self.buffer.as_ref()[f]
+        &self.buffer.as_ref()[self.addr_field(field::SHA)]
     }
 
     /// Sender protocol address.
     #[inline]
     pub fn source_protocol_addr(&self) -> &[u8] {
-        let f = field::SPA(self.hardware_len(), self.protocol_len());
-        &self.buffer.as_ref()[f]
+        &self.buffer.as_ref()[self.addr_field(field::SPA)]
     }
 
     /// Target hardware address.
     #[inline]
     pub fn target_hardware_addr(&self) -> &[u8] {
-        let f = field::THA(self.hardware_len(), self.protocol_len());
-        &self.buffer.as_ref()[f]
+        &self.buffer.as_ref()[self.addr_field(field::THA)]
     }
 
     /// Target protocol address.
     #[inline]
     pub fn target_protocol_addr(&self) -> &[u8] {
-        let f = field::TPA(self.hardware_len(), self.protocol_len());
-        &self.buffer.as_ref()[f]
+        &self.buffer.as_ref()[self.addr_field(field::TPA)]
     }
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     #[inline]
-    fn set_u16_at(&mut self, f: Field, v: u16) {
-        self.buffer.as_mut()[f].copy_from_slice(&v.to_be_bytes());
+    fn set_addr(&mut self, f: fn(u8, u8) -> Field, addr: &[u8]) {
+        let f = self.addr_field(f);
+        self.buffer.as_mut()[f].copy_from_slice(addr);
     }
 
     /// Set the hardware type.
     #[inline]
     pub fn set_hardware_type(&mut self, value: u16) {
-        self.set_u16_at(field::HTYPE, value);
+        write_u16(self.buffer.as_mut(), field::HTYPE, value);
     }
 
     /// Set the protocol type.
     #[inline]
     pub fn set_protocol_type(&mut self, value: EtherType) {
-        self.set_u16_at(field::PTYPE, value.0);
+        write_u16(self.buffer.as_mut(), field::PTYPE, value.0);
     }
 
     /// Set the hardware address length. Set both lengths before any address.
@@ -211,7 +183,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     /// Set the operation code.
     #[inline]
     pub fn set_operation(&mut self, value: Operation) {
-        self.set_u16_at(field::OPER, value.0);
+        write_u16(self.buffer.as_mut(), field::OPER, value.0);
     }
 
     /// Set the sender hardware address.
@@ -220,8 +192,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     /// If `addr.len()` differs from [`hardware_len`](Self::hardware_len) (a caller bug).
     #[inline]
     pub fn set_source_hardware_addr(&mut self, addr: &[u8]) {
-        let f = field::SHA(self.hardware_len(), self.protocol_len());
-        self.buffer.as_mut()[f].copy_from_slice(addr);
+        self.set_addr(field::SHA, addr);
     }
 
     /// Set the sender protocol address.
@@ -230,8 +201,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     /// If `addr.len()` differs from [`protocol_len`](Self::protocol_len) (a caller bug).
     #[inline]
     pub fn set_source_protocol_addr(&mut self, addr: &[u8]) {
-        let f = field::SPA(self.hardware_len(), self.protocol_len());
-        self.buffer.as_mut()[f].copy_from_slice(addr);
+        self.set_addr(field::SPA, addr);
     }
 
     /// Set the target hardware address.
@@ -240,8 +210,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     /// If `addr.len()` differs from [`hardware_len`](Self::hardware_len) (a caller bug).
     #[inline]
     pub fn set_target_hardware_addr(&mut self, addr: &[u8]) {
-        let f = field::THA(self.hardware_len(), self.protocol_len());
-        self.buffer.as_mut()[f].copy_from_slice(addr);
+        self.set_addr(field::THA, addr);
     }
 
     /// Set the target protocol address.
@@ -250,20 +219,14 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     /// If `addr.len()` differs from [`protocol_len`](Self::protocol_len) (a caller bug).
     #[inline]
     pub fn set_target_protocol_addr(&mut self, addr: &[u8]) {
-        let f = field::TPA(self.hardware_len(), self.protocol_len());
-        self.buffer.as_mut()[f].copy_from_slice(addr);
-    }
-}
-
-impl<T: AsRef<[u8]>> AsRef<[u8]> for Packet<T> {
-    fn as_ref(&self) -> &[u8] {
-        self.buffer.as_ref()
+        self.set_addr(field::TPA, addr);
     }
 }
 
 #[cfg(test)]
 mod test {
     use super::*;
+    use crate::wire::Error;
     use crate::wire::ethernet::test::CAPTURED_ARP_REQUEST;
     use proptest::prelude::*;
 

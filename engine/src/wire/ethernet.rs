@@ -1,6 +1,6 @@
 //! Ethernet II frame header (destination, source, EtherType), without FCS.
 
-use super::{Error, Field, Result};
+use super::{Result, check_min_len, packet_view, read_array, read_u16, swap_fields, write_u16};
 use std::fmt;
 
 /// Byte ranges of the Ethernet II header fields.
@@ -101,67 +101,33 @@ impl fmt::Display for MacAddr {
     }
 }
 
-/// A view of an Ethernet II frame.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Packet<T: AsRef<[u8]>> {
-    buffer: T,
-}
-
-#[inline]
-fn read6(b: &[u8], f: Field) -> [u8; 6] {
-    let mut out = [0; 6];
-    out.copy_from_slice(&b[f]);
-    out
+packet_view! {
+    /// A view of an Ethernet II frame.
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
-    /// Wrap `buffer` without checking anything (see the contract in [`crate::wire`]).
-    #[inline]
-    pub const fn new_unchecked(buffer: T) -> Packet<T> {
-        Packet { buffer }
-    }
-
-    /// Wrap `buffer` and [`check_len`](Self::check_len) it.
-    #[inline]
-    pub fn new_checked(buffer: T) -> Result<Packet<T>> {
-        let p = Self::new_unchecked(buffer);
-        p.check_len()?;
-        Ok(p)
-    }
-
     /// `Err(Truncated)` if the buffer is shorter than the 14-byte header.
     #[inline]
     pub fn check_len(&self) -> Result<()> {
-        if self.buffer.as_ref().len() < HEADER_LEN {
-            Err(Error::Truncated)
-        } else {
-            Ok(())
-        }
-    }
-
-    /// The underlying buffer.
-    #[inline]
-    pub fn into_inner(self) -> T {
-        self.buffer
+        check_min_len(self.buffer.as_ref(), HEADER_LEN)
     }
 
     /// Destination MAC address.
     #[inline]
     pub fn dst_addr(&self) -> MacAddr {
-        MacAddr(read6(self.buffer.as_ref(), field::DESTINATION))
+        MacAddr(read_array(self.buffer.as_ref(), field::DESTINATION))
     }
 
     /// Source MAC address.
     #[inline]
     pub fn src_addr(&self) -> MacAddr {
-        MacAddr(read6(self.buffer.as_ref(), field::SOURCE))
+        MacAddr(read_array(self.buffer.as_ref(), field::SOURCE))
     }
 
     /// EtherType field (the first TPID on a VLAN-tagged frame; see [`super::vlan::walk`]).
     #[inline]
     pub fn ether_type(&self) -> EtherType {
-        let b = &self.buffer.as_ref()[field::ETHERTYPE];
-        EtherType(u16::from_be_bytes([b[0], b[1]]))
+        EtherType(read_u16(self.buffer.as_ref(), field::ETHERTYPE))
     }
 
     /// Everything after the 14-byte header (tags, L3 header, data, any padding).
@@ -187,15 +153,13 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     /// Set the EtherType field.
     #[inline]
     pub fn set_ether_type(&mut self, value: EtherType) {
-        self.buffer.as_mut()[field::ETHERTYPE].copy_from_slice(&value.0.to_be_bytes());
+        write_u16(self.buffer.as_mut(), field::ETHERTYPE, value.0);
     }
 
     /// Exchange source and destination MAC addresses in place.
     #[inline]
     pub fn swap_addrs(&mut self) {
-        let (dst, src) = (self.dst_addr(), self.src_addr());
-        self.set_dst_addr(src);
-        self.set_src_addr(dst);
+        swap_fields(self.buffer.as_mut(), field::DESTINATION, field::SOURCE);
     }
 
     /// Everything after the 14-byte header, writable.
@@ -205,15 +169,10 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     }
 }
 
-impl<T: AsRef<[u8]>> AsRef<[u8]> for Packet<T> {
-    fn as_ref(&self) -> &[u8] {
-        self.buffer.as_ref()
-    }
-}
-
 #[cfg(test)]
 pub(crate) mod test {
     use super::*;
+    use crate::wire::Error;
     use proptest::prelude::*;
 
     /// Captured on a veth pair: ARP request, who-has 10.99.0.2 tell 10.99.0.1.

@@ -1,28 +1,13 @@
 //! ICMP for IPv4 (RFC 792): the common 8-byte header (type, code, checksum, rest of header) and
 //! the echo identifier/sequence fields. The view's buffer must be exactly the ICMP message (the
 //! IPv4 payload): the checksum covers all of it.
+//!
+//! The header layout and its accessors are shared with ICMPv6 (see `wire/icmp.rs`); this file
+//! holds the ICMPv4 message types and the checksum.
 
-use super::{Error, Field, Result, checksum};
-
-/// Byte ranges of the ICMPv4 header fields.
-pub mod field {
-    use crate::wire::Field;
-    /// Message type.
-    pub const TYPE: usize = 0;
-    /// Message code.
-    pub const CODE: usize = 1;
-    /// Checksum over the whole message.
-    pub const CHECKSUM: Field = 2..4;
-    /// Type-specific "rest of header" word.
-    pub const REST: Field = 4..8;
-    /// Echo identifier (echo request/reply).
-    pub const ECHO_IDENT: Field = 4..6;
-    /// Echo sequence number (echo request/reply).
-    pub const ECHO_SEQNO: Field = 6..8;
-}
-
-/// Length of the common header.
-pub const HEADER_LEN: usize = field::REST.end;
+use super::icmp::icmp_view;
+pub use super::icmp::{HEADER_LEN, field};
+use super::{checksum_ok, store_checksum};
 
 /// An ICMPv4 message type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -43,165 +28,31 @@ impl Message {
     pub const PARAM_PROBLEM: Message = Message(12);
 }
 
-/// A view of an ICMPv4 message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Packet<T: AsRef<[u8]>> {
-    buffer: T,
-}
+icmp_view!(
+    Message,
+    /// A view of an ICMPv4 message.
+);
 
 impl<T: AsRef<[u8]>> Packet<T> {
-    /// Wrap `buffer` without checking anything (see the contract in [`crate::wire`]).
-    #[inline]
-    pub const fn new_unchecked(buffer: T) -> Packet<T> {
-        Packet { buffer }
-    }
-
-    /// Wrap `buffer` and [`check_len`](Self::check_len) it.
-    #[inline]
-    pub fn new_checked(buffer: T) -> Result<Packet<T>> {
-        let p = Self::new_unchecked(buffer);
-        p.check_len()?;
-        Ok(p)
-    }
-
-    /// `Err(Truncated)` if the buffer is shorter than the 8-byte header.
-    #[inline]
-    pub fn check_len(&self) -> Result<()> {
-        if self.buffer.as_ref().len() < HEADER_LEN {
-            Err(Error::Truncated)
-        } else {
-            Ok(())
-        }
-    }
-
-    /// The underlying buffer.
-    #[inline]
-    pub fn into_inner(self) -> T {
-        self.buffer
-    }
-
-    #[inline]
-    fn u16_at(&self, f: Field) -> u16 {
-        let b = &self.buffer.as_ref()[f];
-        u16::from_be_bytes([b[0], b[1]])
-    }
-
-    /// Message type.
-    #[inline]
-    pub fn msg_type(&self) -> Message {
-        Message(self.buffer.as_ref()[field::TYPE])
-    }
-
-    /// Message code.
-    #[inline]
-    pub fn msg_code(&self) -> u8 {
-        self.buffer.as_ref()[field::CODE]
-    }
-
-    /// Checksum field.
-    #[inline]
-    pub fn checksum(&self) -> u16 {
-        self.u16_at(field::CHECKSUM)
-    }
-
-    /// The type-specific 4 bytes after the checksum.
-    #[inline]
-    pub fn rest_of_header(&self) -> [u8; 4] {
-        let b = &self.buffer.as_ref()[field::REST];
-        [b[0], b[1], b[2], b[3]]
-    }
-
-    /// Echo identifier (meaningful for echo request/reply).
-    #[inline]
-    pub fn echo_ident(&self) -> u16 {
-        self.u16_at(field::ECHO_IDENT)
-    }
-
-    /// Echo sequence number (meaningful for echo request/reply).
-    #[inline]
-    pub fn echo_seq_no(&self) -> u16 {
-        self.u16_at(field::ECHO_SEQNO)
-    }
-
     /// True if the checksum over the whole buffer is correct.
     #[inline]
     pub fn verify_checksum(&self) -> bool {
-        checksum::data(self.buffer.as_ref()) == 0xffff
-    }
-
-    /// Everything after the 8-byte header (echo data, or the quoted datagram of an error).
-    #[inline]
-    pub fn payload(&self) -> &[u8] {
-        &self.buffer.as_ref()[HEADER_LEN..]
+        checksum_ok(0, self.buffer.as_ref())
     }
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
-    #[inline]
-    fn set_u16_at(&mut self, f: Field, v: u16) {
-        self.buffer.as_mut()[f].copy_from_slice(&v.to_be_bytes());
-    }
-
-    /// Set the message type.
-    #[inline]
-    pub fn set_msg_type(&mut self, value: Message) {
-        self.buffer.as_mut()[field::TYPE] = value.0;
-    }
-
-    /// Set the message code.
-    #[inline]
-    pub fn set_msg_code(&mut self, value: u8) {
-        self.buffer.as_mut()[field::CODE] = value;
-    }
-
-    /// Set the checksum field.
-    #[inline]
-    pub fn set_checksum(&mut self, value: u16) {
-        self.set_u16_at(field::CHECKSUM, value);
-    }
-
-    /// Set the type-specific 4 bytes after the checksum.
-    #[inline]
-    pub fn set_rest_of_header(&mut self, value: [u8; 4]) {
-        self.buffer.as_mut()[field::REST].copy_from_slice(&value);
-    }
-
-    /// Set the echo identifier.
-    #[inline]
-    pub fn set_echo_ident(&mut self, value: u16) {
-        self.set_u16_at(field::ECHO_IDENT, value);
-    }
-
-    /// Set the echo sequence number.
-    #[inline]
-    pub fn set_echo_seq_no(&mut self, value: u16) {
-        self.set_u16_at(field::ECHO_SEQNO, value);
-    }
-
     /// Compute the checksum over the whole buffer and store it.
     #[inline]
     pub fn fill_checksum(&mut self) {
-        self.set_checksum(0);
-        let c = !checksum::data(self.buffer.as_ref());
-        self.set_checksum(c);
-    }
-
-    /// Everything after the 8-byte header, writable.
-    #[inline]
-    pub fn payload_mut(&mut self) -> &mut [u8] {
-        &mut self.buffer.as_mut()[HEADER_LEN..]
-    }
-}
-
-impl<T: AsRef<[u8]>> AsRef<[u8]> for Packet<T> {
-    fn as_ref(&self) -> &[u8] {
-        self.buffer.as_ref()
+        store_checksum(self.buffer.as_mut(), field::CHECKSUM, 0);
     }
 }
 
 #[cfg(test)]
 mod test {
     use super::*;
+    use crate::wire::Error;
     use crate::wire::ipv4::test::CAPTURED_ICMP_UNREACH;
     use proptest::prelude::*;
 

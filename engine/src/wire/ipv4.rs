@@ -1,6 +1,9 @@
 //! IPv4 header (RFC 791) with options, fragmentation fields and the header checksum.
 
-use super::{Error, Field, IpProtocol, Result, checksum};
+use super::{
+    Error, IpProtocol, Result, check_min_len, checksum_ok, packet_view, read_array, read_u16,
+    store_checksum, swap_fields, write_u8_bits, write_u16, write_u16_bits,
+};
 use std::net::Ipv4Addr;
 
 /// Byte ranges of the IPv4 header fields.
@@ -38,33 +41,20 @@ const FLAG_DF: u16 = 0x4000;
 const FLAG_MF: u16 = 0x2000;
 const OFFSET_MASK: u16 = 0x1fff;
 
-/// A view of an IPv4 packet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Packet<T: AsRef<[u8]>> {
-    buffer: T,
-}
+/// The version bits of [`field::VER_IHL`].
+const VERSION_BITS: u8 = 0xf0;
+/// The IHL bits of [`field::VER_IHL`].
+const IHL_BITS: u8 = 0x0f;
+/// The DSCP bits of [`field::DSCP_ECN`].
+const DSCP_BITS: u8 = 0xfc;
+/// The ECN bits of [`field::DSCP_ECN`].
+const ECN_BITS: u8 = 0x03;
 
-#[inline]
-fn read4(b: &[u8], f: Field) -> [u8; 4] {
-    let b = &b[f];
-    [b[0], b[1], b[2], b[3]]
+packet_view! {
+    /// A view of an IPv4 packet.
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
-    /// Wrap `buffer` without checking anything (see the contract in [`crate::wire`]).
-    #[inline]
-    pub const fn new_unchecked(buffer: T) -> Packet<T> {
-        Packet { buffer }
-    }
-
-    /// Wrap `buffer` and [`check_len`](Self::check_len) it.
-    #[inline]
-    pub fn new_checked(buffer: T) -> Result<Packet<T>> {
-        let p = Self::new_unchecked(buffer);
-        p.check_len()?;
-        Ok(p)
-    }
-
     /// Check the lengths every accessor relies on:
     ///
     /// - `Truncated`: the buffer is shorter than 20 bytes or than IHL·4;
@@ -75,34 +65,18 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// The version field is not checked.
     #[inline]
     pub fn check_len(&self) -> Result<()> {
-        let len = self.buffer.as_ref().len();
-        if len < HEADER_LEN {
-            return Err(Error::Truncated);
-        }
+        let buf = self.buffer.as_ref();
+        check_min_len(buf, HEADER_LEN)?;
         let hl = self.header_len();
         if hl < HEADER_LEN {
             return Err(Error::Malformed);
         }
-        if len < hl {
-            return Err(Error::Truncated);
-        }
+        check_min_len(buf, hl)?;
         let tl = usize::from(self.total_len());
-        if tl < hl || tl > len {
+        if tl < hl || tl > buf.len() {
             return Err(Error::Length);
         }
         Ok(())
-    }
-
-    /// The underlying buffer.
-    #[inline]
-    pub fn into_inner(self) -> T {
-        self.buffer
-    }
-
-    #[inline]
-    fn u16_at(&self, f: Field) -> u16 {
-        let b = &self.buffer.as_ref()[f];
-        u16::from_be_bytes([b[0], b[1]])
     }
 
     /// Version field (4 for IPv4).
@@ -114,7 +88,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// Header length in bytes (IHL · 4), options included.
     #[inline]
     pub fn header_len(&self) -> usize {
-        usize::from(self.buffer.as_ref()[field::VER_IHL] & 0x0f) * 4
+        usize::from(self.buffer.as_ref()[field::VER_IHL] & IHL_BITS) * 4
     }
 
     /// Differentiated services code point.
@@ -126,43 +100,48 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// Explicit congestion notification bits.
     #[inline]
     pub fn ecn(&self) -> u8 {
-        self.buffer.as_ref()[field::DSCP_ECN] & 0x03
+        self.buffer.as_ref()[field::DSCP_ECN] & ECN_BITS
     }
 
     /// Total length (header + data) in bytes.
     #[inline]
     pub fn total_len(&self) -> u16 {
-        self.u16_at(field::LENGTH)
+        read_u16(self.buffer.as_ref(), field::LENGTH)
     }
 
     /// Identification.
     #[inline]
     pub fn ident(&self) -> u16 {
-        self.u16_at(field::IDENT)
+        read_u16(self.buffer.as_ref(), field::IDENT)
+    }
+
+    #[inline]
+    fn flg_off(&self) -> u16 {
+        read_u16(self.buffer.as_ref(), field::FLG_OFF)
     }
 
     /// Don't-fragment flag.
     #[inline]
     pub fn dont_frag(&self) -> bool {
-        self.u16_at(field::FLG_OFF) & FLAG_DF != 0
+        self.flg_off() & FLAG_DF != 0
     }
 
     /// More-fragments flag.
     #[inline]
     pub fn more_frags(&self) -> bool {
-        self.u16_at(field::FLG_OFF) & FLAG_MF != 0
+        self.flg_off() & FLAG_MF != 0
     }
 
     /// Fragment offset in bytes (the field counts 8-byte units).
     #[inline]
     pub fn frag_offset(&self) -> u16 {
-        (self.u16_at(field::FLG_OFF) & OFFSET_MASK) << 3
+        (self.flg_off() & OFFSET_MASK) << 3
     }
 
     /// True if this is a fragment: MF set or a nonzero offset.
     #[inline]
     pub fn is_fragment(&self) -> bool {
-        self.u16_at(field::FLG_OFF) & (FLAG_MF | OFFSET_MASK) != 0
+        self.flg_off() & (FLAG_MF | OFFSET_MASK) != 0
     }
 
     /// Time to live.
@@ -180,19 +159,19 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// Header checksum field.
     #[inline]
     pub fn checksum(&self) -> u16 {
-        self.u16_at(field::CHECKSUM)
+        read_u16(self.buffer.as_ref(), field::CHECKSUM)
     }
 
     /// Source address.
     #[inline]
     pub fn src_addr(&self) -> Ipv4Addr {
-        Ipv4Addr::from(read4(self.buffer.as_ref(), field::SRC_ADDR))
+        Ipv4Addr::from(read_array(self.buffer.as_ref(), field::SRC_ADDR))
     }
 
     /// Destination address.
     #[inline]
     pub fn dst_addr(&self) -> Ipv4Addr {
-        Ipv4Addr::from(read4(self.buffer.as_ref(), field::DST_ADDR))
+        Ipv4Addr::from(read_array(self.buffer.as_ref(), field::DST_ADDR))
     }
 
     /// The options: bytes 20 to IHL·4.
@@ -204,7 +183,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// True if the header checksum is correct.
     #[inline]
     pub fn verify_checksum(&self) -> bool {
-        checksum::data(&self.buffer.as_ref()[..self.header_len()]) == 0xffff
+        checksum_ok(0, &self.buffer.as_ref()[..self.header_len()])
     }
 
     /// The data: from IHL·4 to total length (any bytes after total length are excluded).
@@ -225,76 +204,69 @@ impl<'a, T: AsRef<[u8]> + ?Sized> Packet<&'a T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
-    #[inline]
-    fn set_u16_at(&mut self, f: Field, v: u16) {
-        self.buffer.as_mut()[f].copy_from_slice(&v.to_be_bytes());
-    }
-
     /// Set the version field (low 4 bits of `value`).
     #[inline]
     pub fn set_version(&mut self, value: u8) {
-        let b = &mut self.buffer.as_mut()[field::VER_IHL];
-        *b = (*b & 0x0f) | (value << 4);
+        let bits = value << 4;
+        write_u8_bits(self.buffer.as_mut(), field::VER_IHL, VERSION_BITS, bits);
     }
 
     /// Set the header length in bytes (a multiple of 4, 20..=60; stored as IHL = len / 4).
     #[inline]
     pub fn set_header_len(&mut self, len: usize) {
-        let b = &mut self.buffer.as_mut()[field::VER_IHL];
-        *b = (*b & 0xf0) | ((len / 4) as u8 & 0x0f);
+        let bits = (len / 4) as u8;
+        write_u8_bits(self.buffer.as_mut(), field::VER_IHL, IHL_BITS, bits);
     }
 
     /// Set the DSCP (low 6 bits of `value`).
     #[inline]
     pub fn set_dscp(&mut self, value: u8) {
-        let b = &mut self.buffer.as_mut()[field::DSCP_ECN];
-        *b = (*b & 0x03) | (value << 2);
+        write_u8_bits(self.buffer.as_mut(), field::DSCP_ECN, DSCP_BITS, value << 2);
     }
 
     /// Set the ECN bits (low 2 bits of `value`).
     #[inline]
     pub fn set_ecn(&mut self, value: u8) {
-        let b = &mut self.buffer.as_mut()[field::DSCP_ECN];
-        *b = (*b & 0xfc) | (value & 0x03);
+        write_u8_bits(self.buffer.as_mut(), field::DSCP_ECN, ECN_BITS, value);
     }
 
     /// Set the total length.
     #[inline]
     pub fn set_total_len(&mut self, value: u16) {
-        self.set_u16_at(field::LENGTH, value);
+        write_u16(self.buffer.as_mut(), field::LENGTH, value);
     }
 
     /// Set the identification.
     #[inline]
     pub fn set_ident(&mut self, value: u16) {
-        self.set_u16_at(field::IDENT, value);
+        write_u16(self.buffer.as_mut(), field::IDENT, value);
     }
 
     /// Clear the flags and the fragment offset.
     #[inline]
     pub fn clear_flags(&mut self) {
-        self.set_u16_at(field::FLG_OFF, 0);
+        write_u16(self.buffer.as_mut(), field::FLG_OFF, 0);
     }
 
     /// Set or clear the don't-fragment flag.
     #[inline]
     pub fn set_dont_frag(&mut self, value: bool) {
-        let v = self.u16_at(field::FLG_OFF) & !FLAG_DF;
-        self.set_u16_at(field::FLG_OFF, v | if value { FLAG_DF } else { 0 });
+        let bits = if value { FLAG_DF } else { 0 };
+        write_u16_bits(self.buffer.as_mut(), field::FLG_OFF, FLAG_DF, bits);
     }
 
     /// Set or clear the more-fragments flag.
     #[inline]
     pub fn set_more_frags(&mut self, value: bool) {
-        let v = self.u16_at(field::FLG_OFF) & !FLAG_MF;
-        self.set_u16_at(field::FLG_OFF, v | if value { FLAG_MF } else { 0 });
+        let bits = if value { FLAG_MF } else { 0 };
+        write_u16_bits(self.buffer.as_mut(), field::FLG_OFF, FLAG_MF, bits);
     }
 
     /// Set the fragment offset in bytes (a multiple of 8).
     #[inline]
     pub fn set_frag_offset(&mut self, bytes: u16) {
-        let v = self.u16_at(field::FLG_OFF) & !OFFSET_MASK;
-        self.set_u16_at(field::FLG_OFF, v | ((bytes >> 3) & OFFSET_MASK));
+        let bits = bytes >> 3;
+        write_u16_bits(self.buffer.as_mut(), field::FLG_OFF, OFFSET_MASK, bits);
     }
 
     /// Set the time to live.
@@ -312,7 +284,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     /// Set the header checksum field.
     #[inline]
     pub fn set_checksum(&mut self, value: u16) {
-        self.set_u16_at(field::CHECKSUM, value);
+        write_u16(self.buffer.as_mut(), field::CHECKSUM, value);
     }
 
     /// Set the source address.
@@ -332,17 +304,14 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     /// ones-complement addition is commutative.
     #[inline]
     pub fn swap_addrs(&mut self) {
-        let (s, d) = (self.src_addr(), self.dst_addr());
-        self.set_src_addr(d);
-        self.set_dst_addr(s);
+        swap_fields(self.buffer.as_mut(), field::SRC_ADDR, field::DST_ADDR);
     }
 
     /// Compute the header checksum over IHL·4 bytes and store it.
     #[inline]
     pub fn fill_checksum(&mut self) {
-        self.set_checksum(0);
-        let sum = checksum::data(&self.buffer.as_ref()[..self.header_len()]);
-        self.set_checksum(!sum);
+        let hl = self.header_len();
+        store_checksum(&mut self.buffer.as_mut()[..hl], field::CHECKSUM, 0);
     }
 
     /// The options, writable.
@@ -360,15 +329,10 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     }
 }
 
-impl<T: AsRef<[u8]>> AsRef<[u8]> for Packet<T> {
-    fn as_ref(&self) -> &[u8] {
-        self.buffer.as_ref()
-    }
-}
-
 #[cfg(test)]
 pub(crate) mod test {
     use super::*;
+    use crate::wire::checksum;
     use crate::wire::udp::test::CAPTURED_ETH_IPV4_UDP;
     use crate::wire::{TcpPacket, UdpPacket};
     use proptest::prelude::*;

@@ -1,7 +1,10 @@
 //! IPv6 fixed header (RFC 8200). Extension headers are not walked: `next_header` names the first
 //! one and [`Packet::payload`] starts at it.
 
-use super::{Error, Field, IpProtocol, Result};
+use super::{
+    Error, IpProtocol, Result, check_min_len, packet_view, read_array, read_u16, read_u32,
+    swap_fields, write_u16, write_u32_bits,
+};
 use std::net::Ipv6Addr;
 
 /// Byte ranges of the IPv6 header fields.
@@ -24,59 +27,34 @@ pub mod field {
 /// Length of the fixed header.
 pub const HEADER_LEN: usize = field::DST_ADDR.end;
 
-/// A view of an IPv6 packet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Packet<T: AsRef<[u8]>> {
-    buffer: T,
-}
+/// The version bits of [`field::VER_TC_FLOW`].
+const VERSION_BITS: u32 = 0xf000_0000;
+/// The traffic class bits of [`field::VER_TC_FLOW`].
+const TRAFFIC_CLASS_BITS: u32 = 0x0ff0_0000;
+/// The flow label bits of [`field::VER_TC_FLOW`].
+const FLOW_LABEL_BITS: u32 = 0x000f_ffff;
 
-#[inline]
-fn read16(b: &[u8], f: Field) -> [u8; 16] {
-    let mut out = [0; 16];
-    out.copy_from_slice(&b[f]);
-    out
+packet_view! {
+    /// A view of an IPv6 packet.
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
-    /// Wrap `buffer` without checking anything (see the contract in [`crate::wire`]).
-    #[inline]
-    pub const fn new_unchecked(buffer: T) -> Packet<T> {
-        Packet { buffer }
-    }
-
-    /// Wrap `buffer` and [`check_len`](Self::check_len) it.
-    #[inline]
-    pub fn new_checked(buffer: T) -> Result<Packet<T>> {
-        let p = Self::new_unchecked(buffer);
-        p.check_len()?;
-        Ok(p)
-    }
-
     /// `Truncated` if the buffer is shorter than the 40-byte header; `Length` if the payload
     /// length reaches past the buffer (bytes after it, e.g. Ethernet padding, are allowed). The
     /// version field is not checked.
     #[inline]
     pub fn check_len(&self) -> Result<()> {
-        let len = self.buffer.as_ref().len();
-        if len < HEADER_LEN {
-            Err(Error::Truncated)
-        } else if HEADER_LEN + usize::from(self.payload_len()) > len {
+        check_min_len(self.buffer.as_ref(), HEADER_LEN)?;
+        if self.total_len() > self.buffer.as_ref().len() {
             Err(Error::Length)
         } else {
             Ok(())
         }
     }
 
-    /// The underlying buffer.
-    #[inline]
-    pub fn into_inner(self) -> T {
-        self.buffer
-    }
-
     #[inline]
     fn ver_tc_flow(&self) -> u32 {
-        let b = &self.buffer.as_ref()[field::VER_TC_FLOW];
-        u32::from_be_bytes([b[0], b[1], b[2], b[3]])
+        read_u32(self.buffer.as_ref(), field::VER_TC_FLOW)
     }
 
     /// Version field (6 for IPv6).
@@ -94,14 +72,13 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// Flow label (20 bits).
     #[inline]
     pub fn flow_label(&self) -> u32 {
-        self.ver_tc_flow() & 0x000f_ffff
+        self.ver_tc_flow() & FLOW_LABEL_BITS
     }
 
     /// Payload length (after the 40-byte header).
     #[inline]
     pub fn payload_len(&self) -> u16 {
-        let b = &self.buffer.as_ref()[field::LENGTH];
-        u16::from_be_bytes([b[0], b[1]])
+        read_u16(self.buffer.as_ref(), field::LENGTH)
     }
 
     /// Header length plus payload length.
@@ -125,13 +102,13 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// Source address.
     #[inline]
     pub fn src_addr(&self) -> Ipv6Addr {
-        Ipv6Addr::from(read16(self.buffer.as_ref(), field::SRC_ADDR))
+        Ipv6Addr::from(read_array(self.buffer.as_ref(), field::SRC_ADDR))
     }
 
     /// Destination address.
     #[inline]
     pub fn dst_addr(&self) -> Ipv6Addr {
-        Ipv6Addr::from(read16(self.buffer.as_ref(), field::DST_ADDR))
+        Ipv6Addr::from(read_array(self.buffer.as_ref(), field::DST_ADDR))
     }
 
     /// The payload: `payload_len` bytes after the header (any bytes after it excluded).
@@ -153,35 +130,32 @@ impl<'a, T: AsRef<[u8]> + ?Sized> Packet<&'a T> {
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     #[inline]
-    fn set_ver_tc_flow(&mut self, v: u32) {
-        self.buffer.as_mut()[field::VER_TC_FLOW].copy_from_slice(&v.to_be_bytes());
+    fn set_ver_tc_flow_bits(&mut self, mask: u32, bits: u32) {
+        write_u32_bits(self.buffer.as_mut(), field::VER_TC_FLOW, mask, bits);
     }
 
     /// Set the version field (low 4 bits of `value`).
     #[inline]
     pub fn set_version(&mut self, value: u8) {
-        let v = (self.ver_tc_flow() & 0x0fff_ffff) | (u32::from(value & 0x0f) << 28);
-        self.set_ver_tc_flow(v);
+        self.set_ver_tc_flow_bits(VERSION_BITS, u32::from(value) << 28);
     }
 
     /// Set the traffic class.
     #[inline]
     pub fn set_traffic_class(&mut self, value: u8) {
-        let v = (self.ver_tc_flow() & 0xf00f_ffff) | (u32::from(value) << 20);
-        self.set_ver_tc_flow(v);
+        self.set_ver_tc_flow_bits(TRAFFIC_CLASS_BITS, u32::from(value) << 20);
     }
 
     /// Set the flow label (low 20 bits of `value`).
     #[inline]
     pub fn set_flow_label(&mut self, value: u32) {
-        let v = (self.ver_tc_flow() & 0xfff0_0000) | (value & 0x000f_ffff);
-        self.set_ver_tc_flow(v);
+        self.set_ver_tc_flow_bits(FLOW_LABEL_BITS, value);
     }
 
     /// Set the payload length.
     #[inline]
     pub fn set_payload_len(&mut self, value: u16) {
-        self.buffer.as_mut()[field::LENGTH].copy_from_slice(&value.to_be_bytes());
+        write_u16(self.buffer.as_mut(), field::LENGTH, value);
     }
 
     /// Set the next header.
@@ -212,11 +186,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     /// pseudo-header sum adds both addresses and ones-complement addition is commutative.
     #[inline]
     pub fn swap_addrs(&mut self) {
-        let b = self.buffer.as_mut();
-        let s = read16(b, field::SRC_ADDR);
-        let d = read16(b, field::DST_ADDR);
-        b[field::SRC_ADDR].copy_from_slice(&d);
-        b[field::DST_ADDR].copy_from_slice(&s);
+        swap_fields(self.buffer.as_mut(), field::SRC_ADDR, field::DST_ADDR);
     }
 
     /// The payload, writable.
@@ -224,12 +194,6 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     pub fn payload_mut(&mut self) -> &mut [u8] {
         let end = self.total_len();
         &mut self.buffer.as_mut()[HEADER_LEN..end]
-    }
-}
-
-impl<T: AsRef<[u8]>> AsRef<[u8]> for Packet<T> {
-    fn as_ref(&self) -> &[u8] {
-        self.buffer.as_ref()
     }
 }
 

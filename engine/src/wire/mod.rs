@@ -30,10 +30,16 @@
 //!
 //! Multi-byte fields are in network byte order and are decoded with `u16::from_be_bytes` /
 //! `u32::from_be_bytes` on the field's byte range, named in each file's `field` module.
+//!
+//! The parts every view shares are written once, here: the struct, `new_unchecked`,
+//! `new_checked`, `into_inner` and `AsRef` come from `packet_view!`, and the accessors read and
+//! write their fields through `read_u16`, `write_u16` and their siblings. A protocol file
+//! holds only what is its own: the field layout, `check_len` and the accessors.
 
 pub mod arp;
 pub mod checksum;
 pub mod ethernet;
+mod icmp;
 pub mod icmpv4;
 pub mod icmpv6;
 pub mod ipv4;
@@ -147,10 +153,149 @@ impl fmt::Display for IpProtocol {
     }
 }
 
+// The plumbing every view shares, private to `wire`: the view declaration, the length test, and
+// the field reads and writes the accessors are made of.
+
+/// Declares the view `pub struct Packet<T: AsRef<[u8]>> { buffer: T }` of the calling protocol
+/// file, with the part of the contract (see the module docs) that is the same for every protocol:
+/// `new_unchecked`, `new_checked` (which calls the file's own `check_len`), `into_inner` and
+/// `AsRef<[u8]>`. The doc comment given to the macro documents the struct.
+macro_rules! packet_view {
+    ($(#[$doc:meta])*) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub struct Packet<T: AsRef<[u8]>> {
+            buffer: T,
+        }
+
+        impl<T: AsRef<[u8]>> Packet<T> {
+            /// Wrap `buffer` without checking anything (see the contract in [`crate::wire`]).
+            #[inline]
+            pub const fn new_unchecked(buffer: T) -> Packet<T> {
+                Packet { buffer }
+            }
+
+            /// Wrap `buffer` and [`check_len`](Self::check_len) it.
+            #[inline]
+            pub fn new_checked(buffer: T) -> $crate::wire::Result<Packet<T>> {
+                let p = Self::new_unchecked(buffer);
+                p.check_len()?;
+                Ok(p)
+            }
+
+            /// The underlying buffer.
+            #[inline]
+            pub fn into_inner(self) -> T {
+                self.buffer
+            }
+        }
+
+        impl<T: AsRef<[u8]>> AsRef<[u8]> for Packet<T> {
+            fn as_ref(&self) -> &[u8] {
+                self.buffer.as_ref()
+            }
+        }
+    };
+}
+use packet_view;
+
+/// `Err(Truncated)` if `buf` is shorter than `len`: the first test of every `check_len`.
+#[inline]
+fn check_min_len(buf: &[u8], len: usize) -> Result<()> {
+    if buf.len() < len {
+        Err(Error::Truncated)
+    } else {
+        Ok(())
+    }
+}
+
+// Field accessors. Each panics if the field lies outside `buf`, which the view contract rules out
+// after `check_len`; `read_array` also panics if the field is not `N` bytes long, which is a wrong
+// constant in a `field` module, caught by that file's tests.
+
+/// The bytes of field `f` (an address, a 4-byte word).
+#[inline]
+fn read_array<const N: usize>(buf: &[u8], f: Field) -> [u8; N] {
+    let mut out = [0; N];
+    out.copy_from_slice(&buf[f]);
+    out
+}
+
+/// The big-endian `u16` in field `f`.
+#[inline]
+fn read_u16(buf: &[u8], f: Field) -> u16 {
+    u16::from_be_bytes(read_array(buf, f))
+}
+
+/// The big-endian `u32` in field `f`.
+#[inline]
+fn read_u32(buf: &[u8], f: Field) -> u32 {
+    u32::from_be_bytes(read_array(buf, f))
+}
+
+/// Store `value` big-endian in the 2-byte field `f`.
+#[inline]
+fn write_u16(buf: &mut [u8], f: Field, value: u16) {
+    buf[f].copy_from_slice(&value.to_be_bytes());
+}
+
+/// Store `value` big-endian in the 4-byte field `f`.
+#[inline]
+fn write_u32(buf: &mut [u8], f: Field, value: u32) {
+    buf[f].copy_from_slice(&value.to_be_bytes());
+}
+
+/// True if `pseudo` (a pseudo-header sum, 0 where the protocol has none) plus the sum of `data`,
+/// checksum field included, is ones-complement zero: the test of every `verify_checksum`.
+#[inline]
+fn checksum_ok(pseudo: u16, data: &[u8]) -> bool {
+    checksum::add(pseudo, checksum::data(data)) == 0xffff
+}
+
+/// Zero the checksum field `f` of `data`, then store there the checksum over `pseudo` and `data`
+/// and return it: the work of every `fill_checksum`.
+#[inline]
+fn store_checksum(data: &mut [u8], f: Field, pseudo: u16) -> u16 {
+    write_u16(data, f.clone(), 0);
+    let c = !checksum::add(pseudo, checksum::data(data));
+    write_u16(data, f, c);
+    c
+}
+
+/// Exchange the contents of fields `a` and `b`, which have the same length and do not overlap,
+/// `a` first (source and destination addresses or ports); panics otherwise.
+#[inline]
+fn swap_fields(buf: &mut [u8], a: Field, b: Field) {
+    let (front, back) = buf.split_at_mut(b.start);
+    front[a].swap_with_slice(&mut back[..b.end - b.start]);
+}
+
+/// In the byte at `at`, replace the bits under `mask` by those of `bits`; the others stay.
+#[inline]
+fn write_u8_bits(buf: &mut [u8], at: usize, mask: u8, bits: u8) {
+    buf[at] = (buf[at] & !mask) | (bits & mask);
+}
+
+/// In the big-endian `u16` at `f`, replace the bits under `mask` by those of `bits`.
+#[inline]
+fn write_u16_bits(buf: &mut [u8], f: Field, mask: u16, bits: u16) {
+    let value = (read_u16(buf, f.clone()) & !mask) | (bits & mask);
+    write_u16(buf, f, value);
+}
+
+/// In the big-endian `u32` at `f`, replace the bits under `mask` by those of `bits`.
+#[inline]
+fn write_u32_bits(buf: &mut [u8], f: Field, mask: u32, bits: u32) {
+    let value = (read_u32(buf, f.clone()) & !mask) | (bits & mask);
+    write_u32(buf, f, value);
+}
+
 #[cfg(test)]
 mod test {
     //! Whole-chain properties: whatever the bytes, walking Ethernet → tags → IP → L4 through the
-    //! checked constructors and reading every field never panics.
+    //! checked constructors and reading every field never panics. Then the shared field helpers
+    //! and `packet_view!`, each writing into a buffer pre-filled with 0xa5 so that a byte
+    //! written outside its field, or a field left unwritten, shows up.
 
     use super::*;
     use proptest::prelude::*;
@@ -320,5 +465,175 @@ mod test {
     #[test]
     fn chain_reaches_l4_on_captured_udp() {
         assert_eq!(parse_chain(&udp::test::CAPTURED_ETH_IPV4_UDP), 4);
+    }
+
+    /// A view with a 4-byte header (a u16 at 0..2, a byte at 2, a flag bit in byte 3), declared
+    /// the way the protocol files declare theirs.
+    mod demo {
+        use super::super::{Result, check_min_len, read_u16};
+
+        packet_view! {
+            /// A view of the demo header.
+        }
+
+        impl<T: AsRef<[u8]>> Packet<T> {
+            /// `Err(Truncated)` below 4 bytes.
+            pub fn check_len(&self) -> Result<()> {
+                check_min_len(self.buffer.as_ref(), 4)
+            }
+
+            /// The u16 at 0..2.
+            pub fn word(&self) -> u16 {
+                read_u16(self.buffer.as_ref(), 0..2)
+            }
+        }
+    }
+
+    #[test]
+    fn packet_view_contract() {
+        let bytes = [0x12, 0x34, 0x56, 0x78, 0x9a];
+        assert_eq!(
+            demo::Packet::new_checked(&bytes[..3]).unwrap_err(),
+            Error::Truncated
+        );
+        let p = demo::Packet::new_checked(&bytes[..4]).unwrap();
+        assert_eq!(p.word(), 0x1234);
+        assert_eq!(p.as_ref(), &bytes[..4]);
+        assert_eq!(p.into_inner(), &bytes[..4]);
+        // Unchecked wraps anything; it is `const`.
+        const EMPTY: demo::Packet<&[u8]> = demo::Packet::new_unchecked(&[]);
+        assert_eq!(EMPTY.check_len(), Err(Error::Truncated));
+        assert_eq!(EMPTY, demo::Packet::new_unchecked(&[][..]));
+    }
+
+    #[test]
+    fn check_min_len_bounds() {
+        assert_eq!(check_min_len(&[0; 7], 8), Err(Error::Truncated));
+        assert_eq!(check_min_len(&[0; 8], 8), Ok(()));
+        assert_eq!(check_min_len(&[0; 9], 8), Ok(()));
+        assert_eq!(check_min_len(&[], 0), Ok(()));
+    }
+
+    #[test]
+    fn read_fields() {
+        let b = [0x01, 0x02, 0x03, 0x04, 0x05, 0x06];
+        assert_eq!(read_u16(&b, 0..2), 0x0102);
+        assert_eq!(read_u16(&b, 4..6), 0x0506);
+        assert_eq!(read_u32(&b, 1..5), 0x0203_0405);
+        assert_eq!(read_array::<3>(&b, 3..6), [0x04, 0x05, 0x06]);
+        assert_eq!(read_array::<0>(&b, 6..6), [0u8; 0]);
+    }
+
+    #[test]
+    fn write_fields() {
+        let mut buf = [0xa5u8; 9];
+        write_u16(&mut buf, 1..3, 0x1234);
+        assert_eq!(buf, [0xa5, 0x12, 0x34, 0xa5, 0xa5, 0xa5, 0xa5, 0xa5, 0xa5]);
+        write_u32(&mut buf, 4..8, 0xdead_beef);
+        assert_eq!(buf, [0xa5, 0x12, 0x34, 0xa5, 0xde, 0xad, 0xbe, 0xef, 0xa5]);
+        // What etherparse writes for the same fields: a UDP header's ports and a TCP sequence
+        // number.
+        let udp = etherparse::UdpHeader {
+            source_port: 0x1234,
+            destination_port: 0xa5a5,
+            length: 0xa5a5,
+            checksum: 0xa5a5,
+        };
+        let mut b = [0xa5u8; 8];
+        write_u16(&mut b, udp::field::SRC_PORT, 0x1234);
+        assert_eq!(b, udp.to_bytes());
+        let tcp = etherparse::TcpHeader::new(1, 2, 0xdead_beef, 3).to_bytes();
+        let mut b = [0xa5u8; 4];
+        write_u32(&mut b, 0..4, 0xdead_beef);
+        assert_eq!(b, tcp[tcp::field::SEQ_NUM]);
+    }
+
+    #[test]
+    fn write_bits_keep_the_rest() {
+        let mut buf = [0xa5u8; 4];
+        write_u8_bits(&mut buf, 1, 0xf0, 0x3c);
+        assert_eq!(buf, [0xa5, 0x35, 0xa5, 0xa5]);
+        write_u16_bits(&mut buf, 2..4, 0x0ff0, 0xffff);
+        assert_eq!(buf, [0xa5, 0x35, 0xaf, 0xf5]);
+        let mut buf = [0xa5u8; 6];
+        write_u32_bits(&mut buf, 1..5, 0x000f_ffff, 0x1234_5678);
+        assert_eq!(buf, [0xa5, 0xa5, 0xa4, 0x56, 0x78, 0xa5]);
+    }
+
+    #[test]
+    fn swap_fields_exchanges_only_the_two() {
+        let mut buf = [0xa5, 1, 2, 3, 0xa5, 4, 5, 6, 0xa5];
+        swap_fields(&mut buf, 1..4, 5..8);
+        assert_eq!(buf, [0xa5, 4, 5, 6, 0xa5, 1, 2, 3, 0xa5]);
+        // Adjacent fields.
+        let mut buf = [1, 2, 3, 4];
+        swap_fields(&mut buf, 0..2, 2..4);
+        assert_eq!(buf, [3, 4, 1, 2]);
+    }
+
+    #[test]
+    fn store_checksum_fills_only_its_field() {
+        // The captured IPv4 header with its checksum field left at 0xa5 0xa5.
+        let ip = &udp::test::CAPTURED_ETH_IPV4_UDP[14..34];
+        let mut buf = [0xa5u8; 21];
+        buf[..20].copy_from_slice(ip);
+        buf[ipv4::field::CHECKSUM].fill(0xa5);
+        let c = store_checksum(&mut buf[..20], ipv4::field::CHECKSUM, 0);
+        assert_eq!(c, 0x73ad);
+        assert_eq!(&buf[..20], ip);
+        assert_eq!(buf[20], 0xa5);
+        assert!(checksum_ok(0, &buf[..20]));
+        assert!(!checksum_ok(1, &buf[..20]));
+    }
+
+    proptest! {
+        #[test]
+        fn fields_round_trip(start in 0usize..8, v16 in any::<u16>(), v32 in any::<u32>()) {
+            let mut buf = [0xa5u8; 12];
+            write_u16(&mut buf, start..start + 2, v16);
+            prop_assert_eq!(read_u16(&buf, start..start + 2), v16);
+            prop_assert!(buf[..start].iter().chain(&buf[start + 2..]).all(|&b| b == 0xa5));
+            let mut buf = [0xa5u8; 12];
+            write_u32(&mut buf, start..start + 4, v32);
+            prop_assert_eq!(read_u32(&buf, start..start + 4), v32);
+            prop_assert_eq!(read_array::<4>(&buf, start..start + 4), v32.to_be_bytes());
+            prop_assert!(buf[..start].iter().chain(&buf[start + 4..]).all(|&b| b == 0xa5));
+        }
+
+        #[test]
+        fn bits_replace_exactly_the_mask(old in any::<u32>(), mask in any::<u32>(), bits in any::<u32>()) {
+            let mut buf = [0xa5u8; 6];
+            write_u32(&mut buf, 1..5, old);
+            write_u32_bits(&mut buf, 1..5, mask, bits);
+            prop_assert_eq!(read_u32(&buf, 1..5), (old & !mask) | (bits & mask));
+            prop_assert_eq!((buf[0], buf[5]), (0xa5, 0xa5));
+
+            let (old, mask, bits) = (old as u16, mask as u16, bits as u16);
+            let mut buf = [0xa5u8; 4];
+            write_u16(&mut buf, 1..3, old);
+            write_u16_bits(&mut buf, 1..3, mask, bits);
+            prop_assert_eq!(read_u16(&buf, 1..3), (old & !mask) | (bits & mask));
+            prop_assert_eq!((buf[0], buf[3]), (0xa5, 0xa5));
+
+            let (old, mask, bits) = (old as u8, mask as u8, bits as u8);
+            let mut buf = [0xa5, old, 0xa5];
+            write_u8_bits(&mut buf, 1, mask, bits);
+            prop_assert_eq!(buf, [0xa5, (old & !mask) | (bits & mask), 0xa5]);
+        }
+
+        #[test]
+        fn stored_checksum_verifies(data in proptest::collection::vec(any::<u8>(), 2..64),
+                                    at in any::<proptest::sample::Index>(), pseudo in any::<u16>()) {
+            // Checksum fields sit on 16-bit word boundaries of what they cover.
+            let at = at.index(data.len() / 2) * 2;
+            prop_assume!(at + 2 <= data.len());
+            let mut buf = data.clone();
+            let c = store_checksum(&mut buf, at..at + 2, pseudo);
+            prop_assert_eq!(read_u16(&buf, at..at + 2), c);
+            prop_assert!(checksum_ok(pseudo, &buf));
+            // Every other byte is as it was.
+            prop_assert_eq!(&buf[..at], &data[..at]);
+            prop_assert_eq!(&buf[at + 2..], &data[at + 2..]);
+        }
     }
 }

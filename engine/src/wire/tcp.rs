@@ -2,7 +2,10 @@
 //! segment (the IP payload): TCP has no length field of its own, so the checksum and
 //! [`Packet::payload`] run to the end of the buffer.
 
-use super::{Error, Field, Result, checksum};
+use super::{
+    Error, Result, check_min_len, checksum_ok, packet_view, read_u16, read_u32, store_checksum,
+    swap_fields, write_u16, write_u16_bits, write_u32,
+};
 
 /// Byte ranges of the TCP header fields.
 pub mod field {
@@ -49,91 +52,54 @@ pub const FLAG_NS: u16 = 0x100;
 /// Every bit of the 16-bit word at [`field::FLAGS`] below the data offset.
 const FLAGS_MASK: u16 = 0x0fff;
 
-/// A view of a TCP segment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Packet<T: AsRef<[u8]>> {
-    buffer: T,
+packet_view! {
+    /// A view of a TCP segment.
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
-    /// Wrap `buffer` without checking anything (see the contract in [`crate::wire`]).
-    #[inline]
-    pub const fn new_unchecked(buffer: T) -> Packet<T> {
-        Packet { buffer }
-    }
-
-    /// Wrap `buffer` and [`check_len`](Self::check_len) it.
-    #[inline]
-    pub fn new_checked(buffer: T) -> Result<Packet<T>> {
-        let p = Self::new_unchecked(buffer);
-        p.check_len()?;
-        Ok(p)
-    }
-
     /// `Truncated` if the buffer is shorter than 20 bytes; `Malformed` if the data offset is
     /// below 5; `Length` if the data offset reaches past the buffer.
     #[inline]
     pub fn check_len(&self) -> Result<()> {
-        let len = self.buffer.as_ref().len();
-        if len < HEADER_LEN {
-            return Err(Error::Truncated);
-        }
+        check_min_len(self.buffer.as_ref(), HEADER_LEN)?;
         let hl = self.header_len();
         if hl < HEADER_LEN {
             Err(Error::Malformed)
-        } else if hl > len {
+        } else if hl > self.buffer.as_ref().len() {
             Err(Error::Length)
         } else {
             Ok(())
         }
     }
 
-    /// The underlying buffer.
-    #[inline]
-    pub fn into_inner(self) -> T {
-        self.buffer
-    }
-
-    #[inline]
-    fn u16_at(&self, f: Field) -> u16 {
-        let b = &self.buffer.as_ref()[f];
-        u16::from_be_bytes([b[0], b[1]])
-    }
-
-    #[inline]
-    fn u32_at(&self, f: Field) -> u32 {
-        let b = &self.buffer.as_ref()[f];
-        u32::from_be_bytes([b[0], b[1], b[2], b[3]])
-    }
-
     /// Source port.
     #[inline]
     pub fn src_port(&self) -> u16 {
-        self.u16_at(field::SRC_PORT)
+        read_u16(self.buffer.as_ref(), field::SRC_PORT)
     }
 
     /// Destination port.
     #[inline]
     pub fn dst_port(&self) -> u16 {
-        self.u16_at(field::DST_PORT)
+        read_u16(self.buffer.as_ref(), field::DST_PORT)
     }
 
     /// Sequence number.
     #[inline]
     pub fn seq_number(&self) -> u32 {
-        self.u32_at(field::SEQ_NUM)
+        read_u32(self.buffer.as_ref(), field::SEQ_NUM)
     }
 
     /// Acknowledgment number.
     #[inline]
     pub fn ack_number(&self) -> u32 {
-        self.u32_at(field::ACK_NUM)
+        read_u32(self.buffer.as_ref(), field::ACK_NUM)
     }
 
     /// Data offset in 32-bit words.
     #[inline]
     pub fn data_offset(&self) -> u8 {
-        (self.u16_at(field::FLAGS) >> 12) as u8
+        (read_u16(self.buffer.as_ref(), field::FLAGS) >> 12) as u8
     }
 
     /// Header length in bytes (data offset · 4), options included.
@@ -145,7 +111,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// The flag bits (`FLAG_*`), reserved bits included.
     #[inline]
     pub fn flags(&self) -> u16 {
-        self.u16_at(field::FLAGS) & FLAGS_MASK
+        read_u16(self.buffer.as_ref(), field::FLAGS) & FLAGS_MASK
     }
 
     /// FIN flag.
@@ -187,19 +153,19 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// Window size.
     #[inline]
     pub fn window_len(&self) -> u16 {
-        self.u16_at(field::WIN_SIZE)
+        read_u16(self.buffer.as_ref(), field::WIN_SIZE)
     }
 
     /// Checksum field.
     #[inline]
     pub fn checksum(&self) -> u16 {
-        self.u16_at(field::CHECKSUM)
+        read_u16(self.buffer.as_ref(), field::CHECKSUM)
     }
 
     /// Urgent pointer.
     #[inline]
     pub fn urgent_at(&self) -> u16 {
-        self.u16_at(field::URGENT)
+        read_u16(self.buffer.as_ref(), field::URGENT)
     }
 
     /// The options: bytes 20 to data offset · 4.
@@ -208,11 +174,13 @@ impl<T: AsRef<[u8]>> Packet<T> {
         &self.buffer.as_ref()[HEADER_LEN..self.header_len()]
     }
 
-    /// True if the checksum over `pseudo` (from [`checksum::pseudo_header_v4`] or
-    /// [`checksum::pseudo_header_v6`], with the segment length) and the whole buffer is correct.
+    /// True if the checksum over `pseudo` (from
+    /// [`checksum::pseudo_header_v4`](super::checksum::pseudo_header_v4) or
+    /// [`checksum::pseudo_header_v6`](super::checksum::pseudo_header_v6), with
+    /// the segment length) and the whole buffer is correct.
     #[inline]
     pub fn verify_checksum(&self, pseudo: u16) -> bool {
-        checksum::add(pseudo, checksum::data(self.buffer.as_ref())) == 0xffff
+        checksum_ok(pseudo, self.buffer.as_ref())
     }
 
     /// The data: after the options to the end of the buffer.
@@ -223,86 +191,71 @@ impl<T: AsRef<[u8]>> Packet<T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
-    #[inline]
-    fn set_u16_at(&mut self, f: Field, v: u16) {
-        self.buffer.as_mut()[f].copy_from_slice(&v.to_be_bytes());
-    }
-
-    #[inline]
-    fn set_u32_at(&mut self, f: Field, v: u32) {
-        self.buffer.as_mut()[f].copy_from_slice(&v.to_be_bytes());
-    }
-
     /// Set the source port.
     #[inline]
     pub fn set_src_port(&mut self, value: u16) {
-        self.set_u16_at(field::SRC_PORT, value);
+        write_u16(self.buffer.as_mut(), field::SRC_PORT, value);
     }
 
     /// Set the destination port.
     #[inline]
     pub fn set_dst_port(&mut self, value: u16) {
-        self.set_u16_at(field::DST_PORT, value);
+        write_u16(self.buffer.as_mut(), field::DST_PORT, value);
     }
 
     /// Set the sequence number.
     #[inline]
     pub fn set_seq_number(&mut self, value: u32) {
-        self.set_u32_at(field::SEQ_NUM, value);
+        write_u32(self.buffer.as_mut(), field::SEQ_NUM, value);
     }
 
     /// Set the acknowledgment number.
     #[inline]
     pub fn set_ack_number(&mut self, value: u32) {
-        self.set_u32_at(field::ACK_NUM, value);
+        write_u32(self.buffer.as_mut(), field::ACK_NUM, value);
     }
 
     /// Set the header length in bytes (a multiple of 4, 20..=60), keeping the flags.
     #[inline]
     pub fn set_header_len(&mut self, len: usize) {
-        let v = (self.u16_at(field::FLAGS) & FLAGS_MASK) | (((len / 4) as u16 & 0xf) << 12);
-        self.set_u16_at(field::FLAGS, v);
+        let bits = ((len / 4) as u16) << 12;
+        write_u16_bits(self.buffer.as_mut(), field::FLAGS, !FLAGS_MASK, bits);
     }
 
     /// Set the flag bits (`FLAG_*`), keeping the data offset.
     #[inline]
     pub fn set_flags(&mut self, flags: u16) {
-        let v = (self.u16_at(field::FLAGS) & !FLAGS_MASK) | (flags & FLAGS_MASK);
-        self.set_u16_at(field::FLAGS, v);
+        write_u16_bits(self.buffer.as_mut(), field::FLAGS, FLAGS_MASK, flags);
     }
 
     /// Set the window size.
     #[inline]
     pub fn set_window_len(&mut self, value: u16) {
-        self.set_u16_at(field::WIN_SIZE, value);
+        write_u16(self.buffer.as_mut(), field::WIN_SIZE, value);
     }
 
     /// Set the checksum field.
     #[inline]
     pub fn set_checksum(&mut self, value: u16) {
-        self.set_u16_at(field::CHECKSUM, value);
+        write_u16(self.buffer.as_mut(), field::CHECKSUM, value);
     }
 
     /// Set the urgent pointer.
     #[inline]
     pub fn set_urgent_at(&mut self, value: u16) {
-        self.set_u16_at(field::URGENT, value);
+        write_u16(self.buffer.as_mut(), field::URGENT, value);
     }
 
     /// Exchange source and destination ports in place (checksum-neutral: both are summed).
     #[inline]
     pub fn swap_ports(&mut self) {
-        let (s, d) = (self.src_port(), self.dst_port());
-        self.set_src_port(d);
-        self.set_dst_port(s);
+        swap_fields(self.buffer.as_mut(), field::SRC_PORT, field::DST_PORT);
     }
 
     /// Compute the checksum over `pseudo` and the whole buffer and store it.
     #[inline]
     pub fn fill_checksum(&mut self, pseudo: u16) {
-        self.set_checksum(0);
-        let c = !checksum::add(pseudo, checksum::data(self.buffer.as_ref()));
-        self.set_checksum(c);
+        store_checksum(self.buffer.as_mut(), field::CHECKSUM, pseudo);
     }
 
     /// The options, writable.
@@ -320,16 +273,11 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     }
 }
 
-impl<T: AsRef<[u8]>> AsRef<[u8]> for Packet<T> {
-    fn as_ref(&self) -> &[u8] {
-        self.buffer.as_ref()
-    }
-}
-
 #[cfg(test)]
 pub(crate) mod test {
     use super::*;
     use crate::wire::IpProtocol;
+    use crate::wire::checksum;
     use proptest::prelude::*;
     use std::net::Ipv4Addr;
 

@@ -1,6 +1,9 @@
 //! UDP header (RFC 768).
 
-use super::{Error, Field, Result, checksum};
+use super::{
+    Error, Result, check_min_len, checksum_ok, packet_view, read_u16, store_checksum, swap_fields,
+    write_u16,
+};
 
 /// Byte ranges of the UDP header fields.
 pub mod field {
@@ -18,92 +21,63 @@ pub mod field {
 /// Length of the UDP header.
 pub const HEADER_LEN: usize = field::CHECKSUM.end;
 
-/// A view of a UDP datagram.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Packet<T: AsRef<[u8]>> {
-    buffer: T,
+packet_view! {
+    /// A view of a UDP datagram.
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
-    /// Wrap `buffer` without checking anything (see the contract in [`crate::wire`]).
-    #[inline]
-    pub const fn new_unchecked(buffer: T) -> Packet<T> {
-        Packet { buffer }
-    }
-
-    /// Wrap `buffer` and [`check_len`](Self::check_len) it.
-    #[inline]
-    pub fn new_checked(buffer: T) -> Result<Packet<T>> {
-        let p = Self::new_unchecked(buffer);
-        p.check_len()?;
-        Ok(p)
-    }
-
     /// `Truncated` if the buffer is shorter than 8 bytes; `Malformed` if the length field is
     /// below 8; `Length` if it reaches past the buffer. A length field *shorter* than the buffer
     /// is accepted here (the caller decides whether that is an error; the reflector says it is).
     #[inline]
     pub fn check_len(&self) -> Result<()> {
-        let len = self.buffer.as_ref().len();
-        if len < HEADER_LEN {
-            return Err(Error::Truncated);
-        }
+        let buf = self.buffer.as_ref();
+        check_min_len(buf, HEADER_LEN)?;
         let l = usize::from(self.len());
         if l < HEADER_LEN {
             Err(Error::Malformed)
-        } else if l > len {
+        } else if l > buf.len() {
             Err(Error::Length)
         } else {
             Ok(())
         }
     }
 
-    /// The underlying buffer.
-    #[inline]
-    pub fn into_inner(self) -> T {
-        self.buffer
-    }
-
-    #[inline]
-    fn u16_at(&self, f: Field) -> u16 {
-        let b = &self.buffer.as_ref()[f];
-        u16::from_be_bytes([b[0], b[1]])
-    }
-
     /// Source port.
     #[inline]
     pub fn src_port(&self) -> u16 {
-        self.u16_at(field::SRC_PORT)
+        read_u16(self.buffer.as_ref(), field::SRC_PORT)
     }
 
     /// Destination port.
     #[inline]
     pub fn dst_port(&self) -> u16 {
-        self.u16_at(field::DST_PORT)
+        read_u16(self.buffer.as_ref(), field::DST_PORT)
     }
 
     /// Length field (header + data).
     #[inline]
     #[allow(clippy::len_without_is_empty)] // a header field, not a container length
     pub fn len(&self) -> u16 {
-        self.u16_at(field::LENGTH)
+        read_u16(self.buffer.as_ref(), field::LENGTH)
     }
 
     /// Checksum field.
     #[inline]
     pub fn checksum(&self) -> u16 {
-        self.u16_at(field::CHECKSUM)
+        read_u16(self.buffer.as_ref(), field::CHECKSUM)
     }
 
-    /// True if the checksum over `pseudo` (from [`checksum::pseudo_header_v4`] or
-    /// [`checksum::pseudo_header_v6`], with the UDP length) and the datagram is correct.
+    /// True if the checksum over `pseudo` (from
+    /// [`checksum::pseudo_header_v4`](super::checksum::pseudo_header_v4) or
+    /// [`checksum::pseudo_header_v6`](super::checksum::pseudo_header_v6), with
+    /// the UDP length) and the datagram is correct.
     ///
     /// Purely arithmetic: over IPv4 a checksum field of 0 means "not computed" and the caller
     /// must test `checksum() == 0` first; over IPv6 a zero checksum is invalid.
     #[inline]
     pub fn verify_checksum(&self, pseudo: u16) -> bool {
-        let d = &self.buffer.as_ref()[..usize::from(self.len())];
-        checksum::add(pseudo, checksum::data(d)) == 0xffff
+        checksum_ok(pseudo, &self.buffer.as_ref()[..usize::from(self.len())])
     }
 
     /// The data: from byte 8 to the length field.
@@ -114,51 +88,44 @@ impl<T: AsRef<[u8]>> Packet<T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
-    #[inline]
-    fn set_u16_at(&mut self, f: Field, v: u16) {
-        self.buffer.as_mut()[f].copy_from_slice(&v.to_be_bytes());
-    }
-
     /// Set the source port.
     #[inline]
     pub fn set_src_port(&mut self, value: u16) {
-        self.set_u16_at(field::SRC_PORT, value);
+        write_u16(self.buffer.as_mut(), field::SRC_PORT, value);
     }
 
     /// Set the destination port.
     #[inline]
     pub fn set_dst_port(&mut self, value: u16) {
-        self.set_u16_at(field::DST_PORT, value);
+        write_u16(self.buffer.as_mut(), field::DST_PORT, value);
     }
 
     /// Set the length field.
     #[inline]
     pub fn set_len(&mut self, value: u16) {
-        self.set_u16_at(field::LENGTH, value);
+        write_u16(self.buffer.as_mut(), field::LENGTH, value);
     }
 
     /// Set the checksum field.
     #[inline]
     pub fn set_checksum(&mut self, value: u16) {
-        self.set_u16_at(field::CHECKSUM, value);
+        write_u16(self.buffer.as_mut(), field::CHECKSUM, value);
     }
 
     /// Exchange source and destination ports in place (checksum-neutral: both are summed).
     #[inline]
     pub fn swap_ports(&mut self) {
-        let (s, d) = (self.src_port(), self.dst_port());
-        self.set_src_port(d);
-        self.set_dst_port(s);
+        swap_fields(self.buffer.as_mut(), field::SRC_PORT, field::DST_PORT);
     }
 
     /// Compute the checksum over `pseudo` and the datagram and store it; a computed 0 is stored
     /// as 0xffff (RFC 768), since 0 means "no checksum".
     #[inline]
     pub fn fill_checksum(&mut self, pseudo: u16) {
-        self.set_checksum(0);
-        let d = &self.buffer.as_ref()[..usize::from(self.len())];
-        let c = !checksum::add(pseudo, checksum::data(d));
-        self.set_checksum(if c == 0 { 0xffff } else { c });
+        let len = usize::from(self.len());
+        if store_checksum(&mut self.buffer.as_mut()[..len], field::CHECKSUM, pseudo) == 0 {
+            self.set_checksum(0xffff);
+        }
     }
 
     /// The data, writable.
@@ -169,16 +136,11 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     }
 }
 
-impl<T: AsRef<[u8]>> AsRef<[u8]> for Packet<T> {
-    fn as_ref(&self) -> &[u8] {
-        self.buffer.as_ref()
-    }
-}
-
 #[cfg(test)]
 pub(crate) mod test {
     use super::*;
     use crate::wire::IpProtocol;
+    use crate::wire::checksum;
     use crate::wire::ipv6::test::CAPTURED_ETH_IPV6_UDP;
     use proptest::prelude::*;
     use std::net::Ipv4Addr;

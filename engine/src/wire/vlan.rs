@@ -6,7 +6,7 @@
 //! may be another TPID), the same split etherparse and the kernel use.
 
 use super::ethernet::{self, EtherType};
-use super::{Error, Result};
+use super::{Error, Result, check_min_len, packet_view, read_u16, write_u16, write_u16_bits};
 
 /// Byte ranges of a tag, starting right after its TPID.
 pub mod field {
@@ -25,48 +25,28 @@ pub const HEADER_LEN: usize = field::PAYLOAD.start;
 /// Most tags [`walk`] looks through (802.1ad S-tag + 802.1Q C-tag).
 pub const MAX_TAGS: usize = 2;
 
-/// A view of one VLAN tag (TCI + next EtherType).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Packet<T: AsRef<[u8]>> {
-    buffer: T,
+/// The priority code point bits of the TCI.
+const TCI_PCP: u16 = 0xe000;
+/// The drop eligible indicator bit of the TCI.
+const TCI_DEI: u16 = 0x1000;
+/// The VLAN identifier bits of the TCI.
+const TCI_VID: u16 = 0x0fff;
+
+packet_view! {
+    /// A view of one VLAN tag (TCI + next EtherType).
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
-    /// Wrap `buffer` without checking anything (see the contract in [`crate::wire`]).
-    #[inline]
-    pub const fn new_unchecked(buffer: T) -> Packet<T> {
-        Packet { buffer }
-    }
-
-    /// Wrap `buffer` and [`check_len`](Self::check_len) it.
-    #[inline]
-    pub fn new_checked(buffer: T) -> Result<Packet<T>> {
-        let p = Self::new_unchecked(buffer);
-        p.check_len()?;
-        Ok(p)
-    }
-
     /// `Err(Truncated)` if the buffer is shorter than the 4-byte tag.
     #[inline]
     pub fn check_len(&self) -> Result<()> {
-        if self.buffer.as_ref().len() < HEADER_LEN {
-            Err(Error::Truncated)
-        } else {
-            Ok(())
-        }
-    }
-
-    /// The underlying buffer.
-    #[inline]
-    pub fn into_inner(self) -> T {
-        self.buffer
+        check_min_len(self.buffer.as_ref(), HEADER_LEN)
     }
 
     /// The raw tag control information.
     #[inline]
     pub fn tci(&self) -> u16 {
-        let b = &self.buffer.as_ref()[field::TCI];
-        u16::from_be_bytes([b[0], b[1]])
+        read_u16(self.buffer.as_ref(), field::TCI)
     }
 
     /// Priority code point (0..=7).
@@ -78,20 +58,19 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// Drop eligible indicator.
     #[inline]
     pub fn dei(&self) -> bool {
-        self.tci() & 0x1000 != 0
+        self.tci() & TCI_DEI != 0
     }
 
     /// VLAN identifier (0..=4095).
     #[inline]
     pub fn vlan_id(&self) -> u16 {
-        self.tci() & 0x0fff
+        self.tci() & TCI_VID
     }
 
     /// EtherType of what follows the tag.
     #[inline]
     pub fn ether_type(&self) -> EtherType {
-        let b = &self.buffer.as_ref()[field::ETHERTYPE];
-        EtherType(u16::from_be_bytes([b[0], b[1]]))
+        EtherType(read_u16(self.buffer.as_ref(), field::ETHERTYPE))
     }
 
     /// Everything after the tag.
@@ -105,46 +84,39 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     /// Set the raw tag control information.
     #[inline]
     pub fn set_tci(&mut self, tci: u16) {
-        self.buffer.as_mut()[field::TCI].copy_from_slice(&tci.to_be_bytes());
+        write_u16(self.buffer.as_mut(), field::TCI, tci);
     }
 
     /// Set the priority code point (the low 3 bits of `pcp`).
     #[inline]
     pub fn set_pcp(&mut self, pcp: u8) {
-        let tci = (self.tci() & 0x1fff) | (u16::from(pcp & 0x7) << 13);
-        self.set_tci(tci);
+        let bits = u16::from(pcp) << 13;
+        write_u16_bits(self.buffer.as_mut(), field::TCI, TCI_PCP, bits);
     }
 
     /// Set the drop eligible indicator.
     #[inline]
     pub fn set_dei(&mut self, dei: bool) {
-        let tci = (self.tci() & !0x1000) | if dei { 0x1000 } else { 0 };
-        self.set_tci(tci);
+        let bits = u16::from(dei) << 12;
+        write_u16_bits(self.buffer.as_mut(), field::TCI, TCI_DEI, bits);
     }
 
     /// Set the VLAN identifier (the low 12 bits of `id`).
     #[inline]
     pub fn set_vlan_id(&mut self, id: u16) {
-        let tci = (self.tci() & 0xf000) | (id & 0x0fff);
-        self.set_tci(tci);
+        write_u16_bits(self.buffer.as_mut(), field::TCI, TCI_VID, id);
     }
 
     /// Set the EtherType of what follows the tag.
     #[inline]
     pub fn set_ether_type(&mut self, value: EtherType) {
-        self.buffer.as_mut()[field::ETHERTYPE].copy_from_slice(&value.0.to_be_bytes());
+        write_u16(self.buffer.as_mut(), field::ETHERTYPE, value.0);
     }
 
     /// Everything after the tag, writable.
     #[inline]
     pub fn payload_mut(&mut self) -> &mut [u8] {
         &mut self.buffer.as_mut()[field::PAYLOAD]
-    }
-}
-
-impl<T: AsRef<[u8]>> AsRef<[u8]> for Packet<T> {
-    fn as_ref(&self) -> &[u8] {
-        self.buffer.as_ref()
     }
 }
 
