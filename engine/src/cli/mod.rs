@@ -1,6 +1,7 @@
 //! The clap front end: `sluice run ...`.
 //!
-//! Parsing only: every value is checked here or in [`crate::run`], and an error names the flag.
+//! Parsing only: the flags become an [`EngineConfig`], which checks every value, and an error
+//! names the flag.
 
 pub mod ctl;
 

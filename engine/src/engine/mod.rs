@@ -1,6 +1,6 @@
 //! An engine: start-up, supervision and shutdown of the workers on one interface.
 //!
-//! Start-up order: check the configuration and the host ([`preflight`]), take the interface's
+//! Start-up order: check the configuration and the host (preflight), take the interface's
 //! control socket (the single-instance lock), open every AF_XDP socket (so a busy queue fails
 //! before anything is attached), attach the XDP program, register the sockets in the XSKMAP,
 //! insert the rules, drop every privilege, start the workers and the control plane. Shutdown
