@@ -10,5 +10,6 @@ pub mod metrics;
 pub mod mirror;
 pub mod netlink;
 pub mod proto;
+mod render;
 pub mod service;
 pub mod socket;
