@@ -174,9 +174,11 @@ impl EngineService {
     }
 
     fn mirror_view(&self, req: &Request) -> Result<Value, HandlerError> {
+        // A mirror whose thread ended (it logged why) holds a stale view: refuse rather than mislead.
         let m = self
             .mirror
             .as_ref()
+            .filter(|m| m.is_running())
             .ok_or_else(|| HandlerError::Failed("the rtnetlink mirror is not running".into()))?;
         let snap = m.snapshot();
         Ok(match req {
