@@ -2,7 +2,7 @@
 //!
 //! Owns the client side of [`super::proto`]: connecting to `sluice/<iface>`, one request and one
 //! reply per datagram with a timeout, and the exit code. Laying a reply out for a human is
-//! [`super::render`]'s business; with `--json` the reply is printed as it came.
+//! `render`'s business; with `--json` the reply is printed as it came.
 
 use super::proto::{ErrorCode, MAX_REPLY_SIZE, Reply, Request};
 use super::render;

@@ -12,7 +12,7 @@
 //! The kernel removes IPv4 routes through a link that goes administratively down or disappears
 //! without sending `RTM_DELROUTE`; the mirror re-dumps the routes then.
 //!
-//! Parsing and applying ([`apply`], [`Snapshot`]) are pure and separate from the I/O
+//! Parsing and applying (`apply`, [`Snapshot`]) are pure and separate from the I/O
 //! ([`Mirror::start`]). Readers get an immutable [`Arc<Snapshot>`]: the updater publishes a new one
 //! after each batch of events, so a reader never holds a lock while it looks things up.
 //!

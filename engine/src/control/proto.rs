@@ -2,7 +2,7 @@
 //!
 //! Owns the wire format only: the typed [`Request`]s, the [`Reply`] envelope, the error codes
 //! and the size limits. It never touches a socket and never decides who may do what (that is
-//! [`super::socket`]).
+//! `super::socket`).
 //!
 //! Every message carries `"v": 1`. Decoding is strict: unknown fields, wrong types and missing
 //! fields are `bad_request` errors whose message names the field, so an operator hand-writing

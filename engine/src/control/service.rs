@@ -72,11 +72,6 @@ impl EngineService {
         }
     }
 
-    /// The mirror, if one runs.
-    pub fn mirror(&self) -> Option<&MirrorHandle> {
-        self.mirror.as_ref()
-    }
-
     /// The XDP program's counters; `None` once detached or if the map cannot be read.
     pub fn xdp_counters(&self) -> Option<Counters> {
         let g = self.steering.lock().unwrap_or_else(|e| e.into_inner());

@@ -40,7 +40,7 @@ const POLL_INTERVAL: Duration = Duration::from_millis(150);
 const SEND_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The abstract socket name for `iface` (without the leading NUL).
-pub fn socket_name(iface: &str) -> String {
+pub(crate) fn socket_name(iface: &str) -> String {
     format!("sluice/{iface}")
 }
 

@@ -112,7 +112,7 @@ impl MetricsServer {
     }
 
     /// Stop serving: close the listener and every open connection. Returns within a few
-    /// [`SLICE`]s (about 100 ms), whatever the clients do.
+    /// `SLICE`s (about 100 ms), whatever the clients do.
     pub fn stop(mut self) {
         self.shutdown();
     }
