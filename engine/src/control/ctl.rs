@@ -1,10 +1,11 @@
-//! `sluice ctl`'s client: connects to the control socket, sends requests, prints replies.
+//! `sluice ctl`'s client: connects to the control socket, sends requests, reports replies.
 //!
 //! Owns the client side of [`super::proto`]: connecting to `sluice/<iface>`, one request and one
-//! reply per datagram with a timeout, and printing the reply for a human (or raw with `--json`).
-//! It never interprets the data beyond laying it out, so the engine can add fields freely.
+//! reply per datagram with a timeout, and the exit code. Laying a reply out for a human is
+//! `render`'s business; with `--json` the reply is printed as it came.
 
-use super::proto::{ErrorCode, MAX_REPLY_SIZE, Reply, Request, RulesRequest};
+use super::proto::{ErrorCode, MAX_REPLY_SIZE, Reply, Request};
+use super::render;
 use super::socket::socket_addr;
 use crate::error;
 use rustix::io::Errno;
@@ -12,7 +13,6 @@ use rustix::net::{
     AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType, connect, recv, send, socket_with,
     sockopt,
 };
-use serde_json::Value;
 use std::io::{self, Write};
 use std::os::fd::OwnedFd;
 use std::time::Duration;
@@ -236,7 +236,7 @@ pub fn run_requests(
         match decoded {
             Reply::Ok(data) => {
                 if !json {
-                    print_human(req, &data, out);
+                    let _ = out.write_all(render::reply(req, &data).as_bytes());
                 }
             }
             Reply::Err(e) => {
@@ -253,155 +253,14 @@ pub fn run_requests(
     0
 }
 
-/// Lays out a successful reply for a human. The engine owns the schema, so this is generic:
-/// objects become `key: value` lines, arrays of objects become tables.
-fn print_human(req: &Request, data: &Value, out: &mut dyn Write) {
-    let text = match (req, data) {
-        (Request::Shutdown, Value::Null) => "shutdown requested\n".to_string(),
-        (Request::Rules(RulesRequest::Add { .. } | RulesRequest::Del { .. }), Value::Null) => {
-            format!("{req}: done\n")
-        }
-        _ => render(data),
-    };
-    let _ = out.write_all(text.as_bytes());
-}
-
-/// The human form of any reply data.
-pub fn render(v: &Value) -> String {
-    let mut s = String::new();
-    render_into(v, 0, &mut s);
-    s
-}
-
-fn render_into(v: &Value, indent: usize, s: &mut String) {
-    let pad = "  ".repeat(indent);
-    match v {
-        Value::Object(m) if m.is_empty() => {}
-        Value::Object(m) => {
-            let width = m.keys().map(String::len).max().unwrap_or(0);
-            for (k, val) in m {
-                if is_scalar(val) || is_scalar_array(val) {
-                    s.push_str(&format!("{pad}{k:width$}  {}\n", scalar(val)));
-                } else {
-                    s.push_str(&format!("{pad}{k}:\n"));
-                    render_into(val, indent + 1, s);
-                }
-            }
-        }
-        Value::Array(a) if a.is_empty() => s.push_str(&format!("{pad}(none)\n")),
-        Value::Array(a) if a.iter().all(is_flat_object) => table(a, &pad, s),
-        Value::Array(a) => {
-            for item in a {
-                if is_scalar(item) {
-                    s.push_str(&format!("{pad}{}\n", scalar(item)));
-                } else {
-                    s.push_str(&format!("{pad}-\n"));
-                    render_into(item, indent + 1, s);
-                }
-            }
-        }
-        other => s.push_str(&format!("{pad}{}\n", scalar(other))),
-    }
-}
-
-fn is_scalar(v: &Value) -> bool {
-    !matches!(v, Value::Object(_) | Value::Array(_))
-}
-
-fn is_scalar_array(v: &Value) -> bool {
-    matches!(v, Value::Array(a) if a.iter().all(is_scalar))
-}
-
-fn is_flat_object(v: &Value) -> bool {
-    matches!(v, Value::Object(m) if m.values().all(|x| is_scalar(x) || is_scalar_array(x)))
-}
-
-fn scalar(v: &Value) -> String {
-    match v {
-        Value::Null => "-".into(),
-        Value::String(s) => s.clone(),
-        Value::Array(a) => a.iter().map(scalar).collect::<Vec<_>>().join(","),
-        other => other.to_string(),
-    }
-}
-
-/// A table with one column per key (in order of first appearance; serde_json sorts object keys,
-/// so that is alphabetical) and a header line.
-fn table(rows: &[Value], pad: &str, s: &mut String) {
-    let mut cols: Vec<&str> = Vec::new();
-    for r in rows {
-        if let Value::Object(m) = r {
-            for k in m.keys() {
-                if !cols.contains(&k.as_str()) {
-                    cols.push(k);
-                }
-            }
-        }
-    }
-    let cells: Vec<Vec<String>> = rows
-        .iter()
-        .map(|r| {
-            cols.iter()
-                .map(|c| scalar(r.get(*c).unwrap_or(&Value::Null)))
-                .collect()
-        })
-        .collect();
-    let widths: Vec<usize> = cols
-        .iter()
-        .enumerate()
-        .map(|(i, c)| {
-            cells
-                .iter()
-                .map(|r| r[i].len())
-                .max()
-                .unwrap_or(0)
-                .max(c.len())
-        })
-        .collect();
-    let line = |vals: &[&str], s: &mut String| {
-        let mut l = pad.to_string();
-        for (i, v) in vals.iter().enumerate() {
-            if i + 1 == vals.len() {
-                l.push_str(v);
-            } else {
-                l.push_str(&format!("{v:w$}  ", w = widths[i]));
-            }
-        }
-        s.push_str(l.trim_end());
-        s.push('\n');
-    };
-    let header: Vec<String> = cols.iter().map(|c| c.to_uppercase()).collect();
-    line(&header.iter().map(String::as_str).collect::<Vec<_>>(), s);
-    for r in &cells {
-        line(&r.iter().map(String::as_str).collect::<Vec<_>>(), s);
-    }
-}
-
 #[cfg(test)]
 mod test {
     use super::*;
-    use crate::control::proto::Ports;
+    use crate::control::proto::{Ports, RulesRequest};
     use crate::control::socket::{ControlServer, Handler, HandlerError, Peer};
     use crate::steer::L4Proto;
-    use serde_json::json;
+    use serde_json::{Value, json};
     use std::sync::Arc;
-
-    #[test]
-    fn human_output() {
-        let status =
-            json!({"iface": "veth0", "queues": [0, 1], "uptime_s": 12, "xdp": {"mode": "skb"}});
-        assert_eq!(
-            render(&status),
-            "iface     veth0\nqueues    0,1\nuptime_s  12\nxdp:\n  mode  skb\n"
-        );
-        let rules =
-            json!([{"proto":"udp","port":9100},{"proto":"tcp","port":80,"action":"redirect"}]);
-        assert_eq!(
-            render(&rules),
-            "PORT  PROTO  ACTION\n9100  udp    -\n80    tcp    redirect\n"
-        );
-        assert_eq!(render(&json!([])), "(none)\n");
-    }
 
     /// Replies to reads, refuses changes as an unprivileged peer would be refused.
     struct Fake;

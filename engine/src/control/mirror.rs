@@ -12,7 +12,7 @@
 //! The kernel removes IPv4 routes through a link that goes administratively down or disappears
 //! without sending `RTM_DELROUTE`; the mirror re-dumps the routes then.
 //!
-//! Parsing and applying ([`apply`], [`Snapshot`]) are pure and separate from the I/O
+//! Parsing and applying (`apply`, [`Snapshot`]) are pure and separate from the I/O
 //! ([`Mirror::start`]). Readers get an immutable [`Arc<Snapshot>`]: the updater publishes a new one
 //! after each batch of events, so a reader never holds a lock while it looks things up.
 //!
@@ -22,7 +22,7 @@ use super::netlink::{Netlink, RECV_BUF, split};
 use crate::wire::ethernet::MacAddr;
 use netlink_packet_core::{NLM_F_DUMP, NLM_F_REQUEST, NetlinkPayload};
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
-use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
+use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage, LinkXdp, XdpAttached};
 use netlink_packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState,
 };
@@ -64,15 +64,16 @@ const GROUPS: [u32; 6] = [
 
 // ----- data ---------------------------------------------------------------------------------
 
-/// A network interface.
+/// A network interface: what the mirror keeps of it, and what [`super::link::get_link`] answers.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct MirLink {
     /// Interface index.
     pub index: u32,
     /// Interface name.
     pub name: String,
-    /// Administratively up (`IFF_UP`).
-    pub up: bool,
+    /// Administratively up (`IFF_UP`). `"up"` on the wire, as before the name said which up.
+    #[serde(rename = "up")]
+    pub admin_up: bool,
     /// Carrier present (`IFF_LOWER_UP`).
     pub lower_up: bool,
     /// MTU in bytes.
@@ -82,12 +83,14 @@ pub struct MirLink {
     pub mac: Option<MacAddr>,
     /// RX queues the device was created with (`IFLA_NUM_RX_QUEUES`).
     pub num_rx_queues: u32,
+    /// An XDP program is attached (any mode).
+    pub xdp_attached: bool,
 }
 
 impl MirLink {
     /// Can carry traffic: administratively up and with carrier. Workers run only while this holds.
     pub fn is_running(&self) -> bool {
-        self.up && self.lower_up
+        self.admin_up && self.lower_up
     }
 }
 
@@ -157,18 +160,6 @@ pub struct MirNeighbour {
     pub mac: Option<MacAddr>,
     /// Cache entry state.
     pub state: NeighState,
-}
-
-impl MirNeighbour {
-    /// A frame may be sent to [`MirNeighbour::mac`]: it is known and the entry is not failed or
-    /// still resolving.
-    pub fn is_usable(&self) -> bool {
-        self.mac.is_some()
-            && !matches!(
-                self.state,
-                NeighState::Incomplete | NeighState::Failed | NeighState::None
-            )
-    }
 }
 
 /// What a route does with matching packets.
@@ -359,19 +350,19 @@ pub enum LinkEventKind {
 
 /// The effect of one message on a [`Snapshot`].
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct Applied {
+struct Applied {
     /// The snapshot changed.
-    pub changed: bool,
+    changed: bool,
     /// Link transitions, in the order they happened.
-    pub link_events: Vec<LinkEvent>,
+    link_events: Vec<LinkEvent>,
     /// A link went administratively down or was deleted: the kernel flushed IPv4 routes through
     /// it without telling, so the routes must be re-dumped.
-    pub routes_stale: bool,
+    routes_stale: bool,
 }
 
 /// The link transitions between two states of one link (`None`: absent). A link that appears is
 /// not an event: nothing was waiting for it.
-pub fn link_transitions(old: Option<&MirLink>, new: Option<&MirLink>) -> Vec<LinkEvent> {
+fn link_transitions(old: Option<&MirLink>, new: Option<&MirLink>) -> Vec<LinkEvent> {
     let mut out = Vec::new();
     match (old, new) {
         (Some(o), Some(n)) => {
@@ -403,7 +394,7 @@ pub fn link_transitions(old: Option<&MirLink>, new: Option<&MirLink>) -> Vec<Lin
 }
 
 /// The link transitions from `old` to `new` (after a re-dump), by interface index.
-pub fn diff_links(old: &Snapshot, new: &Snapshot) -> Vec<LinkEvent> {
+fn diff_links(old: &Snapshot, new: &Snapshot) -> Vec<LinkEvent> {
     let mut out = Vec::new();
     for (i, o) in &old.links {
         out.extend(link_transitions(Some(o), new.links.get(i)));
@@ -414,7 +405,7 @@ pub fn diff_links(old: &Snapshot, new: &Snapshot) -> Vec<LinkEvent> {
 /// Apply one rtnetlink message (from a dump or an event) to `snap`. New messages upsert, del
 /// messages remove, by the key the kernel uses; anything else (other families, other tables,
 /// other message types) is ignored. Idempotent: applying a message twice changes nothing more.
-pub fn apply(snap: &mut Snapshot, msg: &RouteNetlinkMessage) -> Applied {
+fn apply(snap: &mut Snapshot, msg: &RouteNetlinkMessage) -> Applied {
     let mut out = Applied::default();
     match msg {
         RouteNetlinkMessage::NewLink(m) | RouteNetlinkMessage::DelLink(m) => {
@@ -427,8 +418,8 @@ pub fn apply(snap: &mut Snapshot, msg: &RouteNetlinkMessage) -> Applied {
             let index = m.header.index;
             let old = snap.links.get(&index).cloned();
             out.link_events = link_transitions(old.as_ref(), new.as_ref());
-            out.routes_stale = old.as_ref().is_some_and(|o| o.up)
-                && new.as_ref().is_none_or(|n| !n.up)
+            out.routes_stale = old.as_ref().is_some_and(|o| o.admin_up)
+                && new.as_ref().is_none_or(|n| !n.admin_up)
                 || old.is_some() && new.is_none();
             out.changed = old != new;
             match new {
@@ -446,32 +437,21 @@ pub fn apply(snap: &mut Snapshot, msg: &RouteNetlinkMessage) -> Applied {
         }
         RouteNetlinkMessage::NewAddress(m) | RouteNetlinkMessage::DelAddress(m) => {
             if let Some(a) = parse_address(m) {
+                let new = matches!(msg, RouteNetlinkMessage::NewAddress(_));
                 let key = (a.ifindex, a.addr, a.prefix_len);
-                out.changed = if matches!(msg, RouteNetlinkMessage::NewAddress(_)) {
-                    snap.addresses.insert(key, a) != Some(a)
-                } else {
-                    snap.addresses.remove(&key).is_some()
-                };
+                out.changed = upsert_or_remove(&mut snap.addresses, key, a, new);
             }
         }
         RouteNetlinkMessage::NewNeighbour(m) | RouteNetlinkMessage::DelNeighbour(m) => {
             if let Some(n) = parse_neighbour(m) {
-                let key = (n.ifindex, n.ip);
-                out.changed = if matches!(msg, RouteNetlinkMessage::NewNeighbour(_)) {
-                    snap.neighbours.insert(key, n) != Some(n)
-                } else {
-                    snap.neighbours.remove(&key).is_some()
-                };
+                let new = matches!(msg, RouteNetlinkMessage::NewNeighbour(_));
+                out.changed = upsert_or_remove(&mut snap.neighbours, (n.ifindex, n.ip), n, new);
             }
         }
         RouteNetlinkMessage::NewRoute(m) | RouteNetlinkMessage::DelRoute(m) => {
             if let Some(r) = parse_route(m) {
-                let key = RouteKey::of(&r);
-                out.changed = if matches!(msg, RouteNetlinkMessage::NewRoute(_)) {
-                    snap.routes.insert(key, r) != Some(r)
-                } else {
-                    snap.routes.remove(&key).is_some()
-                };
+                let new = matches!(msg, RouteNetlinkMessage::NewRoute(_));
+                out.changed = upsert_or_remove(&mut snap.routes, RouteKey::of(&r), r, new);
             }
         }
         _ => {}
@@ -479,20 +459,38 @@ pub fn apply(snap: &mut Snapshot, msg: &RouteNetlinkMessage) -> Applied {
     out
 }
 
+/// Puts `value` under `key` (`new`) or removes the entry; whether `map` changed.
+fn upsert_or_remove<K: Ord, V: PartialEq>(
+    map: &mut BTreeMap<K, V>,
+    key: K,
+    value: V,
+    new: bool,
+) -> bool {
+    if !new {
+        return map.remove(&key).is_some();
+    }
+    if map.get(&key) == Some(&value) {
+        return false;
+    }
+    map.insert(key, value);
+    true
+}
+
 fn mac_of(bytes: &[u8]) -> Option<MacAddr> {
     <[u8; 6]>::try_from(bytes).ok().map(MacAddr)
 }
 
-/// A link from `RTM_NEWLINK`.
-pub fn parse_link(m: &LinkMessage) -> MirLink {
+/// A link from `RTM_NEWLINK` (a dump, an event, or [`super::link::get_link`]'s answer).
+pub(super) fn parse_link(m: &LinkMessage) -> MirLink {
     let mut l = MirLink {
         index: m.header.index,
         name: String::new(),
-        up: m.header.flags.contains(LinkFlags::Up),
+        admin_up: m.header.flags.contains(LinkFlags::Up),
         lower_up: m.header.flags.contains(LinkFlags::LowerUp),
         mtu: 0,
         mac: None,
         num_rx_queues: 1,
+        xdp_attached: false,
     };
     for a in &m.attributes {
         match a {
@@ -500,6 +498,11 @@ pub fn parse_link(m: &LinkMessage) -> MirLink {
             LinkAttribute::Mtu(v) => l.mtu = *v,
             LinkAttribute::Address(b) => l.mac = mac_of(b),
             LinkAttribute::NumRxQueues(q) => l.num_rx_queues = *q,
+            LinkAttribute::Xdp(x) => {
+                l.xdp_attached = x
+                    .iter()
+                    .any(|x| matches!(x, LinkXdp::Attached(a) if *a != XdpAttached::None));
+            }
             _ => {}
         }
     }
@@ -507,7 +510,7 @@ pub fn parse_link(m: &LinkMessage) -> MirLink {
 }
 
 /// An IPv4/IPv6 address from `RTM_NEWADDR`/`RTM_DELADDR`; `None` for other families.
-pub fn parse_address(m: &AddressMessage) -> Option<MirAddress> {
+fn parse_address(m: &AddressMessage) -> Option<MirAddress> {
     if !matches!(m.header.family, AddressFamily::Inet | AddressFamily::Inet6) {
         return None;
     }
@@ -530,7 +533,7 @@ pub fn parse_address(m: &AddressMessage) -> Option<MirAddress> {
 
 /// An IPv4/IPv6 neighbour from `RTM_NEWNEIGH`/`RTM_DELNEIGH`; `None` for bridge FDB entries and
 /// other families.
-pub fn parse_neighbour(m: &NeighbourMessage) -> Option<MirNeighbour> {
+fn parse_neighbour(m: &NeighbourMessage) -> Option<MirNeighbour> {
     let mut ip = None;
     let mut mac = None;
     for a in &m.attributes {
@@ -564,7 +567,7 @@ fn route_ip(a: &RouteAddress) -> Option<IpAddr> {
 
 /// A main-table IPv4/IPv6 route from `RTM_NEWROUTE`/`RTM_DELROUTE`; `None` for other tables and
 /// families.
-pub fn parse_route(m: &RouteMessage) -> Option<MirRoute> {
+fn parse_route(m: &RouteMessage) -> Option<MirRoute> {
     let unspecified = match m.header.address_family {
         AddressFamily::Inet => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         AddressFamily::Inet6 => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
@@ -1245,12 +1248,14 @@ mod test {
             (n.mac, n.state),
             (Some(MacAddr(MAC)), NeighState::Reachable)
         );
-        assert!(n.is_usable());
         assert_eq!(
             s.neighbour(2, ip("fe80::1")).unwrap().state,
             NeighState::Permanent
         );
-        assert!(!s.neighbour(3, ip("10.0.0.7")).unwrap().is_usable());
+        assert_eq!(
+            s.neighbour(3, ip("10.0.0.7")).unwrap().state,
+            NeighState::Failed
+        );
         assert!(
             s.neighbour(3, ip("10.0.0.1")).is_none(),
             "keyed by interface too"
@@ -1400,12 +1405,17 @@ mod test {
 
     #[test]
     fn serializes_to_json() {
+        use serde_json::json;
         let s = snapshot_of(vec![
             RouteNetlinkMessage::NewLink(link_msg(5, "a", true, true, 1500)),
             RouteNetlinkMessage::NewNeighbour(neigh_msg(5, ip("10.0.0.1"), NeighbourState::Stale)),
         ]);
         let l = serde_json::to_value(s.link(5).unwrap()).unwrap();
         assert_eq!(l["mac"], "02:00:00:00:00:01");
+        assert_eq!(
+            (&l["up"], &l["xdp_attached"]),
+            (&json!(true), &json!(false))
+        );
         let n = serde_json::to_value(s.neighbour(5, ip("10.0.0.1")).unwrap()).unwrap();
         assert_eq!(n["state"], "stale");
         assert_eq!(n["ip"], "10.0.0.1");

@@ -2,7 +2,7 @@
 //!
 //! Handles ACKs, `nlmsgerr` (turned into `io::Error` with the kernel's errno), multipart dumps
 //! ending in `NLMSG_DONE`, and checks that every reply carries the request's sequence number.
-//! The mirror's dumps go through the same exchange ([`Netlink::exchange`]).
+//! The mirror's dumps go through the same exchange (`Netlink::exchange`).
 
 use netlink_packet_core::{
     NLM_F_ACK, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_REQUEST, NetlinkBuffer, NetlinkHeader,

@@ -2,7 +2,7 @@
 //!
 //! Owns the wire format only: the typed [`Request`]s, the [`Reply`] envelope, the error codes
 //! and the size limits. It never touches a socket and never decides who may do what (that is
-//! [`super::socket`]).
+//! `super::socket`).
 //!
 //! Every message carries `"v": 1`. Decoding is strict: unknown fields, wrong types and missing
 //! fields are `bad_request` errors whose message names the field, so an operator hand-writing
@@ -11,7 +11,7 @@
 use crate::steer::L4Proto;
 use crate::steer::PortList;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::fmt;
 
 /// The protocol version this build speaks.
@@ -27,9 +27,10 @@ pub const MAX_REQUEST_SIZE: usize = 64 * 1024;
 /// buffer). A reply that would be larger becomes a `failed` error.
 pub const MAX_REPLY_SIZE: usize = 256 * 1024;
 
-/// A control request, as sent on the wire with `"v": 1` next to `"cmd"`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
+/// A control request, as sent on the wire with `"v": 1` next to `"cmd"` (and `"op"` next to
+/// both for `rules`). Encoded through these serde tags; decoded by [`Request::decode`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
 pub enum Request {
     /// Interface, modes granted, queues, cores, uptime, version.
     Status,
@@ -50,8 +51,8 @@ pub enum Request {
 }
 
 /// The `op` of a `rules` request.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
 pub enum RulesRequest {
     /// All rules in the steering map.
     List,
@@ -126,18 +127,6 @@ impl fmt::Display for Ports {
     }
 }
 
-/// The commands this version knows, for `unknown_command` messages.
-const COMMANDS: &[&str] = &[
-    "status",
-    "stats",
-    "rules",
-    "links",
-    "addresses",
-    "neighbours",
-    "routes",
-    "shutdown",
-];
-
 impl Request {
     /// Whether the request changes the engine (needs root or the admin group) rather than reads.
     pub fn is_change(&self) -> bool {
@@ -165,39 +154,30 @@ impl Request {
 
     /// Parses one request datagram, strictly.
     ///
-    /// Order of checks: size, JSON syntax, an object, `v`, `cmd`, then the command's own fields.
+    /// Order of checks: size, JSON syntax, an object, `v` (a client of another version may send
+    /// commands this one does not know, and should hear about the version), then every field's
+    /// type and value, then the fields the command takes.
     pub fn decode(buf: &[u8]) -> Result<Request, ErrorReply> {
         if buf.len() > MAX_REQUEST_SIZE {
             return Err(ErrorReply::too_large(buf.len()));
         }
         let value: Value = serde_json::from_slice(buf)
             .map_err(|e| ErrorReply::new(ErrorCode::BadJson, format!("invalid JSON: {e}")))?;
-        let Value::Object(mut obj) = value else {
-            return Err(ErrorReply::bad_request(format!(
-                "a request is a JSON object, not {}",
-                kind(&value)
-            )));
-        };
-        check_version(obj.remove("v"))?;
-        let cmd = match obj.get("cmd") {
-            None => return Err(ErrorReply::bad_request("missing field `cmd`")),
-            Some(Value::String(s)) => s.clone(),
-            Some(other) => {
-                return Err(ErrorReply::bad_request(format!(
-                    "field `cmd` must be a string, not {}",
-                    kind(other)
-                )));
-            }
-        };
-        if !COMMANDS.contains(&cmd.as_str()) {
-            return Err(ErrorReply::new(
-                ErrorCode::UnknownCommand,
-                format!("unknown command {cmd:?} (known: {})", COMMANDS.join(", ")),
+        if !value.is_object() {
+            return Err(ErrorReply::bad_request(
+                "a request is a JSON object like {\"v\":1,\"cmd\":\"status\"}",
             ));
         }
-        check_fields(&cmd, &obj)?;
-        serde_json::from_value(Value::Object(obj))
-            .map_err(|e| ErrorReply::bad_request(format!("command `{cmd}`: {e}")))
+        let Versioned { v } = typed(&value)?;
+        if v.as_u64() != Some(VERSION) {
+            return Err(ErrorReply::new(
+                ErrorCode::UnsupportedVersion,
+                format!("protocol version {v} is not supported; this sluice speaks v{VERSION}"),
+            ));
+        }
+        typed::<WireRequest>(&value)?
+            .into_request()
+            .map_err(ErrorReply::bad_request)
     }
 }
 
@@ -223,111 +203,135 @@ impl fmt::Display for Request {
     }
 }
 
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
+/// The first look at a request: only its version, whatever else it holds.
+#[derive(Deserialize)]
+struct Versioned {
+    /// Any number, so that `2` or `1.5` is an unsupported version rather than a type error.
+    v: serde_json::Number,
 }
 
-fn check_version(v: Option<Value>) -> Result<(), ErrorReply> {
-    match v {
-        None => Err(ErrorReply::bad_request(format!(
-            "missing field `v` (the protocol version, {VERSION})"
-        ))),
-        Some(Value::Number(n)) => match n.as_u64() {
-            Some(VERSION) => Ok(()),
-            _ => Err(ErrorReply::new(
-                ErrorCode::UnsupportedVersion,
-                format!("protocol version {n} is not supported; this sluice speaks v{VERSION}"),
-            )),
-        },
-        Some(other) => Err(ErrorReply::bad_request(format!(
-            "field `v` must be a number, not {}",
-            kind(&other)
-        ))),
-    }
+/// A request as it is on the wire: one flat object, every field any command takes. serde checks
+/// the type and value of each field and refuses unknown ones; [`WireRequest::into_request`]
+/// checks that the command got the fields it takes and no others.
+///
+/// Not the tagged [`Request`] itself: serde buffers an internally tagged enum's fields before it
+/// looks at them, which loses the path to a wrong field (and a unit variant would ignore unknown
+/// ones). Encoding does use [`Request`]'s tags; `every_command_round_trips` keeps the two equal.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WireRequest {
+    /// Checked by [`Versioned`] already.
+    #[serde(rename = "v")]
+    _version: serde::de::IgnoredAny,
+    cmd: Command,
+    #[serde(default, deserialize_with = "present")]
+    op: Option<RulesOp>,
+    #[serde(default, deserialize_with = "present")]
+    proto: Option<L4Proto>,
+    #[serde(default, deserialize_with = "present")]
+    ports: Option<Ports>,
 }
 
-/// Checks the fields of one command by hand before serde sees them, so that every error names
-/// its field (serde's own type errors do not).
-fn check_fields(cmd: &str, obj: &Map<String, Value>) -> Result<(), ErrorReply> {
-    let allowed: &[&str] = if cmd == "rules" {
-        let op = match obj.get("op") {
-            None => {
-                return Err(ErrorReply::bad_request(
-                    "command `rules`: missing field `op`",
-                ));
-            }
-            Some(Value::String(s)) => s.as_str(),
-            Some(other) => {
-                return Err(ErrorReply::bad_request(format!(
-                    "command `rules`: field `op` must be a string, not {}",
-                    kind(other)
-                )));
-            }
+/// An optional field that, when given, must hold a value: `null` is a wrong type, not absence.
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
+}
+
+/// The `cmd` values this version knows.
+#[derive(Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Command {
+    Status,
+    Stats,
+    Rules,
+    Links,
+    Addresses,
+    Neighbours,
+    Routes,
+    Shutdown,
+}
+
+/// The `op` values of a `rules` request.
+#[derive(Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum RulesOp {
+    List,
+    Add,
+    Del,
+}
+
+impl WireRequest {
+    /// The typed request; `Err` names the field that is missing or that the command does not
+    /// take.
+    fn into_request(self) -> Result<Request, String> {
+        let WireRequest {
+            cmd,
+            mut op,
+            mut proto,
+            mut ports,
+            ..
+        } = self;
+        let req = match cmd {
+            Command::Status => Request::Status,
+            Command::Stats => Request::Stats,
+            Command::Links => Request::Links,
+            Command::Addresses => Request::Addresses,
+            Command::Neighbours => Request::Neighbours,
+            Command::Routes => Request::Routes,
+            Command::Shutdown => Request::Shutdown,
+            Command::Rules => Request::Rules(match op.take() {
+                None => return Err("command `rules`: missing field `op`".into()),
+                Some(RulesOp::List) => RulesRequest::List,
+                Some(change @ (RulesOp::Add | RulesOp::Del)) => {
+                    let name = if matches!(change, RulesOp::Add) {
+                        "add"
+                    } else {
+                        "del"
+                    };
+                    let missing = |f| format!("command `rules {name}`: missing field `{f}`");
+                    let proto = proto.take().ok_or_else(|| missing("proto"))?;
+                    let ports = ports.take().ok_or_else(|| missing("ports"))?;
+                    match change {
+                        RulesOp::Add => RulesRequest::Add { proto, ports },
+                        _ => RulesRequest::Del { proto, ports },
+                    }
+                }
+            }),
         };
-        match op {
-            "list" => &["cmd", "op"],
-            "add" | "del" => {
-                check_rule_fields(op, obj)?;
-                &["cmd", "op", "proto", "ports"]
-            }
-            other => {
-                return Err(ErrorReply::bad_request(format!(
-                    "command `rules`: field `op` is {other:?}, expected one of list, add, del"
-                )));
-            }
+        // What the command used was taken; anything left over is not for it.
+        let left = [
+            ("op", op.is_some()),
+            ("proto", proto.is_some()),
+            ("ports", ports.is_some()),
+        ];
+        match left.iter().find(|(_, given)| *given) {
+            Some((field, _)) => Err(format!("command `{req}`: unknown field `{field}`")),
+            None => Ok(req),
         }
-    } else {
-        &["cmd"]
-    };
-    if let Some(extra) = obj.keys().find(|k| !allowed.contains(&k.as_str())) {
-        return Err(ErrorReply::bad_request(format!(
-            "command `{cmd}`: unknown field `{extra}`"
-        )));
     }
-    Ok(())
 }
 
-fn check_rule_fields(op: &str, obj: &Map<String, Value>) -> Result<(), ErrorReply> {
-    let ctx = format!("command `rules {op}`");
-    match obj.get("proto") {
-        None => {
-            return Err(ErrorReply::bad_request(format!(
-                "{ctx}: missing field `proto`"
-            )));
+/// Deserializes `value` as a `T`; a failure is a `bad_request` whose message names the field
+/// (`field `ports`: ...`), or an `unknown_command` for a string `cmd` this version does not know.
+fn typed<'a, T: Deserialize<'a>>(value: &'a Value) -> Result<T, ErrorReply> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.inner().to_string();
+        // serde names a missing or unknown field itself; a wrong value it does not.
+        let message = if path == "." || inner.contains(&format!("`{path}`")) {
+            inner
+        } else {
+            format!("field `{path}`: {inner}")
+        };
+        // A string is the right type for `cmd`, so only its value can be wrong.
+        if path == "cmd" && value["cmd"].is_string() {
+            ErrorReply::new(ErrorCode::UnknownCommand, message)
+        } else {
+            ErrorReply::bad_request(message)
         }
-        Some(Value::String(s)) if s == "udp" || s == "tcp" => {}
-        Some(Value::String(s)) => {
-            return Err(ErrorReply::bad_request(format!(
-                "{ctx}: field `proto` is {s:?}, expected \"udp\" or \"tcp\""
-            )));
-        }
-        Some(other) => {
-            return Err(ErrorReply::bad_request(format!(
-                "{ctx}: field `proto` must be a string, not {}",
-                kind(other)
-            )));
-        }
-    }
-    match obj.get("ports") {
-        None => Err(ErrorReply::bad_request(format!(
-            "{ctx}: missing field `ports`"
-        ))),
-        Some(Value::String(s)) => s
-            .parse::<PortList>()
-            .map(drop)
-            .map_err(|e| ErrorReply::bad_request(format!("{ctx}: field `ports`: {e}"))),
-        Some(other) => Err(ErrorReply::bad_request(format!(
-            "{ctx}: field `ports` must be a string like \"9100,9200-9210\", not {}",
-            kind(other)
-        ))),
-    }
+    })
 }
 
 /// Why a request failed, as carried in an error reply.
@@ -630,6 +634,21 @@ mod test {
         let e =
             err(json!({"v":1,"cmd":"rules","op":"add","proto":"udp","ports":"1","action":"drop"}));
         assert!(e.message.contains("`action`"), "{e}");
+    }
+
+    #[test]
+    fn null_is_not_absence() {
+        let e = err(json!({"v":1,"cmd":"status","op":null}));
+        assert_eq!(e.code, ErrorCode::BadRequest);
+        assert!(e.message.contains("`op`"), "{e}");
+    }
+
+    #[test]
+    fn messages_name_the_field_once() {
+        let e = err(json!({"v":1,"cmd":"stats","verbose":true}));
+        assert_eq!(e.message.matches("`verbose`").count(), 1, "{e}");
+        let e = err(json!({"v":1,"cmd":"rules","op":"add","proto":"udp","ports":"0"}));
+        assert!(e.message.starts_with("field `ports`: "), "{e}");
     }
 
     #[test]

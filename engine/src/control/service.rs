@@ -72,11 +72,6 @@ impl EngineService {
         }
     }
 
-    /// The mirror, if one runs.
-    pub fn mirror(&self) -> Option<&MirrorHandle> {
-        self.mirror.as_ref()
-    }
-
     /// The XDP program's counters; `None` once detached or if the map cannot be read.
     pub fn xdp_counters(&self) -> Option<Counters> {
         let g = self.steering.lock().unwrap_or_else(|e| e.into_inner());
@@ -174,9 +169,11 @@ impl EngineService {
     }
 
     fn mirror_view(&self, req: &Request) -> Result<Value, HandlerError> {
+        // A mirror whose thread ended (it logged why) holds a stale view: refuse rather than mislead.
         let m = self
             .mirror
             .as_ref()
+            .filter(|m| m.is_running())
             .ok_or_else(|| HandlerError::Failed("the rtnetlink mirror is not running".into()))?;
         let snap = m.snapshot();
         Ok(match req {

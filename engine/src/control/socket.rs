@@ -40,7 +40,7 @@ const POLL_INTERVAL: Duration = Duration::from_millis(150);
 const SEND_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The abstract socket name for `iface` (without the leading NUL).
-pub fn socket_name(iface: &str) -> String {
+pub(crate) fn socket_name(iface: &str) -> String {
     format!("sluice/{iface}")
 }
 
@@ -122,7 +122,7 @@ pub trait Handler: Send + Sync {
 #[derive(Clone, Debug)]
 struct AdminGroup {
     gid: u32,
-    /// Name from /etc/group, for messages; the number when it has none.
+    /// Its name, for messages; the number when it has none.
     name: String,
 }
 
@@ -402,49 +402,39 @@ fn authorize(peer: &Peer, admin: Option<&AdminGroup>) -> Result<(), String> {
 
 /// The supplementary groups of the peer process, from `/proc/<pid>/status`.
 ///
-/// `SO_PEERCRED` carries only the primary group. The file is read only if it still belongs to a
-/// process of the peer's uid, so a peer that exits and whose pid is reused by someone else's
-/// process does not borrow that process's groups. Empty when unreadable.
+/// `SO_PEERCRED` carries only the primary group, and no system call reports another process's
+/// groups (`getgroups` and nix's wrapper of it answer for the caller only). The file is believed
+/// only if it still belongs to a process of the peer's uid, so a peer that exits and whose pid is
+/// reused by someone else's process does not borrow that process's groups. Empty when unreadable.
 fn supplementary_groups(peer: &Peer) -> Vec<u32> {
     if peer.pid == 0 {
         return Vec::new();
     }
-    let Ok(status) = std::fs::read_to_string(format!("/proc/{}/status", peer.pid)) else {
-        return Vec::new();
-    };
-    parse_status_groups(&status, peer.uid).unwrap_or_default()
+    std::fs::read_to_string(format!("/proc/{}/status", peer.pid))
+        .ok()
+        .and_then(|status| parse_status_groups(&status, peer.uid))
+        .unwrap_or_default()
 }
 
 /// `Groups:` of a `/proc/<pid>/status`, if its effective uid (second `Uid:` field) is `uid`.
 fn parse_status_groups(status: &str, uid: u32) -> Option<Vec<u32>> {
-    let euid = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse::<u32>()
-        .ok()?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(str::split_whitespace)
+    };
+    let euid: u32 = field("Uid:")?.nth(1)?.parse().ok()?;
     if euid != uid {
         return None;
     }
-    let groups = status.lines().find_map(|l| l.strip_prefix("Groups:"))?;
-    Some(
-        groups
-            .split_whitespace()
-            .filter_map(|g| g.parse().ok())
-            .collect(),
-    )
+    Some(field("Groups:")?.filter_map(|g| g.parse().ok()).collect())
 }
 
-/// The name of group `gid` from `/etc/group`, for messages.
+/// The name of group `gid` (from the system's group database, through NSS), for messages.
 fn group_name(gid: u32) -> Option<String> {
-    let text = std::fs::read_to_string("/etc/group").ok()?;
-    text.lines().find_map(|l| {
-        let mut f = l.split(':');
-        let name = f.next()?;
-        let g = f.nth(1)?.parse::<u32>().ok()?;
-        (g == gid).then(|| name.to_string())
-    })
+    let group = nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(gid));
+    group.ok().flatten().map(|g| g.name)
 }
 
 /// The pid of the process whose listening socket holds `addr`: the credentials a connected
@@ -784,6 +774,12 @@ mod test {
         );
         let e = authorize(&peer(1000, 4242), None).unwrap_err();
         assert!(e.contains("changes need root"), "{e}");
+    }
+
+    #[test]
+    fn group_names_come_from_the_group_database() {
+        assert_eq!(group_name(0).as_deref(), Some("root"));
+        assert_eq!(group_name(4_000_000_000), None);
     }
 
     #[test]

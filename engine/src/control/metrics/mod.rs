@@ -1,0 +1,60 @@
+//! Prometheus metrics: `sluice run --metrics ADDR:PORT` serves the engine's counters on
+//! `/metrics`.
+//!
+//! What is exported is a [`MetricsSnapshot`], taken from a [`MetricsSource`] once per scrape.
+//! [`encode`] turns it into OpenMetrics text; [`MetricsServer`] is the deliberately small,
+//! bounded HTTP/1.1 server that answers scrapes with it.
+//!
+//! It must never touch a worker's hot loop: a [`MetricsSource`] reads what the workers already
+//! publish (relaxed atomics).
+
+mod encode;
+mod http;
+
+pub use encode::{CONTENT_TYPE, encode};
+pub use http::{Limits, METRICS_PATH, MetricsServer};
+
+use crate::steer::Counters;
+use crate::worker::Local;
+use crate::xsk::{Census, KernelStats};
+
+/// Where the engine's counters come from; called once per scrape, on the server's thread.
+///
+/// Implementations read published values (e.g. `worker::Shared::snapshot()`); they must not
+/// block for long, since a scrape waits for them.
+pub trait MetricsSource: Send + Sync {
+    /// The counters as they are now.
+    fn collect(&self) -> MetricsSnapshot;
+}
+
+/// Any `Fn() -> MetricsSnapshot` is a source (handy for wiring `run` and for tests).
+impl<F: Fn() -> MetricsSnapshot + Send + Sync> MetricsSource for F {
+    fn collect(&self) -> MetricsSnapshot {
+        self()
+    }
+}
+
+/// One queue's numbers: the worker's counters, its frame census and the kernel's socket stats.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct QueueMetrics {
+    /// The RX queue (and AF_XDP socket) index.
+    pub queue: u32,
+    /// The worker's counters.
+    pub counters: Local,
+    /// Where the queue's UMEM frames are.
+    pub census: Census,
+    /// The kernel's `XDP_STATISTICS` for the socket.
+    pub kernel: KernelStats,
+}
+
+/// Everything one scrape exports.
+#[derive(Clone, Debug, Default)]
+pub struct MetricsSnapshot {
+    /// The steered interface (the `iface` label).
+    pub iface: String,
+    /// Per-queue numbers, in the order they are exported.
+    pub queues: Vec<QueueMetrics>,
+    /// The XDP program's counters; `None` if they could not be read (the family is left out
+    /// rather than exported as zeros, which Prometheus would take for a counter reset).
+    pub xdp: Option<Counters>,
+}
