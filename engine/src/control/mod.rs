@@ -16,8 +16,11 @@
 //!   (replies laid out for humans by `render`).
 //! - **Metrics** — [`metrics`], the OpenMetrics encoding of the counters and the bounded HTTP
 //!   server for `sluice run --metrics`.
-//! - **The engine's face** — `service::EngineService` answers control requests and metric
-//!   scrapes from the workers' published counters, the steering maps and the mirror.
+//! - **The engine's face** — [`ControlPlane`], the one thing the engine starts and stops: it
+//!   claims the interface's control socket ([`ControlPlane::claim`], the single-instance lock,
+//!   taken before anything is attached), then starts the mirror, the socket server and the
+//!   metrics endpoint around an `EngineService` that answers requests and scrapes from the
+//!   workers' published counters, the steering maps and the mirror.
 //!
 //! Everything here runs on control threads of its own. It must never be called from a worker's
 //! hot loop, and it never blocks a worker: it reads what the workers publish with plain stores.
@@ -33,3 +36,122 @@ pub mod proto;
 mod render;
 pub(crate) mod service;
 pub(crate) mod socket;
+
+pub use service::{RunInfo, WorkerView};
+pub use socket::ControlError;
+
+use crate::steer::{Counters, Steering};
+use metrics::MetricsServer;
+use mirror::{LinkEvent, Mirror};
+use service::EngineService;
+use socket::{ControlServer, ServerHandle};
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
+use std::sync::mpsc::Receiver;
+use std::sync::{Arc, Mutex};
+
+/// Why the control plane could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The control socket could not be served.
+    #[error(transparent)]
+    Control(#[from] ControlError),
+    /// The rtnetlink mirror could not start.
+    #[error("starting the rtnetlink mirror: {0}")]
+    Mirror(String),
+    /// The metrics endpoint could not start.
+    #[error("serving metrics on {addr}")]
+    Metrics {
+        /// Address asked for.
+        addr: SocketAddr,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The interface's control socket, claimed but not yet served: the single-instance lock. A
+/// second engine on the same interface fails at [`ControlPlane::claim`], naming the first.
+pub struct Claim {
+    server: ControlServer,
+}
+
+/// What the control plane needs to know about a started engine.
+pub struct EngineFacts {
+    /// Static facts for `status`.
+    pub info: RunInfo,
+    /// The steering (maps and link); `None` once detached.
+    pub steering: Arc<Mutex<Option<Steering>>>,
+    /// The workers and their published counters.
+    pub workers: Vec<WorkerView>,
+    /// The flag `shutdown` sets.
+    pub term: Arc<AtomicBool>,
+}
+
+/// A running control plane: mirror, control socket server, optional metrics endpoint.
+pub struct ControlPlane {
+    service: Arc<EngineService>,
+    server: ServerHandle,
+    metrics: Option<MetricsServer>,
+    link_events: Receiver<LinkEvent>,
+}
+
+impl ControlPlane {
+    /// Claim `sluice/<iface>` (the single-instance lock). Members of `admin_gid` (and root) may
+    /// change the engine once it serves.
+    pub fn claim(iface: &str, admin_gid: Option<u32>) -> Result<Claim, ControlError> {
+        Ok(Claim {
+            server: ControlServer::bind(iface, admin_gid)?,
+        })
+    }
+
+    /// Start the mirror, serve the claimed socket and, with `metrics`, the metrics endpoint,
+    /// each on threads of its own. Call after privileges are dropped.
+    pub fn start(
+        claim: Claim,
+        engine: EngineFacts,
+        metrics: Option<SocketAddr>,
+    ) -> Result<ControlPlane, StartError> {
+        let mirror = Mirror::start().map_err(|e| StartError::Mirror(e.to_string()))?;
+        let link_events = mirror.events();
+        let service = Arc::new(EngineService::new(
+            engine.info,
+            engine.steering,
+            engine.workers,
+            Some(mirror),
+            engine.term,
+        ));
+        let server = claim.server.spawn(service.clone())?;
+        let metrics = match metrics {
+            Some(addr) => Some(
+                MetricsServer::start(addr, service.clone())
+                    .map_err(|source| StartError::Metrics { addr, source })?,
+            ),
+            None => None,
+        };
+        Ok(ControlPlane {
+            service,
+            server,
+            metrics,
+            link_events,
+        })
+    }
+
+    /// The XDP program's counters; `None` once detached or if the map cannot be read.
+    pub fn xdp_counters(&self) -> Option<Counters> {
+        self.service.xdp_counters()
+    }
+
+    /// Link events (up, down, MTU, deleted) from the mirror, for the engine's supervisor.
+    pub fn link_events(&self) -> &Receiver<LinkEvent> {
+        &self.link_events
+    }
+
+    /// Stop serving: the socket name is released, the metrics endpoint closed.
+    pub fn stop(self) {
+        self.server.stop();
+        if let Some(m) = self.metrics {
+            m.stop();
+        }
+    }
+}

@@ -9,8 +9,8 @@ use super::metrics::{MetricsSnapshot, MetricsSource, QueueMetrics};
 use super::mirror::MirrorHandle;
 use super::proto::{Request, RulesRequest};
 use super::socket::{Handler, HandlerError, Peer};
-use crate::apps::DropReason;
 use crate::steer::{Action, Counters, Rule, Steering, XdpMode};
+use crate::worker::stats::rates_json;
 use crate::worker::{Local, Shared};
 use serde_json::{Value, json};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -107,15 +107,15 @@ impl EngineService {
             queues.push(json!({
                 "queue": w.queue,
                 "core": w.core,
-                "rates": rates(s, p, dt),
-                "counters": counters(s),
+                "rates": rates_json(s, p, dt),
+                "counters": s.to_json(),
                 "census": w.shared.census(),
                 "kernel": w.shared.kernel(),
             }));
         }
         let v = json!({
             "interval_s": (dt * 1000.0).round() / 1000.0,
-            "total": {"rates": rates(&total, &total_prev, dt), "counters": counters(&total)},
+            "total": {"rates": rates_json(&total, &total_prev, dt), "counters": total.to_json()},
             "queues": queues,
             "xdp": self.xdp_counters(),
         });
@@ -220,32 +220,4 @@ impl MetricsSource for EngineService {
             xdp: self.xdp_counters(),
         }
     }
-}
-
-/// Counters as JSON, drops by reason name.
-pub fn counters(l: &Local) -> Value {
-    let drops: serde_json::Map<String, Value> = DropReason::ALL
-        .iter()
-        .map(|r| (r.name().to_string(), json!(l.drops[r.index()])))
-        .collect();
-    json!({
-        "rx_packets": l.rx_packets, "rx_bytes": l.rx_bytes,
-        "tx_packets": l.tx_packets, "tx_bytes": l.tx_bytes,
-        "dropped": l.dropped(), "drops": drops,
-        "tx_ring_full": l.tx_ring_full, "bad_desc": l.bad_desc,
-        "batches": l.batches, "empty_polls": l.empty_polls, "sleeps": l.sleeps,
-        "kicks": l.kicks, "kick_errors": l.kick_errors,
-        "fill_wakeups": l.fill_wakeups, "fill_shortfall": l.fill_shortfall,
-    })
-}
-
-/// Rates between two snapshots `dt` seconds apart.
-pub fn rates(now: &Local, prev: &Local, dt: f64) -> Value {
-    let r3 = |x: f64| (x * 1000.0).round() / 1000.0;
-    json!({
-        "rx_mpps": r3(now.rx_packets.saturating_sub(prev.rx_packets) as f64 / dt / 1e6),
-        "rx_gbps": r3(now.rx_bytes.saturating_sub(prev.rx_bytes) as f64 * 8.0 / dt / 1e9),
-        "tx_mpps": r3(now.tx_packets.saturating_sub(prev.tx_packets) as f64 / dt / 1e6),
-        "tx_gbps": r3(now.tx_bytes.saturating_sub(prev.tx_bytes) as f64 * 8.0 / dt / 1e9),
-    })
 }

@@ -26,10 +26,7 @@ mod supervisor;
 
 use crate::apps::App;
 use crate::config::{ConfigError, EngineConfig};
-use crate::control::metrics::MetricsServer;
-use crate::control::mirror::Mirror;
-use crate::control::service::{EngineService, RunInfo, WorkerView};
-use crate::control::socket::{ControlServer, ServerHandle};
+use crate::control::{self, ControlPlane, EngineFacts, RunInfo, WorkerView};
 use crate::steer::{Counters, SteerError, Steering, XdpMode};
 use crate::sys;
 use crate::worker::{self, Local, WorkerConfig, WorkerHandle};
@@ -108,21 +105,12 @@ pub enum RunError {
     /// Dropping privileges after start-up failed (the engine stops rather than run privileged).
     #[error("dropping privileges after start-up: {0}")]
     DropPrivileges(String),
-    /// The control socket could not be set up (e.g. another engine serves the interface).
+    /// The control socket could not be claimed (e.g. another engine serves the interface).
     #[error(transparent)]
-    Control(#[from] crate::control::socket::ControlError),
-    /// The rtnetlink mirror could not start.
-    #[error("starting the rtnetlink mirror: {0}")]
-    Mirror(String),
-    /// The metrics endpoint could not start.
-    #[error("serving metrics on {addr}")]
-    Metrics {
-        /// Address asked for.
-        addr: std::net::SocketAddr,
-        /// The error.
-        #[source]
-        source: io::Error,
-    },
+    Control(#[from] control::ControlError),
+    /// The control plane (mirror, control socket, metrics) could not start.
+    #[error(transparent)]
+    ControlStart(#[from] control::StartError),
     /// The steered interface disappeared.
     #[error("interface {0} was deleted; stopped")]
     InterfaceDeleted(String),
@@ -158,10 +146,7 @@ pub struct Engine<A: App> {
     ifindex: u32,
     workers: Vec<WorkerHandle<A>>,
     steering: Arc<Mutex<Option<Steering>>>,
-    service: Arc<EngineService>,
-    control: ServerHandle,
-    metrics: Option<MetricsServer>,
-    link_events: std::sync::mpsc::Receiver<crate::control::mirror::LinkEvent>,
+    control: ControlPlane,
     term: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
     park: Arc<AtomicBool>,
@@ -176,7 +161,7 @@ impl<A: App + 'static> Engine<A> {
         let plan = preflight::plan(cfg)?;
         // The control socket first: its name is the single-instance lock for the interface, so a
         // second engine fails here, naming the first, before it touches the queues or XDP.
-        let control = ControlServer::bind(&cfg.iface, plan.admin_gid)?;
+        let claim = ControlPlane::claim(&cfg.iface, plan.admin_gid)?;
 
         let mut sockets = Vec::with_capacity(plan.queues.len());
         for &q in &plan.queues {
@@ -236,9 +221,7 @@ impl<A: App + 'static> Engine<A> {
 
         // The control plane, on threads spawned after the privilege drop.
         let term = Arc::new(AtomicBool::new(false));
-        let mirror = Mirror::start().map_err(|e| RunError::Mirror(e.to_string()))?;
-        let link_events = mirror.events();
-        let views = workers
+        let workers_view = workers
             .iter()
             .map(|w| WorkerView {
                 queue: w.queue,
@@ -246,35 +229,24 @@ impl<A: App + 'static> Engine<A> {
                 shared: w.shared.clone(),
             })
             .collect();
-        let service = Arc::new(EngineService::new(
-            RunInfo {
+        let facts = EngineFacts {
+            info: RunInfo {
                 iface: cfg.iface.clone(),
                 app: app_name.to_string(),
                 xdp_mode: granted,
                 zerocopy,
             },
-            steering.clone(),
-            views,
-            Some(mirror),
-            term.clone(),
-        ));
-        let control = control.spawn(service.clone())?;
-        let metrics = match cfg.metrics {
-            Some(addr) => Some(
-                MetricsServer::start(addr, service.clone())
-                    .map_err(|source| RunError::Metrics { addr, source })?,
-            ),
-            None => None,
+            steering: steering.clone(),
+            workers: workers_view,
+            term: term.clone(),
         };
+        let control = ControlPlane::start(claim, facts, cfg.metrics)?;
         Ok(Engine {
             cfg: cfg.clone(),
             ifindex: plan.ifindex,
             workers,
             steering,
-            service,
             control,
-            metrics,
-            link_events,
             term,
             stop,
             park,
@@ -318,11 +290,11 @@ impl<A: App + 'static> Engine<A> {
             if let (Some(t), Some(i)) = (next_report, interval)
                 && now >= t
             {
-                let xdp = self.service.xdp_counters().unwrap_or_default();
+                let xdp = self.control.xdp_counters().unwrap_or_default();
                 reporter.report(out, &self.workers, Some(&xdp), started);
                 next_report = Some(t + i);
             }
-            while let Ok(ev) = self.link_events.try_recv() {
+            while let Ok(ev) = self.control.link_events().try_recv() {
                 if let Some(e) = supervisor.on_event(&ev) {
                     died.get_or_insert(e);
                 }
@@ -340,7 +312,7 @@ impl<A: App + 'static> Engine<A> {
     /// Detach first (from then on the kernel gets every frame), stop the control plane, then
     /// stop and join the workers and collect their final counters.
     fn shutdown(self, died: &mut Option<RunError>) -> Summary {
-        let xdp = self.service.xdp_counters().unwrap_or_default();
+        let xdp = self.control.xdp_counters().unwrap_or_default();
         drop(
             self.steering
                 .lock()
@@ -348,9 +320,6 @@ impl<A: App + 'static> Engine<A> {
                 .take(),
         );
         self.control.stop();
-        if let Some(m) = self.metrics {
-            m.stop();
-        }
         self.park.store(false, Ordering::Relaxed);
         self.stop.store(true, Ordering::Relaxed);
         let mut queues = Vec::new();
