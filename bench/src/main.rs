@@ -3,14 +3,18 @@
 //! One veth test bed for the whole session: the DUT (sluice, dpdk-testpmd, a kernel socket or
 //! the XDP_DROP floor) on the "engine" end, pinned to core 0; the XDP live-frames generator and
 //! the receiver of reflected frames on the "peer" end, on core 1. Subjects of a scenario run in
-//! alternating rounds (A B C A B C …), and the report gives medians and ratios of medians.
+//! alternating rounds (A B C A B C …), and the report gives medians and ratios of medians. The
+//! `pipeline` scenario needs none of that (it runs the worker's step over memory), so a session
+//! of only `pipeline` builds no test bed.
 
 mod scenarios;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
+use sluice_bench::pipeline;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 /// Benchmark driver for sluice (run it through `cargo xtask bench`).
 #[derive(Parser, Debug)]
@@ -46,7 +50,8 @@ pub struct BenchArgs {
     /// Rounds per subject (at least 3).
     #[arg(long, default_value_t = 3)]
     pub rounds: usize,
-    /// Seconds of traffic per measurement (default 4, 2 with --quick).
+    /// Seconds of traffic per measurement (default 4, 2 with --quick; for `pipeline`: at least
+    /// this long and 20 M packets per measurement, default 1, 0.25 with --quick).
     #[arg(long)]
     pub seconds: Option<f64>,
     /// Frame length without FCS (60 = the "64-byte frame").
@@ -84,6 +89,8 @@ pub enum ScenarioKind {
     Idle,
     /// lever: sluice defaults vs sluice with each --lever, alternating (not part of `all`).
     Lever,
+    /// pipeline: ns/packet of the worker step and of each app alone, over memory (no kernel).
+    Pipeline,
     /// Everything above.
     All,
 }
@@ -121,19 +128,13 @@ fn run_bench(a: BenchArgs) -> Result<()> {
     if a.rounds < 3 {
         bail!("--rounds must be at least 3 (medians of alternating rounds)");
     }
-    if !a.sluice.exists() {
-        bail!(
-            "{} not found (build it: cargo build --release -p sluice)",
-            a.sluice.display()
-        );
-    }
     let secs = a.seconds.unwrap_or(if a.quick { 2.0 } else { 4.0 });
     if !(0.5..=60.0).contains(&secs) {
         bail!("--seconds must be between 0.5 and 60");
     }
-    let mut session = scenarios::Session::new(&a, secs).context("setting up the test bed")?;
     let kinds: Vec<ScenarioKind> = match a.scenario {
         ScenarioKind::All => vec![
+            ScenarioKind::Pipeline,
             ScenarioKind::Rxdrop,
             ScenarioKind::Reflect,
             ScenarioKind::Latency,
@@ -142,17 +143,31 @@ fn run_bench(a: BenchArgs) -> Result<()> {
         ],
         k => vec![k],
     };
+    // Only scenarios with traffic need the bed (namespaces, generator, hugepages for testpmd)
+    // and the sluice binary.
+    let mut session = if kinds.iter().any(|k| *k != ScenarioKind::Pipeline) {
+        if !a.sluice.exists() {
+            bail!(
+                "{} not found (build it: cargo build --release -p sluice)",
+                a.sluice.display()
+            );
+        }
+        Some(scenarios::Session::new(&a, secs).context("setting up the test bed")?)
+    } else {
+        None
+    };
     let mut done = Vec::new();
     for k in kinds {
         println!("==> scenario {k:?}");
-        let sc = match k {
-            ScenarioKind::Rxdrop => session.rxdrop(),
-            ScenarioKind::Reflect => session.reflect(),
-            ScenarioKind::Latency => session.latency(),
-            ScenarioKind::Sweep => session.sweep(),
-            ScenarioKind::Idle => session.idle(),
-            ScenarioKind::Lever => session.levers(&a.lever_app, &a.lever),
-            ScenarioKind::All => unreachable!(),
+        let sc = match (k, session.as_mut()) {
+            (ScenarioKind::Pipeline, _) => pipeline(&a),
+            (ScenarioKind::Rxdrop, Some(s)) => s.rxdrop(),
+            (ScenarioKind::Reflect, Some(s)) => s.reflect(),
+            (ScenarioKind::Latency, Some(s)) => s.latency(),
+            (ScenarioKind::Sweep, Some(s)) => s.sweep(),
+            (ScenarioKind::Idle, Some(s)) => s.idle(),
+            (ScenarioKind::Lever, Some(s)) => s.levers(&a.lever_app, &a.lever),
+            (ScenarioKind::All, _) | (_, None) => unreachable!("kinds are expanded, bed built"),
         }
         .with_context(|| format!("scenario {k:?}"))?;
         println!("{}", sc.markdown());
@@ -162,19 +177,63 @@ fn run_bench(a: BenchArgs) -> Result<()> {
         ScenarioKind::Lever => format!("lever-{}", chrono_like_stamp()),
         _ => format!("bench-{}", chrono_like_stamp()),
     };
-    let header = session.header();
+    let header = match &session {
+        Some(s) => s.header(),
+        None => pipeline_header(&a),
+    };
     sluice_bench::report::write_reports(&a.out, &stem, &header, &done)
         .with_context(|| format!("writing reports to {}", a.out.display()))?;
     if a.scenario != ScenarioKind::Lever {
         sluice_bench::report::write_reports(&a.out, "latest", &header, &done)?;
     }
-    session.plots(&a.out)?;
+    if let Some(s) = &session {
+        s.plots(&a.out)?;
+    }
     println!(
         "==> reports: {}/{stem}.md, {stem}.json (and latest.*), plots: {}/*.svg",
         a.out.display(),
         a.out.display()
     );
     Ok(())
+}
+
+/// Core the pipeline scenario's thread is pinned to (the DUT's core in the other scenarios).
+const PIPELINE_CORE: usize = 0;
+
+fn pipeline_budget(a: &BenchArgs) -> pipeline::Budget {
+    let min_time = a.seconds.unwrap_or(if a.quick { 0.25 } else { 1.0 });
+    pipeline::Budget {
+        warmup: Duration::from_millis(if a.quick { 50 } else { 200 }),
+        min_time: Duration::from_secs_f64(min_time),
+        min_packets: if a.quick { 1_000_000 } else { 20_000_000 },
+    }
+}
+
+fn pipeline(a: &BenchArgs) -> Result<sluice_bench::report::Scenario> {
+    pipeline::scenario(&pipeline::Options {
+        rounds: a.rounds,
+        budget: pipeline_budget(a),
+        core: Some(PIPELINE_CORE),
+    })
+}
+
+/// Report header of a session without a test bed (only `pipeline`).
+fn pipeline_header(a: &BenchArgs) -> String {
+    let m = sluice_bench::report::Machine::probe();
+    let b = pipeline_budget(a);
+    format!(
+        "# sluice benchmark\n\n- machine: Linux {}, {} × {}; no network: frames in memory\n\
+         - sluice {}; {} rounds per subject, alternating; ≥ {:.2} s and ≥ {} packets per \
+         measurement after {:.2} s warm-up; pinned to core {PIPELINE_CORE}\n",
+        m.kernel,
+        m.cpus,
+        m.cpu_model,
+        m.rev,
+        a.rounds,
+        b.min_time.as_secs_f64(),
+        b.min_packets,
+        b.warmup.as_secs_f64(),
+    )
 }
 
 /// `YYYYmmdd-HHMMSS` in UTC, without a date crate.

@@ -100,6 +100,29 @@ pub struct TargetResult {
     pub met: Option<bool>,
 }
 
+/// An absolute target: the median of `subject` must be at most (or at least) `bound`, in the
+/// subject's own unit (e.g. "reflect step ≤ 20 ns/packet"), where a ratio has no baseline.
+#[derive(Clone, Debug, Serialize)]
+pub struct Limit {
+    /// Subject measured.
+    pub subject: String,
+    /// The bound, in the subject's unit.
+    pub bound: f64,
+    /// True: median ≤ bound is a pass (a cost); false: median ≥ bound (a rate).
+    pub at_most: bool,
+}
+
+/// Outcome of a [`Limit`].
+#[derive(Clone, Debug, Serialize)]
+pub struct LimitResult {
+    /// The limit.
+    pub limit: Limit,
+    /// The subject's median (None if it did not run).
+    pub median: Option<f64>,
+    /// Met?
+    pub met: Option<bool>,
+}
+
 /// One scenario's results.
 #[derive(Clone, Debug, Serialize)]
 pub struct Scenario {
@@ -111,6 +134,8 @@ pub struct Scenario {
     pub subjects: Vec<Subject>,
     /// Targets and their outcomes.
     pub targets: Vec<TargetResult>,
+    /// Absolute targets and their outcomes.
+    pub limits: Vec<LimitResult>,
 }
 
 impl Scenario {
@@ -142,6 +167,32 @@ impl Scenario {
                 TargetResult {
                     target: t,
                     ratio,
+                    met,
+                }
+            })
+            .collect();
+    }
+
+    /// Evaluate absolute `limits` against the medians.
+    pub fn evaluate_limits(&mut self, limits: Vec<Limit>) {
+        self.limits = limits
+            .into_iter()
+            .map(|l| {
+                let median = self
+                    .subjects
+                    .iter()
+                    .find(|s| s.name == l.subject)
+                    .and_then(Subject::median);
+                let met = median.map(|m| {
+                    if l.at_most {
+                        m <= l.bound
+                    } else {
+                        m >= l.bound
+                    }
+                });
+                LimitResult {
+                    limit: l,
+                    median,
                     met,
                 }
             })
@@ -220,15 +271,82 @@ impl Scenario {
                     t.ratio
                         .map(|r| format!("{r:.2}×"))
                         .unwrap_or_else(|| "-".into()),
-                    match t.met {
-                        Some(true) => "yes",
-                        Some(false) => "**no**",
-                        None => "n/a",
-                    }
+                    met_word(t.met)
+                );
+            }
+        }
+        if !self.limits.is_empty() {
+            let _ = writeln!(s, "\n| target | median | met |\n|---|---:|---|");
+            for l in &self.limits {
+                let op = if l.limit.at_most { "≤" } else { "≥" };
+                let unit = self
+                    .subjects
+                    .iter()
+                    .find(|s| s.name == l.limit.subject)
+                    .map(|s| s.unit.as_str())
+                    .unwrap_or("");
+                let _ = writeln!(
+                    s,
+                    "| {} {op} {} {unit} | {} | {} |",
+                    l.limit.subject,
+                    fmt3(l.limit.bound),
+                    l.median.map(fmt3).unwrap_or_else(|| "-".into()),
+                    met_word(l.met)
                 );
             }
         }
         s
+    }
+}
+
+fn met_word(met: Option<bool>) -> &'static str {
+    match met {
+        Some(true) => "yes",
+        Some(false) => "**no**",
+        None => "n/a",
+    }
+}
+
+/// What a report header says about the machine it ran on.
+#[derive(Clone, Debug, Default)]
+pub struct Machine {
+    /// Kernel release (`/proc/sys/kernel/osrelease`).
+    pub kernel: String,
+    /// CPUs available to this process.
+    pub cpus: usize,
+    /// CPU model name from `/proc/cpuinfo`.
+    pub cpu_model: String,
+    /// Short git revision of the working tree (empty outside a checkout).
+    pub rev: String,
+}
+
+impl Machine {
+    /// Read it from `/proc` and `git`; whatever cannot be read stays empty.
+    pub fn probe() -> Machine {
+        let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+        let cpu_model = std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|c| {
+                c.lines()
+                    .find(|l| l.starts_with("model name"))
+                    .and_then(|l| l.split(':').nth(1))
+                    .map(|s| s.trim().to_string())
+            })
+            .unwrap_or_default();
+        let rev = std::process::Command::new("git")
+            .args(["rev-parse", "--short", "HEAD"])
+            .output()
+            .ok()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default();
+        Machine {
+            kernel: kernel.trim().to_string(),
+            cpus: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(0),
+            cpu_model,
+            rev,
+        }
     }
 }
 
@@ -373,6 +491,7 @@ mod test {
             setup: "64-byte UDP".into(),
             subjects: vec![a, b, c],
             targets: vec![],
+            limits: vec![],
         };
         sc.evaluate(vec![
             Target {

@@ -12,7 +12,7 @@ use sluice_bench::dut::{SluiceDut, cpu_time, rate};
 use sluice_bench::r#gen::{self as generator, GenReport, Generator, L4, Rate, Template};
 use sluice_bench::kernel::{SinkConfig, UdpEchoServer, UdpSink};
 use sluice_bench::peers::testpmd::{Testpmd, TestpmdMode};
-use sluice_bench::report::{Scenario, Series, Subject, Target, line_plot};
+use sluice_bench::report::{Machine, Scenario, Series, Subject, Target, line_plot};
 use sluice_bench::rx::{Receiver, RxReport};
 use sluice_testbed::{TestBed, VethOpts};
 use std::net::SocketAddr;
@@ -144,32 +144,16 @@ impl Session {
 
     /// Markdown header: machine and settings.
     pub fn header(&self) -> String {
-        let uname = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-        let cpu = std::fs::read_to_string("/proc/cpuinfo")
-            .ok()
-            .and_then(|c| {
-                c.lines()
-                    .find(|l| l.starts_with("model name"))
-                    .and_then(|l| l.split(':').nth(1))
-                    .map(|s| s.trim().to_string())
-            })
-            .unwrap_or_default();
-        let rev = std::process::Command::new("git")
-            .args(["rev-parse", "--short", "HEAD"])
-            .output()
-            .ok()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-            .unwrap_or_default();
+        let m = Machine::probe();
         format!(
             "# sluice benchmark\n\n- machine: Linux {}, {} × {}, veth (native XDP, AF_XDP copy mode)\n\
-             - sluice {rev}; {} rounds per subject, alternating; {:.1} s window per measurement after {:.2} s warm-up\n\
+             - sluice {}; {} rounds per subject, alternating; {:.1} s window per measurement after {:.2} s warm-up\n\
              - traffic: {}-byte frames (without FCS), UDP/IPv4, {FLOWS} flows, XDP live-frames generator on core {GEN_CORE}; DUT on core {DUT_CORE}\n\
              - NAPI placement: receiver's on core {GEN_CORE}; DUT's {}\n",
-            uname.trim(),
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(0),
-            cpu,
+            m.kernel,
+            m.cpus,
+            m.cpu_model,
+            m.rev,
             self.rounds,
             self.secs,
             WARMUP.as_secs_f64(),
@@ -391,6 +375,7 @@ impl Session {
             ),
             subjects: subs,
             targets: vec![],
+            limits: vec![],
         };
         sc.evaluate(vec![
             target(names[0], names[1], 1.2, true, None),
@@ -540,6 +525,7 @@ impl Session {
             ),
             subjects: subs,
             targets: vec![],
+            limits: vec![],
         };
         sc.evaluate(vec![
             target(names[0], names[1], 1.5, true, None),
@@ -681,6 +667,7 @@ impl Session {
             ),
             subjects: subs,
             targets: vec![],
+            limits: vec![],
         };
         self.receiver_busy = false;
         sc.evaluate(vec![
@@ -740,6 +727,7 @@ impl Session {
             ),
             subjects: subs,
             targets: vec![],
+            limits: vec![],
         })
     }
 
@@ -811,6 +799,7 @@ impl Session {
             ),
             subjects: subs,
             targets: vec![],
+            limits: vec![],
         };
         sc.evaluate(targets);
         Ok(sc)
@@ -870,6 +859,7 @@ impl Session {
             ),
             subjects: subs,
             targets: vec![],
+            limits: vec![],
         };
         sc.evaluate(vec![target(
             names[0],
