@@ -1,7 +1,8 @@
 //! `cargo xtask test`: the whole suite — unit, property, privileged integration, check-ebpf.
 //!
-//! The privileged tests start the `sluice` binary, so it is built first. Under `CI=true` nothing
-//! may be skipped: not being root or lacking clang is a failure, not a skip.
+//! The privileged tests start the `sluice` binary and the `uppercase` example, so both are built
+//! first. Under `CI=true` nothing may be skipped: not being root or lacking clang is a failure,
+//! not a skip.
 
 use anyhow::{Context, Result, bail};
 use std::process::Command;
@@ -43,13 +44,17 @@ pub fn run(extra: &[String]) -> Result<()> {
     } else {
         println!("note: clang not installed: skipping check-ebpf (apt-get install clang)");
     }
-    cargo(&["build", "-p", "sluice", "--bins"])?;
-    let mut args: Vec<&str> = vec!["test", "--workspace"];
-    if !extra.is_empty() {
-        args.push("--");
-        args.extend(extra.iter().map(String::as_str));
+    cargo(&["build", "-p", "sluice", "--bins", "--examples"])?;
+    // `cargo test --workspace` only builds examples; their own unit tests run as a second pass.
+    for targets in [&["--workspace"][..], &["-p", "sluice", "--examples"]] {
+        let mut args: Vec<&str> = vec!["test"];
+        args.extend(targets);
+        if !extra.is_empty() {
+            args.push("--");
+            args.extend(extra.iter().map(String::as_str));
+        }
+        cargo(&args)?;
     }
-    cargo(&args)?;
     println!("==> all tests passed");
     Ok(())
 }
