@@ -75,14 +75,19 @@ impl Transport for MemTransport {
     fn receive(&mut self, descs: &mut [Desc]) -> usize {
         let count = self.lens.len();
         let n = descs.len().min(count - self.outstanding);
-        for (k, d) in descs[..n].iter_mut().enumerate() {
-            let i = (self.next + k) % count;
+        // Wrap with a compare, not `%`: a division per frame was a third of the loop's time.
+        let mut i = self.next;
+        for d in &mut descs[..n] {
             *d = Desc {
                 addr: (i * self.frame_size) as u64,
                 len: self.lens[i],
             };
+            i += 1;
+            if i == count {
+                i = 0;
+            }
         }
-        self.next = (self.next + n) % count;
+        self.next = i;
         self.outstanding += n;
         n
     }

@@ -97,12 +97,15 @@ pub fn step<T: Transport, A: App + ?Sized>(
     if n == 0 {
         return 0;
     }
-    {
-        let mut frames: [&mut [u8]; MAX_BATCH] = std::array::from_fn(|_| <&mut [u8]>::default());
-        c.bad_desc += u64::from(t.frames_mut(&mut s.descs[..n], &mut frames[..n]));
-        let mut batch = Batch::new(&mut frames[..n], &mut s.verdicts[..n]);
-        app.process(&mut batch);
-    }
+    // The frame slices live on the stack for the app's call only; an array sized to the batch
+    // (not always MAX_BATCH) keeps their initialisation off the per-packet cost.
+    let (descs, verdicts) = (&mut s.descs[..n], &mut s.verdicts[..n]);
+    c.bad_desc += u64::from(match n {
+        0..=32 => lend_and_process::<_, _, 32>(t, app, descs, verdicts),
+        33..=64 => lend_and_process::<_, _, 64>(t, app, descs, verdicts),
+        65..=128 => lend_and_process::<_, _, 128>(t, app, descs, verdicts),
+        _ => lend_and_process::<_, _, MAX_BATCH>(t, app, descs, verdicts),
+    });
     let (mut ntx, mut nback) = (0, 0);
     let mut rx_bytes = 0;
     for (d, v) in s.descs[..n].iter().zip(&s.verdicts[..n]) {
@@ -138,6 +141,22 @@ pub fn step<T: Transport, A: App + ?Sized>(
         c.fill_shortfall += u64::from(t.recycle(&s.back[..nback]));
     }
     n
+}
+
+/// Lend the frames of `descs` (at most `N`) and run `app` over them; returns how many the
+/// transport could not lend.
+#[inline(always)]
+fn lend_and_process<T: Transport, A: App + ?Sized, const N: usize>(
+    t: &mut T,
+    app: &mut A,
+    descs: &mut [Desc],
+    verdicts: &mut [Verdict],
+) -> u32 {
+    let n = descs.len();
+    let mut frames: [&mut [u8]; N] = std::array::from_fn(|_| <&mut [u8]>::default());
+    let bad = t.frames_mut(descs, &mut frames[..n]);
+    app.process(&mut Batch::new(&mut frames[..n], verdicts));
+    bad
 }
 
 #[cfg(test)]
