@@ -126,39 +126,40 @@ pub(crate) fn packet_socket(ifindex: u32) -> io::Result<std::os::fd::OwnedFd> {
     // thread is descheduled for a while (a loaded CI machine): SO_RCVBUFFORCE as root, else
     // as much as SO_RCVBUF allows.
     let size: libc::c_int = 16 << 20;
-    for opt in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
-        // SAFETY: `fd` is an open socket; the value points at a live c_int of the given size.
-        let rc = unsafe {
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                opt,
-                (&size as *const libc::c_int).cast(),
-                size_of::<libc::c_int>() as u32,
-            )
-        };
-        if rc == 0 {
-            break;
-        }
+    if set_int_option(&fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, size).is_err() {
+        let _ = set_int_option(&fd, libc::SOL_SOCKET, libc::SO_RCVBUF, size);
     }
-    let one: libc::c_int = 1;
-    // SAFETY: `fd` is an open packet socket; the value points at a live c_int of the given size.
+    set_int_option(&fd, libc::SOL_PACKET, PACKET_AUXDATA, 1)?;
+    Ok(fd)
+}
+
+/// Set an integer socket option (`setsockopt(fd, level, name, &value, sizeof(int))`): the one
+/// place this crate calls `setsockopt`.
+fn set_int_option(
+    fd: &impl AsRawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
+    // SAFETY: `fd` is an open socket for the duration of the call; the value points at a live
+    // c_int and the length is its exact size.
     let rc = unsafe {
         libc::setsockopt(
             fd.as_raw_fd(),
-            libc::SOL_PACKET,
-            PACKET_AUXDATA,
-            (&one as *const libc::c_int).cast(),
-            size_of::<libc::c_int>() as u32,
+            level,
+            name,
+            (&value as *const libc::c_int).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
         )
     };
     if rc != 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(fd)
+    Ok(())
 }
 
-/// `PACKET_AUXDATA` from `<linux/if_packet.h>`: deliver `struct tpacket_auxdata` with each frame.
+/// `PACKET_AUXDATA` from `<linux/if_packet.h>` (libc does not define it for Linux): deliver
+/// `struct tpacket_auxdata` with each frame.
 const PACKET_AUXDATA: libc::c_int = 8;
 const TP_STATUS_VLAN_VALID: u32 = 1 << 4;
 const TP_STATUS_VLAN_TPID_VALID: u32 = 1 << 6;
