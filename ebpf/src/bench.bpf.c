@@ -47,20 +47,13 @@
 // sequence counter uses an atomic fetch-and-add (BPF_ATOMIC | BPF_FETCH), an
 // instruction, not a helper; it needs -mcpu=v3 (clang) and Linux >= 5.12.
 //
-// Self-contained like steer.bpf.c: no headers, so the object depends only on
-// this file and the clang version. Rust mirrors (config struct, counter
-// indices, names) live in ebpf/src/lib.rs; its tests check them against the
-// object's BTF and this file's enumerators.
+// Shared definitions (integer types, map macros, xdp_md, bpf_map_lookup_elem)
+// come from common.bpf.h, which includes no kernel or libbpf headers, so the
+// object depends only on this file, that header and the clang version. Rust
+// mirrors (config struct, counter indices, names) live in ebpf/src/lib.rs; its
+// tests check them against the object's BTF and this file's enumerators.
 
-typedef unsigned char __u8;
-typedef unsigned short __u16;
-typedef unsigned int __u32;
-typedef unsigned long long __u64;
-
-#define SEC(name) __attribute__((section(name), used))
-#define __always_inline inline __attribute__((always_inline))
-#define __uint(name, val) int (*name)[val]
-#define __type(name, val) typeof(val) *name
+#include "common.bpf.h"
 
 #if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 // The stamp is little-endian by definition (bench/src/payload.rs) and the
@@ -68,29 +61,8 @@ typedef unsigned long long __u64;
 #error "bench.bpf.c assumes a little-endian target"
 #endif
 
-// uapi/linux/bpf.h
-#define BPF_MAP_TYPE_ARRAY 2
-#define BPF_MAP_TYPE_PERCPU_ARRAY 6
-
-enum xdp_action {
-	XDP_ABORTED = 0,
-	XDP_DROP,
-	XDP_PASS,
-	XDP_TX,
-	XDP_REDIRECT,
-};
-
-struct xdp_md {
-	__u32 data;
-	__u32 data_end;
-	__u32 data_meta;
-	__u32 ingress_ifindex;
-	__u32 rx_queue_index;
-	__u32 egress_ifindex;
-};
-
-// Helper prototypes; the numbers are the stable helper ids of uapi/linux/bpf.h.
-static void *(*bpf_map_lookup_elem)(void *map, const void *key) = (void *)1;
+// Helper prototype (stable helper id of uapi/linux/bpf.h); the shared ones are
+// in common.bpf.h.
 static __u64 (*bpf_ktime_get_ns)(void) = (void *)5;
 
 // bench/src/payload.rs: MAGIC, sent big-endian (bytes 5a 1c).

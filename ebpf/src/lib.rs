@@ -1,8 +1,8 @@
 //! sluice's XDP programs: the committed objects and the Rust mirrors of their maps.
 //!
-//! Two objects, each compiled from a C file in `src/` by `cargo xtask build-ebpf` and
-//! committed so that building sluice needs no clang (`cargo xtask check-ebpf` fails when an
-//! object and its source disagree):
+//! Two objects, each compiled from a C file in `src/` (plus the shared `common.bpf.h`) by
+//! `cargo xtask build-ebpf` and committed so that building sluice needs no clang
+//! (`cargo xtask check-ebpf` fails when an object and its sources disagree):
 //!
 //! - `steer.bpf.c` → [`STEER_OBJ`]: the steering program (items at the crate root).
 //! - `bench.bpf.c` → [`BENCH_OBJ`]: the benchmark generator `gen_tx` and the `drop_all` /
@@ -42,23 +42,56 @@ pub const PROGRAM_NAME: &str = "steer";
 /// ELF section of the program.
 pub const PROGRAM_SECTION: &str = "xdp";
 
-/// `rules`: `BPF_MAP_TYPE_HASH`, [`RuleKey`] → [`RuleValue`].
+/// `rules`: `BPF_MAP_TYPE_ARRAY` of [`RULES_MAX_ENTRIES`] [`RuleValue`]s, one per
+/// `(protocol, destination port)`, indexed by [`rule_index`]. An entry whose action is
+/// [`ACTION_NONE`] (the initial zero) is "no rule".
 pub const RULES_MAP: &str = "rules";
 /// `xsks`: `BPF_MAP_TYPE_XSKMAP`, receive-queue index (`u32`) → AF_XDP socket fd.
 pub const XSKS_MAP: &str = "xsks";
 /// `counters`: `BPF_MAP_TYPE_PERCPU_ARRAY` of `u64`, indexed by the [`counter`] constants.
 pub const COUNTERS_MAP: &str = "counters";
 
-/// `max_entries` of [`RULES_MAP`]: at most this many `(proto, port)` rules.
-pub const RULES_MAX_ENTRIES: u32 = 4096;
+/// Slots per protocol in [`RULES_MAP`]: one per port (C `RULES_PORTS`).
+pub const RULES_PORTS: u32 = 1 << 16;
+/// Index of UDP port 0 in [`RULES_MAP`] (C `RULES_UDP_BASE`).
+pub const RULES_UDP_BASE: u32 = 0;
+/// Index of TCP port 0 in [`RULES_MAP`] (C `RULES_TCP_BASE`).
+pub const RULES_TCP_BASE: u32 = RULES_PORTS;
+/// `max_entries` of [`RULES_MAP`] (C `RULES_ENTRIES`): a slot for every port of UDP and TCP,
+/// so every `(proto, port)` can have a rule at once and no rule set can be too large.
+pub const RULES_MAX_ENTRIES: u32 = 2 * RULES_PORTS;
 /// `max_entries` of [`XSKS_MAP`]: AF_XDP sockets can be registered for queues `0..64`.
 pub const XSKS_MAX_ENTRIES: u32 = 64;
 
-/// IP protocol number of UDP, as used in [`RuleKey::proto`].
+/// IP protocol number of UDP, as taken by [`rule_index`].
 pub const IPPROTO_UDP: u8 = 17;
-/// IP protocol number of TCP, as used in [`RuleKey::proto`].
+/// IP protocol number of TCP, as taken by [`rule_index`].
 pub const IPPROTO_TCP: u8 = 6;
 
+/// The [`RULES_MAP`] index of `(proto, port)` (`port` in host byte order); `None` for a
+/// protocol other than [`IPPROTO_UDP`] and [`IPPROTO_TCP`].
+pub const fn rule_index(proto: u8, port: u16) -> Option<u32> {
+    let base = match proto {
+        IPPROTO_UDP => RULES_UDP_BASE,
+        IPPROTO_TCP => RULES_TCP_BASE,
+        _ => return None,
+    };
+    Some(base + port as u32)
+}
+
+/// Inverse of [`rule_index`]: `(proto, port)` of a [`RULES_MAP`] index; `None` past the end.
+pub const fn rule_at(index: u32) -> Option<(u8, u16)> {
+    let proto = match index / RULES_PORTS {
+        0 => IPPROTO_UDP,
+        1 => IPPROTO_TCP,
+        _ => return None,
+    };
+    Some((proto, (index % RULES_PORTS) as u16))
+}
+
+/// [`RuleValue::action`]: no rule; the frame is passed and counted as unmatched. Every entry
+/// of [`RULES_MAP`] starts with it, and removing a rule writes it back.
+pub const ACTION_NONE: u32 = 0;
 /// [`RuleValue::action`]: redirect into the AF_XDP socket of the receive queue (kernel when
 /// the queue has none).
 pub const ACTION_REDIRECT: u32 = 1;
@@ -87,53 +120,12 @@ pub mod counter {
     pub const LEN: u32 = 7;
 }
 
-/// Key of [`RULES_MAP`] (C `struct rule_key`).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct RuleKey {
-    /// IP protocol number: [`IPPROTO_UDP`] or [`IPPROTO_TCP`].
-    pub proto: u8,
-    /// Must be zero (the map hashes all four bytes).
-    pub pad: u8,
-    /// Destination port in HOST byte order.
-    pub port: u16,
-}
-
-impl RuleKey {
-    /// Size in bytes, as the C struct declares it.
-    pub const SIZE: usize = 4;
-
-    /// A key with the padding zeroed.
-    pub const fn new(proto: u8, port: u16) -> Self {
-        Self {
-            proto,
-            pad: 0,
-            port,
-        }
-    }
-
-    /// The key's in-memory representation (what the kernel hashes), without `unsafe`.
-    pub const fn to_bytes(self) -> [u8; Self::SIZE] {
-        let p = self.port.to_ne_bytes();
-        [self.proto, self.pad, p[0], p[1]]
-    }
-
-    /// Inverse of [`RuleKey::to_bytes`].
-    pub const fn from_bytes(b: [u8; Self::SIZE]) -> Self {
-        Self {
-            proto: b[0],
-            pad: b[1],
-            port: u16::from_ne_bytes([b[2], b[3]]),
-        }
-    }
-}
-
 /// Value of [`RULES_MAP`] (C `struct rule_value`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct RuleValue {
-    /// [`ACTION_REDIRECT`], [`ACTION_DROP`] or [`ACTION_PASS`]; the program treats any other
-    /// value as pass.
+    /// [`ACTION_NONE`], [`ACTION_REDIRECT`], [`ACTION_DROP`] or [`ACTION_PASS`]; the program
+    /// treats any other value as pass (counted as passed by rule).
     pub action: u32,
 }
 
@@ -368,6 +360,9 @@ mod test {
             name: String,
             ty: usize,
         },
+        Typedef {
+            name: String,
+        },
         Other,
     }
 
@@ -421,6 +416,7 @@ mod test {
                     name,
                     ty: size_or_type as usize,
                 },
+                8 => BtfType::Typedef { name },
                 _ => BtfType::Other,
             };
             o += extra;
@@ -504,11 +500,7 @@ mod test {
 
     #[test]
     fn struct_layouts_match_the_c_declarations() {
-        assert_eq!(size_of::<RuleKey>(), RuleKey::SIZE);
         assert_eq!(size_of::<RuleValue>(), RuleValue::SIZE);
-        assert_eq!(std::mem::offset_of!(RuleKey, proto), 0);
-        assert_eq!(std::mem::offset_of!(RuleKey, pad), 1);
-        assert_eq!(std::mem::offset_of!(RuleKey, port), 2);
 
         let btf = btf_types(STEER_OBJ);
         let members = |name: &str, size: usize| {
@@ -519,31 +511,27 @@ mod test {
                 .map(|(n, _, bits)| (n.as_str(), *bits / 8))
                 .collect::<Vec<_>>()
         };
-        assert_eq!(
-            members("rule_key", RuleKey::SIZE),
-            [("proto", 0), ("pad", 1), ("port", 2)]
-        );
         assert_eq!(members("rule_value", RuleValue::SIZE), [("action", 0)]);
     }
 
     #[test]
     fn map_definitions_match_the_constants() {
-        const HASH: u32 = 1;
+        const ARRAY: u32 = 2;
         const PERCPU_ARRAY: u32 = 6;
         const XSKMAP: u32 = 17;
         let btf = btf_types(STEER_OBJ);
         let uint = |map, field| map_field(&btf, map, field).1.unwrap();
-        assert_eq!(uint(RULES_MAP, "type"), HASH);
+        assert_eq!(uint(RULES_MAP, "type"), ARRAY);
         assert_eq!(uint(RULES_MAP, "max_entries"), RULES_MAX_ENTRIES);
         assert_eq!(uint(XSKS_MAP, "type"), XSKMAP);
         assert_eq!(uint(XSKS_MAP, "max_entries"), XSKS_MAX_ENTRIES);
         assert_eq!(uint(COUNTERS_MAP, "type"), PERCPU_ARRAY);
         assert_eq!(uint(COUNTERS_MAP, "max_entries"), counter::LEN);
         let named = |map, field| match &btf[map_field(&btf, map, field).0] {
-            BtfType::Struct { name, .. } => name.clone(),
+            BtfType::Struct { name, .. } | BtfType::Typedef { name } => name.clone(),
             other => panic!("{map}.{field} is {other:?}"),
         };
-        assert_eq!(named(RULES_MAP, "key"), "rule_key");
+        assert_eq!(named(RULES_MAP, "key"), "__u32");
         assert_eq!(named(RULES_MAP, "value"), "rule_value");
     }
 
@@ -568,6 +556,7 @@ mod test {
     fn enum_values_match_the_c_declarations() {
         let c = c_enumerators(include_str!("steer.bpf.c"), &["RULE_", "CNT_"]);
         let want = [
+            ("RULE_NONE", ACTION_NONE),
             ("RULE_REDIRECT", ACTION_REDIRECT),
             ("RULE_DROP", ACTION_DROP),
             ("RULE_PASS", ACTION_PASS),
@@ -590,14 +579,55 @@ mod test {
         );
     }
 
+    /// `#define NAME value` of a C source, as a number.
+    fn c_define(source: &str, name: &str) -> u32 {
+        let value = source
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("#define ")?
+                    .strip_prefix(name)?
+                    .strip_prefix(' ')
+            })
+            .unwrap_or_else(|| panic!("no #define {name}"));
+        let value = value.split("//").next().unwrap().trim();
+        match value.split_once(" * ") {
+            // `(2 * RULES_PORTS)`: the only product the source uses.
+            Some((factor, name)) => {
+                let factor: u32 = factor.trim_start_matches('(').parse().unwrap();
+                factor * c_define(source, name.trim_end_matches(')'))
+            }
+            None => value.parse().unwrap_or_else(|_| c_define(source, value)),
+        }
+    }
+
     #[test]
-    fn rule_key_bytes_round_trip() {
-        let k = RuleKey::new(IPPROTO_UDP, 0x1234);
-        let b = k.to_bytes();
-        assert_eq!(b[0], IPPROTO_UDP);
-        assert_eq!(b[1], 0);
-        assert_eq!(u16::from_ne_bytes([b[2], b[3]]), 0x1234);
-        assert_eq!(RuleKey::from_bytes(b), k);
+    fn rules_layout_matches_the_c_defines() {
+        let src = include_str!("steer.bpf.c");
+        assert_eq!(c_define(src, "RULES_PORTS"), RULES_PORTS);
+        assert_eq!(c_define(src, "RULES_UDP_BASE"), RULES_UDP_BASE);
+        assert_eq!(c_define(src, "RULES_TCP_BASE"), RULES_TCP_BASE);
+        assert_eq!(c_define(src, "RULES_ENTRIES"), RULES_MAX_ENTRIES);
+        assert_eq!(c_define(src, "IPPROTO_UDP"), u32::from(IPPROTO_UDP));
+        assert_eq!(c_define(src, "IPPROTO_TCP"), u32::from(IPPROTO_TCP));
+    }
+
+    #[test]
+    fn rule_index_round_trips_and_covers_the_map() {
+        assert_eq!(rule_index(IPPROTO_UDP, 0), Some(0));
+        assert_eq!(rule_index(IPPROTO_UDP, 53), Some(53));
+        assert_eq!(rule_index(IPPROTO_TCP, 80), Some(RULES_PORTS + 80));
+        assert_eq!(
+            rule_index(IPPROTO_TCP, u16::MAX),
+            Some(RULES_MAX_ENTRIES - 1)
+        );
+        assert_eq!(rule_index(1, 80), None);
+        for (proto, port) in [(IPPROTO_UDP, 9000), (IPPROTO_TCP, 0), (IPPROTO_TCP, 65535)] {
+            assert_eq!(
+                rule_at(rule_index(proto, port).unwrap()),
+                Some((proto, port))
+            );
+        }
+        assert_eq!(rule_at(RULES_MAX_ENTRIES), None);
     }
 
     // ---- bench.bpf.o ------------------------------------------------------------------

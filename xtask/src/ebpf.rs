@@ -1,6 +1,11 @@
 //! `build-ebpf` / `check-ebpf`: compile the eBPF programs in `ebpf/src` (`steer.bpf.c`, the
-//! steering program, and `bench.bpf.c`, the benchmark generator and sinks) and keep the
-//! committed objects honest.
+//! steering program, and `bench.bpf.c`, the benchmark generator and sinks, both including
+//! `common.bpf.h`) and keep the committed objects honest.
+//!
+//! `check-ebpf` recompiles each object from its source and every header it includes, so a
+//! change to `common.bpf.h` makes both objects stale like a change to their `.bpf.c`. It also
+//! asks clang (`-M`) which files an object depends on and refuses any outside `ebpf/src`: a
+//! system header would tie the bytes to the build machine's kernel/libc headers.
 //!
 //! The build is reproducible: clang runs inside `ebpf/src` on the relative file name, and
 //! `-fdebug-prefix-map=<abs src dir>=.` rewrites the build directory in the DWARF/BTF line
@@ -40,8 +45,9 @@ fn src_dir() -> PathBuf {
     crate::workspace_root().join("ebpf").join("src")
 }
 
-/// Compiles `prog` into `out` (absolute path).
-fn compile(prog: &Program, out: &Path) -> Result<()> {
+/// clang in `ebpf/src` with the flags every step uses for `prog` (compile and `-M` must see
+/// the same preprocessor flags).
+fn clang(prog: &Program) -> Result<Command> {
     let dir = src_dir();
     let dir_str = dir
         .to_str()
@@ -52,10 +58,13 @@ fn compile(prog: &Program, out: &Path) -> Result<()> {
         .arg("-I/usr/include/x86_64-linux-gnu")
         .arg(format!("-fdebug-prefix-map={dir_str}=."))
         .args(prog.extra_args)
-        .args(["-Wall", "-Werror", "-c", prog.source, "-o"])
-        .arg(out);
-    let status = match cmd.status() {
-        Ok(s) => s,
+        .args(["-Wall", "-Werror"]);
+    Ok(cmd)
+}
+
+fn run_clang(mut cmd: Command, what: &str, prog: &Program) -> Result<std::process::Output> {
+    let output = match cmd.stderr(std::process::Stdio::inherit()).output() {
+        Ok(o) => o,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             bail!(
                 "`clang` not found: install it (Debian/Ubuntu: `apt-get install clang`) to build the eBPF program"
@@ -63,19 +72,59 @@ fn compile(prog: &Program, out: &Path) -> Result<()> {
         }
         Err(e) => return Err(e).context("running clang"),
     };
-    if !status.success() {
+    if !output.status.success() {
         bail!(
-            "clang failed ({status}) compiling {}",
-            dir.join(prog.source).display()
+            "clang failed ({}) {what} {}",
+            output.status,
+            src_dir().join(prog.source).display()
         );
     }
-    Ok(())
+    Ok(output)
+}
+
+/// Compiles `prog` into `out` (absolute path).
+fn compile(prog: &Program, out: &Path) -> Result<()> {
+    let mut cmd = clang(prog)?;
+    cmd.args(["-c", prog.source, "-o"]).arg(out);
+    run_clang(cmd, "compiling", prog).map(drop)
+}
+
+/// The files `prog`'s object is built from, as clang's `-M` lists them (the source first);
+/// fails if any is outside `ebpf/src`.
+fn dependencies(prog: &Program) -> Result<Vec<String>> {
+    let mut cmd = clang(prog)?;
+    cmd.args(["-M", prog.source]);
+    let output = run_clang(cmd, "listing the dependencies of", prog)?;
+    let rule = String::from_utf8(output.stdout).context("clang -M output is not UTF-8")?;
+    let deps = parse_make_rule(&rule)
+        .with_context(|| format!("unexpected clang -M output for {}: {rule:?}", prog.source))?;
+    let foreign: Vec<&String> = deps.iter().filter(|d| d.contains('/')).collect();
+    if !foreign.is_empty() {
+        bail!(
+            "{} includes files outside ebpf/src: {foreign:?}; the committed objects must \
+             depend only on ebpf/src (and the clang version) to be reproducible",
+            prog.source
+        );
+    }
+    Ok(deps)
+}
+
+/// The prerequisites of a one-target make rule (`x.o: a.c b.h \` continued over lines).
+fn parse_make_rule(rule: &str) -> Option<Vec<String>> {
+    let (_, prerequisites) = rule.split_once(": ")?;
+    let deps: Vec<String> = prerequisites
+        .split_whitespace()
+        .filter(|w| *w != "\\")
+        .map(str::to_string)
+        .collect();
+    (!deps.is_empty()).then_some(deps)
 }
 
 /// Rebuilds every `ebpf/src/*.bpf.o` from its `.bpf.c`.
 pub fn build() -> Result<()> {
     for prog in PROGRAMS {
         let out = src_dir().join(prog.object);
+        dependencies(prog)?;
         compile(prog, &out)?;
         let len = std::fs::metadata(&out)
             .with_context(|| format!("reading {}", out.display()))?
@@ -105,6 +154,7 @@ pub fn check() -> Result<()> {
 }
 
 fn check_one(prog: &Program) -> Result<()> {
+    let deps = dependencies(prog)?.join(" + ");
     let committed_path = src_dir().join(prog.object);
     let committed = std::fs::read(&committed_path)
         .with_context(|| format!("reading {}", committed_path.display()))?;
@@ -119,14 +169,31 @@ fn check_one(prog: &Program) -> Result<()> {
     let fresh = result?;
     if fresh != committed {
         bail!(
-            "{} is out of date with {} (committed {} bytes, fresh build {} bytes): \
+            "{} is out of date with {deps} (committed {} bytes, fresh build {} bytes): \
              run `cargo xtask build-ebpf` and commit the object (built with clang 14, see xtask/src/ebpf.rs)",
             committed_path.display(),
-            prog.source,
             committed.len(),
             fresh.len()
         );
     }
-    println!("{} matches its source", committed_path.display());
+    println!("{} matches {deps}", committed_path.display());
     Ok(())
+}
+
+#[cfg(test)]
+mod test {
+    use super::parse_make_rule;
+
+    #[test]
+    fn make_rules_parse() {
+        assert_eq!(
+            parse_make_rule("steer.bpf.o: steer.bpf.c common.bpf.h\n").unwrap(),
+            ["steer.bpf.c", "common.bpf.h"]
+        );
+        assert_eq!(
+            parse_make_rule("bench.bpf.o: bench.bpf.c \\\n  /usr/include/linux/bpf.h\n").unwrap(),
+            ["bench.bpf.c", "/usr/include/linux/bpf.h"]
+        );
+        assert_eq!(parse_make_rule("nothing"), None);
+    }
 }

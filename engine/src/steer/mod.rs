@@ -6,6 +6,15 @@
 //! sockets or touches frames (that is [`crate::xsk`] and [`crate::worker`]), and it never
 //! pins anything to bpffs.
 //!
+//! # Rules
+//!
+//! `rules` is an array with one slot per `(protocol, port)` (see [`sluice_ebpf::RULES_MAP`]):
+//! the program indexes it directly, so no rule set is too large and the fast path does no
+//! hashing. An array cannot be iterated cheaply for its few set slots, so [`Steering`] keeps
+//! the rules it wrote in a sorted shadow map, updated only after the kernel accepted the write.
+//! Nothing else can write the map (it is created by this process and never pinned), so the
+//! shadow and the map always agree, and [`Steering::rules`] reads the shadow.
+//!
 //! # Fail open by construction
 //!
 //! The program is attached through a **bpf_link** (`BPF_LINK_CREATE`, Linux ≥ 5.9), owned by
@@ -40,12 +49,13 @@ mod tests;
 pub use ports::PortList;
 pub use types::{Action, Counters, L4Proto, Rule, XdpMode};
 
-use aya::maps::{HashMap as BpfHashMap, MapData, MapError, PerCpuArray, XskMap};
+use aya::maps::{Array, MapData, MapError, PerCpuArray, XskMap};
 use aya::programs::links::{FdLink, LinkType};
 use aya::programs::{ProgramError, Xdp, loaded_links};
 use aya::util::KernelVersion;
 use aya::{EbpfError, EbpfLoader};
 use sluice_ebpf as ebpf;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::os::fd::AsFd;
 
@@ -168,7 +178,11 @@ pub struct Steering {
     granted: XdpMode,
     /// The attachment. `None` only during `Drop`.
     link: Option<FdLink>,
-    rules: BpfHashMap<MapData, [u8; ebpf::RuleKey::SIZE], u32>,
+    /// `rules[Rule::index(proto, port)]` = action (`ACTION_NONE` where there is no rule).
+    rules: Array<MapData, u32>,
+    /// The non-empty slots of `rules`, written after each successful map update: what
+    /// [`Steering::rules`] lists. Its order (`L4Proto`, then port) is `Rule`'s.
+    shadow: BTreeMap<(L4Proto, u16), Action>,
     xsks: XskMap<MapData>,
     counters: PerCpuArray<MapData, u64>,
     /// Owns the program fd; dropped after the link.
@@ -188,7 +202,7 @@ impl fmt::Debug for Steering {
 /// The loaded (not yet attached) program and its maps.
 struct Loaded {
     ebpf: aya::Ebpf,
-    rules: BpfHashMap<MapData, [u8; ebpf::RuleKey::SIZE], u32>,
+    rules: Array<MapData, u32>,
     xsks: XskMap<MapData>,
     counters: PerCpuArray<MapData, u64>,
 }
@@ -345,6 +359,7 @@ impl Steering {
             granted,
             link: Some(link),
             rules,
+            shadow: BTreeMap::new(),
             xsks,
             counters,
             _ebpf: ebpf,
@@ -376,45 +391,40 @@ impl Steering {
     }
 
     /// Adds `rule`, or replaces the rule for the same `(proto, port)`. Takes effect for the
-    /// next frame.
+    /// next frame. Every `(proto, port)` has a slot, so this never fails for lack of room.
     pub fn set_rule(&mut self, rule: Rule) -> Result<(), SteerError> {
-        let key = Rule::key(rule.proto, rule.port).to_bytes();
+        let index = Rule::index(rule.proto, rule.port);
         let err = self.map_err(ebpf::RULES_MAP, format!("setting rule {rule}"));
-        self.rules.insert(key, rule.action.raw(), 0).map_err(err)
+        self.rules.set(index, rule.action.raw(), 0).map_err(err)?;
+        self.shadow.insert((rule.proto, rule.port), rule.action);
+        Ok(())
     }
 
     /// Removes the rule for `(proto, port)`; `Ok(false)` if there was none.
     pub fn remove_rule(&mut self, proto: L4Proto, port: u16) -> Result<bool, SteerError> {
-        let key = Rule::key(proto, port).to_bytes();
-        match self.rules.remove(&key) {
-            Ok(()) => Ok(true),
-            Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => {
-                Ok(false)
-            }
-            Err(e) => Err(self
-                .map_err(ebpf::RULES_MAP, format!("removing rule {proto}/{port}"))(
-                e
-            )),
+        if !self.shadow.contains_key(&(proto, port)) {
+            return Ok(false);
         }
+        let index = Rule::index(proto, port);
+        let err = self.map_err(ebpf::RULES_MAP, format!("removing rule {proto}/{port}"));
+        self.rules.set(index, ebpf::ACTION_NONE, 0).map_err(err)?;
+        self.shadow.remove(&(proto, port));
+        Ok(true)
     }
 
-    /// All rules in the kernel map, sorted. Entries this API cannot have written (unknown
-    /// protocol or action) are skipped.
+    /// All rules, sorted (protocol, then port), read from the shadow of the kernel map (see
+    /// the module doc), so listing costs no system call whatever the map's size. Never fails
+    /// today; it keeps the `Result` of the earlier map-iterating version for its callers.
     pub fn rules(&self) -> Result<Vec<Rule>, SteerError> {
-        let mut out = Vec::new();
-        for entry in self.rules.iter() {
-            let (key, value) =
-                entry.map_err(self.map_err(ebpf::RULES_MAP, "listing rules".into()))?;
-            match Rule::from_entry(ebpf::RuleKey::from_bytes(key), value) {
-                Some(rule) => out.push(rule),
-                None => log::debug!(
-                    "{}: skipping foreign rules entry {key:?} -> {value}",
-                    self.iface
-                ),
-            }
-        }
-        out.sort();
-        Ok(out)
+        Ok(self
+            .shadow
+            .iter()
+            .map(|(&(proto, port), &action)| Rule {
+                proto,
+                port,
+                action,
+            })
+            .collect())
     }
 
     /// Registers the AF_XDP socket bound to receive queue `queue`: frames on that queue that

@@ -237,7 +237,33 @@ fn rules_set_list_replace_remove() {
                 rule(L4Proto::Tcp, 80, Action::Drop)
             ]
         );
+        assert_eq!(rules_in_kernel(&s), s.rules().unwrap(), "shadow = map");
+
+        // Every port of both protocols fits: the old 4096-entry limit is gone.
+        for port in 1..=u16::MAX {
+            s.set_rule(rule(L4Proto::Tcp, port, Action::Redirect))
+                .unwrap();
+        }
+        assert_eq!(s.rules().unwrap().len(), 1 + usize::from(u16::MAX));
+        for port in 1..=u16::MAX {
+            assert!(s.remove_rule(L4Proto::Tcp, port).unwrap());
+        }
+        assert_eq!(s.rules().unwrap(), [rule(L4Proto::Udp, 53, Action::Pass)]);
+        assert_eq!(rules_in_kernel(&s), s.rules().unwrap(), "shadow = map");
     });
+}
+
+/// The rules as the kernel map holds them: every non-empty slot, read one by one.
+fn rules_in_kernel(s: &Steering) -> Vec<Rule> {
+    (0..ebpf::RULES_MAX_ENTRIES)
+        .filter_map(|index| {
+            let value = s.rules.get(&index, 0).unwrap();
+            if value == ebpf::ACTION_NONE {
+                return None;
+            }
+            Some(Rule::from_entry(index, value).expect("only values the API writes"))
+        })
+        .collect()
 }
 
 #[test]
@@ -401,14 +427,21 @@ fn crafted_frames_get_the_expected_verdict() {
         return;
     }
     let mut loaded = Loaded::new("test-run").expect("load steer");
-    let mut set = |proto: u8, port: u16, action: Action| {
-        let key = ebpf::RuleKey::new(proto, port).to_bytes();
-        loaded.rules.insert(key, action.raw(), 0).unwrap();
+    let mut set = |proto: u8, port: u16, raw_action: u32| {
+        let index = ebpf::rule_index(proto, port).unwrap();
+        loaded.rules.set(index, raw_action, 0).unwrap();
     };
-    set(17, DPORT, Action::Drop);
-    set(6, DPORT, Action::Drop);
-    set(17, 5001, Action::Pass);
-    set(17, 5002, Action::Redirect);
+    set(17, DPORT, Action::Drop.raw());
+    set(6, DPORT, Action::Drop.raw());
+    set(17, 5001, Action::Pass.raw());
+    set(17, 5002, Action::Redirect.raw());
+    // A removed rule: the slot is written back to "none".
+    set(17, 5003, Action::Drop.raw());
+    set(17, 5003, ebpf::ACTION_NONE);
+    // A value this API never writes is treated as pass, as the C source says.
+    set(17, 5004, 99);
+    // The last slot of the map.
+    set(6, u16::MAX, Action::Drop.raw());
 
     // Sanity-check the hand-built frames with an independent parser.
     let double_tagged = eth(&[QINQ, DOT1Q], ETH_IP, &ipv4(5, 17, 0, &udp(DPORT)));
@@ -575,6 +608,30 @@ fn crafted_frames_get_the_expected_verdict() {
             c::REDIRECT_FALLBACK,
         ),
         ("ARP", arp, XDP_PASS, c::NOT_IP),
+        (
+            "removed rule: slot back to none",
+            eth(&[], ETH_IP, &ipv4(5, 17, 0, &udp(5003))),
+            XDP_PASS,
+            c::PASSED,
+        ),
+        (
+            "unknown action value: pass",
+            eth(&[], ETH_IP, &ipv4(5, 17, 0, &udp(5004))),
+            XDP_PASS,
+            c::PASSED_BY_RULE,
+        ),
+        (
+            "TCP port 65535 (last slot), drop rule",
+            eth(&[], ETH_IP6, &ipv6(6, &tcp(u16::MAX, 5))),
+            XDP_DROP,
+            c::DROPPED_BY_RULE,
+        ),
+        (
+            "UDP port 65535 has no rule",
+            eth(&[], ETH_IP, &ipv4(5, 17, 0, &udp(u16::MAX))),
+            XDP_PASS,
+            c::PASSED,
+        ),
     ];
 
     for (name, frame, verdict, counter) in cases {

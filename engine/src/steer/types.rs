@@ -60,7 +60,7 @@ pub enum L4Proto {
 }
 
 impl L4Proto {
-    /// The IP protocol number, as stored in the rules map.
+    /// The IP protocol number (what the XDP program reads from the IP header).
     pub const fn ip_proto(self) -> u8 {
         match self {
             Self::Udp => ebpf::IPPROTO_UDP,
@@ -102,7 +102,8 @@ pub enum Action {
 }
 
 impl Action {
-    /// The value stored in the rules map.
+    /// The value stored in the rules map (never `sluice_ebpf::ACTION_NONE`, which means "no
+    /// rule").
     pub const fn raw(self) -> u32 {
         match self {
             Self::Redirect => ebpf::ACTION_REDIRECT,
@@ -148,16 +149,23 @@ pub struct Rule {
 }
 
 impl Rule {
-    /// The rules-map key of this rule.
-    pub(crate) const fn key(proto: L4Proto, port: u16) -> ebpf::RuleKey {
-        ebpf::RuleKey::new(proto.ip_proto(), port)
+    /// The rules-map index of `(proto, port)`.
+    pub(crate) const fn index(proto: L4Proto, port: u16) -> u32 {
+        match ebpf::rule_index(proto.ip_proto(), port) {
+            Some(index) => index,
+            None => unreachable!(), // every L4Proto has a slot range in the map
+        }
     }
 
-    /// Rebuilds a rule from a map entry; `None` for entries this API cannot have written.
-    pub(crate) fn from_entry(key: ebpf::RuleKey, value: u32) -> Option<Self> {
+    /// Rebuilds a rule from a map entry (tests read the map back with it; `Steering::rules`
+    /// lists the shadow instead); `None` for an empty slot ([`ebpf::ACTION_NONE`]),
+    /// an index past the map or a value this API cannot have written.
+    #[cfg(test)]
+    pub(crate) fn from_entry(index: u32, value: u32) -> Option<Self> {
+        let (proto, port) = ebpf::rule_at(index)?;
         Some(Self {
-            proto: L4Proto::from_ip_proto(key.proto)?,
-            port: key.port,
+            proto: L4Proto::from_ip_proto(proto)?,
+            port,
             action: Action::from_raw(value)?,
         })
     }
@@ -232,7 +240,7 @@ mod test {
         for a in [Action::Redirect, Action::Drop, Action::Pass] {
             assert_eq!(Action::from_raw(a.raw()), Some(a));
         }
-        assert_eq!(Action::from_raw(0), None);
+        assert_eq!(Action::from_raw(ebpf::ACTION_NONE), None);
         assert_eq!(Action::from_raw(4), None);
     }
 
@@ -243,12 +251,13 @@ mod test {
             port: 8080,
             action: Action::Drop,
         };
-        let key = Rule::key(r.proto, r.port);
-        assert_eq!(key.pad, 0);
-        assert_eq!(key.port, 8080);
-        assert_eq!(Rule::from_entry(key, r.action.raw()), Some(r));
-        assert_eq!(Rule::from_entry(key, 99), None);
-        assert_eq!(Rule::from_entry(ebpf::RuleKey::new(1, 80), 1), None);
+        let index = Rule::index(r.proto, r.port);
+        assert_eq!(index, ebpf::RULES_TCP_BASE + 8080);
+        assert_eq!(Rule::index(L4Proto::Udp, 8080), ebpf::RULES_UDP_BASE + 8080);
+        assert_eq!(Rule::from_entry(index, r.action.raw()), Some(r));
+        assert_eq!(Rule::from_entry(index, 99), None);
+        assert_eq!(Rule::from_entry(index, ebpf::ACTION_NONE), None);
+        assert_eq!(Rule::from_entry(ebpf::RULES_MAX_ENTRIES, 1), None);
         assert_eq!(r.to_string(), "tcp/8080 -> drop");
     }
 
