@@ -174,16 +174,6 @@ impl EngineConfig {
                 "port 0 cannot be steered",
             ));
         }
-        if self.rules.len() > sluice_ebpf::RULES_MAX_ENTRIES as usize {
-            return Err(ConfigError::new(
-                "udp",
-                format!(
-                    "{} ports given; the rules map holds at most {}",
-                    self.rules.len(),
-                    sluice_ebpf::RULES_MAX_ENTRIES
-                ),
-            ));
-        }
         if let Some(c) = &self.cores
             && c.is_empty()
         {
