@@ -102,10 +102,6 @@ impl fmt::Display for Peer {
 /// Why a [`Handler`] could not carry out a request.
 #[derive(Debug, thiserror::Error)]
 pub enum HandlerError {
-    /// The request is well-formed but makes no sense now (e.g. deleting a rule that is not
-    /// there, if the handler treats that as an error). Sent as `bad_request`.
-    #[error("{0}")]
-    BadRequest(String),
     /// Carrying it out failed (map update, mirror unavailable, ...). Sent as `failed`.
     #[error("{0}")]
     Failed(String),
@@ -375,7 +371,6 @@ fn answer(buf: &[u8], real_len: usize, peer: &Peer, ctx: &ConnCtx) -> Reply {
     }
     match ctx.handler.handle(&req, peer) {
         Ok(data) => Reply::Ok(data),
-        Err(HandlerError::BadRequest(m)) => Reply::Err(ErrorReply::bad_request(m)),
         Err(HandlerError::Failed(m)) => Reply::Err(ErrorReply::new(ErrorCode::Failed, m)),
     }
 }
