@@ -22,10 +22,11 @@
 
 use crate::r#gen::{L4, Template};
 use crate::report::{Limit, Scenario, Subject};
-use anyhow::{Context, Result, anyhow, ensure};
+use anyhow::{Context, Result, anyhow, bail, ensure};
 use sluice::apps::drop::DropAll;
 use sluice::apps::reflect::{Reflect, reflect_frame};
 use sluice::apps::{App, Batch, DropReason, Verdict};
+use sluice::batch::PortId;
 use sluice::worker::mem::MemTransport;
 use sluice::worker::{Local, Scratch, step};
 use sluice::xsk::MAX_BATCH;
@@ -260,7 +261,7 @@ pub fn measure_step<A: App>(
     let mut run = |t: &mut MemTransport, c: &mut Local, steps: u64| -> u64 {
         let mut packets = 0u64;
         for _ in 0..steps {
-            let n = step(t, app, &mut scratch, max, c);
+            let n = step(t, PortId(0), app, &mut scratch, max, c);
             short |= n != max;
             leak |= t.outstanding() != 0;
             packets += n as u64;
@@ -329,6 +330,7 @@ pub fn measure_step<A: App>(
             "drop: {packets} received, {} counted as {reason}, {back} recycled, {sent} transmitted",
             d.drops[reason.index()]
         ),
+        Verdict::TxOn(_) | Verdict::Kernel => bail!("the pipeline checks no {expect:?} app"),
     }
     if expect == Verdict::Tx {
         ensure!(
@@ -448,6 +450,7 @@ fn check_frames<'a>(
         let ok = match expect {
             Verdict::Tx => f == &t[..] || f == &r[..],
             Verdict::Drop(_) => f == &t[..],
+            Verdict::TxOn(_) | Verdict::Kernel => bail!("the pipeline checks no {expect:?} app"),
         };
         ensure!(ok, "frame {i} holds bytes the app must not have produced");
     }

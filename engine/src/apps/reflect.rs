@@ -663,6 +663,7 @@ mod test {
                     prop_assert_eq!(f, bytes);
                 }
                 Verdict::Drop(_) => prop_assert_eq!(f, bytes),
+                other => prop_assert!(false, "reflect never gives {:?}", other),
             }
         }
 

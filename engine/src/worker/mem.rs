@@ -1,7 +1,8 @@
 //! A transport over plain memory: the worker's batch step without a kernel.
 //!
 //! [`MemTransport`] holds a ring of frames, copies of the frames it was given, and hands them out
-//! in order, round and round: every [`Transport::receive`] is a fresh batch of "received" frames
+//! in order, round and round, whatever the port: every [`Transport::receive`] is a fresh batch
+//! of "received" frames
 //! whose bytes are whatever the app left there last time (an app that rewrites frames in place
 //! must therefore keep them valid — reflect does: a second swap undoes the first). Transmitted
 //! frames are counted and taken back at once. It is what `cargo xtask bench --scenario
@@ -18,7 +19,7 @@ pub struct MemTransport {
     lens: Vec<u32>,
     next: usize,
     outstanding: usize,
-    transmitted: u64,
+    transmitted: Vec<u64>,
     recycled: u64,
 }
 
@@ -44,14 +45,26 @@ impl MemTransport {
             lens,
             next: 0,
             outstanding: 0,
-            transmitted: 0,
+            transmitted: vec![0],
             recycled: 0,
         }
     }
 
-    /// Frames transmitted so far.
+    /// Serve `ports` ports instead of one: frames are received the same way on each, and
+    /// counted per port when transmitted.
+    pub fn with_ports(mut self, ports: usize) -> Self {
+        self.transmitted = vec![0; ports.max(1)];
+        self
+    }
+
+    /// Frames transmitted so far, on every port.
     pub fn transmitted(&self) -> u64 {
-        self.transmitted
+        self.transmitted.iter().sum()
+    }
+
+    /// Frames transmitted so far on `port`.
+    pub fn transmitted_on(&self, port: usize) -> u64 {
+        self.transmitted[port]
     }
 
     /// Frames handed back unsent so far.
@@ -72,7 +85,11 @@ impl MemTransport {
 }
 
 impl Transport for MemTransport {
-    fn receive(&mut self, descs: &mut [Desc]) -> usize {
+    fn port_count(&self) -> usize {
+        self.transmitted.len()
+    }
+
+    fn receive(&mut self, _port: usize, descs: &mut [Desc]) -> usize {
         let count = self.lens.len();
         let n = descs.len().min(count - self.outstanding);
         // Wrap with a compare, not `%`: a division per frame was a third of the loop's time.
@@ -104,7 +121,7 @@ impl Transport for MemTransport {
         let mut bad = 0;
         for (d, slot) in descs.iter_mut().zip(out.iter_mut()) {
             match chunks.next() {
-                Some(chunk) if d.len as usize <= fs => *slot = &mut chunk[..d.len as usize],
+                Some(chunk) if d.len as usize <= fs => *slot = chunk,
                 _ => {
                     d.len = 0;
                     bad += 1;
@@ -114,8 +131,12 @@ impl Transport for MemTransport {
         bad
     }
 
-    fn transmit(&mut self, descs: &[Desc]) -> (usize, Kick) {
-        self.transmitted += descs.len() as u64;
+    fn transmit(&mut self, port: usize, descs: &[Desc]) -> (usize, Kick) {
+        self.transmitted[port] += descs.len() as u64;
+        for d in descs {
+            // An app may have changed the frame's length; the next round sees it so.
+            self.lens[d.addr as usize / self.frame_size] = d.len;
+        }
         self.outstanding -= descs.len();
         (descs.len(), Kick::default())
     }

@@ -11,6 +11,7 @@ pub mod stats;
 mod transport;
 
 use crate::apps::App;
+use crate::batch::PortId;
 use crate::xsk::XskQueue;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -139,6 +140,7 @@ pub fn run_loop<A: App>(
     let mut local = Local::default();
     let mut scratch = Scratch::new();
     let batch = q.batch_size();
+    let ports = q.port_count();
     let mut idle_rounds = 0u32;
     let mut slow_tick = 0u64;
     publish_slow(&q, shared);
@@ -154,7 +156,18 @@ pub fn run_loop<A: App>(
             // here, in turns with the app, instead of in a kernel thread competing for the core.
             local.fill_wakeups += u64::from(q.wake_fill_if_needed());
         }
-        if step(&mut q, &mut app, &mut scratch, batch, &mut local) > 0 {
+        let mut got = 0;
+        for port in 0..ports {
+            got += step(
+                &mut q,
+                PortId(port as u16),
+                &mut app,
+                &mut scratch,
+                batch,
+                &mut local,
+            );
+        }
+        if got > 0 {
             idle_rounds = 0;
             slow_tick += 1;
             if slow_tick.is_multiple_of(SLOW_STATS_EVERY) {
@@ -166,7 +179,7 @@ pub fn run_loop<A: App>(
         local.empty_polls += 1;
         if q.tx_outstanding() > 0 {
             // Copy mode sends at most a budget of frames per kick: keep kicking until drained.
-            count_kick(&mut local, q.kick_tx_if_needed());
+            count_kick(&mut local, q.kick_all());
         }
         if !q.napi_busy_polling() {
             // (With preferred busy polling the top of the round already made this call.)
@@ -195,7 +208,7 @@ pub fn run_loop<A: App>(
     // Stopping: let sent frames complete so the census shows every frame home.
     let deadline = Instant::now() + DRAIN_TIMEOUT;
     while q.tx_outstanding() > 0 && Instant::now() < deadline {
-        count_kick(&mut local, q.kick_tx_if_needed());
+        count_kick(&mut local, q.kick_all());
         q.reclaim();
         if q.tx_outstanding() > 0 {
             thread::sleep(Duration::from_micros(200));

@@ -7,7 +7,7 @@
 //! two workers never share a line.
 
 use crate::batch::DropReason;
-use crate::xsk::{Census, KernelStats};
+use crate::xsk::{Census, KernelStats, MAX_PORTS};
 use crossbeam_utils::CachePadded;
 use serde_json::{Map, Value, json};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
@@ -20,6 +20,8 @@ macro_rules! counters {
             $( $(#[$doc])* pub $name: u64, )*
             /// Frames dropped by the app, by reason (index: [`DropReason::index`]).
             pub drops: [u64; DropReason::COUNT],
+            /// Frames and bytes per port (index: [`crate::batch::PortId::index`]).
+            pub ports: [PortCounters; MAX_PORTS],
         }
 
         impl Local {
@@ -39,6 +41,39 @@ macro_rules! counters {
 
         const N_SCALARS: usize = [$(stringify!($name)),*].len();
     };
+}
+
+/// What one worker moved through one port.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct PortCounters {
+    /// Frames received on the port.
+    pub rx_packets: u64,
+    /// Bytes received on the port.
+    pub rx_bytes: u64,
+    /// Frames queued for transmission on the port.
+    pub tx_packets: u64,
+    /// Bytes queued for transmission on the port.
+    pub tx_bytes: u64,
+}
+
+impl PortCounters {
+    fn values(&self) -> [u64; 4] {
+        [
+            self.rx_packets,
+            self.rx_bytes,
+            self.tx_packets,
+            self.tx_bytes,
+        ]
+    }
+
+    fn values_mut(&mut self) -> [&mut u64; 4] {
+        [
+            &mut self.rx_packets,
+            &mut self.rx_bytes,
+            &mut self.tx_packets,
+            &mut self.tx_bytes,
+        ]
+    }
 }
 
 counters! {
@@ -84,6 +119,11 @@ impl Local {
         for (a, b) in self.drops.iter_mut().zip(o.drops) {
             *a += b;
         }
+        for (a, b) in self.ports.iter_mut().zip(&o.ports) {
+            for (x, y) in a.values_mut().into_iter().zip(b.values()) {
+                *x += y;
+            }
+        }
     }
 
     /// Element-wise difference `self - earlier` (counters only grow; saturates at 0).
@@ -95,7 +135,27 @@ impl Local {
         for (a, b) in d.drops.iter_mut().zip(earlier.drops) {
             *a = a.saturating_sub(b);
         }
+        for (a, b) in d.ports.iter_mut().zip(&earlier.ports) {
+            for (x, y) in a.values_mut().into_iter().zip(b.values()) {
+                *x = x.saturating_sub(y);
+            }
+        }
         d
+    }
+
+    /// The first `n` ports' counters as a JSON array (`port` is the index).
+    pub fn ports_json(&self, n: usize) -> Value {
+        Value::Array(
+            self.ports
+                .iter()
+                .take(n)
+                .enumerate()
+                .map(|(i, p)| {
+                    json!({"port": i, "rx_packets": p.rx_packets, "rx_bytes": p.rx_bytes,
+                           "tx_packets": p.tx_packets, "tx_bytes": p.tx_bytes})
+                })
+                .collect(),
+        )
     }
 }
 
@@ -130,23 +190,33 @@ pub fn rates_json(now: &Local, prev: &Local, dt: f64) -> Value {
     })
 }
 
-const N_COUNTERS: usize = N_SCALARS + DropReason::COUNT;
+const N_COUNTERS: usize = N_SCALARS + DropReason::COUNT + 4 * MAX_PORTS;
 const N_CENSUS: usize = 7;
 const N_KERNEL: usize = 6;
 
 /// The shared, cache-line padded block one worker publishes into.
-#[derive(Default)]
 pub struct Shared {
     counters: CachePadded<[AtomicU64; N_COUNTERS]>,
     census: CachePadded<[AtomicI64; N_CENSUS]>,
     kernel: [AtomicU64; N_KERNEL],
 }
 
+impl Default for Shared {
+    fn default() -> Self {
+        Shared {
+            counters: CachePadded::new(std::array::from_fn(|_| AtomicU64::new(0))),
+            census: CachePadded::default(),
+            kernel: Default::default(),
+        }
+    }
+}
+
 impl Shared {
     /// Publish the worker's counters (worker thread only).
     #[inline]
     pub fn publish(&self, l: &Local) {
-        let vals = l.scalars().into_iter().chain(l.drops);
+        let ports = l.ports.iter().flat_map(PortCounters::values);
+        let vals = l.scalars().into_iter().chain(l.drops).chain(ports);
         for (a, v) in self.counters.iter().zip(vals) {
             a.store(v, Relaxed);
         }
@@ -155,11 +225,16 @@ impl Shared {
     /// Read a snapshot of the counters (any thread).
     pub fn snapshot(&self) -> Local {
         let mut l = Local::default();
-        let (scalars, drops) = self.counters.split_at(N_SCALARS);
+        let (scalars, rest) = self.counters.split_at(N_SCALARS);
+        let (drops, ports) = rest.split_at(DropReason::COUNT);
         for (v, a) in l.scalars_mut().into_iter().zip(scalars) {
             *v = a.load(Relaxed);
         }
         for (v, a) in l.drops.iter_mut().zip(drops) {
+            *v = a.load(Relaxed);
+        }
+        let port_values = l.ports.iter_mut().flat_map(|p| p.values_mut());
+        for (v, a) in port_values.zip(ports) {
             *v = a.load(Relaxed);
         }
         l
@@ -244,6 +319,8 @@ mod test {
             *v = 100 + i as u64;
         }
         l.drops[DropReason::Truncated.index()] = 2;
+        l.ports[1].tx_bytes = 77;
+        l.ports[MAX_PORTS - 1].rx_packets = 5;
         s.publish(&l);
         let got = s.snapshot();
         assert_eq!(got, l);
@@ -266,6 +343,13 @@ mod test {
         assert_eq!(b.rx_packets, 10);
         assert_eq!(b.drops[0], 14);
         assert_eq!(b.since(&a), a);
+        a.ports[2].rx_bytes = 9;
+        let mut c = a;
+        c.add(&a);
+        assert_eq!(c.ports[2].rx_bytes, 18);
+        assert_eq!(c.since(&a).ports[2].rx_bytes, 9);
+        assert_eq!(c.ports_json(3)[2]["rx_bytes"], json!(18));
+        assert_eq!(c.ports_json(3).as_array().unwrap().len(), 3);
     }
 
     #[test]

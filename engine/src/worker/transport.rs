@@ -8,26 +8,32 @@
 
 use super::stats::Local;
 use crate::apps::App;
-use crate::batch::{Batch, DropReason, Verdict};
+use crate::batch::{Batch, DropReason, PortId, Verdict};
 use crate::xsk::{Desc, Kick, MAX_BATCH, XskQueue};
 
-/// A source and sink of frames that lends their bytes in place (AF_XDP, or memory in tests).
+/// A source and sink of frames that lends their bytes in place (AF_XDP, or memory in tests),
+/// over one or more ports sharing one pool of frame buffers.
 ///
 /// Contract (what [`step`] relies on): every frame [`Transport::receive`] hands out belongs to
 /// the caller until the caller passes its descriptor to [`Transport::transmit`] (and it was
 /// queued) or to [`Transport::recycle`]; the caller hands every frame back, exactly once.
 pub trait Transport {
-    /// Take up to `descs.len()` received frames; returns how many, described in `descs[..n]`.
-    fn receive(&mut self, descs: &mut [Desc]) -> usize;
+    /// Number of ports; valid ports are `0..port_count()`.
+    fn port_count(&self) -> usize;
 
-    /// Lend the bytes of the frames `descs` (just received) into `out[..descs.len()]`. A
-    /// descriptor the transport cannot lend gets an empty slice and its `len` set to 0; returns
-    /// how many there were.
+    /// Take up to `descs.len()` frames received on `port`; returns how many, described in
+    /// `descs[..n]`.
+    fn receive(&mut self, port: usize, descs: &mut [Desc]) -> usize;
+
+    /// Lend the buffers of the frames `descs` (just received) into `out[..descs.len()]`: each
+    /// slice starts at the frame's first byte and may extend past `desc.len` to the end of its
+    /// buffer (room the frame may grow into). A descriptor the transport cannot lend gets an
+    /// empty slice and its `len` set to 0; returns how many there were.
     fn frames_mut<'a>(&'a mut self, descs: &mut [Desc], out: &mut [&'a mut [u8]]) -> u32;
 
-    /// Send `descs` in order, as many as there is room for; returns how many (a prefix) and what
-    /// the kick that followed did. Frames not taken are still the caller's.
-    fn transmit(&mut self, descs: &[Desc]) -> (usize, Kick);
+    /// Send `descs` on `port` in order, as many as there is room for; returns how many (a
+    /// prefix) and what the kick that followed did. Frames not taken are still the caller's.
+    fn transmit(&mut self, port: usize, descs: &[Desc]) -> (usize, Kick);
 
     /// Take frames back unsent; returns how many had to wait in a stash for ring room.
     fn recycle(&mut self, descs: &[Desc]) -> u32;
@@ -35,8 +41,13 @@ pub trait Transport {
 
 impl Transport for XskQueue {
     #[inline]
-    fn receive(&mut self, descs: &mut [Desc]) -> usize {
-        XskQueue::receive(self, descs)
+    fn port_count(&self) -> usize {
+        XskQueue::port_count(self)
+    }
+
+    #[inline]
+    fn receive(&mut self, port: usize, descs: &mut [Desc]) -> usize {
+        XskQueue::receive(self, port, descs)
     }
 
     #[inline]
@@ -45,8 +56,8 @@ impl Transport for XskQueue {
     }
 
     #[inline]
-    fn transmit(&mut self, descs: &[Desc]) -> (usize, Kick) {
-        XskQueue::transmit(self, descs)
+    fn transmit(&mut self, port: usize, descs: &[Desc]) -> (usize, Kick) {
+        XskQueue::transmit(self, port, descs)
     }
 
     #[inline]
@@ -55,12 +66,15 @@ impl Transport for XskQueue {
     }
 }
 
-/// Fixed scratch space for [`step`], allocated once per worker (about 12 KiB), so the hot loop
+/// Fixed scratch space for [`step`], allocated once per worker (about 16 KiB), so the hot loop
 /// never allocates.
 pub struct Scratch {
     descs: [Desc; MAX_BATCH],
+    lens: [u32; MAX_BATCH],
     verdicts: [Verdict; MAX_BATCH],
     tx: [Desc; MAX_BATCH],
+    tx_port: [u8; MAX_BATCH],
+    out: [Desc; MAX_BATCH],
     back: [Desc; MAX_BATCH],
 }
 
@@ -69,73 +83,103 @@ impl Scratch {
     pub fn new() -> Box<Self> {
         Box::new(Scratch {
             descs: [Desc::default(); MAX_BATCH],
+            lens: [0; MAX_BATCH],
             verdicts: [Verdict::Drop(DropReason::Policy); MAX_BATCH],
             tx: [Desc::default(); MAX_BATCH],
+            tx_port: [0; MAX_BATCH],
+            out: [Desc::default(); MAX_BATCH],
             back: [Desc::default(); MAX_BATCH],
         })
     }
 }
 
-/// One batch: take up to `max` (≤ [`MAX_BATCH`]) frames from `t`, run `app` over them in place,
-/// transmit the frames judged [`Verdict::Tx`] in their original order and hand every other
+/// One batch: take up to `max` (≤ [`MAX_BATCH`]) frames received on port `ingress` of `t`, run
+/// `app` over them in place, transmit the frames judged [`Verdict::Tx`] (on `ingress`) or
+/// [`Verdict::TxOn`] (on that port), each port's in their original order, and hand every other
 /// frame back to `t`, counting all of it into `c`. Returns the number of frames received (0 when
 /// there were none: nothing else happened then).
 ///
 /// A frame the transport could not lend (empty, `len` 0) is never sent: it counts as
-/// `bad_desc` and as a `truncated` drop, whatever the app said. A `Tx` frame that finds the
-/// transmit ring full is given back and counted as `tx_ring_full`. No allocation, no syscall
-/// beyond the transport's own, no lock.
+/// `bad_desc` and as a `truncated` drop, whatever the app said. A frame for a port `t` does not
+/// have is a `no_such_port` drop; [`Verdict::Kernel`] is a `no_kernel_path` drop (the transport
+/// has no path to the kernel's stack yet). A frame that finds its transmit ring full is given
+/// back and counted as `tx_ring_full`. No allocation, no syscall beyond the transport's own, no
+/// lock.
 #[inline]
 pub fn step<T: Transport, A: App + ?Sized>(
     t: &mut T,
+    ingress: PortId,
     app: &mut A,
     s: &mut Scratch,
     max: usize,
     c: &mut Local,
 ) -> usize {
-    let n = t.receive(&mut s.descs[..max.min(MAX_BATCH)]);
+    let port = ingress.index();
+    let n = t.receive(port, &mut s.descs[..max.min(MAX_BATCH)]);
     if n == 0 {
         return 0;
     }
     // The frame slices live on the stack for the app's call only; an array sized to the batch
     // (not always MAX_BATCH) keeps their initialisation off the per-packet cost.
-    let (descs, verdicts) = (&mut s.descs[..n], &mut s.verdicts[..n]);
+    let (descs, lens, verdicts) = (&mut s.descs[..n], &mut s.lens[..n], &mut s.verdicts[..n]);
     c.bad_desc += u64::from(match n {
-        0..=32 => lend_and_process::<_, _, 32>(t, app, descs, verdicts),
-        33..=64 => lend_and_process::<_, _, 64>(t, app, descs, verdicts),
-        65..=128 => lend_and_process::<_, _, 128>(t, app, descs, verdicts),
-        _ => lend_and_process::<_, _, MAX_BATCH>(t, app, descs, verdicts),
+        0..=32 => lend_and_process::<_, _, 32>(t, ingress, app, descs, lens, verdicts),
+        33..=64 => lend_and_process::<_, _, 64>(t, ingress, app, descs, lens, verdicts),
+        65..=128 => lend_and_process::<_, _, 128>(t, ingress, app, descs, lens, verdicts),
+        _ => lend_and_process::<_, _, MAX_BATCH>(t, ingress, app, descs, lens, verdicts),
     });
+    let ports = t.port_count();
     let (mut ntx, mut nback) = (0, 0);
+    let mut all_to_ingress = true;
     let mut rx_bytes = 0;
-    for (d, v) in s.descs[..n].iter().zip(&s.verdicts[..n]) {
+    for i in 0..n {
+        let mut d = s.descs[i];
         rx_bytes += u64::from(d.len);
-        match *v {
-            Verdict::Tx if d.len > 0 => {
-                s.tx[ntx] = *d;
+        let dest = match s.verdicts[i] {
+            _ if d.len == 0 => Err(DropReason::Truncated),
+            Verdict::Tx => Ok(port),
+            Verdict::TxOn(p) if p.index() < ports => Ok(p.index()),
+            Verdict::TxOn(_) => Err(DropReason::NoSuchPort),
+            Verdict::Kernel => Err(DropReason::NoKernelPath),
+            Verdict::Drop(reason) => Err(reason),
+        };
+        match dest {
+            Ok(p) => {
+                d.len = s.lens[i];
+                s.tx[ntx] = d;
+                s.tx_port[ntx] = p as u8;
+                all_to_ingress &= p == port;
                 ntx += 1;
-                continue;
             }
-            Verdict::Tx => c.drops[DropReason::Truncated.index()] += 1,
-            Verdict::Drop(_) if d.len == 0 => c.drops[DropReason::Truncated.index()] += 1,
-            Verdict::Drop(reason) => c.drops[reason.index()] += 1,
+            Err(reason) => {
+                c.drops[reason.index()] += 1;
+                s.back[nback] = d;
+                nback += 1;
+            }
         }
-        s.back[nback] = *d;
-        nback += 1;
     }
     c.rx_packets += n as u64;
     c.rx_bytes += rx_bytes;
     c.batches += 1;
+    c.ports[port].rx_packets += n as u64;
+    c.ports[port].rx_bytes += rx_bytes;
     if ntx > 0 {
-        let (sent, kick) = t.transmit(&s.tx[..ntx]);
-        c.tx_packets += sent as u64;
-        c.tx_bytes += s.tx[..sent].iter().map(|d| u64::from(d.len)).sum::<u64>();
-        c.kicks += u64::from(kick.kicks);
-        c.kick_errors += u64::from(kick.errors);
-        let unsent = &s.tx[sent..ntx];
-        c.tx_ring_full += unsent.len() as u64;
-        s.back[nback..nback + unsent.len()].copy_from_slice(unsent);
-        nback += unsent.len();
+        if all_to_ingress {
+            nback += send(t, port, &s.tx[..ntx], &mut s.back[nback..], c);
+        } else {
+            for p in 0..ports {
+                let mut k = 0;
+                for (d, &dp) in s.tx[..ntx].iter().zip(&s.tx_port[..ntx]) {
+                    if dp as usize == p {
+                        s.out[k] = *d;
+                        k += 1;
+                    }
+                }
+                if k > 0 {
+                    nback += send(t, p, &s.out[..k], &mut s.back[nback..], c);
+                }
+            }
+        }
     }
     if nback > 0 {
         c.fill_shortfall += u64::from(t.recycle(&s.back[..nback]));
@@ -143,19 +187,53 @@ pub fn step<T: Transport, A: App + ?Sized>(
     n
 }
 
+/// Transmit `descs` on `port`, count it, and copy what found no room into `back`; returns how
+/// many that was.
+#[inline]
+fn send<T: Transport>(
+    t: &mut T,
+    port: usize,
+    descs: &[Desc],
+    back: &mut [Desc],
+    c: &mut Local,
+) -> usize {
+    let (sent, kick) = t.transmit(port, descs);
+    let bytes = descs[..sent].iter().map(|d| u64::from(d.len)).sum::<u64>();
+    c.tx_packets += sent as u64;
+    c.tx_bytes += bytes;
+    c.ports[port].tx_packets += sent as u64;
+    c.ports[port].tx_bytes += bytes;
+    c.kicks += u64::from(kick.kicks);
+    c.kick_errors += u64::from(kick.errors);
+    let unsent = &descs[sent..];
+    c.tx_ring_full += unsent.len() as u64;
+    back[..unsent.len()].copy_from_slice(unsent);
+    unsent.len()
+}
+
 /// Lend the frames of `descs` (at most `N`) and run `app` over them; returns how many the
-/// transport could not lend.
+/// transport could not lend. `lens` ends up holding each frame's length after the app.
 #[inline(always)]
 fn lend_and_process<T: Transport, A: App + ?Sized, const N: usize>(
     t: &mut T,
+    ingress: PortId,
     app: &mut A,
     descs: &mut [Desc],
+    lens: &mut [u32],
     verdicts: &mut [Verdict],
 ) -> u32 {
     let n = descs.len();
     let mut frames: [&mut [u8]; N] = std::array::from_fn(|_| <&mut [u8]>::default());
     let bad = t.frames_mut(descs, &mut frames[..n]);
-    app.process(&mut Batch::new(&mut frames[..n], verdicts));
+    for (l, d) in lens.iter_mut().zip(descs.iter()) {
+        *l = d.len;
+    }
+    app.process(&mut Batch::with_room(
+        &mut frames[..n],
+        lens,
+        verdicts,
+        ingress,
+    ));
     bad
 }
 
@@ -199,9 +277,9 @@ mod test {
         let mut t = MemTransport::new(&templates, 8, 2048);
         let mut s = Scratch::new();
         let mut c = Local::default();
-        assert_eq!(step(&mut t, &mut EvenOdd, &mut s, 5, &mut c), 5);
+        assert_eq!(step(&mut t, PortId(0), &mut EvenOdd, &mut s, 5, &mut c), 5);
         assert_eq!(
-            step(&mut t, &mut EvenOdd, &mut s, 64, &mut c),
+            step(&mut t, PortId(0), &mut EvenOdd, &mut s, 64, &mut c),
             8,
             "wraps around"
         );
@@ -222,8 +300,11 @@ mod test {
     }
 
     impl Transport for Cramped {
-        fn receive(&mut self, descs: &mut [Desc]) -> usize {
-            self.inner.receive(descs)
+        fn port_count(&self) -> usize {
+            1
+        }
+        fn receive(&mut self, port: usize, descs: &mut [Desc]) -> usize {
+            self.inner.receive(port, descs)
         }
         fn frames_mut<'a>(&'a mut self, descs: &mut [Desc], out: &mut [&'a mut [u8]]) -> u32 {
             let bad = self.inner.frames_mut(descs, out);
@@ -231,9 +312,9 @@ mod test {
             out[0] = <&mut [u8]>::default();
             bad + 1
         }
-        fn transmit(&mut self, descs: &[Desc]) -> (usize, Kick) {
+        fn transmit(&mut self, port: usize, descs: &[Desc]) -> (usize, Kick) {
             let n = descs.len().min(self.room);
-            let (sent, _) = self.inner.transmit(&descs[..n]);
+            let (sent, _) = self.inner.transmit(port, &descs[..n]);
             (
                 sent,
                 Kick {
@@ -258,7 +339,14 @@ mod test {
         };
         let mut c = Local::default();
         assert_eq!(
-            step(&mut t, &mut EvenOdd, &mut Scratch::new(), 8, &mut c),
+            step(
+                &mut t,
+                PortId(0),
+                &mut EvenOdd,
+                &mut Scratch::new(),
+                8,
+                &mut c
+            ),
             8
         );
         // Frame 0 was bad: never sent, a truncated drop. Frames 2, 4, 6 wanted out; 2 fit.
@@ -272,5 +360,66 @@ mod test {
         );
         assert_eq!(c.rx_bytes, 7 * 6, "a bad descriptor carries no bytes");
         assert_eq!(t.inner.outstanding(), 0, "every frame handed back");
+    }
+
+    /// Sends frame `i` to port `i % 3` (port 2 does not exist on a two-port transport), after
+    /// growing it by 4 bytes; hands every fifth to the kernel.
+    struct Spread;
+
+    impl App for Spread {
+        fn name(&self) -> &'static str {
+            "spread"
+        }
+        fn process(&mut self, batch: &mut Batch<'_, '_>) {
+            for i in 0..batch.len() {
+                let len = batch.frame(i).len();
+                batch.buffer_mut(i)[len..len + 4].copy_from_slice(b"more");
+                batch.set_len(i, len + 4).unwrap();
+                let v = if i % 5 == 4 {
+                    Verdict::Kernel
+                } else {
+                    Verdict::TxOn(PortId((i % 3) as u16))
+                };
+                batch.set_verdict(i, v);
+            }
+        }
+    }
+
+    #[test]
+    fn step_sends_to_each_port_and_counts_what_it_cannot() {
+        let f = frames(10);
+        let templates: Vec<&[u8]> = f.iter().map(Vec::as_slice).collect();
+        let mut t = MemTransport::new(&templates, 10, 2048).with_ports(2);
+        let mut c = Local::default();
+        assert_eq!(
+            step(
+                &mut t,
+                PortId(1),
+                &mut Spread,
+                &mut Scratch::new(),
+                10,
+                &mut c
+            ),
+            10
+        );
+        // i = 0..10: kernel for 4, 9; port 0 for 0, 3, 6; port 1 for 1, 7; port 2 for 2, 5, 8.
+        assert_eq!((t.transmitted_on(0), t.transmitted_on(1)), (3, 2));
+        assert_eq!(c.drops[DropReason::NoKernelPath.index()], 2);
+        assert_eq!(c.drops[DropReason::NoSuchPort.index()], 3);
+        assert_eq!((c.ports[1].rx_packets, c.ports[0].rx_packets), (10, 0));
+        assert_eq!((c.ports[0].tx_packets, c.ports[1].tx_packets), (3, 2));
+        assert_eq!(
+            c.ports[0].tx_bytes,
+            3 * 10,
+            "sent frames carry their new length"
+        );
+        assert_eq!(c.tx_bytes, 5 * 10);
+        assert_eq!(c.rx_bytes, 10 * 6);
+        assert_eq!(t.outstanding(), 0);
+        assert_eq!(
+            &t.frame(3)[6..],
+            b"more",
+            "the transport sends the grown frame"
+        );
     }
 }

@@ -59,6 +59,9 @@ pub struct Kick {
 /// see BENCHMARKS.md) while keeping the scratch space at a few KiB of stack.
 pub const MAX_BATCH: usize = 256;
 
+/// Most ports (interfaces) one queue's sockets may span, sharing one UMEM.
+pub const MAX_PORTS: usize = 8;
+
 /// How long [`XskQueue::open`] retries a bind that fails with `EBUSY`.
 pub const BUSY_RETRY: Duration = Duration::from_millis(500);
 
@@ -332,26 +335,38 @@ pub struct KernelStats {
     pub tx_ring_empty: u64,
 }
 
-/// One AF_XDP socket bound to `(iface, queue)` with its own UMEM and all four rings.
-///
-/// Field order matters: rings and sockets are dropped before the UMEM mapping they point into.
-pub struct XskQueue {
+/// The rings of one port's AF_XDP socket: RX and TX, and the fill and completion rings of its
+/// (interface, queue).
+struct PortRings {
     rx: RingRx,
     tx: RingTx,
     fill: FillQueue,
     comp: CompletionQueue,
     _user: xdpilone::User,
-    _umem: Umem,
     iface: String,
+    zerocopy: bool,
+    /// Frames handed to this TX ring and not yet seen on its completion ring.
+    tx_outstanding: u32,
+}
+
+/// The AF_XDP sockets of one queue index on every port (`(iface, queue)` each), sharing one
+/// UMEM (`XDP_SHARED_UMEM`): a frame received on one port can be sent on another without a
+/// copy. With one port this is one socket with its UMEM and four rings.
+///
+/// Frames belong to the UMEM, not to a port: a frame sent on port B goes back to whichever fill
+/// ring has the fewest frames, so forwarding A → B does not drain A's fill ring into B's.
+///
+/// Field order matters: rings and sockets are dropped before the UMEM and the mapping they
+/// point into.
+pub struct XskQueue {
+    ports: Vec<PortRings>,
+    _umem: Umem,
     queue: u32,
     cfg: XskConfig,
-    zerocopy: bool,
     /// Frame mask for aligned mode (`!(frame_size - 1)`).
     frame_mask: u64,
-    /// Frames the worker holds that are in no ring (fill ring had no room).
+    /// Frames the worker holds that are in no ring (the fill rings had no room).
     stash: Vec<u64>,
-    /// Frames handed to the TX ring and not yet seen on the completion ring.
-    tx_outstanding: u32,
     area: UmemArea,
 }
 
@@ -361,19 +376,34 @@ pub struct XskQueue {
 unsafe impl Send for XskQueue {}
 
 impl XskQueue {
-    /// Create the UMEM, the socket and its rings, bind to `iface` queue `queue` with
-    /// need_wakeup, and put every frame in the fill ring.
+    /// [`XskQueue::open_ports`] with one port.
+    pub fn open(iface: &str, queue: u32, cfg: &XskConfig) -> Result<Self, XskError> {
+        Self::open_ports(&[iface], queue, cfg)
+    }
+
+    /// Create the UMEM and, on every interface of `ifaces` (the ports, in order), a socket bound
+    /// to queue `queue` with need_wakeup, all sharing the UMEM; then put every frame in a fill
+    /// ring (spread evenly over the ports).
     ///
-    /// With [`BindMode::Auto`] zero-copy is tried first; if the driver refuses it
-    /// (`EOPNOTSUPP`), the socket is rebuilt in copy mode and one line is logged.
+    /// With [`BindMode::Auto`] zero-copy is tried first; if a driver refuses it (`EOPNOTSUPP`),
+    /// the sockets are rebuilt in copy mode and one line is logged.
     ///
     /// `EBUSY` from bind is retried for up to [`BUSY_RETRY`]: the kernel releases a closed
     /// socket's claim on its queue from a workqueue, so a queue freed an instant ago (a previous
     /// run that just exited) can still look taken. A queue that stays busy is an error.
-    pub fn open(iface: &str, queue: u32, cfg: &XskConfig) -> Result<Self, XskError> {
+    pub fn open_ports(ifaces: &[&str], queue: u32, cfg: &XskConfig) -> Result<Self, XskError> {
+        if ifaces.is_empty() || ifaces.len() > MAX_PORTS {
+            return Err(XskError::Config {
+                field: "interface name",
+                reason: format!(
+                    "{} interfaces given; 1 to {MAX_PORTS} can share a UMEM",
+                    ifaces.len()
+                ),
+            });
+        }
         let deadline = std::time::Instant::now() + BUSY_RETRY;
         loop {
-            match Self::open_once(iface, queue, cfg) {
+            match Self::open_once(ifaces, queue, cfg) {
                 Err(XskError::QueueBusy { .. }) if std::time::Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(20));
                 }
@@ -382,23 +412,23 @@ impl XskQueue {
         }
     }
 
-    fn open_once(iface: &str, queue: u32, cfg: &XskConfig) -> Result<Self, XskError> {
+    fn open_once(ifaces: &[&str], queue: u32, cfg: &XskConfig) -> Result<Self, XskError> {
         cfg.validate()?;
         match cfg.bind {
-            BindMode::Copy => Self::open_with(iface, queue, cfg, SocketConfig::XDP_BIND_COPY),
+            BindMode::Copy => Self::open_with(ifaces, queue, cfg, SocketConfig::XDP_BIND_COPY),
             BindMode::Zerocopy => {
-                Self::open_with(iface, queue, cfg, SocketConfig::XDP_BIND_ZEROCOPY)
+                Self::open_with(ifaces, queue, cfg, SocketConfig::XDP_BIND_ZEROCOPY)
             }
             BindMode::Auto => {
-                match Self::open_with(iface, queue, cfg, SocketConfig::XDP_BIND_ZEROCOPY) {
-                    Err(XskError::ZeroCopyUnsupported { source, .. }) => {
+                match Self::open_with(ifaces, queue, cfg, SocketConfig::XDP_BIND_ZEROCOPY) {
+                    Err(XskError::ZeroCopyUnsupported { iface, source, .. }) => {
                         if queue == 0 {
                             log::info!(
                                 "{iface}: asked for AF_XDP bind mode auto, granted copy: \
                                  the driver has no zero-copy support ({source})"
                             );
                         }
-                        Self::open_with(iface, queue, cfg, SocketConfig::XDP_BIND_COPY)
+                        Self::open_with(ifaces, queue, cfg, SocketConfig::XDP_BIND_COPY)
                     }
                     other => other,
                 }
@@ -407,23 +437,21 @@ impl XskQueue {
     }
 
     fn open_with(
-        iface: &str,
+        ifaces: &[&str],
         queue: u32,
         cfg: &XskConfig,
         mode_flag: u16,
     ) -> Result<Self, XskError> {
-        let fail = |step: &'static str, source: SyscallError| XskError::Setup {
+        let first = ifaces[0];
+        let fail = |iface: &str, step: &'static str, source: SyscallError| XskError::Setup {
             step,
             iface: iface.to_string(),
             queue,
             source,
         };
-        let setup = |step: &'static str, call: &'static str| {
-            move |e: xdpilone::Errno| fail(step, SyscallError::new(call, errno(e)))
-        };
         let area_len = cfg.frame_count as usize * cfg.frame_size as usize;
         let area = UmemArea::new(area_len)
-            .map_err(|e| fail("mapping the UMEM", SyscallError::new("mmap", e)))?;
+            .map_err(|e| fail(first, "mapping the UMEM", SyscallError::new("mmap", e)))?;
         let umem_cfg = xdpilone::UmemConfig {
             fill_size: cfg.fill_size,
             complete_size: cfg.comp_size,
@@ -439,12 +467,61 @@ impl XskQueue {
                 Some(libc::EAFNOSUPPORT) => XskError::NoAfXdp(source),
                 Some(libc::EPERM) | Some(libc::EACCES) => XskError::Permission(source),
                 _ => fail(
+                    first,
                     "registering the UMEM",
                     SyscallError::new("setsockopt(XDP_UMEM_REG)", source),
                 ),
             }
         })?;
+        let mut ports = Vec::with_capacity(ifaces.len());
+        for (k, iface) in ifaces.iter().enumerate() {
+            ports.push(Self::open_port(
+                &umem,
+                iface,
+                k == 0,
+                queue,
+                cfg,
+                mode_flag,
+            )?);
+        }
+        let mut q = XskQueue {
+            ports,
+            _umem: umem,
+            queue,
+            cfg: cfg.clone(),
+            frame_mask: !(u64::from(cfg.frame_size) - 1),
+            stash: Vec::with_capacity(cfg.frame_count as usize),
+            area,
+        };
+        // Every frame starts in the worker's stash and is spread over the fill rings; what does
+        // not fit (fill rings smaller than the UMEM) stays stashed until a ring has room.
+        let fs = u64::from(cfg.frame_size);
+        q.stash
+            .extend((0..u64::from(cfg.frame_count)).rev().map(|i| i * fs));
+        q.refill();
+        Ok(q)
+    }
 
+    /// One port's socket on the shared `umem`: the first port's socket is the UMEM's own;
+    /// every other is a new socket bound with `XDP_SHARED_UMEM`, whose copy/zero-copy and
+    /// need_wakeup modes the kernel takes from the first (it refuses those flags on it).
+    fn open_port(
+        umem: &Umem,
+        iface: &str,
+        owner: bool,
+        queue: u32,
+        cfg: &XskConfig,
+        mode_flag: u16,
+    ) -> Result<PortRings, XskError> {
+        let fail = |step: &'static str, source: SyscallError| XskError::Setup {
+            step,
+            iface: iface.to_string(),
+            queue,
+            source,
+        };
+        let setup = |step: &'static str, call: &'static str| {
+            move |e: xdpilone::Errno| fail(step, SyscallError::new(call, errno(e)))
+        };
         let name = CString::new(iface).map_err(|_| XskError::Config {
             field: "interface name",
             reason: format!("{iface:?} contains a NUL byte"),
@@ -453,8 +530,12 @@ impl XskQueue {
         info.from_name(&name)
             .map_err(setup("looking up the interface", "if_nametoindex"))?;
         info.set_queue(queue);
-        let sock = Socket::with_shared(&info, &umem)
-            .map_err(setup("creating the AF_XDP socket", "socket(AF_XDP)"))?;
+        let sock = if owner {
+            Socket::with_shared(&info, umem)
+        } else {
+            Socket::new(&info)
+        }
+        .map_err(setup("creating the AF_XDP socket", "socket(AF_XDP)"))?;
         // xdpilone creates the socket without SOCK_CLOEXEC: a process spawned later (a helper, a
         // benchmark peer) would inherit it and keep the queue bound after we close it.
         // SAFETY: the fd belongs to `sock`, alive for this borrow.
@@ -472,7 +553,11 @@ impl XskQueue {
         let sock_cfg = SocketConfig {
             rx_size: NonZeroU32::new(cfg.rx_size),
             tx_size: NonZeroU32::new(cfg.tx_size),
-            bind_flags: mode_flag | SocketConfig::XDP_BIND_NEED_WAKEUP,
+            bind_flags: if owner {
+                mode_flag | SocketConfig::XDP_BIND_NEED_WAKEUP
+            } else {
+                0
+            },
         };
         let user = umem
             .rx_tx(&sock, &sock_cfg)
@@ -526,56 +611,57 @@ impl XskQueue {
             .map(|o| o.contains(rustix::net::xdp::XdpOptionsFlags::XDP_OPTIONS_ZEROCOPY))
             .unwrap_or(mode_flag == SocketConfig::XDP_BIND_ZEROCOPY);
         let (fill, comp) = device.into_parts();
-
-        let mut q = XskQueue {
+        Ok(PortRings {
             rx,
             tx,
             fill,
             comp,
             _user: user,
-            _umem: umem,
             iface: iface.to_string(),
-            queue,
-            cfg: cfg.clone(),
             zerocopy,
-            frame_mask: !(u64::from(cfg.frame_size) - 1),
-            stash: Vec::with_capacity(cfg.frame_count as usize),
             tx_outstanding: 0,
-            area,
-        };
-        // Every frame starts in the worker's stash and is moved to the fill ring; what does not
-        // fit (fill ring smaller than the UMEM) stays stashed until the ring has room.
-        let fs = u64::from(cfg.frame_size);
-        q.stash
-            .extend((0..u64::from(cfg.frame_count)).rev().map(|i| i * fs));
-        q.refill();
-        Ok(q)
+        })
     }
 
-    /// The interface this socket is bound to.
+    /// Number of ports (sockets) sharing this queue's UMEM.
+    pub fn port_count(&self) -> usize {
+        self.ports.len()
+    }
+
+    /// The interface of `port`.
+    pub fn iface_of(&self, port: usize) -> &str {
+        &self.ports[port].iface
+    }
+
+    /// The interface of the first port.
     pub fn iface(&self) -> &str {
-        &self.iface
+        self.iface_of(0)
     }
 
-    /// The queue index this socket is bound to.
+    /// The queue index every socket is bound to.
     pub fn queue(&self) -> u32 {
         self.queue
     }
 
-    /// True when the kernel granted zero-copy.
+    /// True when the kernel granted zero-copy (on the first port; the others share its mode).
     pub fn is_zerocopy(&self) -> bool {
-        self.zerocopy
+        self.ports[0].zerocopy
     }
 
-    /// The socket's file descriptor, for the XSKMAP and for `poll()`.
+    /// The first port's socket, for the XSKMAP and for `poll()`.
     pub fn fd(&self) -> BorrowedFd<'_> {
-        // SAFETY: the fd is owned by `self._user`/`self.rx`, alive as long as `self`.
-        unsafe { BorrowedFd::borrow_raw(self.rx.as_raw_fd()) }
+        self.fd_of(0)
     }
 
-    /// Frames sent but not yet completed.
+    /// The socket of `port`, for that interface's XSKMAP.
+    pub fn fd_of(&self, port: usize) -> BorrowedFd<'_> {
+        // SAFETY: the fd is owned by the port's `_user`/`rx`, alive as long as `self`.
+        unsafe { BorrowedFd::borrow_raw(self.ports[port].rx.as_raw_fd()) }
+    }
+
+    /// Frames sent on any port but not yet completed.
     pub fn tx_outstanding(&self) -> u32 {
-        self.tx_outstanding
+        self.ports.iter().map(|p| p.tx_outstanding).sum()
     }
 
     /// Frames the socket may take per batch ([`XskConfig::batch`]).
@@ -583,51 +669,47 @@ impl XskQueue {
         self.cfg.batch as usize
     }
 
-    /// Move completed TX frames back to the fill ring. Returns how many were reclaimed.
+    /// Move completed TX frames of every port back to the fill rings. Returns how many.
     pub fn reclaim(&mut self) -> u32 {
-        let avail = self.comp.available();
-        if avail == 0 {
-            return 0;
-        }
         let mut done = 0;
-        if self.stash.is_empty() {
-            // Straight from the completion ring into the fill ring: reserve fill slots first so
-            // every completion read has a slot (zip would otherwise drop the last one read).
-            let mut w = self.fill.fill(avail);
-            let mut c = self.comp.complete(w.capacity());
-            done = w.insert(c.by_ref());
-            c.release();
-            w.commit();
-        }
-        // Whatever did not fit goes to the stash (fill ring full, or stash already non-empty so
-        // older frames go first).
-        let rest = self.comp.available();
-        if rest > 0 {
-            {
-                let mut c = self.comp.complete(rest);
-                for addr in c.by_ref() {
-                    self.stash.push(addr);
-                    done += 1;
-                }
-                c.release();
+        for p in 0..self.ports.len() {
+            let avail = self.ports[p].comp.available();
+            if avail == 0 {
+                continue;
             }
+            // Completions go to the stash first, then the stash to the emptiest fill rings: with
+            // one port and room in its fill ring that is one pass, and frames never pile up in
+            // the fill ring of the port they were sent on.
+            {
+                let port = &mut self.ports[p];
+                let mut c = port.comp.complete(avail);
+                let before = self.stash.len();
+                self.stash.extend(c.by_ref());
+                c.release();
+                let n = (self.stash.len() - before) as u32;
+                port.tx_outstanding = port.tx_outstanding.saturating_sub(n);
+                done += n;
+            }
+        }
+        if done > 0 {
             self.refill();
         }
-        self.tx_outstanding = self.tx_outstanding.saturating_sub(done);
         done
     }
 
-    /// Move stashed frames into the fill ring, as many as fit.
+    /// Move stashed frames into the fill rings, the emptiest first, as many as fit.
     pub fn refill(&mut self) {
-        // Two rounds: the first reserve may be served from a stale cached consumer head.
-        for _ in 0..2 {
+        // Two rounds per ring: the first reserve may be served from a stale cached consumer head.
+        for _ in 0..2 * self.ports.len() {
             if self.stash.is_empty() {
                 return;
             }
-            let mut w = self.fill.fill(self.stash.len() as u32);
+            let p = self.emptiest_fill();
+            let fill = &mut self.ports[p].fill;
+            let mut w = fill.fill(self.stash.len() as u32);
             let n = w.capacity() as usize;
             if n == 0 {
-                return;
+                continue;
             }
             let from = self.stash.len() - n;
             w.insert(self.stash[from..].iter().copied());
@@ -636,17 +718,28 @@ impl XskQueue {
         }
     }
 
-    /// Frames waiting in the RX ring.
-    pub fn rx_available(&self) -> u32 {
-        self.rx.available()
+    /// The port whose fill ring holds the fewest frames.
+    #[inline]
+    fn emptiest_fill(&self) -> usize {
+        if self.ports.len() == 1 {
+            return 0;
+        }
+        (0..self.ports.len())
+            .min_by_key(|&p| self.ports[p].fill.pending())
+            .unwrap_or(0)
     }
 
-    /// Take up to `descs.len()` received frames from the RX ring; returns how many, their
+    /// Frames waiting in the RX ring of the first port.
+    pub fn rx_available(&self) -> u32 {
+        self.ports[0].rx.available()
+    }
+
+    /// Take up to `descs.len()` received frames from `port`'s RX ring; returns how many, their
     /// descriptors in `descs[..n]`. The caller owns those frames until it hands each back through
     /// [`Self::transmit`] or [`Self::recycle`].
     #[inline]
-    pub fn receive(&mut self, descs: &mut [Desc]) -> usize {
-        let mut r = self.rx.receive(descs.len() as u32);
+    pub fn receive(&mut self, port: usize, descs: &mut [Desc]) -> usize {
+        let mut r = self.ports[port].rx.receive(descs.len() as u32);
         let mut n = 0;
         while n < descs.len()
             && let Some(d) = r.read()
@@ -668,8 +761,10 @@ impl XskQueue {
         n
     }
 
-    /// Lend the bytes of the received frames `descs` (from [`Self::receive`]) as one mutable slice
-    /// each, into `out[..descs.len()]`, for as long as `self` stays borrowed.
+    /// Lend the buffers of the received frames `descs` (from [`Self::receive`]) as one mutable
+    /// slice each, into `out[..descs.len()]`, for as long as `self` stays borrowed. Each slice
+    /// runs from the frame's first byte to the end of its UMEM frame, so the frame may grow into
+    /// it; its length is still `desc.len`.
     ///
     /// A descriptor that does not lie inside one UMEM frame (the kernel never produces one; the
     /// check makes the slices sound regardless) gets an empty slice and its `len` set to 0, so the
@@ -682,35 +777,40 @@ impl XskQueue {
         let mut bad = 0;
         for (d, slot) in descs.iter_mut().zip(out.iter_mut()) {
             let start = d.addr;
-            let end = start + u64::from(d.len);
-            if end > area_len || (start & self.frame_mask) + fsz < end {
+            let frame_end = (start & self.frame_mask) + fsz;
+            if frame_end > area_len || start + u64::from(d.len) > frame_end {
                 d.len = 0;
                 *slot = <&mut [u8]>::default();
                 bad += 1;
                 continue;
             }
-            // SAFETY: [start, end) lies inside the mapping (checked above) and inside a single
-            // frame. The kernel handed each RX descriptor's frame to user space exclusively and
-            // two descriptors of one batch never share a frame, so these slices are disjoint;
-            // they borrow `self` mutably for 'a, so no ring operation can hand the frames on
-            // while they live.
-            *slot =
-                unsafe { std::slice::from_raw_parts_mut(base.add(start as usize), d.len as usize) };
+            // SAFETY: [start, frame_end) lies inside the mapping (checked above) and is the tail
+            // of a single frame. The kernel handed each RX descriptor's frame to user space
+            // exclusively and two descriptors of one batch never share a frame, so these slices
+            // are disjoint; they borrow `self` mutably for 'a, so no ring operation can hand the
+            // frames on while they live.
+            *slot = unsafe {
+                std::slice::from_raw_parts_mut(
+                    base.add(start as usize),
+                    (frame_end - start) as usize,
+                )
+            };
         }
         bad
     }
 
-    /// Queue `descs` on the TX ring, in order, as many as fit; returns how many were queued (a
-    /// prefix of `descs`). Kicks the ring if the kernel asks. Frames that did not fit are still
-    /// the caller's.
+    /// Queue `descs` on `port`'s TX ring, in order, as many as fit; returns how many were
+    /// queued (a prefix of `descs`). Kicks the ring if the kernel asks. Frames that did not fit
+    /// are still the caller's.
     #[inline]
-    pub fn transmit(&mut self, descs: &[Desc]) -> (usize, Kick) {
+    pub fn transmit(&mut self, port: usize, descs: &[Desc]) -> (usize, Kick) {
         // xdpilone's reserve serves a request from its cached view of the consumer head and may
         // grant fewer slots than are free; a second reserve refreshes the view, so a shortfall
         // is only real if that one grants nothing.
+        let ring = &mut self.ports[port];
         let mut queued = 0usize;
         while queued < descs.len() {
-            let mut w = self.tx.transmit((descs.len() - queued) as u32);
+            let mut w = ring.tx.transmit((descs.len() - queued) as u32);
             if w.capacity() == 0 {
                 break;
             }
@@ -722,27 +822,31 @@ impl XskQueue {
             queued += w.insert(it) as usize;
             w.commit();
         }
-        self.tx_outstanding += queued as u32;
+        ring.tx_outstanding += queued as u32;
         let kick = if queued > 0 {
-            self.kick_tx_if_needed()
+            self.kick_tx_if_needed(port)
         } else {
             Kick::default()
         };
         (queued, kick)
     }
 
-    /// Give frames back to the kernel through the fill ring. Those that find no room wait in the
-    /// socket's stash (moved on by [`Self::refill`]); returns how many had to wait.
+    /// Give frames back to the kernel through the fill rings (the emptiest first). Those that
+    /// find no room wait in the stash (moved on by [`Self::refill`]); returns how many had to
+    /// wait.
     #[inline]
     pub fn recycle(&mut self, descs: &[Desc]) -> u32 {
         let mask = self.frame_mask;
         let mut placed = 0;
-        while placed < descs.len() {
-            let mut w = self.fill.fill((descs.len() - placed) as u32);
+        let mut tries = 2 * self.ports.len();
+        while placed < descs.len() && tries > 0 {
+            let p = self.emptiest_fill();
+            let fill = &mut self.ports[p].fill;
+            let mut w = fill.fill((descs.len() - placed) as u32);
             let k = w.insert(descs[placed..].iter().map(|d| d.addr & mask)) as usize;
             w.commit();
             if k == 0 {
-                break;
+                tries -= 1;
             }
             placed += k;
         }
@@ -751,7 +855,7 @@ impl XskQueue {
         short.len() as u32
     }
 
-    /// Kick the TX ring if the kernel asked for a wakeup (copy mode always does).
+    /// Kick `port`'s TX ring if the kernel asked for a wakeup (copy mode always does).
     ///
     /// In copy mode one `sendto` transmits at most the kernel's per-call budget (32 frames by
     /// default) and returns `EAGAIN` if more are queued, or if the completion ring is full. So
@@ -761,14 +865,15 @@ impl XskQueue {
     /// `EAGAIN` is the expected "call again", not an error. `EBUSY`, `ENOBUFS` and `ENETDOWN`
     /// (link down) are reported in [`Kick::errors`], not failures: the frames stay in the ring
     /// and the next kick retries.
-    pub fn kick_tx_if_needed(&mut self) -> Kick {
+    pub fn kick_tx_if_needed(&mut self, port: usize) -> Kick {
         let mut k = Kick::default();
         for _ in 0..MAX_KICKS {
-            if self.tx.pending() == 0 || !self.tx.needs_wakeup() {
+            let ring = &self.ports[port];
+            if ring.tx.pending() == 0 || !ring.tx.needs_wakeup() {
                 break;
             }
             k.kicks += 1;
-            match rustix::net::send(self.fd(), &[], rustix::net::SendFlags::DONTWAIT) {
+            match rustix::net::send(self.fd_of(port), &[], rustix::net::SendFlags::DONTWAIT) {
                 Ok(_) | Err(rustix::io::Errno::AGAIN) => {}
                 Err(_) => {
                     k.errors += 1;
@@ -780,6 +885,19 @@ impl XskQueue {
         k
     }
 
+    /// Kick every port's TX ring that has frames waiting (see [`Self::kick_tx_if_needed`]).
+    pub fn kick_all(&mut self) -> Kick {
+        let mut k = Kick::default();
+        for p in 0..self.ports.len() {
+            if self.ports[p].tx_outstanding > 0 {
+                let one = self.kick_tx_if_needed(p);
+                k.kicks += one.kicks;
+                k.errors += one.errors;
+            }
+        }
+        k
+    }
+
     /// True when preferred busy polling is on (the worker then calls [`Self::wake_fill_if_needed`]
     /// every round, which runs the device's NAPI).
     #[inline]
@@ -787,44 +905,52 @@ impl XskQueue {
         self.cfg.napi_busy_poll.is_some()
     }
 
-    /// Wake the driver if it asked for fill-ring entries (need_wakeup on the fill ring), and
-    /// always with preferred busy polling on: the `recvfrom` is what runs the device's NAPI then.
-    /// Returns true if it made the call. Its result is not looked at: `EAGAIN` (nothing to
-    /// receive) is the usual answer and nothing else can be done about another error here.
-    pub fn wake_fill_if_needed(&mut self) -> bool {
-        if self.cfg.napi_busy_poll.is_none() && !self.fill.needs_wakeup() {
-            return false;
+    /// Wake each port's driver if it asked for fill-ring entries (need_wakeup on the fill ring),
+    /// and always with preferred busy polling on: the `recvfrom` is what runs the device's NAPI
+    /// then. Returns how many calls it made. Their results are not looked at: `EAGAIN` (nothing
+    /// to receive) is the usual answer and nothing else can be done about another error here.
+    pub fn wake_fill_if_needed(&mut self) -> u32 {
+        let mut calls = 0;
+        for p in 0..self.ports.len() {
+            if self.cfg.napi_busy_poll.is_none() && !self.ports[p].fill.needs_wakeup() {
+                continue;
+            }
+            let _ = rustix::net::recv(
+                self.fd_of(p),
+                &mut [0u8; 0][..],
+                rustix::net::RecvFlags::DONTWAIT,
+            );
+            calls += 1;
         }
-        let _ = rustix::net::recv(
-            self.fd(),
-            &mut [0u8; 0][..],
-            rustix::net::RecvFlags::DONTWAIT,
-        );
-        true
+        calls
     }
 
-    /// Sleep in `poll()` until frames arrive or `timeout` passes. Returns true if readable.
+    /// Sleep in `poll()` until frames arrive on any port or `timeout` passes. Returns true if
+    /// one is readable.
     pub fn wait_readable(&self, timeout: Duration) -> bool {
         let ts = rustix::event::Timespec {
             tv_sec: timeout.as_secs() as i64,
             tv_nsec: i64::from(timeout.subsec_nanos()),
         };
-        let fd = self.fd();
-        let mut fds = [rustix::event::PollFd::new(
-            &fd,
-            rustix::event::PollFlags::IN,
-        )];
-        matches!(rustix::event::poll(&mut fds, Some(&ts)), Ok(n) if n > 0)
+        // Fixed arrays, not Vecs: this runs on the worker thread, which never allocates.
+        let n = self.ports.len();
+        let fds: [BorrowedFd<'_>; MAX_PORTS] = std::array::from_fn(|p| self.fd_of(p.min(n - 1)));
+        let mut pfds: [rustix::event::PollFd<'_>; MAX_PORTS] = std::array::from_fn(|p| {
+            rustix::event::PollFd::new(&fds[p], rustix::event::PollFlags::IN)
+        });
+        matches!(rustix::event::poll(&mut pfds[..n], Some(&ts)), Ok(n) if n > 0)
     }
 
-    /// Count the frames in every place user space can see (see the module doc).
+    /// Count the frames in every place user space can see, over every port (see the module
+    /// doc).
     pub fn census(&self) -> Census {
         let total = u64::from(self.cfg.frame_count);
-        let fill = u64::from(self.fill.pending());
-        let rx = u64::from(self.rx.available());
+        let sum = |f: fn(&PortRings) -> u32| self.ports.iter().map(|p| u64::from(f(p))).sum();
+        let fill = sum(|p| p.fill.pending());
+        let rx = sum(|p| p.rx.available());
+        let tx = sum(|p| p.tx.pending());
+        let completion = sum(|p| p.comp.available());
         let worker = self.stash.len() as u64;
-        let tx = u64::from(self.tx.pending());
-        let completion = u64::from(self.comp.available());
         let seen = fill + rx + worker + tx + completion;
         Census {
             total,
@@ -837,17 +963,19 @@ impl XskQueue {
         }
     }
 
-    /// The kernel's counters for this socket.
+    /// The kernel's counters for the sockets, summed over every port.
     pub fn kernel_stats(&self) -> io::Result<KernelStats> {
-        let s = rustix::net::sockopt::xdp_statistics(self.fd())?;
-        Ok(KernelStats {
-            rx_dropped: s.rx_dropped,
-            rx_invalid_descs: s.rx_invalid_descs,
-            tx_invalid_descs: s.tx_invalid_descs,
-            rx_ring_full: s.rx_ring_full.unwrap_or(0),
-            rx_fill_ring_empty: s.rx_fill_ring_empty_descs.unwrap_or(0),
-            tx_ring_empty: s.tx_ring_empty_descs.unwrap_or(0),
-        })
+        let mut k = KernelStats::default();
+        for p in 0..self.ports.len() {
+            let s = rustix::net::sockopt::xdp_statistics(self.fd_of(p))?;
+            k.rx_dropped += s.rx_dropped;
+            k.rx_invalid_descs += s.rx_invalid_descs;
+            k.tx_invalid_descs += s.tx_invalid_descs;
+            k.rx_ring_full += s.rx_ring_full.unwrap_or(0);
+            k.rx_fill_ring_empty += s.rx_fill_ring_empty_descs.unwrap_or(0);
+            k.tx_ring_empty += s.tx_ring_empty_descs.unwrap_or(0);
+        }
+        Ok(k)
     }
 }
 
