@@ -37,9 +37,10 @@
 //!
 //! // Through the worker's batch step, over memory:
 //! use sluice::worker::{Local, Scratch, mem::MemTransport, step};
+//! use sluice::batch::PortId;
 //! let mut t = MemTransport::new(&[&[0u8; 60], &[0u8; 20]], 64, 2048);
 //! let mut counters = Local::default();
-//! step(&mut t, &mut Echo, &mut Scratch::new(), 64, &mut counters);
+//! step(&mut t, PortId(0), &mut Echo, &mut Scratch::new(), 64, &mut counters);
 //! assert_eq!((counters.tx_packets, counters.drops[DropReason::Truncated.index()]), (32, 32));
 //! ```
 //!
