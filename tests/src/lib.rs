@@ -64,7 +64,7 @@ pub use bed::{
 pub use error::{Error, Result};
 pub use netns::Netns;
 pub use packet::{Frame, PacketSocket};
-pub use types::{IfAddr, Link, MacAddr, Neighbour, ParseMacError, Route};
+pub use types::{Conf, IfAddr, IpFamily, Link, MacAddr, Neighbour, ParseMacError, Route, RpFilter};
 pub use veth::{READY_TIMEOUT, Veth, VethOpts};
 
 /// Gate for privileged tests: returns `true` when the process runs as root.
