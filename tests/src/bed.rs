@@ -385,6 +385,7 @@ mod test {
             prefix_len: 16,
             via: None,
             dev: None,
+            metric: None,
         };
         assert!(matches!(
             ns.add_route(&bad),

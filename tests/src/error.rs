@@ -144,6 +144,19 @@ pub enum Error {
         source: io::Error,
     },
 
+    /// Reading a sysctl inside the namespace failed, or its value was not
+    /// what the key holds (then `source` is `InvalidData`).
+    #[error("reading sysctl {key} in network namespace {ns}")]
+    SysctlRead {
+        /// The key, as given.
+        key: String,
+        /// The namespace.
+        ns: String,
+        /// The system error.
+        #[source]
+        source: io::Error,
+    },
+
     /// An ethtool ioctl failed.
     #[error("ethtool {op} on {iface} in network namespace {ns}")]
     Ethtool {
@@ -188,6 +201,7 @@ impl Error {
             | Error::Netlink { source, .. }
             | Error::Ethtool { source, .. }
             | Error::Sysctl { source, .. }
+            | Error::SysctlRead { source, .. }
             | Error::Spawn { source, .. } => source.raw_os_error(),
             _ => None,
         }

@@ -13,6 +13,16 @@
 //! * [`TestBed`] — the usual fixture: an "engine" namespace and a "peer"
 //!   namespace joined by a veth pair, addressed over IPv4 and IPv6, with
 //!   static neighbour entries both ways and TX checksum offload off.
+//! * [`RouterBed`] — the router fixture: client — router — server
+//!   namespaces (`c0`↔`r0`, `r1`↔`s0`, optionally a backup link `r2`↔`s1`),
+//!   addressed over IPv4 and IPv6 (10.1/10.2/10.3.0.0/24, fd00:1/2/3::/64,
+//!   a service address 10.9.0.1 / fd00:9::1 on the server's `lo`), default
+//!   routes in the client and server, primary and backup routes of
+//!   different metrics in the router, kernel forwarding on in the router
+//!   (or off, on request), neighbours left to the kernel unless asked.
+//!   [`Netns`] sets routes (with metrics, [`Netns::replace_route`]),
+//!   neighbours, links and the `forwarding` / `rp_filter` sysctls in any of
+//!   the three namespaces.
 //! * [`require_root`] — the skip-or-fail gate for privileged tests.
 //!
 //! Everything is torn down on drop, also when a test panics: dropping a
@@ -42,6 +52,27 @@
 //!     # drop(sock);
 //! } // everything is gone here, also after a panic
 //! ```
+//!
+//! A router test: the app under test runs in [`RouterBed::router`] on
+//! `r0`/`r1`; the client reaches the server through it.
+//!
+//! ```no_run
+//! use std::net::UdpSocket;
+//! use sluice_testbed::{RouterBed, RouterBedOpts, require_root};
+//!
+//! if require_root("routes_udp") {
+//!     let bed = RouterBed::new(RouterBedOpts {
+//!         forwarding: false, // the app forwards, not the kernel
+//!         ..Default::default()
+//!     })
+//!     .unwrap();
+//!     let server = bed.server().run(|| UdpSocket::bind((bed.s0().ipv4(), 9000))).unwrap().unwrap();
+//!     let client = bed.client().run(|| UdpSocket::bind((bed.c0().ipv4(), 0))).unwrap().unwrap();
+//!     // ... start the app in bed.router() on bed.r0().iface() and bed.r1().iface() ...
+//!     client.send_to(b"ping", (bed.s0().ipv4(), 9000)).unwrap();
+//!     # drop(server);
+//! }
+//! ```
 
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
@@ -54,6 +85,7 @@ mod packet;
 mod sys;
 #[cfg(test)]
 mod testutil;
+mod topology;
 mod types;
 mod veth;
 
@@ -64,7 +96,8 @@ pub use bed::{
 pub use error::{Error, Result};
 pub use netns::Netns;
 pub use packet::{Frame, PacketSocket};
-pub use types::{IfAddr, Link, MacAddr, Neighbour, ParseMacError, Route};
+pub use topology::{Port, RouterBed, RouterBedOpts, Segment};
+pub use types::{Conf, IfAddr, IpFamily, Link, MacAddr, Neighbour, ParseMacError, Route, RpFilter};
 pub use veth::{READY_TIMEOUT, Veth, VethOpts};
 
 /// Gate for privileged tests: returns `true` when the process runs as root.

@@ -452,20 +452,27 @@ pub(crate) fn route_ip(addr: &RouteAddress) -> Option<IpAddr> {
     }
 }
 
-/// The route attributes of interest: destination, gateway, output interface.
-pub(crate) fn route_parts(msg: &RouteMessage) -> (Option<IpAddr>, Option<IpAddr>, Option<u32>) {
+/// What [`route_parts`] pulls out of a route: destination, gateway, output
+/// interface, metric.
+pub(crate) type RouteParts = (Option<IpAddr>, Option<IpAddr>, Option<u32>, Option<u32>);
+
+/// The route attributes of interest: destination, gateway, output
+/// interface, metric (absent for IPv4 routes with metric 0).
+pub(crate) fn route_parts(msg: &RouteMessage) -> RouteParts {
     let mut dst = None;
     let mut gw = None;
     let mut oif = None;
+    let mut metric = None;
     for attr in &msg.attributes {
         match attr {
             RouteAttribute::Destination(a) => dst = route_ip(a),
             RouteAttribute::Gateway(a) => gw = route_ip(a),
             RouteAttribute::Oif(i) => oif = Some(*i),
+            RouteAttribute::Priority(p) => metric = Some(*p),
             _ => {}
         }
     }
-    (dst, gw, oif)
+    (dst, gw, oif, metric)
 }
 
 #[cfg(test)]

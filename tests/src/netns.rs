@@ -32,7 +32,7 @@ use nix::sched::CloneFlags;
 use crate::error::{Error, Result};
 use crate::netlink::{self, Rtnl};
 use crate::sys;
-use crate::types::{IfAddr, Link, MacAddr, Neighbour, Route};
+use crate::types::{Conf, IfAddr, IpFamily, Link, MacAddr, Neighbour, Route, RpFilter};
 
 /// Where `ip netns` keeps its namespaces; `ip netns exec NAME` looks here.
 pub(crate) const NETNS_RUN_DIR: &str = "/run/netns";
@@ -360,7 +360,8 @@ impl Netns {
     // ----- routes --------------------------------------------------------
 
     /// Adds `route` to the main table (`ip route add`). Fails with `EEXIST`
-    /// if the same destination is routed already.
+    /// if the same destination is routed already with the same metric
+    /// (routes that differ only in metric coexist).
     pub fn add_route(&self, route: &Route) -> Result<()> {
         let mut rtnl = self.rtnl();
         let msg = route_message(&mut rtnl, route)?;
@@ -373,7 +374,26 @@ impl Netns {
         .map(drop)
     }
 
-    /// Deletes `route` from the main table (`ip route del`).
+    /// Adds `route`, or replaces the route to the same destination with the
+    /// same metric (`ip route replace`). For IPv4 that is the entry with
+    /// the same destination, TOS and metric; for IPv6 the first with the
+    /// same destination and metric. Useful to re-point a route at another
+    /// gateway or device in one step, and as an idempotent add.
+    pub fn replace_route(&self, route: &Route) -> Result<()> {
+        let mut rtnl = self.rtnl();
+        let msg = route_message(&mut rtnl, route)?;
+        let op = format!("replacing route {route}");
+        rtnl.execute(
+            &op,
+            RouteNetlinkMessage::NewRoute(msg),
+            NLM_F_CREATE | NLM_F_REPLACE,
+        )
+        .map(drop)
+    }
+
+    /// Deletes `route` from the main table (`ip route del`). With
+    /// `metric: None` the first route matching the rest is deleted,
+    /// whatever its metric.
     pub fn del_route(&self, route: &Route) -> Result<()> {
         let mut rtnl = self.rtnl();
         let mut msg = route_message(&mut rtnl, route)?;
@@ -396,7 +416,7 @@ impl Netns {
                 m.header.table == RouteHeader::RT_TABLE_MAIN && m.header.kind == RouteType::Unicast
             })
             .map(|m| {
-                let (dst, via, oif) = netlink::route_parts(m);
+                let (dst, via, oif, metric) = netlink::route_parts(m);
                 let dst = dst.unwrap_or(match m.header.address_family {
                     AddressFamily::Inet6 => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
                     _ => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
@@ -408,6 +428,7 @@ impl Netns {
                     prefix_len: m.header.destination_prefix_length,
                     via,
                     dev,
+                    metric: Some(metric.unwrap_or(0)),
                 }
             })
             .collect())
@@ -424,18 +445,77 @@ impl Netns {
     /// happens on a thread inside the namespace, so `net.*` keys reach this
     /// namespace's copy.
     pub fn set_sysctl(&self, key: &str, value: &str) -> Result<()> {
-        let rel = if key.contains('/') {
-            key.trim_start_matches('/').to_owned()
-        } else {
-            key.replace('.', "/")
-        };
-        let path = Path::new("/proc/sys").join(rel);
+        let path = sysctl_path(key);
         self.run(|| fs::write(&path, value))?
             .map_err(|source| Error::Sysctl {
                 key: key.to_owned(),
                 value: value.to_owned(),
                 ns: self.name.clone(),
                 source,
+            })
+    }
+
+    /// Reads a sysctl inside the namespace (`key` as for
+    /// [`Netns::set_sysctl`]); the value without its trailing newline.
+    pub fn sysctl(&self, key: &str) -> Result<String> {
+        let path = sysctl_path(key);
+        self.run(|| fs::read_to_string(&path))?
+            .map(|v| v.trim_end().to_owned())
+            .map_err(|source| Error::SysctlRead {
+                key: key.to_owned(),
+                ns: self.name.clone(),
+                source,
+            })
+    }
+
+    /// Turns forwarding on or off: `net.ipv4.conf.CONF.forwarding` or
+    /// `net.ipv6.conf.CONF.forwarding`.
+    ///
+    /// [`Conf::All`] is what makes a namespace a router: writing it sets
+    /// every interface (and `default`) too. For IPv4 the kernel then
+    /// forwards what arrives on an interface whose own value is 1; for IPv6
+    /// only `all` decides whether to forward, and an interface's value
+    /// decides whether it acts as a router or a host (RAs, the NA router
+    /// flag). A new namespace starts with IPv4 values copied from the
+    /// host's (`net.core.devconf_inherit_init_net` = 0) — so set them
+    /// explicitly rather than trust them — and IPv6 forwarding off.
+    pub fn set_forwarding(&self, family: IpFamily, conf: Conf<'_>, on: bool) -> Result<()> {
+        self.set_sysctl(
+            &conf_key(family, conf, "forwarding"),
+            if on { "1" } else { "0" },
+        )
+    }
+
+    /// Whether forwarding is on for `family` in `conf`.
+    pub fn forwarding(&self, family: IpFamily, conf: Conf<'_>) -> Result<bool> {
+        let key = conf_key(family, conf, "forwarding");
+        self.sysctl(&key).map(|v| v != "0")
+    }
+
+    /// Sets IPv4 reverse-path filtering, `net.ipv4.conf.CONF.rp_filter`.
+    /// The kernel applies the larger of the `all` value and the receiving
+    /// interface's value, so to turn filtering off on an interface both
+    /// must be [`RpFilter::Off`].
+    pub fn set_rp_filter(&self, conf: Conf<'_>, mode: RpFilter) -> Result<()> {
+        let key = conf_key(IpFamily::V4, conf, "rp_filter");
+        self.set_sysctl(&key, &mode.value().to_string())
+    }
+
+    /// The IPv4 reverse-path filter mode of `conf`.
+    pub fn rp_filter(&self, conf: Conf<'_>) -> Result<RpFilter> {
+        let key = conf_key(IpFamily::V4, conf, "rp_filter");
+        let value = self.sysctl(&key)?;
+        value
+            .parse()
+            .ok()
+            .and_then(RpFilter::from_value)
+            .ok_or_else(|| Error::SysctlRead {
+                key,
+                ns: self.name.clone(),
+                source: io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("unknown rp_filter value {value:?}"),
+                ),
             })
     }
 
@@ -642,6 +722,23 @@ fn create_netns(name: &str, path: &Path) -> Result<(OwnedFd, Rtnl)> {
     Ok((fd, rtnl))
 }
 
+/// `/proc/sys/...` for a sysctl key, dotted or as a path (see
+/// [`Netns::set_sysctl`]).
+fn sysctl_path(key: &str) -> PathBuf {
+    let rel = if key.contains('/') {
+        key.trim_start_matches('/').to_owned()
+    } else {
+        key.replace('.', "/")
+    };
+    Path::new("/proc/sys").join(rel)
+}
+
+/// The key of `net.ipvX.conf.CONF.NAME`, as a path so interface names
+/// with dots work.
+fn conf_key(family: IpFamily, conf: Conf<'_>, name: &str) -> String {
+    format!("net/{}/conf/{}/{name}", family.sysctl_dir(), conf.dir())
+}
+
 fn address_message(index: u32, addr: IpAddr, prefix_len: u8) -> AddressMessage {
     let mut msg = AddressMessage::default();
     msg.header.index = index;
@@ -718,6 +815,9 @@ fn route_message(rtnl: &mut Rtnl, route: &Route) -> Result<RouteMessage> {
     if let Some(dev) = &route.dev {
         let index = rtnl.link(dev)?.index;
         msg.attributes.push(RouteAttribute::Oif(index));
+    }
+    if let Some(metric) = route.metric {
+        msg.attributes.push(RouteAttribute::Priority(metric));
     }
     Ok(msg)
 }

@@ -117,6 +117,85 @@ pub struct Neighbour {
     pub state: u16,
 }
 
+/// An IP version, for the sysctls that exist once per family
+/// (`net.ipv4.conf.*` and `net.ipv6.conf.*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum IpFamily {
+    /// IPv4 (`net.ipv4.*`).
+    V4,
+    /// IPv6 (`net.ipv6.*`).
+    V6,
+}
+
+impl IpFamily {
+    /// The sysctl directory name: `ipv4` or `ipv6`.
+    pub const fn sysctl_dir(self) -> &'static str {
+        match self {
+            IpFamily::V4 => "ipv4",
+            IpFamily::V6 => "ipv6",
+        }
+    }
+}
+
+/// Which entry of `net.ipv{4,6}.conf` a per-interface sysctl goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Conf<'a> {
+    /// `conf/all`: for `forwarding`, writing it also sets every interface
+    /// (and `default`); for `rp_filter`, the kernel uses the larger of
+    /// `all` and the interface's value.
+    All,
+    /// `conf/default`: what interfaces created later start with.
+    Default,
+    /// `conf/IFACE` for one interface.
+    Iface(&'a str),
+}
+
+impl Conf<'_> {
+    /// The directory name below `net/ipv{4,6}/conf/`.
+    pub fn dir(&self) -> &str {
+        match self {
+            Conf::All => "all",
+            Conf::Default => "default",
+            Conf::Iface(iface) => iface,
+        }
+    }
+}
+
+/// IPv4 reverse-path filtering (`net.ipv4.conf.*.rp_filter`, RFC 3704).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum RpFilter {
+    /// 0: no source validation (the kernel's built-in default).
+    #[default]
+    Off,
+    /// 1: strict — a packet's source must be routed back out of the
+    /// interface it arrived on.
+    Strict,
+    /// 2: loose — the source must be reachable through some interface.
+    Loose,
+}
+
+impl RpFilter {
+    /// The sysctl value.
+    pub const fn value(self) -> u8 {
+        match self {
+            RpFilter::Off => 0,
+            RpFilter::Strict => 1,
+            RpFilter::Loose => 2,
+        }
+    }
+
+    /// The mode a sysctl value stands for; `None` for values the kernel
+    /// doesn't define.
+    pub const fn from_value(value: u8) -> Option<RpFilter> {
+        match value {
+            0 => Some(RpFilter::Off),
+            1 => Some(RpFilter::Strict),
+            2 => Some(RpFilter::Loose),
+            _ => None,
+        }
+    }
+}
+
 /// A simple unicast route in the main table: `dst/prefix_len`, either via a
 /// gateway, or directly on a device, or both.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,6 +209,11 @@ pub struct Route {
     /// Output interface, if any. At least one of `via` and `dev` is needed
     /// to add a route.
     pub dev: Option<String>,
+    /// Route metric (`RTA_PRIORITY`; lower is preferred). `None` when adding
+    /// leaves it to the kernel, which picks 0 for IPv4 and 1024 for IPv6;
+    /// `None` when deleting matches any metric. Listed routes always carry
+    /// the kernel's value.
+    pub metric: Option<u32>,
 }
 
 impl Route {
@@ -140,6 +224,7 @@ impl Route {
             prefix_len,
             via: Some(via),
             dev: None,
+            metric: None,
         }
     }
 
@@ -150,7 +235,22 @@ impl Route {
             prefix_len,
             via: None,
             dev: Some(dev.to_owned()),
+            metric: None,
         }
+    }
+
+    /// The same route, pinned to the output interface `dev` (`... via GW dev DEV`).
+    pub fn with_dev(mut self, dev: &str) -> Route {
+        self.dev = Some(dev.to_owned());
+        self
+    }
+
+    /// The same route with metric `metric` (`... metric N`). Two routes to
+    /// the same destination with different metrics coexist; the lower one
+    /// is used while its device is up.
+    pub fn with_metric(mut self, metric: u32) -> Route {
+        self.metric = Some(metric);
+        self
     }
 }
 
@@ -162,6 +262,9 @@ impl fmt::Display for Route {
         }
         if let Some(dev) = &self.dev {
             write!(f, " dev {dev}")?;
+        }
+        if let Some(metric) = self.metric {
+            write!(f, " metric {metric}")?;
         }
         Ok(())
     }
@@ -184,5 +287,19 @@ mod test {
             Some(MacAddr([1, 2, 3, 4, 5, 6]))
         );
         assert_eq!(MacAddr::from_slice(&[1, 2, 3]), None);
+    }
+
+    #[test]
+    fn route_builders_and_display() {
+        let r = Route::via("10.9.0.1".parse().unwrap(), 32, "10.2.0.2".parse().unwrap())
+            .with_dev("r1")
+            .with_metric(100);
+        assert_eq!(r.dev.as_deref(), Some("r1"));
+        assert_eq!(r.metric, Some(100));
+        assert_eq!(r.to_string(), "10.9.0.1/32 via 10.2.0.2 dev r1 metric 100");
+        assert_eq!(
+            Route::dev("fd00:1::".parse().unwrap(), 64, "c0").to_string(),
+            "fd00:1::/64 dev c0"
+        );
     }
 }
