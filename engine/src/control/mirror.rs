@@ -354,6 +354,18 @@ impl Snapshot {
     }
 }
 
+#[cfg(test)]
+impl Snapshot {
+    /// Applies rtnetlink messages as the mirror thread does, for other modules' tests.
+    pub(crate) fn from_messages(msgs: impl IntoIterator<Item = RouteNetlinkMessage>) -> Snapshot {
+        let mut s = Snapshot::default();
+        for m in msgs {
+            apply(&mut s, &m);
+        }
+        s
+    }
+}
+
 /// `ip` with all but the first `len` bits cleared.
 fn mask(ip: IpAddr, len: u8) -> IpAddr {
     match ip {
