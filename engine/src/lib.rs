@@ -58,6 +58,7 @@ pub mod config;
 pub mod control;
 pub mod engine;
 pub mod error;
+pub mod fib;
 pub mod steer;
 pub mod sys;
 pub mod wire;

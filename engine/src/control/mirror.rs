@@ -1,5 +1,5 @@
-//! The rtnetlink mirror: the kernel's links, addresses, neighbours and main-table routes, kept
-//! current by one control thread.
+//! The rtnetlink mirror: the kernel's links, addresses, neighbours and the routes of the `main`
+//! and `local` tables, kept current by one control thread.
 //!
 //! How it stays exact: an event socket subscribed to the link, address, neighbour and route groups
 //! is opened *before* the first dump, so every change made after the dump started is queued on it.
@@ -14,14 +14,23 @@
 //!
 //! Parsing and applying (`apply`, [`Snapshot`]) are pure and separate from the I/O
 //! ([`Mirror::start`]). Readers get an immutable [`Arc<Snapshot>`]: the updater publishes a new one
-//! after each batch of events, so a reader never holds a lock while it looks things up.
+//! after each batch of events, so a reader never holds a lock while it looks things up. Each
+//! publication bumps a generation number; [`SnapshotWatch::wait_newer`] wakes a follower (the
+//! forwarding table's updater, [`crate::fib`]) as soon as one is published.
+//!
+//! Routes: the `main` table ([`Snapshot::routes`], [`Snapshot::route_lookup`]) and the `local`
+//! table ([`Snapshot::local_routes`]: the host's own, broadcast, anycast and multicast
+//! destinations). The kernel's plain destination lookup, on a host without policy rules, is
+//! `local`, then `main`, then `default`; `default` (table 253, empty unless configured) and any
+//! other table are not mirrored. A multipath route keeps all its next hops
+//! ([`MirRoute::nexthops`]).
 //!
 //! This module must never be called from a worker's hot loop, and it never changes kernel state.
 
 use super::netlink::{Netlink, RECV_BUF, split};
 use crate::wire::ethernet::MacAddr;
 use netlink_packet_core::{NLM_F_DUMP, NLM_F_REQUEST, NetlinkPayload};
-use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::address::{AddressAttribute, AddressHeaderFlags, AddressMessage};
 use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage, LinkXdp, XdpAttached};
 use netlink_packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState,
@@ -37,9 +46,9 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How long the event thread blocks in `recv` before it looks at the stop flag; bounds
 /// [`MirrorHandle::stop`].
@@ -103,6 +112,9 @@ pub struct MirAddress {
     pub addr: IpAddr,
     /// Prefix length.
     pub prefix_len: u8,
+    /// An IPv4 secondary address (`IFA_F_SECONDARY`): another address of a subnet the interface
+    /// already has a primary address in. The kernel sources its own packets from primaries.
+    pub secondary: bool,
 }
 
 /// State of a neighbour cache entry (`NUD_*`).
@@ -174,12 +186,32 @@ pub enum RouteKind {
     Unreachable,
     /// Drop, ICMP administratively prohibited.
     Prohibit,
-    /// Any other type (local, broadcast, ... are not in the main table in practice).
+    /// An address of this host (`local` table).
+    Local,
+    /// A broadcast address, received by this host (`local` table).
+    Broadcast,
+    /// An anycast address of this host, e.g. an IPv6 subnet-router anycast (`local` table).
+    Anycast,
+    /// Multicast (IPv6 `ff00::/8` in the `local` table).
+    Multicast,
+    /// Any other type (NAT, throw, ...).
     Other,
 }
 
-/// A route in the main table.
+/// One next hop of a route.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct MirNexthop {
+    /// The gateway; `None` for a directly connected (on-link) next hop.
+    pub gateway: Option<IpAddr>,
+    /// Output interface.
+    pub oif: u32,
+    /// Relative weight among the route's next hops: `rtnh_hops + 1` (`ip route ... nexthop ...
+    /// weight N`), 1 for a single-path route.
+    pub weight: u16,
+}
+
+/// A route in the main or the local table.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct MirRoute {
     /// Destination network, host bits zero (`0.0.0.0`/`::` for a default route).
     pub dst: IpAddr,
@@ -195,6 +227,16 @@ pub struct MirRoute {
     pub tos: u8,
     /// Route type.
     pub kind: RouteKind,
+    /// All next hops: one for a single-path route with an output interface, one per `nexthop` of a
+    /// multipath route (`RTA_MULTIPATH`), none for blackhole/unreachable/prohibit routes.
+    pub nexthops: Vec<MirNexthop>,
+}
+
+impl MirRoute {
+    /// Whether a next hop of this route goes out through interface `ifindex`.
+    pub fn uses_link(&self, ifindex: u32) -> bool {
+        self.oif == Some(ifindex) || self.nexthops.iter().any(|h| h.oif == ifindex)
+    }
 }
 
 fn ser_mac<S: Serializer>(mac: &Option<MacAddr>, s: S) -> Result<S::Ok, S::Error> {
@@ -206,6 +248,10 @@ fn ser_mac<S: Serializer>(mac: &Option<MacAddr>, s: S) -> Result<S::Ok, S::Error
 
 /// The key the kernel tells routes apart by (within the main table, ignoring the source prefix).
 /// Field order matters: routes for one `dst/prefix_len` are adjacent, lowest metric first.
+///
+/// Known gap: IPv6 also tells apart routes of the same prefix and metric by output interface
+/// (`fe80::/64` on two links); the mirror keeps the last of those. A link going down or away
+/// re-dumps the routes, which repairs the usual case of deleting one of them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 struct RouteKey {
     dst: IpAddr,
@@ -232,6 +278,9 @@ pub struct Snapshot {
     addresses: BTreeMap<(u32, IpAddr, u8), MirAddress>,
     neighbours: BTreeMap<(u32, IpAddr), MirNeighbour>,
     routes: BTreeMap<RouteKey, MirRoute>,
+    /// The `local` table. Its routes are told apart by output interface too: one address on two
+    /// links, or IPv6's `anycast fe80::` and `multicast ff00::/8` per link.
+    local_routes: BTreeMap<(RouteKey, u32), MirRoute>,
 }
 
 impl Snapshot {
@@ -265,6 +314,13 @@ impl Snapshot {
         self.routes.values()
     }
 
+    /// All `local`-table routes (the host's own, broadcast, anycast and multicast destinations),
+    /// IPv4 first, by destination. Not part of [`Snapshot::routes`] or
+    /// [`Snapshot::route_lookup`].
+    pub fn local_routes(&self) -> impl Iterator<Item = &MirRoute> {
+        self.local_routes.values()
+    }
+
     /// The neighbour entry for `ip` on interface `ifindex`, whatever its state.
     pub fn neighbour(&self, ifindex: u32, ip: IpAddr) -> Option<&MirNeighbour> {
         self.neighbours.get(&(ifindex, ip))
@@ -295,6 +351,18 @@ impl Snapshot {
             };
             self.routes.range(lo..=hi).next().map(|(_, r)| r)
         })
+    }
+}
+
+#[cfg(test)]
+impl Snapshot {
+    /// Applies rtnetlink messages as the mirror thread does, for other modules' tests.
+    pub(crate) fn from_messages(msgs: impl IntoIterator<Item = RouteNetlinkMessage>) -> Snapshot {
+        let mut s = Snapshot::default();
+        for m in msgs {
+            apply(&mut s, &m);
+        }
+        s
     }
 }
 
@@ -431,7 +499,9 @@ fn apply(snap: &mut Snapshot, msg: &RouteNetlinkMessage) -> Applied {
                     // The kernel sends most of these deletions too, but not all (IPv4 routes).
                     snap.addresses.retain(|k, _| k.0 != index);
                     snap.neighbours.retain(|k, _| k.0 != index);
-                    snap.routes.retain(|_, r| r.oif != Some(index));
+                    // A route with any next hop through a deleted link goes (IPv4 kills it whole).
+                    snap.routes.retain(|_, r| !r.uses_link(index));
+                    snap.local_routes.retain(|_, r| !r.uses_link(index));
                 }
             }
         }
@@ -449,9 +519,16 @@ fn apply(snap: &mut Snapshot, msg: &RouteNetlinkMessage) -> Applied {
             }
         }
         RouteNetlinkMessage::NewRoute(m) | RouteNetlinkMessage::DelRoute(m) => {
-            if let Some(r) = parse_route(m) {
-                let new = matches!(msg, RouteNetlinkMessage::NewRoute(_));
-                out.changed = upsert_or_remove(&mut snap.routes, RouteKey::of(&r), r, new);
+            let new = matches!(msg, RouteNetlinkMessage::NewRoute(_));
+            match parse_route(m) {
+                Some((Table::Main, r)) => {
+                    out.changed = upsert_or_remove(&mut snap.routes, RouteKey::of(&r), r, new);
+                }
+                Some((Table::Local, r)) => {
+                    let key = (RouteKey::of(&r), r.oif.unwrap_or(0));
+                    out.changed = upsert_or_remove(&mut snap.local_routes, key, r, new);
+                }
+                None => {}
             }
         }
         _ => {}
@@ -528,6 +605,7 @@ fn parse_address(m: &AddressMessage) -> Option<MirAddress> {
         ifindex: m.header.index,
         addr: addr?,
         prefix_len: m.header.prefix_len,
+        secondary: m.header.flags.contains(AddressHeaderFlags::Secondary),
     })
 }
 
@@ -565,9 +643,24 @@ fn route_ip(a: &RouteAddress) -> Option<IpAddr> {
     }
 }
 
-/// A main-table IPv4/IPv6 route from `RTM_NEWROUTE`/`RTM_DELROUTE`; `None` for other tables and
-/// families.
-fn parse_route(m: &RouteMessage) -> Option<MirRoute> {
+/// The routing tables the mirror keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Table {
+    Main,
+    Local,
+}
+
+/// The gateway among a route's or a next hop's attributes.
+fn gateway_of(attrs: &[RouteAttribute]) -> Option<IpAddr> {
+    attrs.iter().find_map(|a| match a {
+        RouteAttribute::Gateway(a) => route_ip(a),
+        _ => None,
+    })
+}
+
+/// A main- or local-table IPv4/IPv6 route from `RTM_NEWROUTE`/`RTM_DELROUTE`; `None` for other
+/// tables and families.
+fn parse_route(m: &RouteMessage) -> Option<(Table, MirRoute)> {
     let unspecified = match m.header.address_family {
         AddressFamily::Inet => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         AddressFamily::Inet6 => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
@@ -588,9 +681,15 @@ fn parse_route(m: &RouteMessage) -> Option<MirRoute> {
             RouteType::BlackHole => RouteKind::Blackhole,
             RouteType::Unreachable => RouteKind::Unreachable,
             RouteType::Prohibit => RouteKind::Prohibit,
+            RouteType::Local => RouteKind::Local,
+            RouteType::Broadcast => RouteKind::Broadcast,
+            RouteType::Anycast => RouteKind::Anycast,
+            RouteType::Multicast => RouteKind::Multicast,
             _ => RouteKind::Other,
         },
+        nexthops: Vec::new(),
     };
+    let mut multipath = Vec::new();
     for a in &m.attributes {
         match a {
             RouteAttribute::Table(t) => table = *t,
@@ -598,23 +697,43 @@ fn parse_route(m: &RouteMessage) -> Option<MirRoute> {
             RouteAttribute::Gateway(a) => r.gateway = route_ip(a),
             RouteAttribute::Oif(i) => r.oif = Some(*i),
             RouteAttribute::Priority(p) => r.metric = *p,
-            RouteAttribute::MultiPath(hops) if r.oif.is_none() && r.gateway.is_none() => {
-                if let Some(h) = hops.first() {
-                    r.oif = Some(h.interface_index);
-                    r.gateway = h.attributes.iter().find_map(|a| match a {
-                        RouteAttribute::Gateway(a) => route_ip(a),
-                        _ => None,
-                    });
-                }
+            RouteAttribute::MultiPath(hops) => {
+                multipath.extend(hops.iter().map(|h| MirNexthop {
+                    gateway: gateway_of(&h.attributes),
+                    oif: h.interface_index,
+                    weight: u16::from(h.hops) + 1,
+                }));
             }
             _ => {}
         }
     }
-    if table != u32::from(RouteHeader::RT_TABLE_MAIN) {
-        return None;
-    }
+    let table = match table {
+        t if t == u32::from(RouteHeader::RT_TABLE_MAIN) => Table::Main,
+        t if t == u32::from(libc::RT_TABLE_LOCAL) => Table::Local,
+        _ => return None,
+    };
     r.dst = mask(dst, r.prefix_len);
-    Some(r)
+    if !multipath.is_empty() {
+        // The kernel sends RTA_MULTIPATH instead of RTA_OIF/RTA_GATEWAY; the route's own
+        // gateway/oif stand for the first next hop, as they did before all hops were kept.
+        r.oif = r.oif.or(Some(multipath[0].oif));
+        r.gateway = r.gateway.or(multipath[0].gateway);
+        r.nexthops = multipath;
+    } else if let Some(oif) = r.oif {
+        r.nexthops.push(MirNexthop {
+            gateway: r.gateway,
+            oif,
+            weight: 1,
+        });
+    }
+    if matches!(
+        r.kind,
+        RouteKind::Blackhole | RouteKind::Unreachable | RouteKind::Prohibit
+    ) {
+        // IPv6 reports these through `lo`; they have no next hop to use.
+        r.nexthops.clear();
+    }
+    Some((table, r))
 }
 
 // ----- I/O ----------------------------------------------------------------------------------
@@ -775,9 +894,18 @@ struct Counters {
     decode_errors: AtomicU64,
 }
 
+/// The latest snapshot and its generation, replaced together.
+struct Published {
+    /// Starts at 1 with the first dump; +1 on each publication.
+    generation: u64,
+    snapshot: Arc<Snapshot>,
+}
+
 /// State shared between the handle and the thread.
 struct Shared {
-    snapshot: Mutex<Arc<Snapshot>>,
+    published: Mutex<Published>,
+    /// Signalled on each publication.
+    published_cv: Condvar,
     subscribers: Mutex<Vec<Sender<LinkEvent>>>,
     counters: Counters,
     stop: AtomicBool,
@@ -791,7 +919,12 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Shared {
     fn publish(&self, snap: &Snapshot) {
         let new = Arc::new(snap.clone());
-        *lock(&self.snapshot) = new;
+        {
+            let mut p = lock(&self.published);
+            p.generation += 1;
+            p.snapshot = new;
+        }
+        self.published_cv.notify_all();
     }
 
     fn send(&self, events: Vec<LinkEvent>) {
@@ -825,7 +958,11 @@ impl Mirror {
         let counters = Counters::default();
         let snap = dumper.dump_all(&counters.decode_errors)?;
         let shared = Arc::new(Shared {
-            snapshot: Mutex::new(Arc::new(snap.clone())),
+            published: Mutex::new(Published {
+                generation: 1,
+                snapshot: Arc::new(snap.clone()),
+            }),
+            published_cv: Condvar::new(),
             subscribers: Mutex::new(Vec::new()),
             counters,
             stop: AtomicBool::new(false),
@@ -958,6 +1095,46 @@ fn drain(sock: &Socket) {
     }
 }
 
+/// Follows the snapshots a [`MirrorHandle`] publishes, from any thread: made by
+/// [`MirrorHandle::watch`].
+#[derive(Clone)]
+pub struct SnapshotWatch {
+    shared: Arc<Shared>,
+}
+
+impl SnapshotWatch {
+    /// The latest snapshot and its generation (see [`MirrorHandle::generation`]), read together.
+    pub fn latest(&self) -> (u64, Arc<Snapshot>) {
+        let p = lock(&self.shared.published);
+        (p.generation, Arc::clone(&p.snapshot))
+    }
+
+    /// The latest generation.
+    pub fn generation(&self) -> u64 {
+        lock(&self.shared.published).generation
+    }
+
+    /// Blocks until a generation newer than `seen` is published or `timeout` passes; returns the
+    /// latest generation either way. Wakes as soon as the mirror publishes.
+    pub fn wait_newer(&self, seen: u64, timeout: Duration) -> u64 {
+        let deadline = Instant::now() + timeout;
+        let mut p = lock(&self.shared.published);
+        while p.generation <= seen {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            p = self
+                .shared
+                .published_cv
+                .wait_timeout(p, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        p.generation
+    }
+}
+
 /// The running mirror. Dropping it stops the thread.
 pub struct MirrorHandle {
     shared: Arc<Shared>,
@@ -968,7 +1145,21 @@ impl MirrorHandle {
     /// The latest snapshot. Cheap (one `Arc` clone under a briefly held lock); the snapshot never
     /// changes, so hold it as long as one consistent view is needed.
     pub fn snapshot(&self) -> Arc<Snapshot> {
-        Arc::clone(&lock(&self.shared.snapshot))
+        Arc::clone(&lock(&self.shared.published).snapshot)
+    }
+
+    /// How many snapshots have been published: 1 after the first dump, +1 each time a batch of
+    /// events changed something. Cheap; compare it with an earlier value to see a change.
+    pub fn generation(&self) -> u64 {
+        lock(&self.shared.published).generation
+    }
+
+    /// A cloneable follower of the published snapshots, for another thread (it keeps no thread
+    /// alive: after the mirror stops it simply sees no newer generation).
+    pub fn watch(&self) -> SnapshotWatch {
+        SnapshotWatch {
+            shared: Arc::clone(&self.shared),
+        }
     }
 
     /// A new receiver of link events from now on. Each call makes an independent subscriber;
@@ -1222,6 +1413,225 @@ mod test {
         assert_eq!(s.routes().count(), 1);
         assert_eq!(s.routes().next().unwrap().dst, ip("2001:db8::"));
         assert!(s.route_lookup(ip("10.0.0.1")).is_none());
+        assert_eq!(s.local_routes().count(), 1, "the local table is kept apart");
+    }
+
+    fn in_table(mut m: RouteMessage, table: u8, kind: RouteType) -> RouteMessage {
+        m.header.table = table;
+        m.header.kind = kind;
+        m.attributes
+            .retain(|a| !matches!(a, RouteAttribute::Table(_)));
+        m.attributes.push(RouteAttribute::Table(u32::from(table)));
+        m
+    }
+
+    fn multipath_msg(dst: &str, hops: &[(Option<&str>, u32, u8)]) -> RouteMessage {
+        let mut m = route_msg(dst, None, 0, Some(20));
+        m.attributes
+            .retain(|a| !matches!(a, RouteAttribute::Oif(_)));
+        let nh = hops
+            .iter()
+            .map(|&(gw, oif, hops)| {
+                let mut h = netlink_packet_route::route::RouteNextHop::default();
+                h.interface_index = oif;
+                h.hops = hops;
+                if let Some(gw) = gw {
+                    h.attributes.push(RouteAttribute::Gateway(ip(gw).into()));
+                }
+                h
+            })
+            .collect();
+        m.attributes.push(RouteAttribute::MultiPath(nh));
+        m
+    }
+
+    #[test]
+    fn multipath_keeps_every_next_hop_with_its_weight() {
+        let s = snapshot_of(vec![
+            RouteNetlinkMessage::NewRoute(multipath_msg(
+                "10.8.0.0/16",
+                &[(Some("10.0.0.1"), 2, 0), (Some("10.1.0.1"), 3, 2)],
+            )),
+            RouteNetlinkMessage::NewRoute(multipath_msg(
+                "2001:db8:8::/48",
+                &[
+                    (Some("fe80::1"), 2, 0),
+                    (Some("fe80::2"), 3, 0),
+                    (None, 4, 9),
+                ],
+            )),
+            RouteNetlinkMessage::NewRoute(route_msg("10.9.0.0/16", Some("10.0.0.1"), 2, None)),
+        ]);
+        let r = s.route_lookup(ip("10.8.1.1")).unwrap();
+        assert_eq!(
+            r.nexthops,
+            [
+                MirNexthop {
+                    gateway: Some(ip("10.0.0.1")),
+                    oif: 2,
+                    weight: 1
+                },
+                MirNexthop {
+                    gateway: Some(ip("10.1.0.1")),
+                    oif: 3,
+                    weight: 3
+                },
+            ]
+        );
+        // The first hop stands in the old single-hop fields.
+        assert_eq!(
+            (r.gateway, r.oif, r.metric),
+            (Some(ip("10.0.0.1")), Some(2), 20)
+        );
+        let r = s.route_lookup(ip("2001:db8:8::1")).unwrap();
+        let hops: Vec<_> = r
+            .nexthops
+            .iter()
+            .map(|h| (h.gateway, h.oif, h.weight))
+            .collect();
+        assert_eq!(
+            hops,
+            [
+                (Some(ip("fe80::1")), 2, 1),
+                (Some(ip("fe80::2")), 3, 1),
+                (None, 4, 10)
+            ]
+        );
+        // A single-path route has one next hop of weight 1.
+        let r = s.route_lookup(ip("10.9.0.1")).unwrap();
+        assert_eq!(
+            r.nexthops,
+            [MirNexthop {
+                gateway: Some(ip("10.0.0.1")),
+                oif: 2,
+                weight: 1
+            }]
+        );
+        let j = serde_json::to_value(r).unwrap();
+        assert_eq!(j["nexthops"][0]["gateway"], "10.0.0.1");
+        assert_eq!(
+            (&j["oif"], &j["nexthops"][0]["weight"]),
+            (&serde_json::json!(2), &serde_json::json!(1))
+        );
+
+        // Deleting a link removes routes with any next hop through it.
+        let mut s = s;
+        apply(
+            &mut s,
+            &RouteNetlinkMessage::NewLink(link_msg(3, "b", true, true, 1500)),
+        );
+        apply(
+            &mut s,
+            &RouteNetlinkMessage::DelLink(link_msg(3, "b", true, true, 1500)),
+        );
+        assert!(s.route_lookup(ip("10.8.1.1")).is_none());
+        assert!(s.route_lookup(ip("2001:db8:8::1")).is_none());
+        assert!(s.route_lookup(ip("10.9.0.1")).is_some());
+    }
+
+    #[test]
+    fn local_table_routes_by_kind_and_interface() {
+        let local = |dst, oif, kind| {
+            RouteNetlinkMessage::NewRoute(in_table(route_msg(dst, None, oif, None), 255, kind))
+        };
+        let mut s = snapshot_of(vec![
+            local("10.0.0.9/32", 2, RouteType::Local),
+            local("10.0.0.255/32", 2, RouteType::Broadcast),
+            local("127.0.0.0/8", 1, RouteType::Local),
+            local("fe80::/128", 2, RouteType::Anycast),
+            local("fe80::/128", 3, RouteType::Anycast),
+            local("ff00::/8", 2, RouteType::Multicast),
+            RouteNetlinkMessage::NewRoute(in_table(
+                route_msg("10.66.0.0/16", None, 2, None),
+                254,
+                RouteType::BlackHole,
+            )),
+        ]);
+        let kinds: Vec<_> = s
+            .local_routes()
+            .map(|r| (r.dst, r.prefix_len, r.kind))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                (ip("10.0.0.9"), 32, RouteKind::Local),
+                (ip("10.0.0.255"), 32, RouteKind::Broadcast),
+                (ip("127.0.0.0"), 8, RouteKind::Local),
+                (ip("fe80::"), 128, RouteKind::Anycast),
+                (ip("fe80::"), 128, RouteKind::Anycast),
+                (ip("ff00::"), 8, RouteKind::Multicast),
+            ]
+        );
+        let bh = s.route_lookup(ip("10.66.1.1")).unwrap();
+        assert_eq!(bh.kind, RouteKind::Blackhole);
+        assert!(bh.nexthops.is_empty(), "a blackhole has no next hop to use");
+        // One of the per-link anycast routes goes; the other stays.
+        let del = in_table(
+            route_msg("fe80::/128", None, 2, None),
+            255,
+            RouteType::Anycast,
+        );
+        assert!(apply(&mut s, &RouteNetlinkMessage::DelRoute(del)).changed);
+        let fe80: Vec<_> = s
+            .local_routes()
+            .filter(|r| r.dst == ip("fe80::"))
+            .map(|r| r.oif)
+            .collect();
+        assert_eq!(fe80, [Some(3)]);
+    }
+
+    #[test]
+    fn secondary_addresses_are_marked() {
+        let mut sec = addr_msg(2, ip("10.0.0.10"), 24);
+        sec.header.flags |= AddressHeaderFlags::Secondary;
+        let s = snapshot_of(vec![
+            RouteNetlinkMessage::NewAddress(addr_msg(2, ip("10.0.0.9"), 24)),
+            RouteNetlinkMessage::NewAddress(sec),
+        ]);
+        let a: Vec<_> = s.addresses().map(|a| (a.addr, a.secondary)).collect();
+        assert_eq!(a, [(ip("10.0.0.9"), false), (ip("10.0.0.10"), true)]);
+    }
+
+    #[test]
+    fn publishing_bumps_the_generation_and_wakes_watchers() {
+        let shared = Arc::new(Shared {
+            published: Mutex::new(Published {
+                generation: 1,
+                snapshot: Arc::new(Snapshot::default()),
+            }),
+            published_cv: Condvar::new(),
+            subscribers: Mutex::new(Vec::new()),
+            counters: Counters::default(),
+            stop: AtomicBool::new(false),
+        });
+        let watch = SnapshotWatch {
+            shared: Arc::clone(&shared),
+        };
+        assert_eq!(
+            watch.wait_newer(1, Duration::from_millis(1)),
+            1,
+            "times out"
+        );
+        let w = watch.clone();
+        let t = thread::spawn(move || w.wait_newer(1, Duration::from_secs(10)));
+        thread::sleep(Duration::from_millis(20));
+        let snap = snapshot_of(vec![RouteNetlinkMessage::NewLink(link_msg(
+            5, "a", true, true, 1500,
+        ))]);
+        let start = Instant::now();
+        shared.publish(&snap);
+        assert_eq!(t.join().unwrap(), 2);
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "woken, not timed out"
+        );
+        let (g, s) = watch.latest();
+        assert_eq!((g, s.link(5).is_some()), (2, true));
+        assert_eq!(
+            watch.wait_newer(0, Duration::ZERO),
+            2,
+            "already newer: no wait"
+        );
     }
 
     #[test]
@@ -1444,6 +1854,12 @@ mod test {
     fn starts_sees_loopback_and_stops_quickly() {
         let m = Mirror::start().unwrap();
         let snap = m.snapshot();
+        assert_eq!(m.generation(), 1, "the first dump is generation 1");
+        assert!(
+            snap.local_routes()
+                .any(|r| r.dst == IpAddr::V4(Ipv4Addr::LOCALHOST) && r.kind == RouteKind::Local),
+            "the local table has 127.0.0.1"
+        );
         let lo = snap.link_by_name("lo").expect("lo");
         assert_eq!(lo.index, 1);
         assert!(snap.addresses().any(|a| a.ifindex == 1));

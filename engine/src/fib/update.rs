@@ -1,0 +1,156 @@
+//! Publishing a new [`Fib`] to the workers after each kernel change.
+//!
+//! The table is immutable; a change builds a whole new one and swaps it into a [`FibHandle`]
+//! (an [`ArcSwap`]). A worker `load`s the handle once per batch: no lock, no syscall, and a table
+//! it holds stays valid (it is an `Arc`) however many newer ones are published meanwhile.
+//! [`FibUpdater`] is the control thread that does the rebuilding: it sleeps on the mirror's
+//! [`SnapshotWatch`] and wakes as soon as a snapshot is published, so a kernel change reaches the
+//! workers within the mirror's event handling plus one build (well under a millisecond for a
+//! host's table).
+
+use super::Fib;
+use crate::control::mirror::{MirrorHandle, SnapshotWatch};
+use arc_swap::{ArcSwap, Guard};
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+/// How long the updater waits for a new snapshot before it looks at its stop flag; bounds
+/// [`FibUpdater::stop`].
+const STOP_POLL: Duration = Duration::from_millis(50);
+
+/// What went wrong in the forwarding table's updater.
+#[derive(Debug, thiserror::Error)]
+pub enum FibError {
+    /// The updater thread could not be started.
+    #[error("starting the forwarding-table updater thread")]
+    Spawn(#[source] io::Error),
+    /// The updater thread panicked.
+    #[error("the forwarding-table updater thread panicked")]
+    Panicked,
+}
+
+/// The current forwarding table, shared by the updater and the workers. Cloning shares it.
+#[derive(Clone, Debug)]
+pub struct FibHandle(Arc<ArcSwap<Fib>>);
+
+impl FibHandle {
+    /// A handle holding `fib`.
+    pub fn new(fib: Fib) -> Self {
+        FibHandle(Arc::new(ArcSwap::from_pointee(fib)))
+    }
+
+    /// The current table, for one batch: lock-free and without touching the reference count in
+    /// the common case. Don't keep the guard across batches (it would pin the table; use
+    /// [`FibHandle::load_full`] for that).
+    #[inline]
+    pub fn load(&self) -> Guard<Arc<Fib>> {
+        self.0.load()
+    }
+
+    /// The current table as an `Arc`, which stays valid as long as it is held.
+    pub fn load_full(&self) -> Arc<Fib> {
+        self.0.load_full()
+    }
+
+    /// Replaces the table; readers see it from their next `load`.
+    pub fn store(&self, fib: Fib) {
+        self.0.store(Arc::new(fib));
+    }
+}
+
+/// The control thread that rebuilds the table on every snapshot the mirror publishes. Dropping it
+/// stops the thread; the handle keeps the last table.
+pub struct FibUpdater {
+    handle: FibHandle,
+    shared: Arc<UpdaterShared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+struct UpdaterShared {
+    stop: AtomicBool,
+    /// The mirror generation the current table was built from.
+    generation: AtomicU64,
+    /// Tables built (the first one included).
+    builds: AtomicU64,
+}
+
+/// Builds the table from `mirror`'s current snapshot and starts a [`FibUpdater`] that rebuilds it
+/// whenever the mirror publishes a new one. `ports` are the interfaces the engine serves (see
+/// [`Fib::from_snapshot`]); to change them, start a new updater.
+pub fn spawn_updater(mirror: &MirrorHandle, ports: &[u32]) -> Result<FibUpdater, FibError> {
+    FibUpdater::spawn(mirror.watch(), ports.to_vec())
+}
+
+impl FibUpdater {
+    /// [`spawn_updater`] over a [`SnapshotWatch`]. The first table is built before this returns.
+    pub fn spawn(watch: SnapshotWatch, ports: Vec<u32>) -> Result<FibUpdater, FibError> {
+        let (generation, snap) = watch.latest();
+        let handle = FibHandle::new(Fib::from_snapshot(&snap, &ports));
+        let shared = Arc::new(UpdaterShared {
+            stop: AtomicBool::new(false),
+            generation: AtomicU64::new(generation),
+            builds: AtomicU64::new(1),
+        });
+        let (h, sh) = (handle.clone(), Arc::clone(&shared));
+        let thread = thread::Builder::new()
+            .name("sluice-fib".into())
+            .spawn(move || {
+                let mut seen = generation;
+                while !sh.stop.load(Ordering::Relaxed) {
+                    if watch.wait_newer(seen, STOP_POLL) <= seen {
+                        continue;
+                    }
+                    let (g, snap) = watch.latest();
+                    h.store(Fib::from_snapshot(&snap, &ports));
+                    seen = g;
+                    sh.generation.store(g, Ordering::Release);
+                    sh.builds.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+            .map_err(FibError::Spawn)?;
+        Ok(FibUpdater {
+            handle,
+            shared,
+            thread: Some(thread),
+        })
+    }
+
+    /// The handle the workers load from.
+    pub fn handle(&self) -> FibHandle {
+        self.handle.clone()
+    }
+
+    /// The mirror generation ([`MirrorHandle::generation`]) the current table was built from.
+    pub fn generation(&self) -> u64 {
+        self.shared.generation.load(Ordering::Acquire)
+    }
+
+    /// How many tables have been built, the first one included.
+    pub fn builds(&self) -> u64 {
+        self.shared.builds.load(Ordering::Relaxed)
+    }
+
+    /// Stops the thread (within about 50 ms).
+    pub fn stop(mut self) -> Result<(), FibError> {
+        self.stop_inner()
+    }
+
+    fn stop_inner(&mut self) -> Result<(), FibError> {
+        self.shared.stop.store(true, Ordering::Relaxed);
+        match self.thread.take() {
+            Some(t) => t.join().map_err(|_| FibError::Panicked),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for FibUpdater {
+    fn drop(&mut self) {
+        if let Err(e) = self.stop_inner() {
+            log::error!("{e}");
+        }
+    }
+}
