@@ -431,7 +431,10 @@ mod test {
         let templates: [&[u8]; 4] = [&v4, &v6, &to_broadcast, &garbage];
         let mut t = MemTransport::new(&templates, 4, 2048);
         let (mut s, mut c) = (Scratch::new(), Local::default());
-        assert_eq!(step(&mut t, PortId(0), &mut Uppercase, &mut s, 64, &mut c), 4);
+        assert_eq!(
+            step(&mut t, PortId(0), &mut Uppercase, &mut s, 64, &mut c),
+            4
+        );
 
         assert_eq!((c.rx_packets, c.tx_packets, c.dropped()), (4, 2, 2));
         assert_eq!(c.drops[DropReason::Policy.index()], 1);

@@ -8,7 +8,7 @@
 //! `stats-interval`), so an error names the same thing in every front end.
 
 use crate::steer::{Action, L4Proto, PortList, Rule, XdpMode};
-use crate::xsk::{XskConfig, XskError};
+use crate::xsk::{MAX_PORTS, XskConfig, XskError};
 use std::fmt;
 use std::net::SocketAddr;
 use std::str::FromStr;
@@ -69,8 +69,9 @@ impl ConfigError {
 /// Everything an engine needs to know to run, as typed values.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
-    /// Interface to attach to.
-    pub iface: String,
+    /// The interfaces to attach to ("ports"), in port order: port 0 first. Each worker serves
+    /// the same queue index on every port, with one UMEM shared by those sockets.
+    pub ifaces: Vec<String>,
     /// Steering rules: (protocol, destination port) → redirect into the workers.
     pub rules: Vec<Rule>,
     /// Which RX queues get a worker.
@@ -102,7 +103,7 @@ impl EngineConfig {
     /// ring sizes, stats every second.
     pub fn new(iface: impl Into<String>) -> Self {
         EngineConfig {
-            iface: iface.into(),
+            ifaces: vec![iface.into()],
             rules: Vec::new(),
             queues: QueueSpec::All,
             cores: None,
@@ -116,6 +117,17 @@ impl EngineConfig {
             user: None,
             duration: None,
         }
+    }
+
+    /// Serve `iface` too, as the next port.
+    pub fn port(mut self, iface: impl Into<String>) -> Self {
+        self.ifaces.push(iface.into());
+        self
+    }
+
+    /// The first port's interface (the one a single-interface engine serves).
+    pub fn iface(&self) -> &str {
+        &self.ifaces[0]
     }
 
     /// Steer these destination ports of `proto` into the workers.
@@ -148,11 +160,25 @@ impl EngineConfig {
 
     /// Check every value that can be checked without the host; the error names the setting.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.iface.is_empty() || self.iface.len() >= 16 || self.iface.contains(['/', '\0']) {
+        if self.ifaces.is_empty() || self.ifaces.len() > MAX_PORTS {
             return Err(ConfigError::new(
                 "iface",
-                format!("{:?} is not an interface name", self.iface),
+                format!(
+                    "{} interfaces given; an engine serves 1 to {MAX_PORTS}",
+                    self.ifaces.len()
+                ),
             ));
+        }
+        for (i, name) in self.ifaces.iter().enumerate() {
+            if name.is_empty() || name.len() >= 16 || name.contains(['/', '\0']) {
+                return Err(ConfigError::new(
+                    "iface",
+                    format!("{name:?} is not an interface name"),
+                ));
+            }
+            if self.ifaces[..i].contains(name) {
+                return Err(ConfigError::new("iface", format!("{name} is given twice")));
+            }
         }
         self.xsk.validate().map_err(|e| match e {
             XskError::Config { field, reason } => ConfigError::new(setting_of(field), reason),
@@ -250,6 +276,17 @@ mod test {
         let c =
             EngineConfig::new("a-name-longer-than-15").steer(L4Proto::Udp, &"1".parse().unwrap());
         assert_eq!(c.validate().unwrap_err().field, "iface");
+        let c = base().port("veth1").port("veth0");
+        assert_eq!(
+            c.validate().unwrap_err().to_string(),
+            "invalid --iface: veth0 is given twice"
+        );
+        let c = base().port("veth1");
+        c.validate().unwrap();
+        assert_eq!((c.iface(), c.ifaces.len()), ("veth0", 2));
+        let mut c = base();
+        c.ifaces = (0..9).map(|i| format!("v{i}")).collect();
+        assert!(c.validate().unwrap_err().to_string().contains("1 to 8"));
         let c = base().duration(Duration::ZERO);
         assert_eq!(c.validate().unwrap_err().field, "duration");
         let c = base().stats_interval(Some(Duration::ZERO));

@@ -1,7 +1,7 @@
 //! The `sluice` binary: parse the command line, run, report errors as one clear line.
 
 use clap::Parser;
-use sluice::apps::{App, drop::DropAll, reflect::Reflect};
+use sluice::apps::{App, drop::DropAll, patch::Patch, reflect::Reflect};
 use sluice::cli::{AppKind, Cli, Command};
 use sluice::config::EngineConfig;
 use std::process::ExitCode;
@@ -17,9 +17,10 @@ fn main() -> ExitCode {
             let result = EngineConfig::try_from(&args)
                 .map_err(sluice::engine::RunError::from)
                 .and_then(|cfg| {
-                    let kind = args.app;
+                    let (kind, ports) = (args.app, cfg.ifaces.len() as u16);
                     let stdout = std::io::stdout();
-                    sluice::engine::run(&cfg, |_queue| make_app(kind), &mut stdout.lock())
+                    let make = |_queue| make_app(kind, ports);
+                    sluice::engine::run(&cfg, make, &mut stdout.lock())
                 });
             match result {
                 Ok(_) => ExitCode::SUCCESS,
@@ -33,9 +34,10 @@ fn main() -> ExitCode {
 }
 
 /// The app `--app` names, boxed so one worker type serves every choice.
-fn make_app(kind: AppKind) -> Box<dyn App> {
+fn make_app(kind: AppKind, ports: u16) -> Box<dyn App> {
     match kind {
         AppKind::Reflect => Box::new(Reflect::new()),
         AppKind::Drop => Box::new(DropAll::new()),
+        AppKind::Patch => Box::new(Patch::new(ports)),
     }
 }

@@ -64,6 +64,9 @@ pub enum AppKind {
     Reflect,
     /// Count and drop every steered frame (the rxdrop benchmark).
     Drop,
+    /// Send every frame out of the partner port unchanged (port 0 <-> 1, 2 <-> 3; give two
+    /// --iface): a patch cable, the port-to-port forwarding baseline.
+    Patch,
 }
 
 impl fmt::Display for AppKind {
@@ -71,6 +74,7 @@ impl fmt::Display for AppKind {
         f.write_str(match self {
             AppKind::Reflect => "reflect",
             AppKind::Drop => "drop",
+            AppKind::Patch => "patch",
         })
     }
 }
@@ -78,9 +82,12 @@ impl fmt::Display for AppKind {
 /// Arguments of `sluice run`.
 #[derive(Args, Debug, Clone)]
 pub struct RunArgs {
-    /// Interface to attach to (must exist and be up).
-    #[arg(long, short = 'i', value_name = "IF")]
-    pub iface: String,
+    /// Interface to attach to (must exist and be up). Repeat it to serve several interfaces
+    /// ("ports", numbered in the order given): each worker then owns the same queue on every
+    /// port, with one UMEM shared by those sockets, so an app can send a frame received on one
+    /// port out of another without a copy.
+    #[arg(long, short = 'i', value_name = "IF", required = true)]
+    pub iface: Vec<String>,
 
     /// Packet function run on the steered frames.
     #[arg(long, value_enum, default_value_t = AppKind::Reflect)]
@@ -221,7 +228,10 @@ impl TryFrom<&RunArgs> for EngineConfig {
 
     /// The engine configuration these flags ask for, validated.
     fn try_from(a: &RunArgs) -> Result<Self, ConfigError> {
-        let mut c = EngineConfig::new(a.iface.clone());
+        let mut c = EngineConfig::new(a.iface[0].clone());
+        for port in &a.iface[1..] {
+            c = c.port(port.clone());
+        }
         if let Some(p) = &a.udp {
             c = c.steer(L4Proto::Udp, p);
         }
@@ -291,7 +301,14 @@ mod test {
         let Command::Run(a) = cli.command else {
             panic!("expected run")
         };
-        assert_eq!(a.iface, "veth0");
+        assert_eq!(a.iface, ["veth0"]);
+        let cli = Cli::try_parse_from(["sluice", "run", "-i", "a", "--iface", "b", "--udp", "1"])
+            .unwrap();
+        let Command::Run(a) = cli.command else {
+            panic!("expected run")
+        };
+        let c = EngineConfig::try_from(&a).unwrap();
+        assert_eq!(c.ifaces, ["a", "b"]);
         assert_eq!(a.app, AppKind::Drop);
         assert_eq!(a.udp.unwrap().0, vec![9000, 9001]);
         assert_eq!(a.queues, QueueSpec::Count(2));

@@ -40,7 +40,7 @@ pub(crate) mod socket;
 pub use service::{RunInfo, WorkerView};
 pub use socket::ControlError;
 
-use crate::steer::{Counters, Steering};
+use crate::steer::{Counters, SteeringSet};
 use metrics::MetricsServer;
 use mirror::{LinkEvent, Mirror};
 use service::EngineService;
@@ -70,10 +70,11 @@ pub enum StartError {
     },
 }
 
-/// The interface's control socket, claimed but not yet served: the single-instance lock. A
-/// second engine on the same interface fails at [`ControlPlane::claim`], naming the first.
+/// The control sockets of the engine's interfaces (one per port, all answering for the same
+/// engine), claimed but not yet served: the single-instance lock. A second engine on any of
+/// those interfaces fails at [`ControlPlane::claim`], naming the first.
 pub struct Claim {
-    server: ControlServer,
+    servers: Vec<ControlServer>,
 }
 
 /// What the control plane needs to know about a started engine.
@@ -81,7 +82,7 @@ pub struct EngineFacts {
     /// Static facts for `status`.
     pub info: RunInfo,
     /// The steering (maps and link); `None` once detached.
-    pub steering: Arc<Mutex<Option<Steering>>>,
+    pub steering: Arc<Mutex<Option<SteeringSet>>>,
     /// The workers and their published counters.
     pub workers: Vec<WorkerView>,
     /// The flag `shutdown` sets.
@@ -91,18 +92,21 @@ pub struct EngineFacts {
 /// A running control plane: mirror, control socket server, optional metrics endpoint.
 pub struct ControlPlane {
     service: Arc<EngineService>,
-    server: ServerHandle,
+    servers: Vec<ServerHandle>,
     metrics: Option<MetricsServer>,
     link_events: Receiver<LinkEvent>,
 }
 
 impl ControlPlane {
-    /// Claim `sluice/<iface>` (the single-instance lock). Members of `admin_gid` (and root) may
-    /// change the engine once it serves.
-    pub fn claim(iface: &str, admin_gid: Option<u32>) -> Result<Claim, ControlError> {
-        Ok(Claim {
-            server: ControlServer::bind(iface, admin_gid)?,
-        })
+    /// Claim `sluice/<iface>` for every interface of `ifaces` (the single-instance lock), so
+    /// `sluice ctl --iface X` reaches the engine through any of its ports. Members of
+    /// `admin_gid` (and root) may change the engine once it serves.
+    pub fn claim(ifaces: &[String], admin_gid: Option<u32>) -> Result<Claim, ControlError> {
+        let servers = ifaces
+            .iter()
+            .map(|iface| ControlServer::bind(iface, admin_gid))
+            .collect::<Result<_, _>>()?;
+        Ok(Claim { servers })
     }
 
     /// Start the mirror, serve the claimed socket and, with `metrics`, the metrics endpoint,
@@ -121,7 +125,10 @@ impl ControlPlane {
             Some(mirror),
             engine.term,
         ));
-        let server = claim.server.spawn(service.clone())?;
+        let mut servers = Vec::with_capacity(claim.servers.len());
+        for server in claim.servers {
+            servers.push(server.spawn(service.clone())?);
+        }
         let metrics = match metrics {
             Some(addr) => Some(
                 MetricsServer::start(addr, service.clone())
@@ -131,7 +138,7 @@ impl ControlPlane {
         };
         Ok(ControlPlane {
             service,
-            server,
+            servers,
             metrics,
             link_events,
         })
@@ -149,7 +156,9 @@ impl ControlPlane {
 
     /// Stop serving: the socket name is released, the metrics endpoint closed.
     pub fn stop(self) {
-        self.server.stop();
+        for server in self.servers {
+            server.stop();
+        }
         if let Some(m) = self.metrics {
             m.stop();
         }

@@ -9,7 +9,7 @@ use super::metrics::{MetricsSnapshot, MetricsSource, QueueMetrics};
 use super::mirror::MirrorHandle;
 use super::proto::{Request, RulesRequest};
 use super::socket::{Handler, HandlerError, Peer};
-use crate::steer::{Action, Counters, Rule, Steering, XdpMode};
+use crate::steer::{Action, Counters, Rule, SteeringSet, XdpMode};
 use crate::worker::stats::rates_json;
 use crate::worker::{Local, Shared};
 use serde_json::{Value, json};
@@ -30,8 +30,8 @@ pub struct WorkerView {
 /// Static facts about the run, for `status`.
 #[derive(Clone, Debug)]
 pub struct RunInfo {
-    /// Interface.
-    pub iface: String,
+    /// Interfaces (ports), in port order.
+    pub ports: Vec<String>,
     /// App running.
     pub app: String,
     /// XDP mode granted.
@@ -44,7 +44,7 @@ pub struct RunInfo {
 pub struct EngineService {
     info: RunInfo,
     started: Instant,
-    steering: Arc<Mutex<Option<Steering>>>,
+    steering: Arc<Mutex<Option<SteeringSet>>>,
     workers: Vec<WorkerView>,
     mirror: Option<MirrorHandle>,
     term: Arc<AtomicBool>,
@@ -55,7 +55,7 @@ impl EngineService {
     /// A service over the run's pieces. `term` is the flag the main loop stops on.
     pub fn new(
         info: RunInfo,
-        steering: Arc<Mutex<Option<Steering>>>,
+        steering: Arc<Mutex<Option<SteeringSet>>>,
         workers: Vec<WorkerView>,
         mirror: Option<MirrorHandle>,
         term: Arc<AtomicBool>,
@@ -81,7 +81,8 @@ impl EngineService {
     fn status(&self) -> Value {
         let i = &self.info;
         json!({
-            "iface": i.iface,
+            "iface": i.ports[0],
+            "ports": i.ports,
             "app": i.app,
             "xdp_mode": i.xdp_mode,
             "bind_mode": if i.zerocopy { "zerocopy" } else { "copy" },
@@ -109,13 +110,15 @@ impl EngineService {
                 "core": w.core,
                 "rates": rates_json(s, p, dt),
                 "counters": s.to_json(),
+                "ports": s.ports_json(self.info.ports.len()),
                 "census": w.shared.census(),
                 "kernel": w.shared.kernel(),
             }));
         }
         let v = json!({
             "interval_s": (dt * 1000.0).round() / 1000.0,
-            "total": {"rates": rates_json(&total, &total_prev, dt), "counters": total.to_json()},
+            "total": {"rates": rates_json(&total, &total_prev, dt), "counters": total.to_json(),
+                      "ports": total.ports_json(self.info.ports.len())},
             "queues": queues,
             "xdp": self.xdp_counters(),
         });
@@ -201,7 +204,8 @@ impl Handler for EngineService {
 impl MetricsSource for EngineService {
     fn collect(&self) -> MetricsSnapshot {
         MetricsSnapshot {
-            iface: self.info.iface.clone(),
+            iface: self.info.ports[0].clone(),
+            ports: self.info.ports.clone(),
             queues: self
                 .workers
                 .iter()

@@ -27,7 +27,7 @@ mod supervisor;
 use crate::apps::App;
 use crate::config::{ConfigError, EngineConfig};
 use crate::control::{self, ControlPlane, EngineFacts, RunInfo, WorkerView};
-use crate::steer::{Counters, SteerError, Steering, XdpMode};
+use crate::steer::{Counters, SteerError, SteeringSet, XdpMode};
 use crate::sys;
 use crate::worker::{self, Local, WorkerConfig, WorkerHandle};
 use crate::xsk::{Census, KernelStats, XskError, XskQueue};
@@ -143,9 +143,9 @@ impl Summary {
 /// socket serving. [`Engine::run`] supervises it until it is told to stop, then shuts it down.
 pub struct Engine<A: App> {
     cfg: EngineConfig,
-    ifindex: u32,
+    ifindexes: Vec<u32>,
     workers: Vec<WorkerHandle<A>>,
-    steering: Arc<Mutex<Option<Steering>>>,
+    steering: Arc<Mutex<Option<SteeringSet>>>,
     control: ControlPlane,
     term: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
@@ -161,17 +161,22 @@ impl<A: App + 'static> Engine<A> {
         let plan = preflight::plan(cfg)?;
         // The control socket first: its name is the single-instance lock for the interface, so a
         // second engine fails here, naming the first, before it touches the queues or XDP.
-        let claim = ControlPlane::claim(&cfg.iface, plan.admin_gid)?;
+        let claim = ControlPlane::claim(&cfg.ifaces, plan.admin_gid)?;
 
         let mut sockets = Vec::with_capacity(plan.queues.len());
         for &q in &plan.queues {
-            sockets.push(XskQueue::open(&cfg.iface, q, &plan.xsk)?);
+            let ifaces: Vec<&str> = cfg.ifaces.iter().map(String::as_str).collect();
+            sockets.push(XskQueue::open_ports(&ifaces, q, &plan.xsk)?);
         }
         let zerocopy = sockets.first().is_some_and(|s| s.is_zerocopy());
 
-        let mut steering = Steering::load_and_attach(&cfg.iface, cfg.xdp_mode)?;
+        let mut steering = SteeringSet::attach(&cfg.ifaces, cfg.xdp_mode)?;
         for s in &sockets {
-            steering.register_socket(s.queue(), s.fd())?;
+            for port in 0..s.port_count() {
+                steering
+                    .port_mut(port)
+                    .register_socket(s.queue(), s.fd_of(port))?;
+            }
         }
         for r in &plan.rules {
             steering.set_rule(*r)?;
@@ -212,7 +217,7 @@ impl<A: App + 'static> Engine<A> {
         }
         log::info!(
             "{}: app {app_name} on {} queue(s), XDP {granted} mode, AF_XDP {} mode, {} rule(s), cores {:?}",
-            cfg.iface,
+            cfg.ifaces.join("+"),
             plan.queues.len(),
             if zerocopy { "zero-copy" } else { "copy" },
             plan.rules.len(),
@@ -231,7 +236,7 @@ impl<A: App + 'static> Engine<A> {
             .collect();
         let facts = EngineFacts {
             info: RunInfo {
-                iface: cfg.iface.clone(),
+                ports: cfg.ifaces.clone(),
                 app: app_name.to_string(),
                 xdp_mode: granted,
                 zerocopy,
@@ -243,7 +248,7 @@ impl<A: App + 'static> Engine<A> {
         let control = ControlPlane::start(claim, facts, cfg.metrics)?;
         Ok(Engine {
             cfg: cfg.clone(),
-            ifindex: plan.ifindex,
+            ifindexes: plan.ifindexes,
             workers,
             steering,
             control,
@@ -266,14 +271,17 @@ impl<A: App + 'static> Engine<A> {
         let started = Instant::now();
         let interval = self.cfg.stats_interval;
         let deadline = self.cfg.duration.map(|d| started + d);
-        let mut reporter = report::Reporter::new(self.cfg.json, &self.workers);
+        let mut reporter =
+            report::Reporter::new(self.cfg.json, &self.workers, self.cfg.ifaces.clone());
         let mut next_report = interval.map(|i| started + i);
-        let mut supervisor = supervisor::LinkSupervisor::new(
-            &self.cfg.iface,
-            self.ifindex,
-            &self.cfg.xsk,
-            self.park.clone(),
-        );
+        let ports = self
+            .cfg
+            .ifaces
+            .iter()
+            .cloned()
+            .zip(self.ifindexes.iter().copied());
+        let mut supervisor =
+            supervisor::LinkSupervisor::new(ports.collect(), &self.cfg.xsk, self.park.clone());
         let mut died: Option<RunError> = None;
         while died.is_none() && !self.term.load(Ordering::Relaxed) {
             let now = Instant::now();

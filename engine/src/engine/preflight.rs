@@ -22,7 +22,7 @@ pub(super) const L2_OVERHEAD: u32 = 14 + 8;
 
 /// Everything the preflight checks decided.
 pub(super) struct Plan {
-    pub(super) ifindex: u32,
+    pub(super) ifindexes: Vec<u32>,
     pub(super) admin_gid: Option<u32>,
     pub(super) queues: Vec<u32>,
     pub(super) cores: Vec<Option<usize>>,
@@ -55,57 +55,29 @@ pub(super) fn plan(cfg: &EngineConfig) -> Result<Plan, RunError> {
         });
     }
 
-    // The interface: exists, up, how many queues.
-    let iface = &cfg.iface;
-    let nl_err = |source| RunError::Netlink {
-        iface: iface.clone(),
+    // The interfaces: exist, up, MTU fits, how many queues. Every worker serves the same
+    // queue index on every port, so the engine uses as many queues as the port with fewest.
+    let mut nl = Netlink::open().map_err(|source| RunError::Netlink {
+        iface: cfg.iface().to_string(),
         source,
-    };
-    let mut nl = Netlink::open().map_err(nl_err)?;
-    let info = link::get_link(&mut nl, iface)
-        .map_err(nl_err)?
-        .ok_or_else(|| RunError::NoSuchInterface(iface.clone()))?;
-    if !info.admin_up {
-        return Err(RunError::InterfaceDown(iface.clone()));
+    })?;
+    let mut ifindexes = Vec::with_capacity(cfg.ifaces.len());
+    let mut n = u32::MAX;
+    for iface in &cfg.ifaces {
+        let (ifindex, has) = check_port(&mut nl, iface, &xsk)?;
+        ifindexes.push(ifindex);
+        n = n.min(match cfg.queues {
+            QueueSpec::All => has,
+            QueueSpec::Count(n) if n > has => {
+                return Err(RunError::TooManyQueues {
+                    iface: iface.clone(),
+                    asked: n,
+                    has,
+                });
+            }
+            QueueSpec::Count(n) => n,
+        });
     }
-    if !info.lower_up {
-        log::warn!("{iface} has no carrier (peer down or cable out); waiting for traffic anyway");
-    }
-    // A frame must fit in a UMEM frame after the kernel's 256-byte XDP headroom; a longer one
-    // would be dropped by the kernel, uncounted by sluice.
-    let room = frame_room(&xsk);
-    let longest = info.mtu + L2_OVERHEAD;
-    if longest > room {
-        return Err(ConfigError::new(
-            "frame-size",
-            format!(
-                "{} bytes hold frames up to {room} bytes, but {iface} has MTU {} (frames up to {longest} bytes): use --frame-size 4096{}",
-                xsk.frame_size,
-                info.mtu,
-                if longest > 4096 - XDP_PACKET_HEADROOM {
-                    " and a smaller MTU"
-                } else {
-                    ""
-                }
-            ),
-        )
-        .into());
-    }
-    let has = match sys::ethtool_channels(iface) {
-        Ok(ch) if ch.rx_queues() > 0 => ch.rx_queues(),
-        _ => info.num_rx_queues.max(1),
-    };
-    let n = match cfg.queues {
-        QueueSpec::All => has,
-        QueueSpec::Count(n) if n > has => {
-            return Err(RunError::TooManyQueues {
-                iface: iface.clone(),
-                asked: n,
-                has,
-            });
-        }
-        QueueSpec::Count(n) => n,
-    };
     let queues: Vec<u32> = (0..n).collect();
 
     // Cores.
@@ -152,11 +124,52 @@ pub(super) fn plan(cfg: &EngineConfig) -> Result<Plan, RunError> {
         ),
     };
     Ok(Plan {
-        ifindex: info.index,
+        ifindexes,
         admin_gid,
         queues,
         cores,
         xsk,
         rules,
     })
+}
+
+/// One port: exists, is up, its MTU fits a UMEM frame. Returns its ifindex and RX queue count.
+fn check_port(nl: &mut Netlink, iface: &str, xsk: &XskConfig) -> Result<(u32, u32), RunError> {
+    let info = link::get_link(nl, iface)
+        .map_err(|source| RunError::Netlink {
+            iface: iface.to_string(),
+            source,
+        })?
+        .ok_or_else(|| RunError::NoSuchInterface(iface.to_string()))?;
+    if !info.admin_up {
+        return Err(RunError::InterfaceDown(iface.to_string()));
+    }
+    if !info.lower_up {
+        log::warn!("{iface} has no carrier (peer down or cable out); waiting for traffic anyway");
+    }
+    // A frame must fit in a UMEM frame after the kernel's 256-byte XDP headroom; a longer one
+    // would be dropped by the kernel, uncounted by sluice.
+    let room = frame_room(xsk);
+    let longest = info.mtu + L2_OVERHEAD;
+    if longest > room {
+        return Err(ConfigError::new(
+            "frame-size",
+            format!(
+                "{} bytes hold frames up to {room} bytes, but {iface} has MTU {} (frames up to {longest} bytes): use --frame-size 4096{}",
+                xsk.frame_size,
+                info.mtu,
+                if longest > 4096 - XDP_PACKET_HEADROOM {
+                    " and a smaller MTU"
+                } else {
+                    ""
+                }
+            ),
+        )
+        .into());
+    }
+    let has = match sys::ethtool_channels(iface) {
+        Ok(ch) if ch.rx_queues() > 0 => ch.rx_queues(),
+        _ => info.num_rx_queues.max(1),
+    };
+    Ok((info.index, has))
 }

@@ -14,14 +14,16 @@ use std::time::Instant;
 /// Formats the periodic and final stats, as text or JSON lines.
 pub(super) struct Reporter {
     json: bool,
+    ports: Vec<String>,
     last: Vec<Local>,
     last_at: Instant,
 }
 
 impl Reporter {
-    pub(super) fn new<A>(json: bool, workers: &[WorkerHandle<A>]) -> Self {
+    pub(super) fn new<A>(json: bool, workers: &[WorkerHandle<A>], ports: Vec<String>) -> Self {
         Reporter {
             json,
+            ports,
             last: vec![Local::default(); workers.len()],
             last_at: Instant::now(),
         }
@@ -60,6 +62,7 @@ impl Reporter {
                 "elapsed_s": round3(elapsed),
                 "interval_s": round3(dt),
                 "total": rates_json(&total, &total_prev, dt),
+                "ports": self.ports_json(&total),
                 "queues": queues,
             });
             if let Some(x) = xdp {
@@ -102,6 +105,7 @@ impl Reporter {
                 "type": "final",
                 "elapsed_s": round3(elapsed),
                 "total": total.to_json(),
+                "ports": self.ports_json(&total),
                 "queues": queues,
                 "xdp": sum.xdp,
             });
@@ -116,6 +120,15 @@ impl Reporter {
                 total.dropped(),
                 drops_text(&total)
             );
+            if self.ports.len() > 1 {
+                for (name, p) in self.ports.iter().zip(&total.ports) {
+                    let _ = writeln!(
+                        out,
+                        "  port {name}: rx {} frames ({} bytes), tx {} frames ({} bytes)",
+                        p.rx_packets, p.rx_bytes, p.tx_packets, p.tx_bytes
+                    );
+                }
+            }
             for (q, l, c, k) in &sum.queues {
                 let _ = writeln!(
                     out,
@@ -154,6 +167,19 @@ impl Reporter {
             );
         }
         let _ = out.flush();
+    }
+}
+
+impl Reporter {
+    /// Each port's counters with its interface name.
+    fn ports_json(&self, total: &Local) -> Value {
+        let mut v = total.ports_json(self.ports.len());
+        if let Some(a) = v.as_array_mut() {
+            for (p, name) in a.iter_mut().zip(&self.ports) {
+                p["iface"] = json!(name);
+            }
+        }
+        v
     }
 }
 

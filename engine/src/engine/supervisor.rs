@@ -1,8 +1,9 @@
-//! The link-event supervisor: what the engine does when its interface changes under it.
+//! The link-event supervisor: what the engine does when its interfaces change under it.
 //!
-//! Link down parks the workers (no ring work, no failing kicks) until the link is back; an MTU
-//! change is logged, with a warning when frames would no longer fit a UMEM frame; the interface's
-//! deletion stops the engine.
+//! A port whose link goes down is logged; when every port is down the workers park (no ring
+//! work, no failing kicks) until one is back — with several ports the others keep working, so
+//! an app can fail over to them. An MTU change is logged, with a warning when frames would no
+//! longer fit a UMEM frame; a port's deletion stops the engine.
 
 use super::RunError;
 use super::preflight::{L2_OVERHEAD, frame_room};
@@ -11,20 +12,20 @@ use crate::xsk::XskConfig;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// Follows the link events of one interface and acts on them.
+/// Follows the link events of the engine's ports and acts on them.
 pub(super) struct LinkSupervisor {
-    iface: String,
-    ifindex: u32,
+    ports: Vec<(String, u32)>,
+    down: Vec<bool>,
     room: u32,
     park: Arc<AtomicBool>,
 }
 
 impl LinkSupervisor {
-    /// Supervise `iface` (index `ifindex`) whose workers park on `park`.
-    pub(super) fn new(iface: &str, ifindex: u32, xsk: &XskConfig, park: Arc<AtomicBool>) -> Self {
+    /// Supervise the ports `(name, ifindex)` whose workers park on `park`.
+    pub(super) fn new(ports: Vec<(String, u32)>, xsk: &XskConfig, park: Arc<AtomicBool>) -> Self {
         LinkSupervisor {
-            iface: iface.to_string(),
-            ifindex,
+            down: vec![false; ports.len()],
+            ports,
             room: frame_room(xsk),
             park,
         }
@@ -32,19 +33,28 @@ impl LinkSupervisor {
 
     /// Act on one event; returns the error that must stop the engine, if it is one.
     pub(super) fn on_event(&mut self, ev: &LinkEvent) -> Option<RunError> {
-        if ev.ifindex != self.ifindex {
-            return None;
-        }
-        let iface = &self.iface;
+        let p = self
+            .ports
+            .iter()
+            .position(|(_, ifindex)| *ifindex == ev.ifindex)?;
+        let iface = self.ports[p].0.clone();
         match ev.kind {
             LinkEventKind::Down => {
-                if !self.park.swap(true, Ordering::Relaxed) {
-                    log::warn!("{iface}: link down; workers parked until it comes back");
+                self.down[p] = true;
+                if self.down.iter().all(|d| *d) {
+                    if !self.park.swap(true, Ordering::Relaxed) {
+                        log::warn!("{iface}: link down; workers parked until it comes back");
+                    }
+                } else {
+                    log::warn!("{iface}: link down; the other port(s) keep working");
                 }
             }
             LinkEventKind::Up => {
+                self.down[p] = false;
                 if self.park.swap(false, Ordering::Relaxed) {
                     log::info!("{iface}: link up; workers resumed");
+                } else if self.ports.len() > 1 {
+                    log::info!("{iface}: link up");
                 }
             }
             LinkEventKind::MtuChanged { old, new } => {
@@ -57,7 +67,7 @@ impl LinkSupervisor {
                     log::info!("{iface}: MTU changed from {old} to {new}");
                 }
             }
-            LinkEventKind::Deleted => return Some(RunError::InterfaceDeleted(iface.clone())),
+            LinkEventKind::Deleted => return Some(RunError::InterfaceDeleted(iface)),
         }
         None
     }
@@ -78,7 +88,8 @@ mod test {
     #[test]
     fn down_parks_up_resumes_delete_stops() {
         let park = Arc::new(AtomicBool::new(false));
-        let mut s = LinkSupervisor::new("veth0", 7, &XskConfig::default(), park.clone());
+        let ports = vec![("veth0".to_string(), 7)];
+        let mut s = LinkSupervisor::new(ports, &XskConfig::default(), park.clone());
         assert!(s.on_event(&ev(8, LinkEventKind::Down)).is_none());
         assert!(
             !park.load(Ordering::Relaxed),
@@ -95,5 +106,20 @@ mod test {
         assert!(s.on_event(&ev(7, mtu)).is_none());
         let e = s.on_event(&ev(7, LinkEventKind::Deleted)).unwrap();
         assert_eq!(e.to_string(), "interface veth0 was deleted; stopped");
+    }
+
+    #[test]
+    fn with_two_ports_only_both_down_parks() {
+        let park = Arc::new(AtomicBool::new(false));
+        let ports = vec![("a".to_string(), 7), ("b".to_string(), 9)];
+        let mut s = LinkSupervisor::new(ports, &XskConfig::default(), park.clone());
+        s.on_event(&ev(7, LinkEventKind::Down));
+        assert!(!park.load(Ordering::Relaxed), "port b still works");
+        s.on_event(&ev(9, LinkEventKind::Down));
+        assert!(park.load(Ordering::Relaxed));
+        s.on_event(&ev(7, LinkEventKind::Up));
+        assert!(!park.load(Ordering::Relaxed));
+        let e = s.on_event(&ev(9, LinkEventKind::Deleted)).unwrap();
+        assert_eq!(e.to_string(), "interface b was deleted; stopped");
     }
 }

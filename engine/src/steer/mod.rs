@@ -41,12 +41,14 @@
 //! [`XdpMode::Driver`] or [`XdpMode::Skb`] never falls back.
 
 mod ports;
+mod set;
 mod types;
 
 #[cfg(test)]
 mod tests;
 
 pub use ports::PortList;
+pub use set::SteeringSet;
 pub use types::{Action, Counters, L4Proto, Rule, XdpMode};
 
 use aya::maps::{Array, MapData, MapError, PerCpuArray, XskMap};

@@ -213,6 +213,17 @@ impl Counters {
         }
     }
 
+    /// Element-wise sum (the counters of several interfaces' programs).
+    pub fn add(&mut self, o: &Counters) {
+        self.redirected += o.redirected;
+        self.passed += o.passed;
+        self.passed_by_rule += o.passed_by_rule;
+        self.dropped_by_rule += o.dropped_by_rule;
+        self.not_ip += o.not_ip;
+        self.malformed += o.malformed;
+        self.redirect_fallback += o.redirect_fallback;
+    }
+
     /// All frames the program has seen.
     pub const fn total(&self) -> u64 {
         self.redirected

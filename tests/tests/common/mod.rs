@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 use sluice_bench::echo::{EchoClient, EchoConfig, EchoStats};
-use sluice_testbed::{TestBed, VethOpts};
+use sluice_testbed::{Netns, TestBed, VethOpts};
 use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -49,21 +49,21 @@ pub struct Engine {
 impl Engine {
     /// Start `sluice run --iface <engine iface> --json --stats-interval 0 <extra...>`.
     pub fn start(bed: &TestBed, extra: &[&str]) -> Engine {
+        let mut args = vec!["--iface", bed.engine().iface()];
+        args.extend_from_slice(extra);
+        Engine::start_in(bed.engine().ns(), &args)
+    }
+
+    /// Start `sluice run --json --stats-interval 0 <args...>` in `ns`.
+    pub fn start_in(ns: &Netns, args: &[&str]) -> Engine {
         let mut cmd = Command::new(sluice_bin());
-        cmd.args([
-            "run",
-            "--iface",
-            bed.engine().iface(),
-            "--json",
-            "--stats-interval",
-            "0",
-        ])
-        .args(extra)
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-        let mut child = bed.engine().ns().spawn(&mut cmd).expect("spawning sluice");
+        cmd.args(["run", "--json", "--stats-interval", "0"])
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = ns.spawn(&mut cmd).expect("spawning sluice");
         let lines = pipe_lines(child.stdout.take().unwrap(), false);
         let stderr = pipe_lines(child.stderr.take().unwrap(), true);
         Engine {

@@ -8,6 +8,7 @@ use super::{MetricsSnapshot, QueueMetrics};
 use crate::apps::DropReason;
 use crate::steer::Counters;
 use crate::worker::Local;
+use crate::worker::stats::PortCounters;
 use crate::xsk::Census;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
@@ -161,6 +162,28 @@ fn drop_reasons(c: &Local) -> impl Iterator<Item = (&'static str, u64)> + '_ {
         .chain([("tx_ring_full", c.tx_ring_full), ("bad_desc", c.bad_desc)])
 }
 
+/// Per-port families: name, help, getter.
+type PortCounter = (&'static str, &'static str, fn(&PortCounters) -> u64);
+
+const PORT_COUNTERS: &[PortCounter] = &[
+    ("port_rx_packets", "Frames received on the port", |p| {
+        p.rx_packets
+    }),
+    ("port_rx_bytes", "Bytes received on the port", |p| {
+        p.rx_bytes
+    }),
+    (
+        "port_tx_packets",
+        "Frames queued for transmission on the port",
+        |p| p.tx_packets,
+    ),
+    (
+        "port_tx_bytes",
+        "Bytes queued for transmission on the port",
+        |p| p.tx_bytes,
+    ),
+];
+
 /// The labels of one sample, `iface` first.
 type Labels<'a> = Vec<(&'static str, &'a str)>;
 
@@ -247,6 +270,19 @@ impl Collector for SnapshotCollector {
         let help = "UMEM frames of the queue in all";
         family(&mut enc, "umem_capacity_frames", help, gauge, capacity)?;
 
+        // Per port, only when there is more than one (one port is the queue figures again).
+        if snap.ports.len() > 1 {
+            for &(name, help, get) in PORT_COUNTERS {
+                let samples = queues.iter().flat_map(|(queue, q)| {
+                    snap.ports.iter().enumerate().map(move |(i, port)| {
+                        let labels = queue_labels(iface, queue, Some(("port", port.as_str())));
+                        (labels, ConstCounter::new(get(&q.counters.ports[i])))
+                    })
+                });
+                family(&mut enc, name, help, counter, samples)?;
+            }
+        }
+
         if let Some(x) = &snap.xdp {
             let outcomes = XDP_OUTCOMES.iter().map(|&(outcome, get)| {
                 let labels = vec![("iface", iface), ("outcome", outcome)];
@@ -308,6 +344,7 @@ pub(super) mod test {
         q1.census.kernel = -1;
         MetricsSnapshot {
             iface: "veth0".into(),
+            ports: vec!["veth0".into()],
             queues: vec![q0, q1],
             xdp: Some(Counters {
                 redirected: 100,

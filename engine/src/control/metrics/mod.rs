@@ -52,6 +52,8 @@ pub struct QueueMetrics {
 pub struct MetricsSnapshot {
     /// The steered interface (the `iface` label).
     pub iface: String,
+    /// Every port's interface, in port order (the first is `iface`).
+    pub ports: Vec<String>,
     /// Per-queue numbers, in the order they are exported.
     pub queues: Vec<QueueMetrics>,
     /// The XDP program's counters; `None` if they could not be read (the family is left out

@@ -1,0 +1,82 @@
+//! The steering of every port of an engine: one XDP program per interface, the same rules on
+//! each.
+
+use super::{Counters, L4Proto, Rule, SteerError, Steering, XdpMode};
+
+/// One [`Steering`] per port, in port order, kept in step: a rule is set on every port or the
+/// call fails. Dropping it detaches every program.
+pub struct SteeringSet {
+    ports: Vec<Steering>,
+}
+
+impl SteeringSet {
+    /// Load and attach the program to every interface of `ifaces`, in order. If one fails, the
+    /// ones already attached are detached again (dropped) before the error returns.
+    pub fn attach(ifaces: &[String], mode: XdpMode) -> Result<Self, SteerError> {
+        let mut ports = Vec::with_capacity(ifaces.len());
+        for iface in ifaces {
+            ports.push(Steering::load_and_attach(iface, mode)?);
+        }
+        Ok(SteeringSet { ports })
+    }
+
+    /// The steering of port `i`.
+    pub fn port_mut(&mut self, i: usize) -> &mut Steering {
+        &mut self.ports[i]
+    }
+
+    /// Number of ports.
+    pub fn len(&self) -> usize {
+        self.ports.len()
+    }
+
+    /// True with no port (never, once attached).
+    pub fn is_empty(&self) -> bool {
+        self.ports.is_empty()
+    }
+
+    /// The mode the first port was attached in; the others are logged if they differ.
+    pub fn granted_mode(&self) -> XdpMode {
+        let first = self.ports[0].granted_mode();
+        for s in &self.ports[1..] {
+            if s.granted_mode() != first {
+                log::warn!(
+                    "{}: XDP {} mode, {}: {} mode",
+                    self.ports[0].iface(),
+                    first,
+                    s.iface(),
+                    s.granted_mode()
+                );
+            }
+        }
+        first
+    }
+
+    /// Set `rule` on every port.
+    pub fn set_rule(&mut self, rule: Rule) -> Result<(), SteerError> {
+        self.ports.iter_mut().try_for_each(|s| s.set_rule(rule))
+    }
+
+    /// Remove the rule for `(proto, port)` from every port; true if any had it.
+    pub fn remove_rule(&mut self, proto: L4Proto, port: u16) -> Result<bool, SteerError> {
+        let mut had = false;
+        for s in &mut self.ports {
+            had |= s.remove_rule(proto, port)?;
+        }
+        Ok(had)
+    }
+
+    /// The rules (the same on every port; read from the first).
+    pub fn rules(&self) -> Result<Vec<Rule>, SteerError> {
+        self.ports[0].rules()
+    }
+
+    /// The XDP programs' counters, summed over every port.
+    pub fn counters(&self) -> Result<Counters, SteerError> {
+        let mut total = Counters::default();
+        for s in &self.ports {
+            total.add(&s.counters()?);
+        }
+        Ok(total)
+    }
+}
