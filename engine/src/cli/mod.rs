@@ -302,13 +302,6 @@ mod test {
             panic!("expected run")
         };
         assert_eq!(a.iface, ["veth0"]);
-        let cli = Cli::try_parse_from(["sluice", "run", "-i", "a", "--iface", "b", "--udp", "1"])
-            .unwrap();
-        let Command::Run(a) = cli.command else {
-            panic!("expected run")
-        };
-        let c = EngineConfig::try_from(&a).unwrap();
-        assert_eq!(c.ifaces, ["a", "b"]);
         assert_eq!(a.app, AppKind::Drop);
         assert_eq!(a.udp.unwrap().0, vec![9000, 9001]);
         assert_eq!(a.queues, QueueSpec::Count(2));
@@ -352,6 +345,21 @@ mod test {
         assert_eq!(
             (a.xsk_config().tx_budget, a.xsk_config().napi_busy_poll),
             (None, None)
+        );
+    }
+
+    #[test]
+    fn iface_repeats_into_ports() {
+        let cli = Cli::try_parse_from(["sluice", "run", "-i", "a", "--iface", "b", "--udp", "1"])
+            .unwrap();
+        let Command::Run(a) = cli.command else {
+            panic!("expected run")
+        };
+        let c = EngineConfig::try_from(&a).unwrap();
+        assert_eq!(c.ifaces, ["a", "b"]);
+        assert!(
+            Cli::try_parse_from(["sluice", "run", "--udp", "1"]).is_err(),
+            "--iface is required"
         );
     }
 
