@@ -172,6 +172,139 @@ pub fn ethtool_channels(iface: &str) -> io::Result<Channels> {
     })
 }
 
+/// `struct ifreq` with the `short ifr_flags` member of its union.
+#[repr(C)]
+struct IfReqFlags {
+    name: [u8; libc::IFNAMSIZ],
+    flags: libc::c_short,
+    _pad: [u8; 22],
+}
+
+/// `struct ifreq` with the `struct sockaddr ifr_hwaddr` member of its union.
+#[repr(C)]
+struct IfReqHwaddr {
+    name: [u8; libc::IFNAMSIZ],
+    family: libc::sa_family_t,
+    data: [u8; 14],
+    _pad: [u8; 8],
+}
+
+fn ifname(name: &str) -> io::Result<[u8; libc::IFNAMSIZ]> {
+    if name.is_empty() || name.len() >= libc::IFNAMSIZ || name.contains('\0') {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{name:?} is not an interface name"),
+        ));
+    }
+    let mut out = [0u8; libc::IFNAMSIZ];
+    out[..name.len()].copy_from_slice(name.as_bytes());
+    Ok(out)
+}
+
+/// A TAP device this process created: frames written to its fd enter the kernel's stack as if
+/// received on interface `name`. The device vanishes when the fd is closed.
+#[derive(Debug)]
+pub struct Tap {
+    /// The device's file descriptor (non-blocking, close-on-exec).
+    pub fd: std::os::fd::OwnedFd,
+    /// The interface name the kernel gave it.
+    pub name: String,
+    /// Its MAC address (frames must be addressed to it, or the stack drops them as not ours).
+    pub mac: [u8; 6],
+}
+
+/// Create the TAP device `name` (no packet-info header: frames are plain Ethernet), bring it up
+/// and read its MAC. Needs `CAP_NET_ADMIN`.
+pub fn create_tap(name: &str) -> Result<Tap, SyscallError> {
+    let req_name = ifname(name).map_err(|e| SyscallError::new("ioctl(TUNSETIFF)", e))?;
+    let fd = rustix::fs::open(
+        "/dev/net/tun",
+        rustix::fs::OFlags::RDWR | rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(|e| SyscallError::new("open(/dev/net/tun)", e))?;
+    let mut req = IfReqFlags {
+        name: req_name,
+        flags: (libc::IFF_TAP | libc::IFF_NO_PI) as libc::c_short,
+        _pad: [0; 22],
+    };
+    // SAFETY: `fd` is an open tun device; `req` is a properly sized `struct ifreq` (name +
+    // flags, padded to the kernel's 40 bytes) that outlives the call; the kernel writes the
+    // chosen name back into it and nothing else.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETIFF, &mut req as *mut IfReqFlags) };
+    if rc != 0 {
+        return Err(SyscallError::new(
+            "ioctl(TUNSETIFF)",
+            io::Error::last_os_error(),
+        ));
+    }
+    let len = req
+        .name
+        .iter()
+        .position(|&b| b == 0)
+        .unwrap_or(libc::IFNAMSIZ);
+    let name = String::from_utf8_lossy(&req.name[..len]).into_owned();
+    let sock = std::net::UdpSocket::bind("0.0.0.0:0")
+        .or_else(|_| std::net::UdpSocket::bind("[::]:0"))
+        .map_err(|e| SyscallError::new("socket", e))?;
+    // Up: read the flags, add IFF_UP.
+    let mut flags = IfReqFlags {
+        name: req.name,
+        flags: 0,
+        _pad: [0; 22],
+    };
+    // SAFETY: a valid socket; `flags` is a properly sized `struct ifreq` living across the calls;
+    // SIOCGIFFLAGS/SIOCSIFFLAGS read and write only its name and flags.
+    unsafe {
+        if libc::ioctl(
+            sock.as_raw_fd(),
+            libc::SIOCGIFFLAGS,
+            &mut flags as *mut IfReqFlags,
+        ) != 0
+        {
+            return Err(SyscallError::new(
+                "ioctl(SIOCGIFFLAGS)",
+                io::Error::last_os_error(),
+            ));
+        }
+        flags.flags |= libc::IFF_UP as libc::c_short;
+        if libc::ioctl(
+            sock.as_raw_fd(),
+            libc::SIOCSIFFLAGS,
+            &mut flags as *mut IfReqFlags,
+        ) != 0
+        {
+            return Err(SyscallError::new(
+                "ioctl(SIOCSIFFLAGS)",
+                io::Error::last_os_error(),
+            ));
+        }
+    }
+    let mut hw = IfReqHwaddr {
+        name: req.name,
+        family: 0,
+        data: [0; 14],
+        _pad: [0; 8],
+    };
+    // SAFETY: as above; SIOCGIFHWADDR writes the address into `hw`'s sockaddr.
+    let rc = unsafe {
+        libc::ioctl(
+            sock.as_raw_fd(),
+            libc::SIOCGIFHWADDR,
+            &mut hw as *mut IfReqHwaddr,
+        )
+    };
+    if rc != 0 {
+        return Err(SyscallError::new(
+            "ioctl(SIOCGIFHWADDR)",
+            io::Error::last_os_error(),
+        ));
+    }
+    let mut mac = [0u8; 6];
+    mac.copy_from_slice(&hw.data[..6]);
+    Ok(Tap { fd, name, mac })
+}
+
 /// RLIMIT_MEMLOCK soft limit in bytes (`u64::MAX` for unlimited).
 pub fn memlock_limit() -> u64 {
     rustix::process::getrlimit(rustix::process::Resource::Memlock)
@@ -276,6 +409,34 @@ mod test {
     #[test]
     fn ifreq_has_kernel_size() {
         assert_eq!(std::mem::size_of::<IfReq>(), 40);
+        assert_eq!(std::mem::size_of::<IfReqFlags>(), 40);
+        assert_eq!(std::mem::size_of::<IfReqHwaddr>(), 40);
+    }
+
+    #[test]
+    fn tap_is_created_up_with_a_mac_and_vanishes_on_close() {
+        if !rustix::process::geteuid().is_root() {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "CI=true needs root here"
+            );
+            eprintln!("skipping: creating a TAP device needs root");
+            return;
+        }
+        std::thread::spawn(|| {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+            let tap = create_tap("sktest0").unwrap();
+            assert_eq!(tap.name, "sktest0");
+            assert_ne!(tap.mac, [0; 6]);
+            assert_eq!(tap.mac[0] & 1, 0, "a unicast MAC");
+            let frame = [0u8; 60];
+            rustix::io::write(&tap.fd, &frame).expect("a frame can be written");
+            assert!(create_tap("a-name-longer-than-15").is_err());
+            drop(tap);
+            assert!(ethtool_channels("sktest0").unwrap_err().raw_os_error() == Some(libc::ENODEV));
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]

@@ -19,7 +19,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 pub use stats::{Local, Shared};
-pub use transport::{Scratch, Transport, step};
+pub use transport::{KernelPath, Scratch, Transport, step};
 
 /// Empty rounds spun before sleeping in `poll()`. A round with nothing to do costs well under
 /// 100 ns, so this is a ~100 µs window in which a new frame is picked up without a wakeup.

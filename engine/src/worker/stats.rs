@@ -103,6 +103,8 @@ counters! {
     fill_wakeups,
     /// Frames that found no room in the fill ring and waited in the worker's stash.
     fill_shortfall,
+    /// Frames handed to the kernel's stack through the exception path (`Verdict::Kernel`).
+    to_kernel,
 }
 
 impl Local {
@@ -327,7 +329,7 @@ mod test {
         assert_eq!(got.fill_shortfall, 100 + 12);
         assert_eq!(got.dropped(), 2 + l.tx_ring_full + l.bad_desc);
         assert_eq!(Local::NAMES[0], "rx_packets");
-        assert_eq!(Local::NAMES.len(), 13);
+        assert_eq!(Local::NAMES.len(), 14);
     }
 
     #[test]

@@ -9,7 +9,10 @@
 use super::stats::Local;
 use crate::apps::App;
 use crate::batch::{Batch, DropReason, PortId, Verdict};
+use crate::wire::{EthernetFrame, MacAddr};
 use crate::xsk::{Desc, Kick, MAX_BATCH, XskQueue};
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
 
 /// A source and sink of frames that lends their bytes in place (AF_XDP, or memory in tests),
 /// over one or more ports sharing one pool of frame buffers.
@@ -66,9 +69,43 @@ impl Transport for XskQueue {
     }
 }
 
-/// Fixed scratch space for [`step`], allocated once per worker (about 16 KiB), so the hot loop
-/// never allocates.
+/// The worker's way into the kernel's network stack for frames an app judges
+/// [`Verdict::Kernel`]: a TAP device. A frame written to it enters the stack as if received on
+/// the TAP interface — routed, forwarded (the kernel resolves the neighbour and fragments if it
+/// must), or delivered to a local socket — so nothing handed over is lost. Its destination MAC
+/// is rewritten to the TAP's own first, or the stack would drop it as addressed to another host.
+#[derive(Clone, Debug)]
+pub struct KernelPath {
+    fd: Arc<OwnedFd>,
+    mac: MacAddr,
+}
+
+impl KernelPath {
+    /// A path through the TAP device `fd` whose MAC is `mac`.
+    pub fn new(fd: OwnedFd, mac: MacAddr) -> Self {
+        KernelPath {
+            fd: Arc::new(fd),
+            mac,
+        }
+    }
+
+    /// Hand `frame` to the kernel; false if it could not be (too short to be Ethernet, or the
+    /// write failed — the device's queue is full, say). One `write` per frame: this is the
+    /// exception path, not the fast one.
+    #[inline]
+    pub fn send(&self, frame: &mut [u8]) -> bool {
+        let Ok(mut eth) = EthernetFrame::new_checked(&mut *frame) else {
+            return false;
+        };
+        eth.set_dst_addr(self.mac);
+        matches!(rustix::io::write(&*self.fd, frame), Ok(n) if n == frame.len())
+    }
+}
+
+/// The worker's per-batch state for [`step`]: fixed scratch space, allocated once per worker
+/// (about 16 KiB) so the hot loop never allocates, and the path to the kernel, if any.
 pub struct Scratch {
+    kernel: Option<KernelPath>,
     descs: [Desc; MAX_BATCH],
     lens: [u32; MAX_BATCH],
     verdicts: [Verdict; MAX_BATCH],
@@ -82,6 +119,7 @@ impl Scratch {
     /// Scratch space on the heap (it is too big to move around on the stack cheaply).
     pub fn new() -> Box<Self> {
         Box::new(Scratch {
+            kernel: None,
             descs: [Desc::default(); MAX_BATCH],
             lens: [0; MAX_BATCH],
             verdicts: [Verdict::Drop(DropReason::Policy); MAX_BATCH],
@@ -93,6 +131,14 @@ impl Scratch {
     }
 }
 
+impl Scratch {
+    /// Hand [`Verdict::Kernel`] frames to `path` (without one they are dropped as
+    /// `no_kernel_path`).
+    pub fn set_kernel_path(&mut self, path: KernelPath) {
+        self.kernel = Some(path);
+    }
+}
+
 /// One batch: take up to `max` (≤ [`MAX_BATCH`]) frames received on port `ingress` of `t`, run
 /// `app` over them in place, transmit the frames judged [`Verdict::Tx`] (on `ingress`) or
 /// [`Verdict::TxOn`] (on that port), each port's in their original order, and hand every other
@@ -101,8 +147,9 @@ impl Scratch {
 ///
 /// A frame the transport could not lend (empty, `len` 0) is never sent: it counts as
 /// `bad_desc` and as a `truncated` drop, whatever the app said. A frame for a port `t` does not
-/// have is a `no_such_port` drop; [`Verdict::Kernel`] is a `no_kernel_path` drop (the transport
-/// has no path to the kernel's stack yet). A frame that finds its transmit ring full is given
+/// have is a `no_such_port` drop. A [`Verdict::Kernel`] frame is written, as the app left it, to
+/// the scratch's [`KernelPath`] and counted as `to_kernel` (then recycled: the kernel has its own
+/// copy); without a path, or if the write fails, it is a `no_kernel_path` drop. A frame that finds its transmit ring full is given
 /// back and counted as `tx_ring_full`. No allocation, no syscall beyond the transport's own, no
 /// lock.
 #[inline]
@@ -122,11 +169,12 @@ pub fn step<T: Transport, A: App + ?Sized>(
     // The frame slices live on the stack for the app's call only; an array sized to the batch
     // (not always MAX_BATCH) keeps their initialisation off the per-packet cost.
     let (descs, lens, verdicts) = (&mut s.descs[..n], &mut s.lens[..n], &mut s.verdicts[..n]);
+    let k = s.kernel.as_ref();
     c.bad_desc += u64::from(match n {
-        0..=32 => lend_and_process::<_, _, 32>(t, ingress, app, descs, lens, verdicts),
-        33..=64 => lend_and_process::<_, _, 64>(t, ingress, app, descs, lens, verdicts),
-        65..=128 => lend_and_process::<_, _, 128>(t, ingress, app, descs, lens, verdicts),
-        _ => lend_and_process::<_, _, MAX_BATCH>(t, ingress, app, descs, lens, verdicts),
+        0..=32 => lend_and_process::<_, _, 32>(t, ingress, app, descs, lens, verdicts, k),
+        33..=64 => lend_and_process::<_, _, 64>(t, ingress, app, descs, lens, verdicts, k),
+        65..=128 => lend_and_process::<_, _, 128>(t, ingress, app, descs, lens, verdicts, k),
+        _ => lend_and_process::<_, _, MAX_BATCH>(t, ingress, app, descs, lens, verdicts, k),
     });
     let ports = t.port_count();
     let (mut ntx, mut nback) = (0, 0);
@@ -140,7 +188,13 @@ pub fn step<T: Transport, A: App + ?Sized>(
             Verdict::Tx => Ok(port),
             Verdict::TxOn(p) if p.index() < ports => Ok(p.index()),
             Verdict::TxOn(_) => Err(DropReason::NoSuchPort),
-            Verdict::Kernel => Err(DropReason::NoKernelPath),
+            Verdict::Kernel => {
+                // Written to the kernel path already (a failed write became a drop).
+                c.to_kernel += 1;
+                s.back[nback] = d;
+                nback += 1;
+                continue;
+            }
             Verdict::Drop(reason) => Err(reason),
         };
         match dest {
@@ -212,7 +266,8 @@ fn send<T: Transport>(
 }
 
 /// Lend the frames of `descs` (at most `N`) and run `app` over them; returns how many the
-/// transport could not lend. `lens` ends up holding each frame's length after the app.
+/// transport could not lend. `lens` ends up holding each frame's length after the app, and
+/// [`Verdict::Kernel`] frames have been written to `kernel` (or turned into drops).
 #[inline(always)]
 fn lend_and_process<T: Transport, A: App + ?Sized, const N: usize>(
     t: &mut T,
@@ -221,6 +276,7 @@ fn lend_and_process<T: Transport, A: App + ?Sized, const N: usize>(
     descs: &mut [Desc],
     lens: &mut [u32],
     verdicts: &mut [Verdict],
+    kernel: Option<&KernelPath>,
 ) -> u32 {
     let n = descs.len();
     let mut frames: [&mut [u8]; N] = std::array::from_fn(|_| <&mut [u8]>::default());
@@ -228,12 +284,16 @@ fn lend_and_process<T: Transport, A: App + ?Sized, const N: usize>(
     for (l, d) in lens.iter_mut().zip(descs.iter()) {
         *l = d.len;
     }
-    app.process(&mut Batch::with_room(
-        &mut frames[..n],
-        lens,
-        verdicts,
-        ingress,
-    ));
+    let mut batch = Batch::with_room(&mut frames[..n], lens, verdicts, ingress);
+    app.process(&mut batch);
+    // The exception path, while the frames are still lent: rare, so one look per frame.
+    for i in 0..n {
+        if batch.verdict(i) == Verdict::Kernel
+            && !kernel.is_some_and(|k| k.send(batch.frame_mut(i)))
+        {
+            batch.set_verdict(i, Verdict::Drop(DropReason::NoKernelPath));
+        }
+    }
     bad
 }
 
@@ -421,5 +481,75 @@ mod test {
             b"more",
             "the transport sends the grown frame"
         );
+    }
+
+    /// Hands every frame to the kernel.
+    struct ToKernel;
+
+    impl App for ToKernel {
+        fn name(&self) -> &'static str {
+            "to-kernel"
+        }
+        fn process(&mut self, batch: &mut Batch<'_, '_>) {
+            for i in 0..batch.len() {
+                batch.set_verdict(i, Verdict::Kernel);
+            }
+        }
+    }
+
+    #[test]
+    fn kernel_verdicts_reach_a_socket_through_the_tap() {
+        if !rustix::process::geteuid().is_root() {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "CI=true needs root here"
+            );
+            eprintln!("skipping: the kernel path needs a TAP device (root)");
+            return;
+        }
+        std::thread::spawn(|| {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+            let tap = crate::sys::create_tap("sktap0").unwrap();
+            // Test-only: the library never shells out.
+            let st = std::process::Command::new("ip")
+                .args(["addr", "add", "10.8.0.1/24", "dev", "sktap0"])
+                .status()
+                .unwrap();
+            assert!(st.success());
+            let sock = std::net::UdpSocket::bind("10.8.0.1:5555").unwrap();
+            sock.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+                .unwrap();
+            let mut frame = Vec::new();
+            etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 2], [0xff; 6])
+                .ipv4([10, 8, 0, 2], [10, 8, 0, 1], 64)
+                .udp(4444, 5555)
+                .write(&mut frame, b"to the stack")
+                .unwrap();
+            let mut t = MemTransport::new(&[&frame], 4, 2048);
+            let mut s = Scratch::new();
+            s.set_kernel_path(KernelPath::new(tap.fd, MacAddr(tap.mac)));
+            let mut c = Local::default();
+            assert_eq!(step(&mut t, PortId(0), &mut ToKernel, &mut s, 1, &mut c), 1);
+            assert_eq!((c.to_kernel, c.dropped(), t.outstanding()), (1, 0, 0));
+            let mut buf = [0u8; 64];
+            let (n, from) = sock
+                .recv_from(&mut buf)
+                .expect("the kernel delivered the frame");
+            assert_eq!(&buf[..n], b"to the stack");
+            assert_eq!(from, "10.8.0.2:4444".parse().unwrap());
+            // Without a path the same verdict is a counted drop.
+            let mut c = Local::default();
+            step(
+                &mut t,
+                PortId(0),
+                &mut ToKernel,
+                &mut Scratch::new(),
+                1,
+                &mut c,
+            );
+            assert_eq!(c.drops[DropReason::NoKernelPath.index()], 1);
+        })
+        .join()
+        .unwrap_or_else(|e| std::panic::resume_unwind(e));
     }
 }

@@ -697,16 +697,24 @@ impl XskQueue {
         done
     }
 
-    /// Move stashed frames into the fill rings, the emptiest first, as many as fit.
+    /// Move stashed frames into the fill rings, as many as fit: an equal share to each, the
+    /// emptiest first, so no port starts (or runs) with an empty fill ring while another's is
+    /// full — a frame arriving on a port whose fill ring is empty is dropped by the kernel.
     pub fn refill(&mut self) {
+        let ports = self.ports.len();
         // Two rounds per ring: the first reserve may be served from a stale cached consumer head.
-        for _ in 0..2 * self.ports.len() {
+        for round in 0..2 * ports {
             if self.stash.is_empty() {
                 return;
             }
             let p = self.emptiest_fill();
+            let share = if round < ports {
+                self.stash.len().div_ceil(ports - round)
+            } else {
+                self.stash.len()
+            };
             let fill = &mut self.ports[p].fill;
-            let mut w = fill.fill(self.stash.len() as u32);
+            let mut w = fill.fill(share as u32);
             let n = w.capacity() as usize;
             if n == 0 {
                 continue;
