@@ -1,12 +1,16 @@
 //! sluice's XDP programs: the committed objects and the Rust mirrors of their maps.
 //!
-//! Two objects, each compiled from a C file in `src/` (plus the shared `common.bpf.h`) by
-//! `cargo xtask build-ebpf` and committed so that building sluice needs no clang
-//! (`cargo xtask check-ebpf` fails when an object and its sources disagree):
+//! Three objects, each compiled from a C file in `src/` (plus the shared `common.bpf.h`, and
+//! `net.bpf.h` for the two that parse packets) by `cargo xtask build-ebpf` and committed so
+//! that building sluice needs no clang (`cargo xtask check-ebpf` fails when an object and its
+//! sources disagree):
 //!
-//! - `steer.bpf.c` → [`STEER_OBJ`]: the steering program (items at the crate root).
+//! - `steer.bpf.c` → [`STEER_OBJ`]: the steering program (items at the crate root), in port
+//!   rules mode or forward mode ([`CONFIG_MAP`]).
 //! - `bench.bpf.c` → [`BENCH_OBJ`]: the benchmark generator `gen_tx` and the `drop_all` /
 //!   `pass_all` sinks (items in [`mod@bench`]).
+//! - `fwd.bpf.c` → [`FWD_OBJ`]: the benchmark-only in-kernel XDP forwarder, the ceiling of
+//!   the forward scenario (items in [`mod@fwd`]).
 //!
 //! This crate owns the object bytes, the names the loaders look up, and `#[repr(C)]` mirrors
 //! of the map key/value structs, action values and counter indices. It must never load or
@@ -37,6 +41,12 @@ const BENCH_OBJ_ALIGNED: &Aligned<[u8]> = &Aligned(*include_bytes!("bench.bpf.o"
 /// names and mirrors are in [`mod@bench`].
 pub static BENCH_OBJ: &[u8] = &BENCH_OBJ_ALIGNED.0;
 
+const FWD_OBJ_ALIGNED: &Aligned<[u8]> = &Aligned(*include_bytes!("fwd.bpf.o"));
+
+/// The compiled `fwd.bpf.o` (ELF64 eBPF, with BTF), 8-byte aligned for aya's loader. Its
+/// names and mirrors are in [`mod@fwd`].
+pub static FWD_OBJ: &[u8] = &FWD_OBJ_ALIGNED.0;
+
 /// Name of the XDP program (the C function; its section is [`PROGRAM_SECTION`]).
 pub const PROGRAM_NAME: &str = "steer";
 /// ELF section of the program.
@@ -50,6 +60,17 @@ pub const RULES_MAP: &str = "rules";
 pub const XSKS_MAP: &str = "xsks";
 /// `counters`: `BPF_MAP_TYPE_PERCPU_ARRAY` of `u64`, indexed by the [`counter`] constants.
 pub const COUNTERS_MAP: &str = "counters";
+/// `config`: `BPF_MAP_TYPE_ARRAY`, one entry (key `0u32`) → [`SteerConfig`]. Starts zeroed,
+/// i.e. in [`MODE_PORTS`].
+pub const CONFIG_MAP: &str = "config";
+
+/// [`SteerConfig::mode`]: steer by `(protocol, destination port)` rules from [`RULES_MAP`]
+/// (C `STEER_MODE_PORTS`). Any value the program does not know acts as this.
+pub const MODE_PORTS: u32 = 0;
+/// [`SteerConfig::mode`]: forward mode (C `STEER_MODE_FORWARD`): redirect exactly the frames
+/// the kernel's FIB (`bpf_fib_lookup`) calls forwardable with a resolved neighbour; pass
+/// everything else. [`RULES_MAP`] is not consulted.
+pub const MODE_FORWARD: u32 = 1;
 
 /// Slots per protocol in [`RULES_MAP`]: one per port (C `RULES_PORTS`).
 pub const RULES_PORTS: u32 = 1 << 16;
@@ -116,8 +137,29 @@ pub mod counter {
     pub const MALFORMED: u32 = 5;
     /// A `REDIRECT` rule matched but the receive queue has no socket: passed to the kernel.
     pub const REDIRECT_FALLBACK: u32 = 6;
+    /// Forward mode: the FIB said forwardable and the frame went to the queue's AF_XDP socket.
+    pub const FWD_REDIRECTED: u32 = 7;
+    /// Forward mode: the FIB said forwardable but the queue has no socket: passed.
+    pub const FWD_FALLBACK: u32 = 8;
+    /// Forward mode: headers the fast path leaves to the kernel (VLAN tag, IPv4 options or
+    /// fragment, IPv6 extension header): passed without a lookup.
+    pub const FWD_KERNEL_ONLY: u32 = 9;
+    /// Forward mode: ICMPv6 neighbour discovery (types 133–137), or a multicast, broadcast or
+    /// link-local destination: passed without a lookup.
+    pub const FWD_LINK_SCOPE: u32 = 10;
+    /// Forward mode, FIB `NOT_FWDED`: addressed to this host (or broadcast), or no route.
+    pub const FIB_LOCAL_OR_NOROUTE: u32 = 11;
+    /// Forward mode, FIB `NO_NEIGH`: the next hop's neighbour entry is not valid; the kernel
+    /// resolves it.
+    pub const FIB_NO_NEIGH: u32 = 12;
+    /// Forward mode, FIB `FWD_DISABLED`: forwarding is off on the ingress interface.
+    pub const FIB_FWD_DISABLED: u32 = 13;
+    /// Forward mode, FIB `BLACKHOLE`, `UNREACHABLE` or `PROHIBIT`.
+    pub const FIB_UNREACHABLE: u32 = 14;
+    /// Forward mode, any other FIB result (`UNSUPP_LWT`, `FRAG_NEEDED`, an error).
+    pub const FIB_OTHER: u32 = 15;
     /// Number of counters (`max_entries` of the map).
-    pub const LEN: u32 = 7;
+    pub const LEN: u32 = 16;
 }
 
 /// Value of [`RULES_MAP`] (C `struct rule_value`).
@@ -132,6 +174,44 @@ pub struct RuleValue {
 impl RuleValue {
     /// Size in bytes, as the C struct declares it.
     pub const SIZE: usize = 4;
+}
+
+/// Value of [`CONFIG_MAP`] (C `struct steer_config`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct SteerConfig {
+    /// [`MODE_PORTS`] or [`MODE_FORWARD`].
+    pub mode: u32,
+}
+
+impl SteerConfig {
+    /// Size in bytes, as the C struct declares it.
+    pub const SIZE: usize = 4;
+}
+
+/// Names and mirrors of the benchmark forwarder [`FWD_OBJ`] (`fwd.bpf.c`): `bpf_fib_lookup`,
+/// and on success MAC rewrite, TTL / hop limit decrement (incremental IPv4 checksum) and
+/// `bpf_redirect` to the egress interface; `XDP_PASS` otherwise.
+pub mod fwd {
+    /// The forwarder program (section [`SECTION`]).
+    pub const PROGRAM: &str = "xdp_fwd";
+    /// ELF section of the program.
+    pub const SECTION: &str = "xdp";
+    /// `counters`: `BPF_MAP_TYPE_PERCPU_ARRAY` of `u64`, indexed by the [`counter`]
+    /// constants.
+    pub const COUNTERS_MAP: &str = "counters";
+
+    /// Indices into [`COUNTERS_MAP`] (C `enum counter` of `fwd.bpf.c`).
+    pub mod counter {
+        /// Frames rewritten and handed to `bpf_redirect`.
+        pub const FRAMES: u32 = 0;
+        /// Their bytes (Ethernet, without FCS).
+        pub const BYTES: u32 = 1;
+        /// Frames passed to the kernel (not forwardable here, TTL <= 1, non-IP, ...).
+        pub const PASSED: u32 = 2;
+        /// Number of counters (`max_entries` of the map).
+        pub const LEN: u32 = 3;
+    }
 }
 
 /// Names and mirrors of the benchmark object [`BENCH_OBJ`] (`bench.bpf.c`).
@@ -481,9 +561,11 @@ mod test {
         assert_eq!(symbols_in(STEER_OBJ, PROGRAM_SECTION), [PROGRAM_NAME]);
         let mut maps = symbols_in(STEER_OBJ, ".maps");
         maps.sort();
-        let mut want = [COUNTERS_MAP, RULES_MAP, XSKS_MAP];
+        let mut want = [CONFIG_MAP, COUNTERS_MAP, RULES_MAP, XSKS_MAP];
         want.sort();
         assert_eq!(maps, want);
+        // bpf_fib_lookup is GPL-only: the kernel refuses the program without this.
+        assert_eq!(section(&secs, "license").data, b"Dual MIT/GPL\0");
     }
 
     #[test]
@@ -512,6 +594,8 @@ mod test {
                 .collect::<Vec<_>>()
         };
         assert_eq!(members("rule_value", RuleValue::SIZE), [("action", 0)]);
+        assert_eq!(size_of::<SteerConfig>(), SteerConfig::SIZE);
+        assert_eq!(members("steer_config", SteerConfig::SIZE), [("mode", 0)]);
     }
 
     #[test]
@@ -533,6 +617,10 @@ mod test {
         };
         assert_eq!(named(RULES_MAP, "key"), "__u32");
         assert_eq!(named(RULES_MAP, "value"), "rule_value");
+        assert_eq!(uint(CONFIG_MAP, "type"), ARRAY);
+        assert_eq!(uint(CONFIG_MAP, "max_entries"), 1);
+        assert_eq!(named(CONFIG_MAP, "key"), "__u32");
+        assert_eq!(named(CONFIG_MAP, "value"), "steer_config");
     }
 
     /// `NAME = value` enumerators of the C source. Enums used only as constants are not in
@@ -554,7 +642,10 @@ mod test {
 
     #[test]
     fn enum_values_match_the_c_declarations() {
-        let c = c_enumerators(include_str!("steer.bpf.c"), &["RULE_", "CNT_"]);
+        let c = c_enumerators(
+            include_str!("steer.bpf.c"),
+            &["RULE_", "CNT_", "STEER_MODE_"],
+        );
         let want = [
             ("RULE_NONE", ACTION_NONE),
             ("RULE_REDIRECT", ACTION_REDIRECT),
@@ -567,7 +658,18 @@ mod test {
             ("CNT_NOT_IP", counter::NOT_IP),
             ("CNT_MALFORMED", counter::MALFORMED),
             ("CNT_REDIRECT_FALLBACK", counter::REDIRECT_FALLBACK),
+            ("CNT_FWD_REDIRECTED", counter::FWD_REDIRECTED),
+            ("CNT_FWD_FALLBACK", counter::FWD_FALLBACK),
+            ("CNT_FWD_KERNEL_ONLY", counter::FWD_KERNEL_ONLY),
+            ("CNT_FWD_LINK_SCOPE", counter::FWD_LINK_SCOPE),
+            ("CNT_FIB_LOCAL_OR_NOROUTE", counter::FIB_LOCAL_OR_NOROUTE),
+            ("CNT_FIB_NO_NEIGH", counter::FIB_NO_NEIGH),
+            ("CNT_FIB_FWD_DISABLED", counter::FIB_FWD_DISABLED),
+            ("CNT_FIB_UNREACHABLE", counter::FIB_UNREACHABLE),
+            ("CNT_FIB_OTHER", counter::FIB_OTHER),
             ("CNT__MAX", counter::LEN),
+            ("STEER_MODE_PORTS", MODE_PORTS),
+            ("STEER_MODE_FORWARD", MODE_FORWARD),
         ];
         for (name, value) in want {
             assert_eq!(c.get(name), Some(&value), "{name} in steer.bpf.c");
@@ -607,8 +709,9 @@ mod test {
         assert_eq!(c_define(src, "RULES_UDP_BASE"), RULES_UDP_BASE);
         assert_eq!(c_define(src, "RULES_TCP_BASE"), RULES_TCP_BASE);
         assert_eq!(c_define(src, "RULES_ENTRIES"), RULES_MAX_ENTRIES);
-        assert_eq!(c_define(src, "IPPROTO_UDP"), u32::from(IPPROTO_UDP));
-        assert_eq!(c_define(src, "IPPROTO_TCP"), u32::from(IPPROTO_TCP));
+        let net = include_str!("net.bpf.h");
+        assert_eq!(c_define(net, "IPPROTO_UDP"), u32::from(IPPROTO_UDP));
+        assert_eq!(c_define(net, "IPPROTO_TCP"), u32::from(IPPROTO_TCP));
     }
 
     #[test]
@@ -775,5 +878,54 @@ mod test {
             .find_map(|l| l.strip_prefix("#define MAX_OFFSET "))
             .expect("MAX_OFFSET in bench.bpf.c");
         assert_eq!(max_offset.trim().parse::<u16>(), Ok(bench::MAX_OFFSET));
+    }
+
+    // ---- fwd.bpf.o --------------------------------------------------------------------
+
+    #[test]
+    fn fwd_object_has_program_map_and_gpl_compatible_license() {
+        assert_eq!(FWD_OBJ.as_ptr() as usize % 8, 0);
+        let secs = sections(FWD_OBJ);
+        let prog = section(&secs, fwd::SECTION);
+        assert!(!prog.data.is_empty(), "program section is empty");
+        assert_eq!(prog.data.len() % 8, 0, "eBPF instructions are 8 bytes");
+        for needed in [".maps", ".BTF", ".BTF.ext"] {
+            section(&secs, needed);
+        }
+        assert_eq!(symbols_in(FWD_OBJ, fwd::SECTION), [fwd::PROGRAM]);
+        assert_eq!(symbols_in(FWD_OBJ, ".maps"), [fwd::COUNTERS_MAP]);
+        assert_eq!(section(&secs, "license").data, b"Dual MIT/GPL\0");
+        let text = String::from_utf8_lossy(FWD_OBJ);
+        for marker in ["/work/", "/tmp/", "/home/", "/root/"] {
+            assert!(
+                !text.contains(marker),
+                "object embeds a path containing {marker}"
+            );
+        }
+        let btf = btf_types(FWD_OBJ);
+        assert_eq!(map_field(&btf, fwd::COUNTERS_MAP, "type").1, Some(6));
+        assert_eq!(
+            map_field(&btf, fwd::COUNTERS_MAP, "max_entries").1,
+            Some(fwd::counter::LEN)
+        );
+    }
+
+    #[test]
+    fn fwd_enum_values_match_the_c_declarations() {
+        let c = c_enumerators(include_str!("fwd.bpf.c"), &["CNT_"]);
+        let want = [
+            ("CNT_FWD_FRAMES", fwd::counter::FRAMES),
+            ("CNT_FWD_BYTES", fwd::counter::BYTES),
+            ("CNT_FWD_PASSED", fwd::counter::PASSED),
+            ("CNT__MAX", fwd::counter::LEN),
+        ];
+        for (name, value) in want {
+            assert_eq!(c.get(name), Some(&value), "{name} in fwd.bpf.c");
+        }
+        assert_eq!(
+            c.len(),
+            want.len(),
+            "fwd.bpf.c has unmirrored enumerators: {c:?}"
+        );
     }
 }

@@ -2,6 +2,11 @@
 //
 // steer: sluice's XDP program.
 //
+// Two modes, chosen by user space through the one-entry `config` array
+// (struct steer_config; the entry starts zeroed, i.e. in ports mode):
+//
+// ---- STEER_MODE_PORTS (0): port rules -----------------------------------------
+//
 // Parses Ethernet (up to two 802.1Q / 802.1ad tags), IPv4 (options skipped via
 // IHL) or IPv6 (fixed header only), then UDP or TCP for the destination port,
 // and reads the action for `(proto, dst port)` from the `rules` array at index
@@ -22,90 +27,55 @@
 // Everything that matches no rule, everything that is not IPv4/IPv6, every
 // malformed or truncated frame and every non-first IPv4 fragment goes to the
 // kernel (XDP_PASS): this program never drops a frame nobody asked it to drop.
-// Each outcome is counted in `counters` (per CPU, summed by user space).
+//
+// ---- STEER_MODE_FORWARD (1): the fast path of a user-space IP router ----------
+//
+// For every untagged IPv4/IPv6 frame with a plain header, ask the kernel's own
+// FIB (bpf_fib_lookup, flags 0: FIB rules / policy routing apply, iif = the
+// ingress device) whether it would forward the frame, and redirect it to the
+// AF_XDP socket of the receive queue only if the answer is SUCCESS: a unicast
+// route out of some device, forwarding enabled on the ingress device, and a
+// resolved (NUD_VALID) neighbour for the next hop. User space therefore sees
+// only frames it can forward right away (the next hop's MAC is known to the
+// kernel's neighbour table); TTL / hop limit is not checked here, so frames
+// about to expire reach user space too, which answers "time exceeded".
+// tot_len is left 0 so the kernel does no MTU check: user space owns "packet
+// too big" / "fragmentation needed" as well.
+//
+// Everything else goes to the kernel (XDP_PASS), which is the exception path
+// of the router and already does each of those jobs right:
+//   - NOT_FWDED: addressed to this host (or broadcast/multicast), or no route:
+//     the host's own stack answers, or the kernel sends its unreachable;
+//   - NO_NEIGH: the kernel queues the packet, resolves ARP/ND and sends it,
+//     after which the next packets of the flow take the fast path;
+//   - FWD_DISABLED: forwarding is off on the ingress device: the kernel treats
+//     the packet as it would without sluice;
+//   - BLACKHOLE / UNREACHABLE / PROHIBIT: the kernel drops it or sends its own
+//     rate-limited ICMP error;
+//   - UNSUPP_LWT (encapsulating routes), FRAG_NEEDED (not with tot_len 0),
+//     anything else: the kernel's forwarding path handles it;
+//   - non-IP (ARP), VLAN-tagged frames (the L3 ingress device is the VLAN
+//     device, not this one), IPv4 with options or fragmented, IPv6 with
+//     extension headers, ICMPv6 neighbour discovery (types 133-137),
+//     multicast, broadcast and link-local destinations.
+// Nothing is lost on this path: the frame is exactly what the kernel would
+// have received without XDP. The rules map is not consulted in this mode.
+//
+// Every frame is counted exactly once in `counters` (per CPU, summed by user
+// space), under one outcome of one mode (not_ip and malformed are shared).
 //
 // Shared definitions (integer types, map macros, xdp_md, bpf_map_lookup_elem)
-// come from common.bpf.h; the protocol headers below are this program's own.
-// No kernel or libbpf headers: see common.bpf.h.
+// come from common.bpf.h; the protocol headers and bpf_fib_lookup from
+// net.bpf.h. No kernel or libbpf headers: see common.bpf.h.
 //
-// The Rust mirrors of the map value struct, the action values, the rules
-// index layout and the counter indices live in ebpf/src/lib.rs; keep the two
-// in sync (unit tests in lib.rs check the object's BTF/sizes).
+// The Rust mirrors of the map value structs, the action and mode values, the
+// rules index layout and the counter indices live in ebpf/src/lib.rs; keep the
+// two in sync (unit tests in lib.rs check the object's BTF/sizes).
 
 #include "common.bpf.h"
+#include "net.bpf.h"
 
 static long (*bpf_redirect_map)(void *map, __u64 key, __u64 flags) = (void *)51;
-
-#define ETH_HLEN 14
-#define ETH_P_IP 0x0800
-#define ETH_P_IPV6 0x86DD
-#define ETH_P_8021Q 0x8100
-#define ETH_P_8021AD 0x88A8
-#define IPPROTO_TCP 6
-#define IPPROTO_UDP 17
-#define IP_OFFSET_MASK 0x1FFF // fragment offset bits of iphdr.frag_off (host order)
-
-#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-#define bpf_ntohs(x) __builtin_bswap16(x)
-#define bpf_htons(x) __builtin_bswap16(x)
-#else
-#define bpf_ntohs(x) (x)
-#define bpf_htons(x) (x)
-#endif
-
-// Not packed: 14 bytes without padding anyway, and an aligned type lets clang
-// load h_proto with one 16-bit load instead of two byte loads.
-struct ethhdr {
-	__u8 h_dest[6];
-	__u8 h_source[6];
-	__u16 h_proto; // network byte order
-};
-
-struct vlan_hdr {
-	__u16 tci;
-	__u16 encap_proto; // network byte order
-};
-
-struct iphdr {
-	__u8 ver_ihl; // version (high nibble), IHL in 32-bit words (low nibble)
-	__u8 tos;
-	__u16 tot_len;
-	__u16 id;
-	__u16 frag_off; // flags (3 bits) + fragment offset (13 bits), network order
-	__u8 ttl;
-	__u8 protocol;
-	__u16 check;
-	__u32 saddr;
-	__u32 daddr;
-};
-
-struct ipv6hdr {
-	__u32 ver_tc_flow;
-	__u16 payload_len;
-	__u8 nexthdr;
-	__u8 hop_limit;
-	__u8 saddr[16];
-	__u8 daddr[16];
-};
-
-struct udphdr {
-	__u16 source;
-	__u16 dest;
-	__u16 len;
-	__u16 check;
-};
-
-struct tcphdr {
-	__u16 source;
-	__u16 dest;
-	__u32 seq;
-	__u32 ack_seq;
-	__u8 doff_res; // data offset in 32-bit words (high nibble)
-	__u8 flags;
-	__u16 window;
-	__u16 check;
-	__u16 urg_ptr;
-};
 
 // ---- maps (mirrored in ebpf/src/lib.rs) -------------------------------------
 
@@ -136,8 +106,36 @@ enum counter {
 	CNT_NOT_IP = 4,            // neither IPv4 nor IPv6 (ARP, > 2 VLAN tags, ...)
 	CNT_MALFORMED = 5,         // truncated or invalid header
 	CNT_REDIRECT_FALLBACK = 6, // REDIRECT rule matched but no socket on this queue: passed
-	CNT__MAX = 7,
+	// Forward mode (NOT_IP and MALFORMED are shared with ports mode):
+	CNT_FWD_REDIRECTED = 7,        // FIB SUCCESS, and bpf_redirect_map returned XDP_REDIRECT
+	CNT_FWD_FALLBACK = 8,          // FIB SUCCESS but no socket on this queue: passed
+	CNT_FWD_KERNEL_ONLY = 9,       // VLAN tag, IPv4 options/fragment, IPv6 ext header: passed
+	CNT_FWD_LINK_SCOPE = 10,       // ND/RS/RA, multicast, broadcast, link-local dst: passed
+	CNT_FIB_LOCAL_OR_NOROUTE = 11, // FIB NOT_FWDED (for this host, or no route): passed
+	CNT_FIB_NO_NEIGH = 12,         // FIB NO_NEIGH (kernel resolves the next hop): passed
+	CNT_FIB_FWD_DISABLED = 13,     // FIB FWD_DISABLED (forwarding off on ingress): passed
+	CNT_FIB_UNREACHABLE = 14,      // FIB BLACKHOLE / UNREACHABLE / PROHIBIT: passed
+	CNT_FIB_OTHER = 15,            // FIB UNSUPP_LWT, FRAG_NEEDED, error, unknown: passed
+	CNT__MAX = 16,
 };
+
+enum steer_mode {
+	STEER_MODE_PORTS = 0,   // port rules (the zeroed entry); any unknown value acts as this
+	STEER_MODE_FORWARD = 1, // FIB-checked forwarding fast path
+};
+
+struct steer_config {
+	__u32 mode; // enum steer_mode
+};
+
+// One entry (key 0): the mode, written by user space (before attaching, or at
+// any time: a 4-byte array value is updated atomically).
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct steer_config);
+} config SEC(".maps");
 
 // One action per (protocol, port): see RULES_*. Removing a rule writes
 // RULE_NONE (array entries cannot be deleted).
@@ -180,8 +178,8 @@ static __always_inline int pass(__u32 idx)
 	return XDP_PASS;
 }
 
-SEC("xdp")
-int steer(struct xdp_md *ctx)
+// Ports mode; see the file comment.
+static __always_inline int steer_ports(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
@@ -288,7 +286,164 @@ int steer(struct xdp_md *ctx)
 	}
 }
 
-// The license string only gates GPL-only helpers; this program uses none
-// (bpf_map_lookup_elem, bpf_redirect_map). Adding one (e.g. bpf_trace_printk
-// for debugging) needs a GPL-compatible string here.
-char _license[] SEC("license") = "MIT OR Apache-2.0";
+// The first 4 bytes of a UDP or TCP header.
+struct l4ports {
+	__u16 source;
+	__u16 dest;
+};
+
+// Hands a frame the FIB called forwardable to the queue's AF_XDP socket. As in
+// ports mode, a queue without a socket makes the helper return XDP_PASS: the
+// kernel then forwards the frame itself.
+static __always_inline int fwd_redirect(struct xdp_md *ctx)
+{
+	long ret = bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS);
+
+	count(ret == XDP_REDIRECT ? CNT_FWD_REDIRECTED : CNT_FWD_FALLBACK);
+	return ret;
+}
+
+// Forward mode; see the file comment for why everything but FIB SUCCESS is
+// the kernel's.
+static __always_inline int forward(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	struct bpf_fib_lookup fib = {};
+	struct l4ports *ports;
+	__u8 l4proto;
+
+	if ((void *)(eth + 1) > data_end)
+		return pass(CNT_MALFORMED);
+
+	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
+		struct iphdr *ip = (void *)(eth + 1);
+		__u16 tot_len;
+
+		if ((void *)(ip + 1) > data_end)
+			return pass(CNT_MALFORMED);
+		if ((ip->ver_ihl >> 4) != 4 || (ip->ver_ihl & 0x0F) < 5)
+			return pass(CNT_MALFORMED);
+		// The kernel drops these in ip_rcv (and counts them); user space
+		// may rely on tot_len describing bytes that are there.
+		tot_len = bpf_ntohs(ip->tot_len);
+		if (tot_len < sizeof(*ip) || (void *)ip + tot_len > data_end)
+			return pass(CNT_MALFORMED);
+		// Options (IHL > 5; e.g. router alert) and fragments: rare, and
+		// the kernel's job.
+		if ((ip->ver_ihl & 0x0F) != 5)
+			return pass(CNT_FWD_KERNEL_ONLY);
+		if (ip->frag_off & bpf_htons(IP_MF | IP_OFFSET_MASK))
+			return pass(CNT_FWD_KERNEL_ONLY);
+		// Multicast (224/4), limited broadcast, link-local (169.254/16):
+		// never routed by sluice (RFC 1812, RFC 3927).
+		if ((ip->daddr & bpf_htonl(0xF0000000)) == bpf_htonl(0xE0000000) ||
+		    ip->daddr == 0xFFFFFFFF ||
+		    (ip->daddr & bpf_htonl(0xFFFF0000)) == bpf_htonl(0xA9FE0000))
+			return pass(CNT_FWD_LINK_SCOPE);
+
+		fib.family = AF_INET;
+		fib.tos = ip->tos;
+		fib.ipv4_src = ip->saddr;
+		fib.ipv4_dst = ip->daddr;
+		l4proto = ip->protocol;
+		ports = (void *)(ip + 1);
+	} else if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr *ip6 = (void *)(eth + 1);
+
+		if ((void *)(ip6 + 1) > data_end)
+			return pass(CNT_MALFORMED);
+		if ((ip6->ver_tc_flow & bpf_htons(0xF000)) != bpf_htons(0x6000))
+			return pass(CNT_MALFORMED);
+		if ((void *)(ip6 + 1) + bpf_ntohs(ip6->payload_len) > data_end)
+			return pass(CNT_MALFORMED);
+		l4proto = ip6->nexthdr;
+		// Extension headers are not walked: hop-by-hop options (router
+		// alert, MLD, jumbograms) must reach the kernel anyway. ESP is the
+		// last header a router sees and is forwarded like any payload.
+		switch (l4proto) {
+		case IPPROTO_HOPOPTS:
+		case IPPROTO_ROUTING:
+		case IPPROTO_FRAGMENT:
+		case IPPROTO_AH:
+		case IPPROTO_DSTOPTS:
+		case IPPROTO_MH:
+		case 139: // HIP
+		case 140: // Shim6
+		case 253: // experimentation (RFC 3692)
+		case 254:
+			return pass(CNT_FWD_KERNEL_ONLY);
+		}
+		// Multicast (ff00::/8) and link-local (fe80::/10) destinations.
+		if (ip6->daddr[0] == 0xFF || (ip6->daddr[0] == 0xFE && (ip6->daddr[1] & 0xC0) == 0x80))
+			return pass(CNT_FWD_LINK_SCOPE);
+		// Neighbour discovery (RS 133, RA 134, NS 135, NA 136, redirect
+		// 137) belongs to the kernel even to a global address (NUD probes).
+		if (l4proto == IPPROTO_ICMPV6) {
+			__u8 *type = (void *)(ip6 + 1);
+
+			if ((void *)(type + 1) > data_end)
+				return pass(CNT_MALFORMED);
+			if (*type >= 133 && *type <= 137)
+				return pass(CNT_FWD_LINK_SCOPE);
+		}
+
+		fib.family = AF_INET6;
+		fib.flowinfo = ip6->ver_tc_flow & bpf_htonl(0x0FFFFFFF);
+		__builtin_memcpy(fib.ipv6_src, ip6->saddr, sizeof(fib.ipv6_src));
+		__builtin_memcpy(fib.ipv6_dst, ip6->daddr, sizeof(fib.ipv6_dst));
+		ports = (void *)(ip6 + 1);
+	} else if (eth->h_proto == bpf_htons(ETH_P_8021Q) || eth->h_proto == bpf_htons(ETH_P_8021AD)) {
+		// The L3 ingress device of a tagged frame is the VLAN device, not
+		// ctx->ingress_ifindex: a lookup here would use the wrong iif.
+		return pass(CNT_FWD_KERNEL_ONLY);
+	} else {
+		return pass(CNT_NOT_IP);
+	}
+
+	fib.l4_protocol = l4proto;
+	// Ports only feed FIB rules that match on them (ip rule ... sport/dport);
+	// a truncated L4 header is no reason to refuse forwarding.
+	if ((l4proto == IPPROTO_UDP || l4proto == IPPROTO_TCP) && (void *)(ports + 1) <= data_end) {
+		fib.sport = ports->source;
+		fib.dport = ports->dest;
+	}
+	fib.tot_len = 0; // no MTU check: user space handles "too big"
+	fib.ifindex = ctx->ingress_ifindex;
+
+	switch (bpf_fib_lookup(ctx, &fib, sizeof(fib), 0)) {
+	case BPF_FIB_LKUP_RET_SUCCESS:
+		return fwd_redirect(ctx);
+	case BPF_FIB_LKUP_RET_NOT_FWDED:
+		return pass(CNT_FIB_LOCAL_OR_NOROUTE);
+	case BPF_FIB_LKUP_RET_NO_NEIGH:
+		return pass(CNT_FIB_NO_NEIGH);
+	case BPF_FIB_LKUP_RET_FWD_DISABLED:
+		return pass(CNT_FIB_FWD_DISABLED);
+	case BPF_FIB_LKUP_RET_BLACKHOLE:
+	case BPF_FIB_LKUP_RET_UNREACHABLE:
+	case BPF_FIB_LKUP_RET_PROHIBIT:
+		return pass(CNT_FIB_UNREACHABLE);
+	default:
+		return pass(CNT_FIB_OTHER);
+	}
+}
+
+SEC("xdp")
+int steer(struct xdp_md *ctx)
+{
+	__u32 zero = 0;
+	struct steer_config *cfg = bpf_map_lookup_elem(&config, &zero);
+
+	if (cfg && cfg->mode == STEER_MODE_FORWARD)
+		return forward(ctx);
+	return steer_ports(ctx);
+}
+
+// The license string gates GPL-only helpers, and bpf_fib_lookup is one
+// (gpl_only = true in net/core/filter.c): the kernel refuses to load a program
+// calling it unless this string is GPL-compatible (kernel/bpf/core.c,
+// license_is_gpl_compatible). "Dual MIT/GPL" is on that list; the source
+// itself stays MIT OR Apache-2.0 (SPDX line above).
+char _license[] SEC("license") = "Dual MIT/GPL";

@@ -1,9 +1,10 @@
 //! `build-ebpf` / `check-ebpf`: compile the eBPF programs in `ebpf/src` (`steer.bpf.c`, the
-//! steering program, and `bench.bpf.c`, the benchmark generator and sinks, both including
-//! `common.bpf.h`) and keep the committed objects honest.
+//! steering program; `bench.bpf.c`, the benchmark generator and sinks; `fwd.bpf.c`, the
+//! benchmark-only in-kernel forwarder; all including `common.bpf.h`, steer and fwd also
+//! `net.bpf.h`) and keep the committed objects honest.
 //!
 //! `check-ebpf` recompiles each object from its source and every header it includes, so a
-//! change to `common.bpf.h` makes both objects stale like a change to their `.bpf.c`. It also
+//! change to `common.bpf.h` makes every object stale like a change to their `.bpf.c`. It also
 //! asks clang (`-M`) which files an object depends on and refuses any outside `ebpf/src`: a
 //! system header would tie the bytes to the build machine's kernel/libc headers.
 //!
@@ -38,6 +39,11 @@ const PROGRAMS: &[Program] = &[
         // The generator's sequence counter is an atomic fetch-and-add whose result is used:
         // BPF_ATOMIC | BPF_FETCH, which clang emits only for -mcpu=v3 (Linux >= 5.12).
         extra_args: &["-mcpu=v3"],
+    },
+    Program {
+        source: "fwd.bpf.c",
+        object: "fwd.bpf.o",
+        extra_args: &[],
     },
 ];
 

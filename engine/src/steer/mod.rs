@@ -1,8 +1,10 @@
-//! Loading and attaching the XDP program `steer`, and its maps: rules, XSKMAP, counters.
+//! Loading and attaching the XDP program `steer`, and its maps: config, rules, XSKMAP,
+//! counters.
 //!
 //! This module owns the kernel side of steering for one interface: it loads
-//! [`sluice_ebpf::STEER_OBJ`] with aya, attaches the program, edits the `rules` map, registers
-//! AF_XDP sockets in the `xsks` map and reads the per-CPU `counters`. It never creates
+//! [`sluice_ebpf::STEER_OBJ`] with aya, attaches the program, sets its mode in the `config`
+//! map, edits the `rules` map, registers AF_XDP sockets in the `xsks` map and reads the
+//! per-CPU `counters`. It never creates
 //! sockets or touches frames (that is [`crate::xsk`] and [`crate::worker`]), and it never
 //! pins anything to bpffs.
 //!
@@ -34,7 +36,17 @@
 //! Inside the program, a redirect to a queue with no registered socket falls back to the kernel
 //! (`bpf_redirect_map(.., XDP_PASS)`), and everything unmatched or unparsable is passed.
 //!
-//! # Modes
+//! # Steering modes
+//!
+//! [`SteerMode::Ports`] (the default) steers by the rules. [`SteerMode::Forward`] makes the
+//! program the fast path of a user-space router: it asks the kernel's FIB (`bpf_fib_lookup`)
+//! about every plain IPv4/IPv6 frame and redirects only those the kernel itself would forward
+//! to a resolved neighbour; everything else — local traffic, unresolved neighbours (the
+//! kernel runs ARP/ND), unreachable destinations (the kernel sends its rate-limited ICMP),
+//! ARP, ND, options, fragments, extension headers — goes to the kernel untouched, so
+//! nothing is lost. See `ebpf/src/steer.bpf.c` for the full list.
+//!
+//! # XDP attach modes
 //!
 //! [`XdpMode::Auto`] tries driver (native) mode and falls back to skb (generic) mode with a
 //! single `warn!` line naming what was asked, what was granted and why. Forcing
@@ -49,7 +61,7 @@ mod tests;
 
 pub use ports::PortList;
 pub use set::SteeringSet;
-pub use types::{Action, Counters, L4Proto, Rule, XdpMode};
+pub use types::{Action, Counters, L4Proto, Rule, SteerMode, XdpMode};
 
 use aya::maps::{Array, MapData, MapError, PerCpuArray, XskMap};
 use aya::programs::links::{FdLink, LinkType};
@@ -187,6 +199,10 @@ pub struct Steering {
     shadow: BTreeMap<(L4Proto, u16), Action>,
     xsks: XskMap<MapData>,
     counters: PerCpuArray<MapData, u64>,
+    /// `config[0].mode`.
+    config: Array<MapData, u32>,
+    /// What `config` holds (written after each successful update).
+    mode: SteerMode,
     /// Owns the program fd; dropped after the link.
     _ebpf: aya::Ebpf,
 }
@@ -207,6 +223,9 @@ struct Loaded {
     rules: Array<MapData, u32>,
     xsks: XskMap<MapData>,
     counters: PerCpuArray<MapData, u64>,
+    /// `struct steer_config` is one `u32` (`mode`), so the map is read and written as `u32`
+    /// (aya checks the value size against the map's).
+    config: Array<MapData, u32>,
 }
 
 impl Loaded {
@@ -245,11 +264,13 @@ impl Loaded {
             bpf.take_map(name)
                 .ok_or_else(|| object_err(format!("no map `{name}`"), None))
         };
-        let (rules, xsks, counters) = (
+        let (rules, xsks, counters, config) = (
             take(ebpf::RULES_MAP)?,
             take(ebpf::XSKS_MAP)?,
             take(ebpf::COUNTERS_MAP)?,
+            take(ebpf::CONFIG_MAP)?,
         );
+        const _: () = assert!(ebpf::SteerConfig::SIZE == size_of::<u32>());
         let wrong = |name: &str, e: MapError| {
             object_err(
                 format!("map `{name}` has the wrong type or layout"),
@@ -262,6 +283,7 @@ impl Loaded {
             counters: counters
                 .try_into()
                 .map_err(|e| wrong(ebpf::COUNTERS_MAP, e))?,
+            config: config.try_into().map_err(|e| wrong(ebpf::CONFIG_MAP, e))?,
             ebpf: bpf,
         })
     }
@@ -355,6 +377,7 @@ impl Steering {
             rules,
             xsks,
             counters,
+            config,
         } = loaded;
         Ok(Self {
             iface: iface.to_string(),
@@ -364,6 +387,8 @@ impl Steering {
             shadow: BTreeMap::new(),
             xsks,
             counters,
+            config,
+            mode: SteerMode::Ports,
             _ebpf: ebpf,
         })
     }
@@ -390,6 +415,24 @@ impl Steering {
             op,
             source: Box::new(source),
         }
+    }
+
+    /// Switches the program to `mode`; takes effect for the next frame (the kernel updates a
+    /// 4-byte array value atomically, so no frame sees a torn mode). A loaded program starts
+    /// in [`SteerMode::Ports`]. Rules stay in the map in forward mode, unused, and apply
+    /// again after switching back. Call it before registering sockets if no frame of the
+    /// other mode should reach them.
+    pub fn set_mode(&mut self, mode: SteerMode) -> Result<(), SteerError> {
+        let err = self.map_err(ebpf::CONFIG_MAP, format!("setting mode {mode}"));
+        self.config.set(0, mode.raw(), 0).map_err(err)?;
+        self.mode = mode;
+        log::info!("XDP program `steer` on {}: {mode} mode", self.iface);
+        Ok(())
+    }
+
+    /// The mode last set (see [`Steering::set_mode`]).
+    pub fn mode(&self) -> SteerMode {
+        self.mode
     }
 
     /// Adds `rule`, or replaces the rule for the same `(proto, port)`. Takes effect for the

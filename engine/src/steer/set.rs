@@ -1,7 +1,7 @@
 //! The steering of every port of an engine: one XDP program per interface, the same rules on
 //! each.
 
-use super::{Counters, L4Proto, Rule, SteerError, Steering, XdpMode};
+use super::{Counters, L4Proto, Rule, SteerError, SteerMode, Steering, XdpMode};
 
 /// One [`Steering`] per port, in port order, kept in step: a rule is set on every port or the
 /// call fails. Dropping it detaches every program.
@@ -50,6 +50,17 @@ impl SteeringSet {
             }
         }
         first
+    }
+
+    /// Switch every port's program to `mode` (see [`Steering::set_mode`]); stops at the first
+    /// port that fails, leaving the earlier ones switched.
+    pub fn set_mode(&mut self, mode: SteerMode) -> Result<(), SteerError> {
+        self.ports.iter_mut().try_for_each(|s| s.set_mode(mode))
+    }
+
+    /// The mode of the first port (all ports are switched together).
+    pub fn mode(&self) -> SteerMode {
+        self.ports[0].mode()
     }
 
     /// Set `rule` on every port.

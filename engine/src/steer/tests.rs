@@ -647,16 +647,7 @@ fn crafted_frames_get_the_expected_verdict() {
         let after = read_counters(&loaded.counters).unwrap();
         let mut want = [0u64; ebpf::counter::LEN as usize];
         want[counter as usize] = 1;
-        let delta = |a: u64, b: u64| a - b;
-        let got = Counters {
-            redirected: delta(after.redirected, before.redirected),
-            passed: delta(after.passed, before.passed),
-            passed_by_rule: delta(after.passed_by_rule, before.passed_by_rule),
-            dropped_by_rule: delta(after.dropped_by_rule, before.dropped_by_rule),
-            not_ip: delta(after.not_ip, before.not_ip),
-            malformed: delta(after.malformed, before.malformed),
-            redirect_fallback: delta(after.redirect_fallback, before.redirect_fallback),
-        };
+        let got = after.since(&before);
         assert_eq!(
             got,
             Counters::from_sums(&want),
@@ -735,5 +726,614 @@ fn sigkill_detaches_the_program() {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    });
+}
+
+// ---- forward mode: bpf_fib_lookup against a real FIB -------------------------------------
+
+const XDP_REDIRECT: u32 = 4;
+/// MAC of `out0`, the egress interface of [`router_netns`].
+const OUT0_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x01, 0x01];
+/// MAC of the permanent next-hop neighbours 10.2.0.2 and fd02::2.
+const NEXT_HOP_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x02, 0x02];
+
+/// `ip ARGS` in the calling thread's namespace; panics on failure.
+fn ip(args: &str) {
+    let out = Command::new("ip")
+        .args(args.split_whitespace())
+        .output()
+        .expect("running `ip` (package iproute2)");
+    assert!(
+        out.status.success(),
+        "ip {args}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Writes `/proc/sys/<key>`, which for `net/` means the calling thread's namespace.
+fn sysctl(key: &str, value: &str) {
+    std::fs::write(format!("/proc/sys/{key}"), value)
+        .unwrap_or_else(|e| panic!("sysctl {key}={value}: {e}"));
+}
+
+/// A small router inside the calling thread's (private) namespace; returns the ifindex of the
+/// ingress interface `in0`.
+///
+/// ```text
+///   in0 10.1.0.1/24 fd01::1/64  (peer in1)     ingress
+///   out0 10.2.0.1/24 fd02::1/64 (peer out1)    egress, MAC OUT0_MAC
+///   10.9.0.0/24, fd09::/64  via 10.2.0.2 / fd02::2  permanent neighbour NEXT_HOP_MAC
+///   10.8.0.0/24, fd08::/64  via 10.2.0.3 / fd02::3  no neighbour entry
+///   10.7.0.0/24 unreachable, 10.6.0.0/24 blackhole, 10.5.0.0/24 prohibit, fd07::/64 unreachable
+///   forwarding on (IPv4 and IPv6)
+/// ```
+fn router_netns() -> u32 {
+    for cmd in [
+        "link add in0 type veth peer name in1",
+        "link add out0 address 02:00:00:00:01:01 type veth peer name out1",
+        "link set in0 up",
+        "link set in1 up",
+        "link set out0 up",
+        "link set out1 up",
+        "addr add 10.1.0.1/24 dev in0",
+        "addr add 10.2.0.1/24 dev out0",
+        "-6 addr add fd01::1/64 dev in0 nodad",
+        "-6 addr add fd02::1/64 dev out0 nodad",
+        "route add 10.9.0.0/24 via 10.2.0.2 dev out0",
+        "neigh add 10.2.0.2 lladdr 02:00:00:00:02:02 nud permanent dev out0",
+        "route add 10.8.0.0/24 via 10.2.0.3 dev out0",
+        "route add unreachable 10.7.0.0/24",
+        "route add blackhole 10.6.0.0/24",
+        "route add prohibit 10.5.0.0/24",
+        "-6 route add fd09::/64 via fd02::2 dev out0",
+        "-6 neigh add fd02::2 lladdr 02:00:00:00:02:02 nud permanent dev out0",
+        "-6 route add fd08::/64 via fd02::3 dev out0",
+        "-6 route add unreachable fd07::/64",
+    ] {
+        ip(cmd);
+    }
+    sysctl("net/ipv4/conf/all/forwarding", "1");
+    sysctl("net/ipv6/conf/all/forwarding", "1");
+    nix::net::if_::if_nametoindex("in0").expect("in0 exists")
+}
+
+/// RFC 1071 checksum of an IPv4 header (checksum field included as it is).
+fn ipv4_checksum(h: &[u8]) -> u16 {
+    let mut sum: u32 = h
+        .chunks_exact(2)
+        .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// Untagged IPv4 frame `src -> dst` with a valid header checksum.
+fn v4(src: [u8; 4], dst: [u8; 4], ttl: u8, proto: u8, l4: &[u8]) -> Vec<u8> {
+    let mut h = ipv4(5, proto, 0, l4);
+    h[8] = ttl;
+    h[12..16].copy_from_slice(&src);
+    h[16..20].copy_from_slice(&dst);
+    let sum = ipv4_checksum(&h[..20]);
+    h[10..12].copy_from_slice(&sum.to_be_bytes());
+    eth(&[], ETH_IP, &h)
+}
+
+/// Untagged IPv6 frame `src -> dst`.
+fn v6(src: &str, dst: &str, hop_limit: u8, nexthdr: u8, l4: &[u8]) -> Vec<u8> {
+    let mut h = ipv6(nexthdr, l4);
+    h[7] = hop_limit;
+    h[8..24].copy_from_slice(&src.parse::<std::net::Ipv6Addr>().unwrap().octets());
+    h[24..40].copy_from_slice(&dst.parse::<std::net::Ipv6Addr>().unwrap().octets());
+    eth(&[], ETH_IP6, &h)
+}
+
+/// `struct xdp_md` for `ctx_in`: the frame arrives on `ifindex`, queue 0 (what
+/// `bpf_fib_lookup` takes as the ingress device; `sluice_bench::gen` builds the same).
+fn xdp_md(frame_len: usize, ifindex: u32) -> [u8; 24] {
+    let words = [0, frame_len as u32, 0, ifindex, 0, 0];
+    let mut b = [0u8; 24];
+    for (chunk, w) in b.chunks_exact_mut(4).zip(words) {
+        chunk.copy_from_slice(&w.to_ne_bytes());
+    }
+    b
+}
+
+/// Runs `frame` through `loaded` as if received on `ifindex` queue 0 and checks the verdict
+/// and that exactly counter `counter` moved, by one.
+fn expect_verdict(
+    loaded: &mut Loaded,
+    ifindex: u32,
+    name: &str,
+    frame: &[u8],
+    verdict: u32,
+    counter: u32,
+) {
+    let before = read_counters(&loaded.counters).unwrap();
+    let ctx = xdp_md(frame.len(), ifindex);
+    let result = loaded
+        .program()
+        .test_run(TestRunOptions {
+            data_in: Some(frame),
+            ctx_in: Some(&ctx),
+            ..TestRunOptions::new()
+        })
+        .unwrap_or_else(|e| panic!("{name}: BPF_PROG_TEST_RUN: {e}"));
+    let got = read_counters(&loaded.counters).unwrap().since(&before);
+    let mut want = [0u64; ebpf::counter::LEN as usize];
+    want[counter as usize] = 1;
+    assert_eq!(
+        (result.return_value, got),
+        (verdict, Counters::from_sums(&want)),
+        "{name}: verdict, and counted once in the right slot"
+    );
+}
+
+#[test]
+fn forward_mode_follows_the_kernel_fib() {
+    if !privileged("forward_mode_follows_the_kernel_fib") {
+        return;
+    }
+    in_netns(|| {
+        let in0 = router_netns();
+        let mut loaded = Loaded::new("in0").expect("load steer");
+        loaded
+            .config
+            .set(0, SteerMode::Forward.raw(), 0)
+            .expect("forward mode");
+        // A drop-everything-on-udp/5000 rule: forward mode must not look at it.
+        let index = ebpf::rule_index(17, DPORT).unwrap();
+        loaded.rules.set(index, Action::Drop.raw(), 0).unwrap();
+
+        use ebpf::counter as c;
+        let (h4, r4) = ([10, 1, 0, 2], [10, 9, 0, 5]);
+        let udp4 = |dst| v4(h4, dst, 64, 17, &udp(DPORT));
+        let udp6 = |dst| v6("fd01::2", dst, 64, 17, &udp(DPORT));
+        let mut long4 = udp4(r4);
+        long4[16..18].copy_from_slice(&200u16.to_be_bytes()); // tot_len past the frame
+        let mut long6 = udp6("fd09::5");
+        long6[18..20].copy_from_slice(&200u16.to_be_bytes()); // payload_len past the frame
+        let frag = |frag_off: u16| {
+            let mut f = udp4(r4);
+            f[20..22].copy_from_slice(&frag_off.to_be_bytes());
+            f
+        };
+        let icmp6 = |ty: u8| [ty, 0, 0, 0, 0, 0, 0, 0];
+
+        let cases: Vec<(&str, Vec<u8>, u32, u32)> = vec![
+            // No socket on queue 0 (yet): forwardable frames fall back to the kernel.
+            (
+                "v4 UDP, routed, neighbour known",
+                udp4(r4),
+                XDP_PASS,
+                c::FWD_FALLBACK,
+            ),
+            (
+                "v4 TCP, routed",
+                v4(h4, r4, 64, 6, &tcp(80, 5)),
+                XDP_PASS,
+                c::FWD_FALLBACK,
+            ),
+            (
+                "v4 TTL 1: still user space's (time exceeded)",
+                v4(h4, r4, 1, 17, &udp(DPORT)),
+                XDP_PASS,
+                c::FWD_FALLBACK,
+            ),
+            (
+                "v4 ICMP, routed",
+                v4(h4, r4, 64, 1, &[8, 0, 0, 0, 0, 0, 0, 0]),
+                XDP_PASS,
+                c::FWD_FALLBACK,
+            ),
+            (
+                "v4 to in0's address",
+                udp4([10, 1, 0, 1]),
+                XDP_PASS,
+                c::FIB_LOCAL_OR_NOROUTE,
+            ),
+            (
+                "v4 to out0's address",
+                udp4([10, 2, 0, 1]),
+                XDP_PASS,
+                c::FIB_LOCAL_OR_NOROUTE,
+            ),
+            (
+                "v4 no route",
+                udp4([192, 0, 2, 1]),
+                XDP_PASS,
+                c::FIB_LOCAL_OR_NOROUTE,
+            ),
+            (
+                "v4 next hop unresolved",
+                udp4([10, 8, 0, 5]),
+                XDP_PASS,
+                c::FIB_NO_NEIGH,
+            ),
+            (
+                "v4 directly connected, no neighbour",
+                udp4([10, 2, 0, 9]),
+                XDP_PASS,
+                c::FIB_NO_NEIGH,
+            ),
+            (
+                "v4 unreachable route",
+                udp4([10, 7, 0, 1]),
+                XDP_PASS,
+                c::FIB_UNREACHABLE,
+            ),
+            (
+                "v4 blackhole route",
+                udp4([10, 6, 0, 1]),
+                XDP_PASS,
+                c::FIB_UNREACHABLE,
+            ),
+            (
+                "v4 prohibit route",
+                udp4([10, 5, 0, 1]),
+                XDP_PASS,
+                c::FIB_UNREACHABLE,
+            ),
+            (
+                "v4 multicast",
+                udp4([224, 0, 0, 5]),
+                XDP_PASS,
+                c::FWD_LINK_SCOPE,
+            ),
+            (
+                "v4 broadcast",
+                udp4([255, 255, 255, 255]),
+                XDP_PASS,
+                c::FWD_LINK_SCOPE,
+            ),
+            (
+                "v4 link-local",
+                udp4([169, 254, 1, 1]),
+                XDP_PASS,
+                c::FWD_LINK_SCOPE,
+            ),
+            (
+                "v4 options",
+                eth(&[], ETH_IP, &ipv4(6, 17, 0, &udp(DPORT))),
+                XDP_PASS,
+                c::FWD_KERNEL_ONLY,
+            ),
+            (
+                "v4 first fragment",
+                frag(0x2000),
+                XDP_PASS,
+                c::FWD_KERNEL_ONLY,
+            ),
+            (
+                "v4 later fragment",
+                frag(0x0010),
+                XDP_PASS,
+                c::FWD_KERNEL_ONLY,
+            ),
+            (
+                "v4 DF is not a fragment",
+                frag(0x4000),
+                XDP_PASS,
+                c::FWD_FALLBACK,
+            ),
+            (
+                "802.1Q tagged",
+                eth(&[DOT1Q], ETH_IP, &v4(h4, r4, 64, 17, &udp(DPORT))[14..]),
+                XDP_PASS,
+                c::FWD_KERNEL_ONLY,
+            ),
+            ("v4 tot_len past the frame", long4, XDP_PASS, c::MALFORMED),
+            (
+                "v4 IHL 4",
+                eth(&[], ETH_IP, &ipv4(4, 17, 0, &udp(DPORT))),
+                XDP_PASS,
+                c::MALFORMED,
+            ),
+            ("ARP", eth(&[], 0x0806, &[0u8; 28]), XDP_PASS, c::NOT_IP),
+            (
+                "v6 UDP, routed, neighbour known",
+                udp6("fd09::5"),
+                XDP_PASS,
+                c::FWD_FALLBACK,
+            ),
+            (
+                "v6 hop limit 1: still user space's",
+                v6("fd01::2", "fd09::5", 1, 17, &udp(DPORT)),
+                XDP_PASS,
+                c::FWD_FALLBACK,
+            ),
+            (
+                "v6 echo request, routed",
+                v6("fd01::2", "fd09::5", 64, 58, &icmp6(128)),
+                XDP_PASS,
+                c::FWD_FALLBACK,
+            ),
+            (
+                "v6 to in0's address",
+                udp6("fd01::1"),
+                XDP_PASS,
+                c::FIB_LOCAL_OR_NOROUTE,
+            ),
+            (
+                "v6 no route",
+                udp6("2001:db8::1"),
+                XDP_PASS,
+                c::FIB_LOCAL_OR_NOROUTE,
+            ),
+            (
+                "v6 next hop unresolved",
+                udp6("fd08::5"),
+                XDP_PASS,
+                c::FIB_NO_NEIGH,
+            ),
+            (
+                "v6 unreachable route",
+                udp6("fd07::1"),
+                XDP_PASS,
+                c::FIB_UNREACHABLE,
+            ),
+            ("v6 multicast", udp6("ff02::1"), XDP_PASS, c::FWD_LINK_SCOPE),
+            (
+                "v6 link-local",
+                udp6("fe80::1"),
+                XDP_PASS,
+                c::FWD_LINK_SCOPE,
+            ),
+            (
+                "v6 neighbour solicitation to a global address",
+                v6("fd01::2", "fd01::1", 255, 58, &icmp6(135)),
+                XDP_PASS,
+                c::FWD_LINK_SCOPE,
+            ),
+            (
+                "v6 router solicitation",
+                v6("fd01::2", "fd09::5", 255, 58, &icmp6(133)),
+                XDP_PASS,
+                c::FWD_LINK_SCOPE,
+            ),
+            (
+                "v6 hop-by-hop header",
+                v6("fd01::2", "fd09::5", 64, 0, &udp(DPORT)),
+                XDP_PASS,
+                c::FWD_KERNEL_ONLY,
+            ),
+            (
+                "v6 fragment header",
+                v6("fd01::2", "fd09::5", 64, 44, &udp(DPORT)),
+                XDP_PASS,
+                c::FWD_KERNEL_ONLY,
+            ),
+            (
+                "v6 payload_len past the frame",
+                long6,
+                XDP_PASS,
+                c::MALFORMED,
+            ),
+        ];
+        let mut frames = 0;
+        for (name, frame, verdict, counter) in &cases {
+            expect_verdict(&mut loaded, in0, name, frame, *verdict, *counter);
+            frames += 1;
+        }
+
+        // With a socket on queue 0, forwardable frames are redirected into it.
+        let xsk = crate::xsk::XskQueue::open("in0", 0, &Default::default())
+            .expect("AF_XDP socket on in0 queue 0");
+        loaded
+            .xsks
+            .set(0, xsk.fd(), 0)
+            .expect("register the socket");
+        for (name, frame) in [
+            ("v4 redirected", udp4(r4)),
+            ("v6 redirected", udp6("fd09::5")),
+        ] {
+            expect_verdict(
+                &mut loaded,
+                in0,
+                name,
+                frame.as_slice(),
+                XDP_REDIRECT,
+                c::FWD_REDIRECTED,
+            );
+            frames += 1;
+        }
+        // ... and everything else still goes to the kernel.
+        expect_verdict(
+            &mut loaded,
+            in0,
+            "v4 local, socket present",
+            &udp4([10, 1, 0, 1]),
+            XDP_PASS,
+            c::FIB_LOCAL_OR_NOROUTE,
+        );
+        frames += 1;
+
+        // Forwarding off: the kernel's FIB says so, the kernel gets the frames.
+        sysctl("net/ipv4/conf/all/forwarding", "0");
+        sysctl("net/ipv6/conf/all/forwarding", "0");
+        expect_verdict(
+            &mut loaded,
+            in0,
+            "v4 forwarding off",
+            &udp4(r4),
+            XDP_PASS,
+            c::FIB_FWD_DISABLED,
+        );
+        expect_verdict(
+            &mut loaded,
+            in0,
+            "v6 forwarding off",
+            &udp6("fd09::5"),
+            XDP_PASS,
+            c::FIB_FWD_DISABLED,
+        );
+        frames += 2;
+
+        // Back to ports mode: the drop rule applies again, the FIB is not consulted.
+        loaded.config.set(0, SteerMode::Ports.raw(), 0).unwrap();
+        expect_verdict(
+            &mut loaded,
+            in0,
+            "ports mode: drop rule",
+            &udp4(r4),
+            XDP_DROP,
+            c::DROPPED_BY_RULE,
+        );
+        expect_verdict(
+            &mut loaded,
+            in0,
+            "ports mode: no rule",
+            &v4(h4, r4, 64, 6, &tcp(80, 5)),
+            XDP_PASS,
+            c::PASSED,
+        );
+        frames += 2;
+
+        assert_eq!(
+            read_counters(&loaded.counters).unwrap().total(),
+            frames,
+            "every frame counted exactly once"
+        );
+    });
+}
+
+#[test]
+fn set_mode_writes_the_config_map() {
+    if !privileged("set_mode_writes_the_config_map") {
+        return;
+    }
+    in_netns(|| {
+        let mut s = Steering::load_and_attach("lo", XdpMode::Skb).unwrap();
+        assert_eq!(s.mode(), SteerMode::Ports);
+        assert_eq!(s.config.get(&0, 0).unwrap(), ebpf::MODE_PORTS);
+        s.set_mode(SteerMode::Forward).unwrap();
+        assert_eq!(s.mode(), SteerMode::Forward);
+        assert_eq!(s.config.get(&0, 0).unwrap(), ebpf::MODE_FORWARD);
+
+        // lo in forward mode: loopback traffic is local, so the kernel keeps getting it.
+        let (rx, tx, port) = udp_pair();
+        assert!(arrives(&rx, &tx, port, b"local"), "local datagram lost");
+        let c = s.counters().unwrap();
+        assert!(
+            c.fib_local_or_noroute + c.fib_fwd_disabled >= 1,
+            "lo traffic never reaches user space: {c:?}"
+        );
+        assert_eq!(c.fwd_redirected + c.fwd_fallback, 0, "{c:?}");
+        assert_eq!(
+            c.passed + c.redirected,
+            0,
+            "ports-mode counters untouched: {c:?}"
+        );
+
+        s.set_mode(SteerMode::Ports).unwrap();
+        assert_eq!(s.config.get(&0, 0).unwrap(), ebpf::MODE_PORTS);
+        assert!(arrives(&rx, &tx, port, b"ports"));
+        assert!(s.counters().unwrap().passed >= 1);
+    });
+}
+
+// ---- fwd.bpf.o: the benchmark's in-kernel forwarder ---------------------------------------
+
+#[test]
+fn bench_forwarder_rewrites_and_redirects() {
+    if !privileged("bench_forwarder_rewrites_and_redirects") {
+        return;
+    }
+    in_netns(|| {
+        let in0 = router_netns();
+        let mut bpf = aya::EbpfLoader::new()
+            .load(ebpf::FWD_OBJ)
+            .expect("parse fwd.bpf.o");
+        let prog: &mut aya::programs::Xdp = bpf
+            .program_mut(ebpf::fwd::PROGRAM)
+            .expect("program xdp_fwd")
+            .try_into()
+            .unwrap();
+        prog.load().expect("load xdp_fwd");
+
+        let run = |prog: &mut aya::programs::Xdp, frame: &[u8]| {
+            let ctx = xdp_md(frame.len(), in0);
+            let mut out = vec![0u8; frame.len()];
+            let r = prog
+                .test_run(TestRunOptions {
+                    data_in: Some(frame),
+                    data_out: Some(&mut out),
+                    ctx_in: Some(&ctx),
+                    ..TestRunOptions::new()
+                })
+                .expect("BPF_PROG_TEST_RUN");
+            out.truncate(r.data_size_out as usize);
+            (r.return_value, out)
+        };
+
+        // IPv4: MACs from the FIB, TTL - 1, checksum still valid.
+        let frame = v4([10, 1, 0, 2], [10, 9, 0, 5], 64, 17, &udp(DPORT));
+        let (verdict, out) = run(prog, &frame);
+        assert_eq!(verdict, XDP_REDIRECT);
+        assert_eq!(out.len(), frame.len());
+        assert_eq!(&out[0..6], &NEXT_HOP_MAC, "destination MAC = next hop");
+        assert_eq!(&out[6..12], &OUT0_MAC, "source MAC = egress interface");
+        let (hdr, _) = etherparse::Ipv4Header::from_slice(&out[14..]).expect("IPv4 header");
+        assert_eq!(hdr.time_to_live, 63);
+        assert_eq!(
+            hdr.header_checksum,
+            hdr.calc_header_checksum(),
+            "checksum updated"
+        );
+        assert_eq!(ipv4_checksum(&out[14..34]), 0);
+        assert_eq!(&out[34..], &frame[34..], "payload untouched");
+        // A checksum whose update carries (0xffff - 0x0100 < check): RFC 1624's corner.
+        let mut f2 = v4([10, 1, 0, 2], [10, 9, 0, 5], 64, 17, &udp(DPORT));
+        for id in 0u16..=u16::MAX {
+            f2[18..20].copy_from_slice(&id.to_be_bytes());
+            f2[24..26].fill(0);
+            let sum = ipv4_checksum(&f2[14..34]);
+            if sum >= 0xff00 {
+                f2[24..26].copy_from_slice(&sum.to_be_bytes());
+                break;
+            }
+        }
+        let (verdict, out2) = run(prog, &f2);
+        assert_eq!(verdict, XDP_REDIRECT);
+        let (hdr, _) = etherparse::Ipv4Header::from_slice(&out2[14..]).unwrap();
+        assert_eq!(
+            hdr.header_checksum,
+            hdr.calc_header_checksum(),
+            "carry case"
+        );
+
+        // IPv6: hop limit - 1.
+        let frame6 = v6("fd01::2", "fd09::5", 64, 17, &udp(DPORT));
+        let (verdict, out6) = run(prog, &frame6);
+        assert_eq!(verdict, XDP_REDIRECT);
+        assert_eq!(
+            (&out6[0..6], &out6[6..12]),
+            (&NEXT_HOP_MAC[..], &OUT0_MAC[..])
+        );
+        let (hdr6, _) = etherparse::Ipv6Header::from_slice(&out6[14..]).expect("IPv6 header");
+        assert_eq!(hdr6.hop_limit, 63);
+
+        // Not forwardable here: passed untouched.
+        for frame in [
+            v4([10, 1, 0, 2], [10, 9, 0, 5], 1, 17, &udp(DPORT)),
+            v4([10, 1, 0, 2], [10, 1, 0, 1], 64, 17, &udp(DPORT)),
+            v4([10, 1, 0, 2], [10, 8, 0, 5], 64, 17, &udp(DPORT)),
+            eth(&[], 0x0806, &[0u8; 28]),
+        ] {
+            let (verdict, out) = run(prog, &frame);
+            assert_eq!((verdict, &out), (XDP_PASS, &frame));
+        }
+
+        let counters: aya::maps::PerCpuArray<_, u64> = bpf
+            .take_map(ebpf::fwd::COUNTERS_MAP)
+            .unwrap()
+            .try_into()
+            .unwrap();
+        let sum = |i: u32| counters.get(&i, 0).unwrap().iter().sum::<u64>();
+        use ebpf::fwd::counter as fc;
+        assert_eq!(sum(fc::FRAMES), 3);
+        assert_eq!(sum(fc::BYTES), (2 * frame.len() + frame6.len()) as u64);
+        assert_eq!(sum(fc::PASSED), 4);
     });
 }

@@ -47,6 +47,45 @@ impl fmt::Display for XdpMode {
     }
 }
 
+/// What the XDP program does with frames: steer by port rules, or act as the fast path of a
+/// user-space router. Chosen at run time ([`Steering::set_mode`](super::Steering::set_mode));
+/// a freshly loaded program is in [`SteerMode::Ports`].
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum SteerMode {
+    /// `(protocol, destination port)` rules decide: redirect, drop or pass.
+    #[default]
+    Ports,
+    /// Redirect exactly the IPv4/IPv6 frames the kernel's FIB (`bpf_fib_lookup` with the
+    /// ingress interface, policy routing included) would forward with a resolved next-hop
+    /// neighbour; pass everything else to the kernel (local traffic, unresolved neighbours,
+    /// unreachable destinations, ARP/ND, options, fragments, extension headers, VLAN tags).
+    /// Rules are ignored. TTL / hop limit and MTU are not checked: the frames that reach user
+    /// space may have to be answered with "time exceeded" or "too big".
+    Forward,
+}
+
+impl SteerMode {
+    /// The value stored in the program's config map.
+    pub const fn raw(self) -> u32 {
+        match self {
+            Self::Ports => ebpf::MODE_PORTS,
+            Self::Forward => ebpf::MODE_FORWARD,
+        }
+    }
+}
+
+impl fmt::Display for SteerMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Ports => "ports",
+            Self::Forward => "forward",
+        })
+    }
+}
+
 /// Transport protocol a [`Rule`] matches.
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
@@ -179,7 +218,9 @@ impl fmt::Display for Rule {
 
 /// The XDP program's outcome counters, summed over all CPUs, since the program was loaded.
 ///
-/// Every frame the program sees is counted exactly once.
+/// Every frame the program sees is counted exactly once. `not_ip` and `malformed` count in
+/// both modes; `redirected` .. `redirect_fallback` only in [`SteerMode::Ports`], the `fwd_*`
+/// and `fib_*` counters only in [`SteerMode::Forward`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Counters {
     /// Redirected into an AF_XDP socket.
@@ -196,6 +237,26 @@ pub struct Counters {
     pub malformed: u64,
     /// A redirect rule matched but the receive queue had no socket: passed (fail open).
     pub redirect_fallback: u64,
+    /// Forward mode: forwardable (FIB success), redirected into the queue's AF_XDP socket.
+    pub fwd_redirected: u64,
+    /// Forward mode: forwardable, but the queue had no socket: passed (the kernel forwards).
+    pub fwd_fallback: u64,
+    /// Forward mode: VLAN-tagged, IPv4 with options or fragmented, IPv6 with an extension
+    /// header: passed without a FIB lookup.
+    pub fwd_kernel_only: u64,
+    /// Forward mode: ICMPv6 neighbour discovery, or a multicast, broadcast or link-local
+    /// destination: passed without a FIB lookup.
+    pub fwd_link_scope: u64,
+    /// Forward mode: for this host (or broadcast), or no route: passed.
+    pub fib_local_or_noroute: u64,
+    /// Forward mode: next hop not resolved (ARP/ND): passed, the kernel resolves it.
+    pub fib_no_neigh: u64,
+    /// Forward mode: forwarding disabled on the ingress interface: passed.
+    pub fib_fwd_disabled: u64,
+    /// Forward mode: blackhole, unreachable or prohibit route: passed (the kernel answers).
+    pub fib_unreachable: u64,
+    /// Forward mode: any other FIB result (lightweight tunnel, MTU, error): passed.
+    pub fib_other: u64,
 }
 
 impl Counters {
@@ -210,6 +271,15 @@ impl Counters {
             not_ip: sums[c::NOT_IP as usize],
             malformed: sums[c::MALFORMED as usize],
             redirect_fallback: sums[c::REDIRECT_FALLBACK as usize],
+            fwd_redirected: sums[c::FWD_REDIRECTED as usize],
+            fwd_fallback: sums[c::FWD_FALLBACK as usize],
+            fwd_kernel_only: sums[c::FWD_KERNEL_ONLY as usize],
+            fwd_link_scope: sums[c::FWD_LINK_SCOPE as usize],
+            fib_local_or_noroute: sums[c::FIB_LOCAL_OR_NOROUTE as usize],
+            fib_no_neigh: sums[c::FIB_NO_NEIGH as usize],
+            fib_fwd_disabled: sums[c::FIB_FWD_DISABLED as usize],
+            fib_unreachable: sums[c::FIB_UNREACHABLE as usize],
+            fib_other: sums[c::FIB_OTHER as usize],
         }
     }
 
@@ -222,6 +292,39 @@ impl Counters {
         self.not_ip += o.not_ip;
         self.malformed += o.malformed;
         self.redirect_fallback += o.redirect_fallback;
+        self.fwd_redirected += o.fwd_redirected;
+        self.fwd_fallback += o.fwd_fallback;
+        self.fwd_kernel_only += o.fwd_kernel_only;
+        self.fwd_link_scope += o.fwd_link_scope;
+        self.fib_local_or_noroute += o.fib_local_or_noroute;
+        self.fib_no_neigh += o.fib_no_neigh;
+        self.fib_fwd_disabled += o.fib_fwd_disabled;
+        self.fib_unreachable += o.fib_unreachable;
+        self.fib_other += o.fib_other;
+    }
+
+    /// Element-wise `self - earlier` (counters only grow; saturates at 0 if `earlier` is not
+    /// actually earlier).
+    pub fn since(&self, earlier: &Counters) -> Counters {
+        let d = |a: u64, b: u64| a.saturating_sub(b);
+        Counters {
+            redirected: d(self.redirected, earlier.redirected),
+            passed: d(self.passed, earlier.passed),
+            passed_by_rule: d(self.passed_by_rule, earlier.passed_by_rule),
+            dropped_by_rule: d(self.dropped_by_rule, earlier.dropped_by_rule),
+            not_ip: d(self.not_ip, earlier.not_ip),
+            malformed: d(self.malformed, earlier.malformed),
+            redirect_fallback: d(self.redirect_fallback, earlier.redirect_fallback),
+            fwd_redirected: d(self.fwd_redirected, earlier.fwd_redirected),
+            fwd_fallback: d(self.fwd_fallback, earlier.fwd_fallback),
+            fwd_kernel_only: d(self.fwd_kernel_only, earlier.fwd_kernel_only),
+            fwd_link_scope: d(self.fwd_link_scope, earlier.fwd_link_scope),
+            fib_local_or_noroute: d(self.fib_local_or_noroute, earlier.fib_local_or_noroute),
+            fib_no_neigh: d(self.fib_no_neigh, earlier.fib_no_neigh),
+            fib_fwd_disabled: d(self.fib_fwd_disabled, earlier.fib_fwd_disabled),
+            fib_unreachable: d(self.fib_unreachable, earlier.fib_unreachable),
+            fib_other: d(self.fib_other, earlier.fib_other),
+        }
     }
 
     /// All frames the program has seen.
@@ -233,6 +336,15 @@ impl Counters {
             + self.not_ip
             + self.malformed
             + self.redirect_fallback
+            + self.fwd_redirected
+            + self.fwd_fallback
+            + self.fwd_kernel_only
+            + self.fwd_link_scope
+            + self.fib_local_or_noroute
+            + self.fib_no_neigh
+            + self.fib_fwd_disabled
+            + self.fib_unreachable
+            + self.fib_other
     }
 }
 
@@ -274,7 +386,7 @@ mod test {
 
     #[test]
     fn counters_from_sums_uses_the_c_indices() {
-        let sums = [10, 11, 12, 13, 14, 15, 16];
+        let sums: [u64; 16] = std::array::from_fn(|i| 10 + i as u64);
         let c = Counters::from_sums(&sums);
         assert_eq!(
             c,
@@ -286,9 +398,35 @@ mod test {
                 not_ip: 14,
                 malformed: 15,
                 redirect_fallback: 16,
+                fwd_redirected: 17,
+                fwd_fallback: 18,
+                fwd_kernel_only: 19,
+                fwd_link_scope: 20,
+                fib_local_or_noroute: 21,
+                fib_no_neigh: 22,
+                fib_fwd_disabled: 23,
+                fib_unreachable: 24,
+                fib_other: 25,
             }
         );
         assert_eq!(c.total(), sums.iter().sum::<u64>());
+        let mut twice = c;
+        twice.add(&c);
+        assert_eq!(twice.total(), 2 * c.total());
+        assert_eq!(twice.since(&c), c);
+        assert_eq!(c.since(&twice), Counters::default());
+    }
+
+    #[test]
+    fn steer_mode_values() {
+        assert_eq!(SteerMode::default(), SteerMode::Ports);
+        assert_eq!(SteerMode::Ports.raw(), ebpf::MODE_PORTS);
+        assert_eq!(SteerMode::Forward.raw(), ebpf::MODE_FORWARD);
+        assert_eq!(SteerMode::Forward.to_string(), "forward");
+        assert_eq!(
+            serde_json::to_string(&SteerMode::Forward).unwrap(),
+            "\"forward\""
+        );
     }
 
     #[test]

@@ -354,6 +354,7 @@ pub(super) mod test {
                 not_ip: 3,
                 malformed: 4,
                 redirect_fallback: 5,
+                ..Counters::default()
             }),
         }
     }
