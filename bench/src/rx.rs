@@ -664,6 +664,7 @@ impl Receiver {
             core,
             busy_poll,
             park: Default::default(),
+            kernel: None,
         };
         let worker = worker::spawn(q, app, cfg, stop.clone())?;
         Ok(Receiver {

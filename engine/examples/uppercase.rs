@@ -187,7 +187,7 @@ fn serve(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     if let Some(secs) = args.duration {
         cfg = cfg.duration(config::seconds("duration", secs)?);
     }
-    let summary = sluice::engine::run(&cfg, |_queue| Uppercase, &mut std::io::stdout())?;
+    let summary = sluice::engine::run(&cfg, |_ctx| Uppercase, &mut std::io::stdout())?;
     let total = summary.total();
     let by_reason: Vec<String> = DropReason::ALL
         .iter()

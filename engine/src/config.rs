@@ -74,6 +74,12 @@ pub struct EngineConfig {
     pub ifaces: Vec<String>,
     /// Steering rules: (protocol, destination port) → redirect into the workers.
     pub rules: Vec<Rule>,
+    /// Forwarding mode instead of rules: every IPv4/IPv6 frame the kernel's own FIB would
+    /// forward (to a resolved neighbour) goes to the workers; everything else — ARP/ND,
+    /// traffic for the host, unresolved neighbours, no route — stays with the kernel. The
+    /// engine then also keeps a forwarding table built from the kernel's (for the app) and a
+    /// path back into the kernel's stack ([`crate::worker::KernelPath`]).
+    pub forward: bool,
     /// Which RX queues get a worker.
     pub queues: QueueSpec,
     /// CPUs for the workers, in queue order; `None` spreads them over the affinity mask.
@@ -105,6 +111,7 @@ impl EngineConfig {
         EngineConfig {
             ifaces: vec![iface.into()],
             rules: Vec::new(),
+            forward: false,
             queues: QueueSpec::All,
             cores: None,
             xdp_mode: XdpMode::Auto,
@@ -137,6 +144,12 @@ impl EngineConfig {
             port,
             action: Action::Redirect,
         }));
+        self
+    }
+
+    /// Forward (see [`EngineConfig::forward`]) instead of steering by rules.
+    pub fn forwarding(mut self) -> Self {
+        self.forward = true;
         self
     }
 
@@ -184,7 +197,13 @@ impl EngineConfig {
             XskError::Config { field, reason } => ConfigError::new(setting_of(field), reason),
             other => ConfigError::new("iface", other.to_string()),
         })?;
-        if self.rules.is_empty() {
+        if self.forward && !self.rules.is_empty() {
+            return Err(ConfigError::new(
+                "udp",
+                "forwarding steers every forwardable packet: --udp/--tcp do not apply",
+            ));
+        }
+        if !self.forward && self.rules.is_empty() {
             return Err(ConfigError::new(
                 "udp",
                 "nothing to steer: give --udp PORTS and/or --tcp PORTS",
@@ -276,6 +295,9 @@ mod test {
         let c =
             EngineConfig::new("a-name-longer-than-15").steer(L4Proto::Udp, &"1".parse().unwrap());
         assert_eq!(c.validate().unwrap_err().field, "iface");
+        let c = base().forwarding();
+        assert!(c.validate().unwrap_err().to_string().contains("do not apply"));
+        EngineConfig::new("veth0").forwarding().validate().unwrap();
         let c = base().port("veth1").port("veth0");
         assert_eq!(
             c.validate().unwrap_err().to_string(),

@@ -59,6 +59,7 @@ pub mod control;
 pub mod engine;
 pub mod error;
 pub mod fib;
+pub mod netstate;
 pub mod steer;
 pub mod sys;
 pub mod wire;

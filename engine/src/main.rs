@@ -19,7 +19,7 @@ fn main() -> ExitCode {
                 .and_then(|cfg| {
                     let (kind, ports) = (args.app, cfg.ifaces.len() as u16);
                     let stdout = std::io::stdout();
-                    let make = |_queue| make_app(kind, ports);
+                    let make = |_ctx: &sluice::engine::AppContext<'_>| make_app(kind, ports);
                     sluice::engine::run(&cfg, make, &mut stdout.lock())
                 });
             match result {

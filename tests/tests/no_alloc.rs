@@ -97,6 +97,7 @@ fn worker_loop_allocates_nothing_per_packet() {
                 core: None,
                 busy_poll: false,
                 park: Default::default(),
+                kernel: None,
             };
             run_loop(q, Reflect::new(), &cfg, &stop, &shared);
             COUNT_ME.with(|c| c.set(false));

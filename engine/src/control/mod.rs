@@ -28,6 +28,7 @@
 //! and shutdown.
 
 pub mod ctl;
+pub mod fib_updater;
 pub mod link;
 pub mod metrics;
 pub mod mirror;
@@ -42,7 +43,7 @@ pub use socket::ControlError;
 
 use crate::steer::{Counters, SteeringSet};
 use metrics::MetricsServer;
-use mirror::{LinkEvent, Mirror};
+use mirror::{LinkEvent, Mirror, MirrorHandle};
 use service::EngineService;
 use socket::{ControlServer, ServerHandle};
 use std::net::SocketAddr;
@@ -109,14 +110,21 @@ impl ControlPlane {
         Ok(Claim { servers })
     }
 
-    /// Start the mirror, serve the claimed socket and, with `metrics`, the metrics endpoint,
-    /// each on threads of its own. Call after privileges are dropped.
+    /// Start the rtnetlink mirror (on a thread of its own: call after privileges are dropped).
+    /// It is started apart from the rest so the engine can build what needs the kernel's view
+    /// (the forwarding table) before its workers start.
+    pub fn start_mirror() -> Result<MirrorHandle, StartError> {
+        Mirror::start().map_err(|e| StartError::Mirror(e.to_string()))
+    }
+
+    /// Serve the claimed sockets and, with `metrics`, the metrics endpoint, each on threads of
+    /// their own, answering from `engine` and `mirror`. Call after privileges are dropped.
     pub fn start(
         claim: Claim,
         engine: EngineFacts,
+        mirror: MirrorHandle,
         metrics: Option<SocketAddr>,
     ) -> Result<ControlPlane, StartError> {
-        let mirror = Mirror::start().map_err(|e| StartError::Mirror(e.to_string()))?;
         let link_events = mirror.events();
         let service = Arc::new(EngineService::new(
             engine.info,

@@ -15,7 +15,7 @@
 //! let cfg = EngineConfig::new("veth0")
 //!     .steer(L4Proto::Udp, &"9000".parse().unwrap())
 //!     .duration(Duration::from_secs(10));
-//! let summary = sluice::engine::run(&cfg, |_queue| Reflect::new(), &mut std::io::stdout())?;
+//! let summary = sluice::engine::run(&cfg, |_ctx| Reflect::new(), &mut std::io::stdout())?;
 //! println!("{} frames", summary.total().rx_packets);
 //! # Ok::<(), sluice::engine::RunError>(())
 //! ```
@@ -25,11 +25,13 @@ mod report;
 mod supervisor;
 
 use crate::apps::App;
+use crate::control::fib_updater::FibUpdater;
+use crate::fib::FibHandle;
 use crate::config::{ConfigError, EngineConfig};
 use crate::control::{self, ControlPlane, EngineFacts, RunInfo, WorkerView};
-use crate::steer::{Counters, SteerError, SteeringSet, XdpMode};
+use crate::steer::{Counters, SteerError, SteerMode, SteeringSet, XdpMode};
 use crate::sys;
-use crate::worker::{self, Local, WorkerConfig, WorkerHandle};
+use crate::worker::{self, KernelPath, Local, WorkerConfig, WorkerHandle};
 use crate::xsk::{Census, KernelStats, XskError, XskQueue};
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -102,6 +104,18 @@ pub enum RunError {
         /// Panic message.
         msg: String,
     },
+    /// The forwarding table could not be kept.
+    #[error("starting the forwarding table's updater: {0}")]
+    Fib(String),
+    /// The kernel path (a TAP device) could not be set up.
+    #[error("setting up the path into the kernel's stack (TAP device {tap})")]
+    KernelPath {
+        /// The device.
+        tap: String,
+        /// What failed.
+        #[source]
+        source: crate::error::SyscallError,
+    },
     /// Dropping privileges after start-up failed (the engine stops rather than run privileged).
     #[error("dropping privileges after start-up: {0}")]
     DropPrivileges(String),
@@ -139,6 +153,27 @@ impl Summary {
     }
 }
 
+/// One of the engine's interfaces, as an app sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortInfo {
+    /// Interface name.
+    pub iface: String,
+    /// Interface index.
+    pub ifindex: u32,
+}
+
+/// What an app factory knows when it makes the app of one queue.
+#[derive(Clone, Debug)]
+pub struct AppContext<'a> {
+    /// The queue index the app's worker serves (on every port).
+    pub queue: u32,
+    /// The ports, in [`crate::batch::PortId`] order.
+    pub ports: &'a [PortInfo],
+    /// The forwarding table built from the kernel's, kept current, when the engine forwards
+    /// ([`EngineConfig::forward`]).
+    pub fib: Option<&'a FibHandle>,
+}
+
 /// A running engine: workers on every configured queue, the XDP program attached, the control
 /// socket serving. [`Engine::run`] supervises it until it is told to stop, then shuts it down.
 pub struct Engine<A: App> {
@@ -147,6 +182,9 @@ pub struct Engine<A: App> {
     workers: Vec<WorkerHandle<A>>,
     steering: Arc<Mutex<Option<SteeringSet>>>,
     control: ControlPlane,
+    fib: Option<FibUpdater>,
+    /// The TAP device of the kernel path (kept open: closing it removes the device).
+    _tap: Option<std::sync::Arc<std::os::fd::OwnedFd>>,
     term: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
     park: Arc<AtomicBool>,
@@ -154,10 +192,14 @@ pub struct Engine<A: App> {
 
 impl<A: App + 'static> Engine<A> {
     /// Check the host, attach, bind, drop privileges and start one worker per queue, each with
-    /// the app `make_app(queue)` returns. Nothing is left attached if this fails.
+    /// the app `make_app` returns for its [`AppContext`]. Nothing is left attached if this
+    /// fails.
     ///
     /// Needs the privileges `sluice run` needs (see the README); holds none when it returns.
-    pub fn start(cfg: &EngineConfig, mut make_app: impl FnMut(u32) -> A) -> Result<Self, RunError> {
+    pub fn start(
+        cfg: &EngineConfig,
+        mut make_app: impl FnMut(&AppContext<'_>) -> A,
+    ) -> Result<Self, RunError> {
         let plan = preflight::plan(cfg)?;
         // The control socket first: its name is the single-instance lock for the interface, so a
         // second engine fails here, naming the first, before it touches the queues or XDP.
@@ -181,6 +223,15 @@ impl<A: App + 'static> Engine<A> {
         for r in &plan.rules {
             steering.set_rule(*r)?;
         }
+        if cfg.forward {
+            steering.set_mode(SteerMode::Forward)?;
+        }
+        // The kernel path (forwarding): a TAP device, made while we may.
+        let tap = if cfg.forward {
+            Some(kernel_path(cfg)?)
+        } else {
+            None
+        };
         let granted: XdpMode = steering.granted_mode();
         let steering = Arc::new(Mutex::new(Some(steering)));
 
@@ -195,6 +246,28 @@ impl<A: App + 'static> Engine<A> {
                 .unwrap_or_default()
         );
 
+        // The kernel's view, and the forwarding table built from it, before the workers that
+        // read it start.
+        let mirror = ControlPlane::start_mirror()?;
+        let ports: Vec<PortInfo> = cfg
+            .ifaces
+            .iter()
+            .zip(&plan.ifindexes)
+            .map(|(iface, &ifindex)| PortInfo {
+                iface: iface.clone(),
+                ifindex,
+            })
+            .collect();
+        let fib = if cfg.forward {
+            Some(
+                FibUpdater::spawn(mirror.watch(), plan.ifindexes.clone())
+                    .map_err(|e| RunError::Fib(e.to_string()))?,
+            )
+        } else {
+            None
+        };
+        let fib_handle = fib.as_ref().map(FibUpdater::handle);
+
         let stop = Arc::new(AtomicBool::new(false));
         let park = Arc::new(AtomicBool::new(false));
         let mut workers: Vec<WorkerHandle<A>> = Vec::new();
@@ -204,8 +277,13 @@ impl<A: App + 'static> Engine<A> {
                 core,
                 busy_poll: cfg.busy_poll,
                 park: park.clone(),
+                kernel: tap.as_ref().map(|(_, path)| path.clone()),
             };
-            let app = make_app(s.queue());
+            let app = make_app(&AppContext {
+                queue: s.queue(),
+                ports: &ports,
+                fib: fib_handle.as_ref(),
+            });
             app_name = app.name();
             match worker::spawn(s, app, wcfg, stop.clone()) {
                 Ok(h) => workers.push(h),
@@ -245,13 +323,15 @@ impl<A: App + 'static> Engine<A> {
             workers: workers_view,
             term: term.clone(),
         };
-        let control = ControlPlane::start(claim, facts, cfg.metrics)?;
+        let control = ControlPlane::start(claim, facts, mirror, cfg.metrics)?;
         Ok(Engine {
             cfg: cfg.clone(),
             ifindexes: plan.ifindexes,
             workers,
             steering,
             control,
+            fib,
+            _tap: tap.map(|(fd, _)| fd),
             term,
             stop,
             park,
@@ -328,6 +408,9 @@ impl<A: App + 'static> Engine<A> {
                 .take(),
         );
         self.control.stop();
+        if let Some(f) = self.fib {
+            let _ = f.stop();
+        }
         self.park.store(false, Ordering::Relaxed);
         self.stop.store(true, Ordering::Relaxed);
         let mut queues = Vec::new();
@@ -343,11 +426,54 @@ impl<A: App + 'static> Engine<A> {
     }
 }
 
+/// Create the TAP device of the kernel path and let the kernel forward what comes in on it:
+/// forwarding on, reverse-path filtering off (frames from anywhere arrive on it), for IPv4 and
+/// IPv6. Warns about ports where forwarding is off (the kernel will not forward there either).
+fn kernel_path(
+    cfg: &EngineConfig,
+) -> Result<(Arc<std::os::fd::OwnedFd>, KernelPath), RunError> {
+    let name: String = format!("sk-{}", cfg.iface()).chars().take(15).collect();
+    let fail = |source| RunError::KernelPath {
+        tap: name.clone(),
+        source,
+    };
+    let tap = sys::create_tap(&name).map_err(fail)?;
+    for (key, value) in [
+        ("ipv4/conf/{}/forwarding", "1"),
+        ("ipv4/conf/{}/rp_filter", "0"),
+        ("ipv6/conf/{}/forwarding", "1"),
+    ] {
+        let path = format!("/proc/sys/net/{}", key.replace("{}", &tap.name));
+        std::fs::write(&path, value)
+            .map_err(|e| fail(crate::error::SyscallError::new("write(/proc/sys/net/…)", e)))?;
+    }
+    if std::fs::read_to_string("/proc/sys/net/ipv4/conf/all/rp_filter").is_ok_and(|v| v.trim() == "1") {
+        log::warn!(
+            "net.ipv4.conf.all.rp_filter is 1 (strict): frames handed to the kernel through {} may be dropped as martians; use 2 (loose) or 0",
+            tap.name
+        );
+    }
+    for iface in &cfg.ifaces {
+        for family in ["ipv4", "ipv6"] {
+            let key = format!("/proc/sys/net/{family}/conf/{iface}/forwarding");
+            if std::fs::read_to_string(&key).is_ok_and(|v| v.trim() == "0") {
+                log::warn!(
+                    "{iface}: {family} forwarding is off ({key} = 0): sluice forwards nothing that arrives there, and neither does the kernel"
+                );
+            }
+        }
+    }
+    log::info!("kernel path: TAP device {}", tap.name);
+    let mac = crate::wire::MacAddr(tap.mac);
+    let fd = Arc::new(tap.fd);
+    Ok((fd.clone(), KernelPath::new_shared(fd, mac)))
+}
+
 /// Start an engine with `make_app(queue)` on every queue, stop it on SIGINT/SIGTERM (or after
 /// the configured duration), printing stats to `out`: what `sluice run` does.
 pub fn run<A: App + 'static>(
     cfg: &EngineConfig,
-    make_app: impl FnMut(u32) -> A,
+    make_app: impl FnMut(&AppContext<'_>) -> A,
     out: &mut dyn Write,
 ) -> Result<Summary, RunError> {
     cfg.validate()?;

@@ -154,17 +154,15 @@ impl Reporter {
                 }
             }
             let x = &sum.xdp;
-            let _ = writeln!(
-                out,
-                "  xdp: redirected {} passed {} passed_by_rule {} dropped_by_rule {} not_ip {} malformed {} redirect_fallback {}",
-                x.redirected,
-                x.passed,
-                x.passed_by_rule,
-                x.dropped_by_rule,
-                x.not_ip,
-                x.malformed,
-                x.redirect_fallback
-            );
+            // The outcomes every run has, then whichever others happened (forwarding mode's).
+            let outcomes: Vec<String> = x
+                .outcomes()
+                .iter()
+                .enumerate()
+                .filter(|(i, (_, v))| *i < 7 || *v > 0)
+                .map(|(_, (name, v))| format!("{name} {v}"))
+                .collect();
+            let _ = writeln!(out, "  xdp: {}", outcomes.join(" "));
         }
         let _ = out.flush();
     }

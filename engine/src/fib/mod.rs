@@ -52,14 +52,14 @@
 //! keys are the administrator's routes, so there is no flooding to resist.
 
 mod lpm;
-mod update;
+mod handle;
 
 #[cfg(test)]
 mod tests;
 
-pub use update::{FibError, FibHandle, FibUpdater, spawn_updater};
+pub use handle::FibHandle;
 
-use crate::control::mirror::{MirLink, MirRoute, NeighState, RouteKind, Snapshot};
+use crate::netstate::{MirLink, MirRoute, NeighState, RouteKind, Snapshot};
 use crate::wire::ethernet::MacAddr;
 use lpm::{Bits, IntMap, PrefixTable};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};

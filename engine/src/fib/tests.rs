@@ -2,6 +2,7 @@
 //! and one over a real kernel in a throwaway network namespace.
 
 use super::*;
+use crate::control::fib_updater::{FibUpdater, spawn_updater};
 use crate::control::mirror::Snapshot;
 use netlink_packet_route::address::{AddressAttribute, AddressHeaderFlags, AddressMessage};
 use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};

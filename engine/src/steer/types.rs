@@ -327,6 +327,29 @@ impl Counters {
         }
     }
 
+    /// Every outcome with its name (the field name), in field order: for metrics labels and
+    /// stats lines.
+    pub fn outcomes(&self) -> [(&'static str, u64); 16] {
+        [
+            ("redirected", self.redirected),
+            ("passed", self.passed),
+            ("passed_by_rule", self.passed_by_rule),
+            ("dropped_by_rule", self.dropped_by_rule),
+            ("not_ip", self.not_ip),
+            ("malformed", self.malformed),
+            ("redirect_fallback", self.redirect_fallback),
+            ("fwd_redirected", self.fwd_redirected),
+            ("fwd_fallback", self.fwd_fallback),
+            ("fwd_kernel_only", self.fwd_kernel_only),
+            ("fwd_link_scope", self.fwd_link_scope),
+            ("fib_local_or_noroute", self.fib_local_or_noroute),
+            ("fib_no_neigh", self.fib_no_neigh),
+            ("fib_fwd_disabled", self.fib_fwd_disabled),
+            ("fib_unreachable", self.fib_unreachable),
+            ("fib_other", self.fib_other),
+        ]
+    }
+
     /// All frames the program has seen.
     pub const fn total(&self) -> u64 {
         self.redirected

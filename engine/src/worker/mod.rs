@@ -48,6 +48,9 @@ pub struct WorkerConfig {
     /// While set, the worker touches no ring and sleeps (the link is down): no spinning, no
     /// kicks failing with ENETDOWN. It resumes within [`PARK_SLEEP`] of the flag clearing.
     pub park: Arc<AtomicBool>,
+    /// Where [`crate::batch::Verdict::Kernel`] frames go; without one they are dropped
+    /// (`no_kernel_path`).
+    pub kernel: Option<KernelPath>,
 }
 
 /// How long a parked worker sleeps between looks at its park flag.
@@ -139,6 +142,9 @@ pub fn run_loop<A: App>(
 ) -> A {
     let mut local = Local::default();
     let mut scratch = Scratch::new();
+    if let Some(k) = cfg.kernel.clone() {
+        scratch.set_kernel_path(k);
+    }
     let batch = q.batch_size();
     let ports = q.port_count();
     let mut idle_rounds = 0u32;

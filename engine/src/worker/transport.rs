@@ -83,10 +83,12 @@ pub struct KernelPath {
 impl KernelPath {
     /// A path through the TAP device `fd` whose MAC is `mac`.
     pub fn new(fd: OwnedFd, mac: MacAddr) -> Self {
-        KernelPath {
-            fd: Arc::new(fd),
-            mac,
-        }
+        Self::new_shared(Arc::new(fd), mac)
+    }
+
+    /// [`KernelPath::new`] over a descriptor the caller also keeps.
+    pub fn new_shared(fd: Arc<OwnedFd>, mac: MacAddr) -> Self {
+        KernelPath { fd, mac }
     }
 
     /// Hand `frame` to the kernel; false if it could not be (too short to be Ethernet, or the

@@ -6,7 +6,6 @@
 
 use super::{MetricsSnapshot, QueueMetrics};
 use crate::apps::DropReason;
-use crate::steer::Counters;
 use crate::worker::Local;
 use crate::worker::stats::PortCounters;
 use crate::xsk::Census;
@@ -140,20 +139,6 @@ fn saturating_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-/// How the XDP program's counters are exported: an `outcome` label value each.
-type XdpOutcome = (&'static str, fn(&Counters) -> u64);
-
-/// Each frame the program sees ends in exactly one outcome.
-const XDP_OUTCOMES: [XdpOutcome; 7] = [
-    ("redirected", |x| x.redirected),
-    ("passed", |x| x.passed),
-    ("passed_by_rule", |x| x.passed_by_rule),
-    ("dropped_by_rule", |x| x.dropped_by_rule),
-    ("not_ip", |x| x.not_ip),
-    ("malformed", |x| x.malformed),
-    ("redirect_fallback", |x| x.redirect_fallback),
-];
-
 /// A worker's drops as `reason` label values: the app's verdicts, then the worker's own.
 fn drop_reasons(c: &Local) -> impl Iterator<Item = (&'static str, u64)> + '_ {
     DropReason::ALL
@@ -284,9 +269,9 @@ impl Collector for SnapshotCollector {
         }
 
         if let Some(x) = &snap.xdp {
-            let outcomes = XDP_OUTCOMES.iter().map(|&(outcome, get)| {
+            let outcomes = x.outcomes().into_iter().map(|(outcome, v)| {
                 let labels = vec![("iface", iface), ("outcome", outcome)];
-                (labels, ConstCounter::new(get(x)))
+                (labels, ConstCounter::new(v))
             });
             let help = "Frames the XDP program saw, by outcome (each frame counted once)";
             family(&mut enc, "xdp_frames", help, counter, outcomes)?;
@@ -346,7 +331,7 @@ pub(super) mod test {
             iface: "veth0".into(),
             ports: vec!["veth0".into()],
             queues: vec![q0, q1],
-            xdp: Some(Counters {
+            xdp: Some(crate::steer::Counters {
                 redirected: 100,
                 passed: 50,
                 passed_by_rule: 1,
@@ -354,7 +339,7 @@ pub(super) mod test {
                 not_ip: 3,
                 malformed: 4,
                 redirect_fallback: 5,
-                ..Counters::default()
+                ..crate::steer::Counters::default()
             }),
         }
     }

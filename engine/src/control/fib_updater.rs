@@ -1,4 +1,5 @@
-//! Publishing a new [`Fib`] to the workers after each kernel change.
+//! Keeping the fast path's forwarding table current: publishing a new [`Fib`] to the workers
+//! after each kernel change.
 //!
 //! The table is immutable; a change builds a whole new one and swaps it into a [`FibHandle`]
 //! (an [`ArcSwap`]). A worker `load`s the handle once per batch: no lock, no syscall, and a table
@@ -8,9 +9,8 @@
 //! workers within the mirror's event handling plus one build (well under a millisecond for a
 //! host's table).
 
-use super::Fib;
-use crate::control::mirror::{MirrorHandle, SnapshotWatch};
-use arc_swap::{ArcSwap, Guard};
+use super::mirror::{MirrorHandle, SnapshotWatch};
+use crate::fib::{Fib, FibHandle};
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -30,35 +30,6 @@ pub enum FibError {
     /// The updater thread panicked.
     #[error("the forwarding-table updater thread panicked")]
     Panicked,
-}
-
-/// The current forwarding table, shared by the updater and the workers. Cloning shares it.
-#[derive(Clone, Debug)]
-pub struct FibHandle(Arc<ArcSwap<Fib>>);
-
-impl FibHandle {
-    /// A handle holding `fib`.
-    pub fn new(fib: Fib) -> Self {
-        FibHandle(Arc::new(ArcSwap::from_pointee(fib)))
-    }
-
-    /// The current table, for one batch: lock-free and without touching the reference count in
-    /// the common case. Don't keep the guard across batches (it would pin the table; use
-    /// [`FibHandle::load_full`] for that).
-    #[inline]
-    pub fn load(&self) -> Guard<Arc<Fib>> {
-        self.0.load()
-    }
-
-    /// The current table as an `Arc`, which stays valid as long as it is held.
-    pub fn load_full(&self) -> Arc<Fib> {
-        self.0.load_full()
-    }
-
-    /// Replaces the table; readers see it from their next `load`.
-    pub fn store(&self, fib: Fib) {
-        self.0.store(Arc::new(fib));
-    }
 }
 
 /// The control thread that rebuilds the table on every snapshot the mirror publishes. Dropping it
