@@ -66,11 +66,29 @@ pub enum DropReason {
     /// The app handed the frame to the kernel, but this engine has no path to the kernel's
     /// stack (see the worker's documentation).
     NoKernelPath,
+    /// An IPv4 header checksum that does not verify (a router must not forward it, nor answer
+    /// it: its addresses may be the corrupted part).
+    BadIpChecksum,
+    /// A source that never sends: a group (multicast/broadcast) source MAC, or a multicast,
+    /// broadcast, `0.0.0.0/8`, loopback, unspecified or IPv4-mapped source address.
+    MartianSource,
+    /// A destination that is never routed: `0.0.0.0/8`, loopback, `::` or `::1`.
+    MartianDestination,
+    /// A `blackhole` route: dropped silently, by design.
+    Blackhole,
+    /// An ICMP error was due but the rules forbid sending one (the packet is itself an ICMP
+    /// error, a non-first fragment, or to a group address): dropped silently.
+    IcmpSuppressed,
+    /// An ICMP error was due but the ICMP error rate limit was spent.
+    IcmpRateLimited,
+    /// An ICMP error was due but could not be built: no address to send it from, or no room for
+    /// it in the frame's buffer.
+    IcmpFailed,
 }
 
 impl DropReason {
     /// Number of reasons; sizes the per-worker counter arrays.
-    pub const COUNT: usize = 10;
+    pub const COUNT: usize = 17;
 
     /// Every reason, in counter-index order.
     pub const ALL: [DropReason; Self::COUNT] = [
@@ -84,6 +102,13 @@ impl DropReason {
         DropReason::UnsupportedProtocol,
         DropReason::NoSuchPort,
         DropReason::NoKernelPath,
+        DropReason::BadIpChecksum,
+        DropReason::MartianSource,
+        DropReason::MartianDestination,
+        DropReason::Blackhole,
+        DropReason::IcmpSuppressed,
+        DropReason::IcmpRateLimited,
+        DropReason::IcmpFailed,
     ];
 
     /// Index into per-reason counter arrays.
@@ -105,6 +130,13 @@ impl DropReason {
             DropReason::UnsupportedProtocol => "unsupported_protocol",
             DropReason::NoSuchPort => "no_such_port",
             DropReason::NoKernelPath => "no_kernel_path",
+            DropReason::BadIpChecksum => "bad_ip_checksum",
+            DropReason::MartianSource => "martian_source",
+            DropReason::MartianDestination => "martian_destination",
+            DropReason::Blackhole => "blackhole",
+            DropReason::IcmpSuppressed => "icmp_suppressed",
+            DropReason::IcmpRateLimited => "icmp_rate_limited",
+            DropReason::IcmpFailed => "icmp_failed",
         }
     }
 }

@@ -6,6 +6,7 @@
 //! `Verdict::Drop(reason)` and the worker counts it.
 
 pub mod drop;
+pub mod forward;
 pub mod patch;
 pub mod reflect;
 

@@ -329,6 +329,60 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     }
 }
 
+/// The fields of an IPv4 header without options, for building one (an ICMP error, say): callers
+/// fill the struct, [`Repr::emit`] knows the field order. ECN is written as 0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Repr {
+    /// Source address.
+    pub src_addr: Ipv4Addr,
+    /// Destination address.
+    pub dst_addr: Ipv4Addr,
+    /// Protocol of the payload.
+    pub protocol: IpProtocol,
+    /// Length of the payload after the 20-byte header.
+    pub payload_len: u16,
+    /// Time to live.
+    pub ttl: u8,
+    /// Differentiated services code point (6 bits).
+    pub dscp: u8,
+    /// Identification.
+    pub ident: u16,
+    /// Don't-fragment flag (with identification 0, an atomic datagram: RFC 6864).
+    pub dont_frag: bool,
+}
+
+impl Repr {
+    /// Bytes [`Repr::emit`] writes.
+    pub const fn buffer_len(&self) -> usize {
+        HEADER_LEN
+    }
+
+    /// Write the header into the first 20 bytes of `packet`'s buffer, checksum included. The
+    /// total length becomes 20 + `payload_len`; the payload itself is not touched.
+    ///
+    /// # Panics
+    /// If the buffer is shorter than 20 bytes, or 20 + `payload_len` overflows the 16-bit field.
+    pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, packet: &mut Packet<T>) {
+        let total = u16::try_from(HEADER_LEN)
+            .ok()
+            .and_then(|h| h.checked_add(self.payload_len))
+            .expect("IPv4 total length over 65535");
+        packet.set_version(4);
+        packet.set_header_len(HEADER_LEN);
+        packet.set_dscp(self.dscp);
+        packet.set_ecn(0);
+        packet.set_total_len(total);
+        packet.set_ident(self.ident);
+        packet.clear_flags();
+        packet.set_dont_frag(self.dont_frag);
+        packet.set_ttl(self.ttl);
+        packet.set_protocol(self.protocol);
+        packet.set_src_addr(self.src_addr);
+        packet.set_dst_addr(self.dst_addr);
+        packet.fill_checksum();
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod test {
     use super::*;
@@ -652,5 +706,41 @@ pub(crate) mod test {
                 prop_assert_eq!(full, 0xffff);
             }
         }
+    }
+
+    #[test]
+    fn repr_emit_matches_etherparse() {
+        let repr = Repr {
+            src_addr: Ipv4Addr::new(10, 99, 0, 2),
+            dst_addr: Ipv4Addr::new(10, 99, 0, 1),
+            protocol: IpProtocol::ICMP,
+            payload_len: 36,
+            ttl: 64,
+            dscp: 48,
+            ident: 0x1234,
+            dont_frag: true,
+        };
+        let mut buf = [0xa5u8; HEADER_LEN + 4];
+        repr.emit(&mut Packet::new_unchecked(&mut buf[..]));
+        assert_eq!(
+            buf[HEADER_LEN..],
+            [0xa5; 4],
+            "nothing written past the header"
+        );
+        let mut o = etherparse::Ipv4Header::new(
+            36,
+            64,
+            etherparse::IpNumber::ICMP,
+            [10, 99, 0, 2],
+            [10, 99, 0, 1],
+        )
+        .unwrap();
+        o.dscp = etherparse::IpDscp::try_new(48).unwrap();
+        o.identification = 0x1234;
+        o.dont_fragment = true;
+        o.header_checksum = o.calc_header_checksum();
+        assert_eq!(buf[..HEADER_LEN], o.to_bytes()[..]);
+        assert_eq!(repr.buffer_len(), HEADER_LEN);
+        assert!(Packet::new_unchecked(&buf[..HEADER_LEN]).verify_checksum());
     }
 }

@@ -197,6 +197,45 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     }
 }
 
+/// The fields of an IPv6 fixed header, for building one (an ICMPv6 error, say). Traffic class
+/// and flow label are written as 0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Repr {
+    /// Source address.
+    pub src_addr: Ipv6Addr,
+    /// Destination address.
+    pub dst_addr: Ipv6Addr,
+    /// Next header.
+    pub next_header: IpProtocol,
+    /// Length of everything after the 40-byte header.
+    pub payload_len: u16,
+    /// Hop limit.
+    pub hop_limit: u8,
+}
+
+impl Repr {
+    /// Bytes [`Repr::emit`] writes.
+    pub const fn buffer_len(&self) -> usize {
+        HEADER_LEN
+    }
+
+    /// Write the header into the first 40 bytes of `packet`'s buffer; the payload is not
+    /// touched.
+    ///
+    /// # Panics
+    /// If the buffer is shorter than 40 bytes.
+    pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, packet: &mut Packet<T>) {
+        packet.set_version(6);
+        packet.set_traffic_class(0);
+        packet.set_flow_label(0);
+        packet.set_payload_len(self.payload_len);
+        packet.set_next_header(self.next_header);
+        packet.set_hop_limit(self.hop_limit);
+        packet.set_src_addr(&self.src_addr);
+        packet.set_dst_addr(&self.dst_addr);
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod test {
     use super::*;
@@ -344,5 +383,36 @@ pub(crate) mod test {
             };
             if tcp || inc != 0 { prop_assert_eq!(inc, full); } else { prop_assert_eq!(full, 0xffff); }
         }
+    }
+
+    #[test]
+    fn repr_emit_matches_etherparse() {
+        let (s, d): (Ipv6Addr, Ipv6Addr) =
+            ("fd00:99::2".parse().unwrap(), "fd00:99::1".parse().unwrap());
+        let repr = Repr {
+            src_addr: s,
+            dst_addr: d,
+            next_header: IpProtocol::ICMPV6,
+            payload_len: 77,
+            hop_limit: 64,
+        };
+        let mut buf = [0xa5u8; HEADER_LEN + 4];
+        repr.emit(&mut Packet::new_unchecked(&mut buf[..]));
+        assert_eq!(
+            buf[HEADER_LEN..],
+            [0xa5; 4],
+            "nothing written past the header"
+        );
+        let o = etherparse::Ipv6Header {
+            traffic_class: 0,
+            flow_label: Default::default(),
+            payload_length: 77,
+            next_header: etherparse::IpNumber::IPV6_ICMP,
+            hop_limit: 64,
+            source: s.octets(),
+            destination: d.octets(),
+        };
+        assert_eq!(buf[..HEADER_LEN], o.to_bytes());
+        assert_eq!(repr.buffer_len(), HEADER_LEN);
     }
 }

@@ -44,6 +44,7 @@ pub mod icmpv4;
 pub mod icmpv6;
 pub mod ipv4;
 pub mod ipv6;
+pub mod ipv6ext;
 pub mod tcp;
 pub mod udp;
 pub mod vlan;
