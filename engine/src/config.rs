@@ -296,7 +296,12 @@ mod test {
             EngineConfig::new("a-name-longer-than-15").steer(L4Proto::Udp, &"1".parse().unwrap());
         assert_eq!(c.validate().unwrap_err().field, "iface");
         let c = base().forwarding();
-        assert!(c.validate().unwrap_err().to_string().contains("do not apply"));
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("do not apply")
+        );
         EngineConfig::new("veth0").forwarding().validate().unwrap();
         let c = base().port("veth1").port("veth0");
         assert_eq!(

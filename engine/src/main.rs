@@ -1,9 +1,11 @@
 //! The `sluice` binary: parse the command line, run, report errors as one clear line.
 
 use clap::Parser;
+use sluice::apps::forward::{Forward, IcmpLimit, PortInfo};
 use sluice::apps::{App, drop::DropAll, patch::Patch, reflect::Reflect};
 use sluice::cli::{AppKind, Cli, Command};
 use sluice::config::EngineConfig;
+use sluice::engine::AppContext;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -17,9 +19,12 @@ fn main() -> ExitCode {
             let result = EngineConfig::try_from(&args)
                 .map_err(sluice::engine::RunError::from)
                 .and_then(|cfg| {
-                    let (kind, ports) = (args.app, cfg.ifaces.len() as u16);
+                    let icmp = IcmpLimit {
+                        per_sec: args.icmp_rate,
+                        burst: args.icmp_burst,
+                    };
                     let stdout = std::io::stdout();
-                    let make = |_ctx: &sluice::engine::AppContext<'_>| make_app(kind, ports);
+                    let make = |ctx: &AppContext<'_>| make_app(args.app, ctx, icmp);
                     sluice::engine::run(&cfg, make, &mut stdout.lock())
                 });
             match result {
@@ -34,10 +39,18 @@ fn main() -> ExitCode {
 }
 
 /// The app `--app` names, boxed so one worker type serves every choice.
-fn make_app(kind: AppKind, ports: u16) -> Box<dyn App> {
+fn make_app(kind: AppKind, ctx: &AppContext<'_>, icmp: IcmpLimit) -> Box<dyn App> {
     match kind {
         AppKind::Reflect => Box::new(Reflect::new()),
         AppKind::Drop => Box::new(DropAll::new()),
-        AppKind::Patch => Box::new(Patch::new(ports)),
+        AppKind::Patch => Box::new(Patch::new(ctx.ports.len() as u16)),
+        AppKind::Forward => {
+            let fib = ctx
+                .fib
+                .cloned()
+                .expect("the engine keeps a forwarding table when it forwards");
+            let ports = ctx.ports.iter().map(|p| PortInfo::new(p.ifindex)).collect();
+            Box::new(Forward::new(fib, ports, icmp))
+        }
     }
 }

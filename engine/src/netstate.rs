@@ -11,7 +11,6 @@ use serde::{Serialize, Serializer};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-
 /// A network interface: what the mirror keeps of it, and what [`super::link::get_link`] answers.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct MirLink {
@@ -81,7 +80,6 @@ pub enum NeighState {
     /// A combination or a state this code does not know; the raw bits.
     Other(u16),
 }
-
 
 /// A neighbour (ARP / NDP) cache entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -294,4 +292,3 @@ pub(crate) fn mask(ip: IpAddr, len: u8) -> IpAddr {
         }
     }
 }
-

@@ -67,6 +67,12 @@ pub enum AppKind {
     /// Send every frame out of the partner port unchanged (port 0 <-> 1, 2 <-> 3; give two
     /// --iface): a patch cable, the port-to-port forwarding baseline.
     Patch,
+    /// An IPv4/IPv6 router over the kernel's own tables: every packet the kernel would forward
+    /// between the --iface ports goes through sluice (MACs rewritten, TTL decremented, ICMP
+    /// time exceeded / fragmentation needed / packet too big / unreachable sent, rate-limited);
+    /// ARP/ND, traffic for the host and unresolved neighbours stay with the kernel. Needs IP
+    /// forwarding on (net.ipv4.conf.*.forwarding, net.ipv6.conf.*.forwarding). No --udp/--tcp.
+    Forward,
 }
 
 impl fmt::Display for AppKind {
@@ -75,6 +81,7 @@ impl fmt::Display for AppKind {
             AppKind::Reflect => "reflect",
             AppKind::Drop => "drop",
             AppKind::Patch => "patch",
+            AppKind::Forward => "forward",
         })
     }
 }
@@ -132,6 +139,14 @@ pub struct RunArgs {
     /// Frames per batch (1-256).
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=MAX_BATCH as i64))]
     pub batch: u32,
+
+    /// With --app forward: ICMP errors each worker may send per second (token bucket refill).
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub icmp_rate: u32,
+
+    /// With --app forward: ICMP errors each worker may send at once (token bucket size).
+    #[arg(long, value_name = "N", default_value_t = 50)]
+    pub icmp_burst: u32,
 
     /// Keep polling when idle instead of sleeping in poll(): lowest latency, one full core per
     /// worker.
@@ -238,6 +253,7 @@ impl TryFrom<&RunArgs> for EngineConfig {
         if let Some(p) = &a.tcp {
             c = c.steer(L4Proto::Tcp, p);
         }
+        c.forward = a.app == AppKind::Forward;
         c.queues = a.queues;
         c.cores = match &a.cores {
             Some(list) => Some(

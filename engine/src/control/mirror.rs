@@ -73,7 +73,9 @@ const GROUPS: [u32; 6] = [
 
 // ----- data ---------------------------------------------------------------------------------
 
-pub use crate::netstate::{MirLink, MirAddress, NeighState, MirNeighbour, RouteKind, MirNexthop, MirRoute, Snapshot};
+pub use crate::netstate::{
+    MirAddress, MirLink, MirNeighbour, MirNexthop, MirRoute, NeighState, RouteKind, Snapshot,
+};
 use crate::netstate::{RouteKey, mask};
 
 impl From<NeighbourState> for NeighState {

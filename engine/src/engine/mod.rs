@@ -25,10 +25,10 @@ mod report;
 mod supervisor;
 
 use crate::apps::App;
-use crate::control::fib_updater::FibUpdater;
-use crate::fib::FibHandle;
 use crate::config::{ConfigError, EngineConfig};
+use crate::control::fib_updater::FibUpdater;
 use crate::control::{self, ControlPlane, EngineFacts, RunInfo, WorkerView};
+use crate::fib::FibHandle;
 use crate::steer::{Counters, SteerError, SteerMode, SteeringSet, XdpMode};
 use crate::sys;
 use crate::worker::{self, KernelPath, Local, WorkerConfig, WorkerHandle};
@@ -198,7 +198,17 @@ impl<A: App + 'static> Engine<A> {
     /// Needs the privileges `sluice run` needs (see the README); holds none when it returns.
     pub fn start(
         cfg: &EngineConfig,
+        make_app: impl FnMut(&AppContext<'_>) -> A,
+    ) -> Result<Self, RunError> {
+        Self::start_with_stop(cfg, make_app, Arc::new(AtomicBool::new(false)))
+    }
+
+    /// [`Engine::start`] with the stop flag given: one a signal handler already sets, so a
+    /// SIGTERM that arrives during start-up stops the engine as soon as it runs.
+    pub fn start_with_stop(
+        cfg: &EngineConfig,
         mut make_app: impl FnMut(&AppContext<'_>) -> A,
+        term: Arc<AtomicBool>,
     ) -> Result<Self, RunError> {
         let plan = preflight::plan(cfg)?;
         // The control socket first: its name is the single-instance lock for the interface, so a
@@ -303,7 +313,6 @@ impl<A: App + 'static> Engine<A> {
         );
 
         // The control plane, on threads spawned after the privilege drop.
-        let term = Arc::new(AtomicBool::new(false));
         let workers_view = workers
             .iter()
             .map(|w| WorkerView {
@@ -429,9 +438,7 @@ impl<A: App + 'static> Engine<A> {
 /// Create the TAP device of the kernel path and let the kernel forward what comes in on it:
 /// forwarding on, reverse-path filtering off (frames from anywhere arrive on it), for IPv4 and
 /// IPv6. Warns about ports where forwarding is off (the kernel will not forward there either).
-fn kernel_path(
-    cfg: &EngineConfig,
-) -> Result<(Arc<std::os::fd::OwnedFd>, KernelPath), RunError> {
+fn kernel_path(cfg: &EngineConfig) -> Result<(Arc<std::os::fd::OwnedFd>, KernelPath), RunError> {
     let name: String = format!("sk-{}", cfg.iface()).chars().take(15).collect();
     let fail = |source| RunError::KernelPath {
         tap: name.clone(),
@@ -447,7 +454,9 @@ fn kernel_path(
         std::fs::write(&path, value)
             .map_err(|e| fail(crate::error::SyscallError::new("write(/proc/sys/net/…)", e)))?;
     }
-    if std::fs::read_to_string("/proc/sys/net/ipv4/conf/all/rp_filter").is_ok_and(|v| v.trim() == "1") {
+    if std::fs::read_to_string("/proc/sys/net/ipv4/conf/all/rp_filter")
+        .is_ok_and(|v| v.trim() == "1")
+    {
         log::warn!(
             "net.ipv4.conf.all.rp_filter is 1 (strict): frames handed to the kernel through {} may be dropped as martians; use 2 (loose) or 0",
             tap.name
@@ -477,10 +486,11 @@ pub fn run<A: App + 'static>(
     out: &mut dyn Write,
 ) -> Result<Summary, RunError> {
     cfg.validate()?;
-    let engine = Engine::start(cfg, make_app)?;
-    let term = engine.stop_flag();
+    // Handlers first: a signal during start-up must not kill the process half-way (it would
+    // detach anyway, but print no totals and exit with the signal).
+    let term = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, term.clone()).map_err(RunError::Signals)?;
     }
-    engine.run(out)
+    Engine::start_with_stop(cfg, make_app, term)?.run(out)
 }

@@ -33,4 +33,3 @@ impl FibHandle {
         self.0.store(Arc::new(fib));
     }
 }
-

@@ -51,8 +51,8 @@
 //! put behind the same interface. The hasher is a multiply-and-mix one rather than SipHash: the
 //! keys are the administrator's routes, so there is no flooding to resist.
 
-mod lpm;
 mod handle;
+mod lpm;
 
 #[cfg(test)]
 mod tests;

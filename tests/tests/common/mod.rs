@@ -117,6 +117,25 @@ impl Engine {
         final_json(&lines)
     }
 
+    /// Wait (bounded) for a stderr line containing `needle`, e.g. the start-up line that says
+    /// the workers run; panics with what was seen if none comes.
+    #[allow(dead_code)] // not every test binary waits for a log line
+    pub fn wait_for_log(&self, needle: &str, timeout: Duration) {
+        let end = Instant::now() + timeout;
+        let mut seen = String::new();
+        while let Some(left) = end.checked_duration_since(Instant::now()) {
+            match self.stderr.recv_timeout(left) {
+                Ok(l) if l.contains(needle) => return,
+                Ok(l) => {
+                    seen.push_str(&l);
+                    seen.push('\n');
+                }
+                Err(_) => break,
+            }
+        }
+        panic!("sluice never logged {needle:?} within {timeout:?}; it logged:\n{seen}");
+    }
+
     /// Whatever sluice wrote to stderr so far.
     pub fn stderr_text(&self) -> String {
         let mut s = String::new();
