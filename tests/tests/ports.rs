@@ -132,6 +132,28 @@ fn patch_moves_frames_between_two_ports() {
     let v4 = exchange(&cab.a, (A4, PORT).into(), (C4, PORT).into(), N);
     let v6 = exchange(&cab.a, (A6, PORT).into(), (C6, PORT).into(), N);
     assert_eq!((v4, v6), (N, N));
+    // The control socket answers on every port's name, with the ports and their counters.
+    let out = cab
+        .b
+        .run(|| {
+            std::process::Command::new(common::sluice_bin())
+                .args(["ctl", "--iface", "vb2", "--json", "stats"])
+                .output()
+        })
+        .unwrap()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reply: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ports = &reply["data"]["total"]["ports"];
+    assert_eq!(ports.as_array().map(Vec::len), Some(2), "{reply}");
+    assert!(
+        ports[0]["rx_packets"].as_u64().unwrap() >= 2 * N as u64,
+        "{reply}"
+    );
     let fin = engine.stop();
     stop.store(true, Ordering::Relaxed);
     let echoed: u64 = servers.into_iter().map(|h| h.join().unwrap()).sum();

@@ -545,6 +545,39 @@ pub(super) mod test {
     }
 
     #[test]
+    fn ports_get_their_own_families_when_there_are_several() {
+        let (types, _) = parse(&encode(&snapshot()));
+        assert!(
+            !types.contains_key("sluice_port_rx_packets"),
+            "one port: no port families"
+        );
+        let mut s = snapshot();
+        s.ports = vec!["veth0".into(), "veth1".into()];
+        s.queues[0].counters.ports[1].tx_packets = 42;
+        s.queues[0].counters.ports[0].rx_bytes = 7;
+        let (types, samples) = parse(&encode(&s));
+        assert_eq!(types["sluice_port_tx_packets"], "counter");
+        let find = |name: &str, port: &str| {
+            samples
+                .iter()
+                .find(|x| x.name == name && x.labels["queue"] == "0" && x.labels["port"] == port)
+                .map(|x| x.value.clone())
+        };
+        assert_eq!(
+            find("sluice_port_tx_packets_total", "veth1").as_deref(),
+            Some("42")
+        );
+        assert_eq!(
+            find("sluice_port_rx_bytes_total", "veth0").as_deref(),
+            Some("7")
+        );
+        assert_eq!(
+            find("sluice_port_rx_bytes_total", "veth1").as_deref(),
+            Some("0")
+        );
+    }
+
+    #[test]
     fn missing_xdp_counters_leave_the_family_out() {
         let mut s = snapshot();
         s.xdp = None;
