@@ -62,6 +62,8 @@ pub mod fib;
 pub mod netstate;
 pub mod steer;
 pub mod sys;
+#[cfg(test)]
+mod testmsg;
 pub mod wire;
 pub mod worker;
 pub mod xsk;

@@ -4,20 +4,13 @@
 use super::*;
 use crate::control::fib_updater::{FibUpdater, spawn_updater};
 use crate::control::mirror::Snapshot;
-use netlink_packet_route::address::{AddressAttribute, AddressHeaderFlags, AddressMessage};
+use crate::testmsg::{self, LOCAL, MAIN, addr, ip, mac, neigh, route};
 use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
-use netlink_packet_route::neighbour::{
-    NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState,
-};
-use netlink_packet_route::route::{
-    RouteAttribute, RouteHeader, RouteMessage, RouteNextHop, RouteType,
-};
+use netlink_packet_route::neighbour::NeighbourState;
+use netlink_packet_route::neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourMessage};
+use netlink_packet_route::route::RouteType;
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use std::sync::Arc;
-
-fn ip(s: &str) -> IpAddr {
-    s.parse().unwrap()
-}
 
 fn v4(s: &str) -> Ipv4Addr {
     s.parse().unwrap()
@@ -27,114 +20,10 @@ fn v6(s: &str) -> Ipv6Addr {
     s.parse().unwrap()
 }
 
-fn mac(n: u8) -> MacAddr {
-    MacAddr([0x02, 0, 0, 0, 0, n])
-}
-
-fn family(a: IpAddr) -> AddressFamily {
-    if a.is_ipv4() {
-        AddressFamily::Inet
-    } else {
-        AddressFamily::Inet6
-    }
-}
-
 /// Interface `index`, MAC `02:00:00:00:00:<index>`, MTU `1400 + index`.
 fn link(index: u32, admin_up: bool, carrier: bool) -> RouteNetlinkMessage {
-    let mut m = LinkMessage::default();
-    m.header.index = index;
-    if admin_up {
-        m.header.flags |= LinkFlags::Up;
-    }
-    if carrier {
-        m.header.flags |= LinkFlags::LowerUp;
-    }
-    m.attributes = vec![
-        LinkAttribute::IfName(format!("if{index}")),
-        LinkAttribute::Mtu(1400 + index),
-        LinkAttribute::Address(mac(index as u8).0.to_vec()),
-    ];
-    RouteNetlinkMessage::NewLink(m)
+    testmsg::link(index, 1400 + index, admin_up, carrier)
 }
-
-/// A neighbour whose MAC is `02:00:00:00:00:<mac_byte>`.
-fn neigh(ifindex: u32, addr: &str, state: NeighbourState, mac_byte: u8) -> RouteNetlinkMessage {
-    let a = ip(addr);
-    let mut m = NeighbourMessage::default();
-    m.header.family = family(a);
-    m.header.ifindex = ifindex;
-    m.header.state = state;
-    m.attributes = vec![
-        NeighbourAttribute::Destination(match a {
-            IpAddr::V4(a) => NeighbourAddress::Inet(a),
-            IpAddr::V6(a) => NeighbourAddress::Inet6(a),
-        }),
-        NeighbourAttribute::LinkLayerAddress(mac(mac_byte).0.to_vec()),
-    ];
-    RouteNetlinkMessage::NewNeighbour(m)
-}
-
-fn addr(ifindex: u32, a: &str, len: u8, secondary: bool) -> RouteNetlinkMessage {
-    let a = ip(a);
-    let mut m = AddressMessage::default();
-    m.header.family = family(a);
-    m.header.index = ifindex;
-    m.header.prefix_len = len;
-    if secondary {
-        m.header.flags |= AddressHeaderFlags::Secondary;
-    }
-    m.attributes.push(AddressAttribute::Address(a));
-    RouteNetlinkMessage::NewAddress(m)
-}
-
-/// A route of `table` and `kind`; `hops` are (gateway, oif, rtnh_hops): one hop is sent as
-/// `RTA_GATEWAY`/`RTA_OIF`, several as `RTA_MULTIPATH`.
-fn route(
-    table: u8,
-    kind: RouteType,
-    dst: &str,
-    metric: u32,
-    hops: &[(Option<&str>, u32, u8)],
-) -> RouteNetlinkMessage {
-    let (d, len) = dst.split_once('/').unwrap();
-    let d = ip(d);
-    let mut m = RouteMessage::default();
-    m.header.address_family = family(d);
-    m.header.destination_prefix_length = len.parse().unwrap();
-    m.header.table = table;
-    m.header.kind = kind;
-    m.attributes.push(RouteAttribute::Table(u32::from(table)));
-    m.attributes.push(RouteAttribute::Destination(d.into()));
-    m.attributes.push(RouteAttribute::Priority(metric));
-    match hops {
-        [] => {}
-        [(gw, oif, 0)] => {
-            if let Some(gw) = gw {
-                m.attributes.push(RouteAttribute::Gateway(ip(gw).into()));
-            }
-            m.attributes.push(RouteAttribute::Oif(*oif));
-        }
-        _ => {
-            let nh = hops
-                .iter()
-                .map(|&(gw, oif, weight)| {
-                    let mut h = RouteNextHop::default();
-                    h.interface_index = oif;
-                    h.hops = weight;
-                    if let Some(gw) = gw {
-                        h.attributes.push(RouteAttribute::Gateway(ip(gw).into()));
-                    }
-                    h
-                })
-                .collect();
-            m.attributes.push(RouteAttribute::MultiPath(nh));
-        }
-    }
-    RouteNetlinkMessage::NewRoute(m)
-}
-
-const MAIN: u8 = RouteHeader::RT_TABLE_MAIN;
-const LOCAL: u8 = 255;
 
 fn unicast(dst: &str, metric: u32, gw: Option<&str>, oif: u32) -> RouteNetlinkMessage {
     route(MAIN, RouteType::Unicast, dst, metric, &[(gw, oif, 0)])

@@ -4,121 +4,49 @@
 use super::*;
 use crate::control::mirror::Snapshot;
 use etherparse::{Icmpv4Type, Icmpv6Type, NetSlice, SlicedPacket, TransportSlice};
-use netlink_packet_route::address::{AddressAttribute, AddressMessage};
-use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
-use netlink_packet_route::neighbour::{
-    NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState,
-};
-use netlink_packet_route::route::{
-    RouteAttribute, RouteHeader, RouteMessage, RouteNextHop, RouteType,
-};
-use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use netlink_packet_route::RouteNetlinkMessage;
+use netlink_packet_route::neighbour::NeighbourState;
+use netlink_packet_route::route::RouteType;
 use proptest::prelude::*;
 use std::net::IpAddr;
 use std::time::Duration;
 
 // ---- the table: ports 2 (PortId 0, MTU 1500) and 3 (PortId 1, MTU 1400); 4 is not a port ----
 
-fn ip(s: &str) -> IpAddr {
-    s.parse().unwrap()
-}
+use crate::testmsg::{self, LOCAL, MAIN, ip};
 
 fn mac(n: u8) -> [u8; 6] {
-    [0x02, 0, 0, 0, 0, n]
+    testmsg::mac(n).0
 }
 
 /// The sender on port 0.
 const SENDER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xaa];
 
-fn family(a: IpAddr) -> AddressFamily {
-    if a.is_ipv4() {
-        AddressFamily::Inet
-    } else {
-        AddressFamily::Inet6
-    }
-}
-
 fn link(index: u32, mtu: u32) -> RouteNetlinkMessage {
-    let mut m = LinkMessage::default();
-    m.header.index = index;
-    m.header.flags |= LinkFlags::Up | LinkFlags::LowerUp;
-    m.attributes = vec![
-        LinkAttribute::IfName(format!("if{index}")),
-        LinkAttribute::Mtu(mtu),
-        LinkAttribute::Address(mac(index as u8).to_vec()),
-    ];
-    RouteNetlinkMessage::NewLink(m)
+    testmsg::link(index, mtu, true, true)
 }
 
 fn neigh(ifindex: u32, addr: &str, mac_byte: u8) -> RouteNetlinkMessage {
-    let a = ip(addr);
-    let mut m = NeighbourMessage::default();
-    m.header.family = family(a);
-    m.header.ifindex = ifindex;
-    m.header.state = NeighbourState::Reachable;
-    m.attributes = vec![
-        NeighbourAttribute::Destination(match a {
-            IpAddr::V4(a) => NeighbourAddress::Inet(a),
-            IpAddr::V6(a) => NeighbourAddress::Inet6(a),
-        }),
-        NeighbourAttribute::LinkLayerAddress(mac(mac_byte).to_vec()),
-    ];
-    RouteNetlinkMessage::NewNeighbour(m)
+    testmsg::neigh(ifindex, addr, NeighbourState::Reachable, mac_byte)
 }
 
 fn addr(ifindex: u32, a: &str) -> RouteNetlinkMessage {
-    let a = ip(a);
-    let mut m = AddressMessage::default();
-    m.header.family = family(a);
-    m.header.index = ifindex;
-    m.header.prefix_len = if a.is_ipv4() { 24 } else { 64 };
-    m.attributes.push(AddressAttribute::Address(a));
-    RouteNetlinkMessage::NewAddress(m)
+    testmsg::addr(ifindex, a, if ip(a).is_ipv4() { 24 } else { 64 }, false)
 }
 
+/// A route whose next hops are (gateway, oif), all of weight 1, metric 0.
 fn route(
     table: u8,
     kind: RouteType,
     dst: &str,
     hops: &[(Option<&str>, u32)],
 ) -> RouteNetlinkMessage {
-    let (d, len) = dst.split_once('/').unwrap();
-    let d = ip(d);
-    let mut m = RouteMessage::default();
-    m.header.address_family = family(d);
-    m.header.destination_prefix_length = len.parse().unwrap();
-    m.header.table = table;
-    m.header.kind = kind;
-    m.attributes.push(RouteAttribute::Table(u32::from(table)));
-    m.attributes.push(RouteAttribute::Destination(d.into()));
-    match hops {
-        [] => {}
-        [(gw, oif)] => {
-            if let Some(gw) = gw {
-                m.attributes.push(RouteAttribute::Gateway(ip(gw).into()));
-            }
-            m.attributes.push(RouteAttribute::Oif(*oif));
-        }
-        _ => {
-            let nh = hops
-                .iter()
-                .map(|&(gw, oif)| {
-                    let mut h = RouteNextHop::default();
-                    h.interface_index = oif;
-                    if let Some(gw) = gw {
-                        h.attributes.push(RouteAttribute::Gateway(ip(gw).into()));
-                    }
-                    h
-                })
-                .collect();
-            m.attributes.push(RouteAttribute::MultiPath(nh));
-        }
-    }
-    RouteNetlinkMessage::NewRoute(m)
+    let weighted: Vec<_> = match hops {
+        [(gw, oif)] => vec![(*gw, *oif, 0)],
+        _ => hops.iter().map(|&(gw, oif)| (gw, oif, 0)).collect(),
+    };
+    testmsg::route(table, kind, dst, 0, &weighted)
 }
-
-const MAIN: u8 = RouteHeader::RT_TABLE_MAIN;
-const LOCAL: u8 = 255;
 
 fn unicast(dst: &str, gw: Option<&str>, oif: u32) -> RouteNetlinkMessage {
     route(MAIN, RouteType::Unicast, dst, &[(gw, oif)])
