@@ -11,7 +11,7 @@ use serde::{Serialize, Serializer};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-/// A network interface: what the mirror keeps of it, and what [`super::link::get_link`] answers.
+/// A network interface: what the mirror keeps of it, and what [`crate::control::link::get_link`] answers.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct MirLink {
     /// Interface index.

@@ -2,7 +2,7 @@
 //! after each kernel change.
 //!
 //! The table is immutable; a change builds a whole new one and swaps it into a [`FibHandle`]
-//! (an [`ArcSwap`]). A worker `load`s the handle once per batch: no lock, no syscall, and a table
+//! (an [`arc_swap::ArcSwap`]). A worker `load`s the handle once per batch: no lock, no syscall, and a table
 //! it holds stays valid (it is an `Arc`) however many newer ones are published meanwhile.
 //! [`FibUpdater`] is the control thread that does the rebuilding: it sleeps on the mirror's
 //! [`SnapshotWatch`] and wakes as soon as a snapshot is published, so a kernel change reaches the

@@ -4,7 +4,7 @@
 //! routes, links, addresses and neighbours.
 //!
 //! The module owns [`Fib`] (build and lookup), [`Lookup`]/[`Hop`] (the answers), and
-//! [`FibHandle`]/[`FibUpdater`] (publishing a new `Fib` to the workers after each kernel change,
+//! [`FibHandle`]/`control::fib_updater::FibUpdater` (publishing a new `Fib` to the workers after each kernel change,
 //! without a lock on their path). It must never do packet I/O, change kernel state, or allocate,
 //! lock or log in a lookup.
 //!
