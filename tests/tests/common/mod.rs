@@ -308,3 +308,83 @@ pub fn xdp_attached(bed: &TestBed) -> bool {
         })
         .unwrap()
 }
+
+impl Engine {
+    /// Wait (bounded) until sluice has written a stderr line containing each of `needles`, in any
+    /// order (a warning may come before or after the start-up line); panics with what was seen
+    /// if one is missing. Returns the lines read meanwhile.
+    pub fn wait_for_logs(&self, needles: &[&str], timeout: Duration) -> Vec<String> {
+        let end = Instant::now() + timeout;
+        let mut seen = Vec::new();
+        let mut missing: Vec<&str> = needles.to_vec();
+        while !missing.is_empty() {
+            let Some(left) = end.checked_duration_since(Instant::now()) else {
+                break;
+            };
+            match self.stderr.recv_timeout(left) {
+                Ok(l) => {
+                    missing.retain(|n| !l.contains(n));
+                    seen.push(l);
+                }
+                Err(_) => break,
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "sluice never logged {missing:?} within {timeout:?}; it logged:\n{}",
+            seen.join("\n")
+        );
+        seen
+    }
+}
+
+/// Set an integer socket option (`setsockopt(fd, level, name, &value)`), with libc's named
+/// constants, e.g. `IPPROTO_IP`/`IP_MTU_DISCOVER`/`IP_PMTUDISC_DO`, which nix does not wrap.
+pub fn set_socket_option(
+    fd: std::os::fd::BorrowedFd<'_>,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: `fd` is a live descriptor for the borrow; the option value is a c_int that lives
+    // across the call, and its size is passed with it.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            (&raw const value).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// The kernel's `TCP_INFO` for a TCP socket (path MTU, MSS, retransmissions).
+pub fn tcp_info(fd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<libc::tcp_info> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: tcp_info is plain old data; all-zero is a valid value.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: `fd` is live for the borrow; `info` and `len` are valid for writes and `len` says
+    // how much room `info` has (the kernel writes at most that much).
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&raw mut info).cast(),
+            &mut len,
+        )
+    };
+    if rc == 0 {
+        Ok(info)
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
