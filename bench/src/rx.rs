@@ -665,6 +665,7 @@ impl Receiver {
             busy_poll,
             park: Default::default(),
             kernel: None,
+            ports_down: None,
         };
         let worker = worker::spawn(q, app, cfg, stop.clone())?;
         Ok(Receiver {

@@ -98,6 +98,7 @@ fn worker_loop_allocates_nothing_per_packet() {
                 busy_poll: false,
                 park: Default::default(),
                 kernel: None,
+                ports_down: None,
             };
             run_loop(q, Reflect::new(), &cfg, &stop, &shared);
             COUNT_ME.with(|c| c.set(false));

@@ -58,7 +58,28 @@ pub fn spawn_updater(mirror: &MirrorHandle, ports: &[u32]) -> Result<FibUpdater,
 impl FibUpdater {
     /// [`spawn_updater`] over a [`SnapshotWatch`]. The first table is built before this returns.
     pub fn spawn(watch: SnapshotWatch, ports: Vec<u32>) -> Result<FibUpdater, FibError> {
+        Self::spawn_with_link_flags(watch, ports, None)
+    }
+
+    /// [`FibUpdater::spawn`] that also keeps `down` (one flag per port, in `ports` order) set
+    /// for the ports whose link is not running, from the same snapshot as each table: the
+    /// workers' view of which ports can send and the table's never disagree for long (the
+    /// engine's own link supervisor polls, which is tens of milliseconds later).
+    pub fn spawn_with_link_flags(
+        watch: SnapshotWatch,
+        ports: Vec<u32>,
+        down: Option<Arc<[AtomicBool]>>,
+    ) -> Result<FibUpdater, FibError> {
         let (generation, snap) = watch.latest();
+        let mark = move |snap: &crate::netstate::Snapshot, ports: &[u32]| {
+            if let Some(down) = &down {
+                for (flag, &ifindex) in down.iter().zip(ports) {
+                    let running = snap.link(ifindex).is_some_and(|l| l.is_running());
+                    flag.store(!running, Ordering::Relaxed);
+                }
+            }
+        };
+        mark(&snap, &ports);
         let handle = FibHandle::new(Fib::from_snapshot(&snap, &ports));
         let shared = Arc::new(UpdaterShared {
             stop: AtomicBool::new(false),
@@ -76,6 +97,7 @@ impl FibUpdater {
                     }
                     let (g, snap) = watch.latest();
                     h.store(Fib::from_snapshot(&snap, &ports));
+                    mark(&snap, &ports);
                     seen = g;
                     sh.generation.store(g, Ordering::Release);
                     sh.builds.fetch_add(1, Ordering::Relaxed);

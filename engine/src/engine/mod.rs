@@ -268,10 +268,18 @@ impl<A: App + 'static> Engine<A> {
                 ifindex,
             })
             .collect();
+        // Per port, whether its link is down: kept by the FIB updater (forwarding) from the same
+        // snapshots as the table, so workers divert frames for a dead port to the kernel.
+        let ports_down: Arc<[AtomicBool]> =
+            cfg.ifaces.iter().map(|_| AtomicBool::new(false)).collect();
         let fib = if cfg.forward {
             Some(
-                FibUpdater::spawn(mirror.watch(), plan.ifindexes.clone())
-                    .map_err(|e| RunError::Fib(e.to_string()))?,
+                FibUpdater::spawn_with_link_flags(
+                    mirror.watch(),
+                    plan.ifindexes.clone(),
+                    Some(ports_down.clone()),
+                )
+                .map_err(|e| RunError::Fib(e.to_string()))?,
             )
         } else {
             None
@@ -280,6 +288,8 @@ impl<A: App + 'static> Engine<A> {
 
         let stop = Arc::new(AtomicBool::new(false));
         let park = Arc::new(AtomicBool::new(false));
+        let ports_down: Arc<[AtomicBool]> =
+            cfg.ifaces.iter().map(|_| AtomicBool::new(false)).collect();
         let mut workers: Vec<WorkerHandle<A>> = Vec::new();
         let mut app_name = "";
         for (s, core) in sockets.into_iter().zip(plan.cores.iter().copied()) {
@@ -288,6 +298,7 @@ impl<A: App + 'static> Engine<A> {
                 busy_poll: cfg.busy_poll,
                 park: park.clone(),
                 kernel: tap.as_ref().map(|(_, path)| path.clone()),
+                ports_down: Some(ports_down.clone()),
             };
             let app = make_app(&AppContext {
                 queue: s.queue(),

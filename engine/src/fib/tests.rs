@@ -2,7 +2,7 @@
 //! and one over a real kernel in a throwaway network namespace.
 
 use super::*;
-use crate::control::fib_updater::{FibUpdater, spawn_updater};
+use crate::control::fib_updater::FibUpdater;
 use crate::control::mirror::Snapshot;
 use crate::testmsg::{self, LOCAL, MAIN, addr, ip, mac, neigh, route};
 use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
@@ -477,7 +477,12 @@ fn from_a_real_kernel_with_live_updates() {
         let snap = mirror.snapshot();
         let idx = |n: &str| snap.link_by_name(n).unwrap().index;
         let (p0, p1, x0) = (idx("p0"), idx("p1"), idx("x0"));
-        let up = spawn_updater(&mirror, &[p0, p1]).expect("updater");
+        let down: Arc<[std::sync::atomic::AtomicBool]> =
+            (0..2).map(|_| std::sync::atomic::AtomicBool::new(true)).collect();
+        let up = FibUpdater::spawn_with_link_flags(mirror.watch(), vec![p0, p1], Some(down.clone()))
+            .expect("updater");
+        let is_down = |i: usize| down[i].load(std::sync::atomic::Ordering::Relaxed);
+        assert!(!is_down(0) && !is_down(1), "both ports run: flags cleared with the first table");
         let fib = up.handle().load_full();
         assert_eq!(fib.lookup(ip("10.0.0.2"), 0), Lookup::Local, "own address");
         assert_eq!(fib.ipv4_of(p0), Some(v4("10.0.0.2")));
@@ -515,6 +520,7 @@ fn from_a_real_kernel_with_live_updates() {
         eprintln!("a link down reached the table in {t:?}");
         let f = up.handle().load_full();
         assert!((0..100u32).all(|h| f.lookup(ip("10.10.0.1"), h) == hop(p1, 1)));
+        assert!(is_down(0) && !is_down(1), "p0's flag set with the table that left it out");
         assert!(up.builds() > 1 && up.generation() == mirror.generation());
         up.stop().unwrap();
         mirror.stop().unwrap();

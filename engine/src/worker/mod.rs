@@ -51,6 +51,8 @@ pub struct WorkerConfig {
     /// Where [`crate::batch::Verdict::Kernel`] frames go; without one they are dropped
     /// (`no_kernel_path`).
     pub kernel: Option<KernelPath>,
+    /// Per port, set while its link is down: frames for it go to the kernel path instead.
+    pub ports_down: Option<Arc<[AtomicBool]>>,
 }
 
 /// How long a parked worker sleeps between looks at its park flag.
@@ -144,6 +146,9 @@ pub fn run_loop<A: App>(
     let mut scratch = Scratch::new();
     if let Some(k) = cfg.kernel.clone() {
         scratch.set_kernel_path(k);
+    }
+    if let Some(d) = cfg.ports_down.clone() {
+        scratch.set_ports_down(d);
     }
     let batch = q.batch_size();
     let ports = q.port_count();

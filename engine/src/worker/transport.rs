@@ -13,6 +13,7 @@ use crate::wire::{EthernetFrame, MacAddr};
 use crate::xsk::{Desc, Kick, MAX_BATCH, XskQueue};
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// A source and sink of frames that lends their bytes in place (AF_XDP, or memory in tests),
 /// over one or more ports sharing one pool of frame buffers.
@@ -108,6 +109,8 @@ impl KernelPath {
 /// (about 16 KiB) so the hot loop never allocates, and the path to the kernel, if any.
 pub struct Scratch {
     kernel: Option<KernelPath>,
+    /// Per port: its link is down (set by the engine's link supervisor).
+    ports_down: Option<Arc<[AtomicBool]>>,
     descs: [Desc; MAX_BATCH],
     lens: [u32; MAX_BATCH],
     verdicts: [Verdict; MAX_BATCH],
@@ -122,6 +125,7 @@ impl Scratch {
     pub fn new() -> Box<Self> {
         Box::new(Scratch {
             kernel: None,
+            ports_down: None,
             descs: [Desc::default(); MAX_BATCH],
             lens: [0; MAX_BATCH],
             verdicts: [Verdict::Drop(DropReason::Policy); MAX_BATCH],
@@ -138,6 +142,13 @@ impl Scratch {
     /// `no_kernel_path`).
     pub fn set_kernel_path(&mut self, path: KernelPath) {
         self.kernel = Some(path);
+    }
+
+    /// Follow the ports' link state: a frame for a port whose flag is set goes to the kernel
+    /// path instead of a TX ring that cannot send (the kernel routes it afresh — over another
+    /// port, if the routes allow). Only with a kernel path.
+    pub fn set_ports_down(&mut self, down: Arc<[AtomicBool]>) {
+        self.ports_down = Some(down);
     }
 }
 
@@ -171,7 +182,10 @@ pub fn step<T: Transport, A: App + ?Sized>(
     // The frame slices live on the stack for the app's call only; an array sized to the batch
     // (not always MAX_BATCH) keeps their initialisation off the per-packet cost.
     let (descs, lens, verdicts) = (&mut s.descs[..n], &mut s.lens[..n], &mut s.verdicts[..n]);
-    let k = s.kernel.as_ref();
+    let k = Exceptions {
+        kernel: s.kernel.as_ref(),
+        down: s.ports_down.as_deref(),
+    };
     c.bad_desc += u64::from(match n {
         0..=32 => lend_and_process::<_, _, 32>(t, ingress, app, descs, lens, verdicts, k),
         33..=64 => lend_and_process::<_, _, 64>(t, ingress, app, descs, lens, verdicts, k),
@@ -267,6 +281,22 @@ fn send<T: Transport>(
     unsent.len()
 }
 
+/// What [`step`] does with frames it cannot send itself.
+#[derive(Clone, Copy)]
+struct Exceptions<'a> {
+    kernel: Option<&'a KernelPath>,
+    down: Option<&'a [AtomicBool]>,
+}
+
+impl Exceptions<'_> {
+    #[inline]
+    fn port_down(&self, port: usize) -> bool {
+        self.down
+            .and_then(|d| d.get(port))
+            .is_some_and(|f| f.load(Ordering::Relaxed))
+    }
+}
+
 /// Lend the frames of `descs` (at most `N`) and run `app` over them; returns how many the
 /// transport could not lend. `lens` ends up holding each frame's length after the app, and
 /// [`Verdict::Kernel`] frames have been written to `kernel` (or turned into drops).
@@ -278,7 +308,7 @@ fn lend_and_process<T: Transport, A: App + ?Sized, const N: usize>(
     descs: &mut [Desc],
     lens: &mut [u32],
     verdicts: &mut [Verdict],
-    kernel: Option<&KernelPath>,
+    ex: Exceptions<'_>,
 ) -> u32 {
     let n = descs.len();
     let mut frames: [&mut [u8]; N] = std::array::from_fn(|_| <&mut [u8]>::default());
@@ -290,10 +320,20 @@ fn lend_and_process<T: Transport, A: App + ?Sized, const N: usize>(
     app.process(&mut batch);
     // The exception path, while the frames are still lent: rare, so one look per frame.
     for i in 0..n {
-        if batch.verdict(i) == Verdict::Kernel
-            && !kernel.is_some_and(|k| k.send(batch.frame_mut(i)))
-        {
-            batch.set_verdict(i, Verdict::Drop(DropReason::NoKernelPath));
+        let v = match batch.verdict(i) {
+            Verdict::TxOn(p) if ex.kernel.is_some() && ex.port_down(p.index()) => Verdict::Kernel,
+            v => v,
+        };
+        if v == Verdict::Kernel {
+            let sent = ex.kernel.is_some_and(|k| k.send(batch.frame_mut(i)));
+            batch.set_verdict(
+                i,
+                if sent {
+                    Verdict::Kernel
+                } else {
+                    Verdict::Drop(DropReason::NoKernelPath)
+                },
+            );
         }
     }
     bad
@@ -539,6 +579,22 @@ mod test {
                 .expect("the kernel delivered the frame");
             assert_eq!(&buf[..n], b"to the stack");
             assert_eq!(from, "10.8.0.2:4444".parse().unwrap());
+            // A frame for a port whose link is down takes the kernel path too.
+            let down: Arc<[AtomicBool]> = (0..2).map(|_| AtomicBool::new(false)).collect();
+            s.set_ports_down(down.clone());
+            down[1].store(true, Ordering::Relaxed);
+            let mut t2 = MemTransport::new(&[&frame], 4, 2048).with_ports(2);
+            let mut c = Local::default();
+            step(&mut t2, PortId(0), &mut Spread, &mut s, 2, &mut c);
+            // Spread sends frame 0 to port 0 (up) and frame 1 to port 1 (down: the kernel).
+            assert_eq!(
+                (t2.transmitted_on(0), t2.transmitted_on(1), c.to_kernel),
+                (1, 0, 1)
+            );
+            let (n, _) = sock
+                .recv_from(&mut buf)
+                .expect("the diverted frame arrived");
+            assert_eq!(&buf[..n], b"to the stack");
             // Without a path the same verdict is a counted drop.
             let mut c = Local::default();
             step(
