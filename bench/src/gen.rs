@@ -539,8 +539,9 @@ fn ifindex(iface: &str) -> Result<u32, GenError> {
     })
 }
 
-/// Parses [`sluice_ebpf::BENCH_OBJ`] and loads (verifies) program `program` of it.
-fn load_object(program: &'static str, iface: &str) -> Result<Ebpf, GenError> {
+/// Parses `object` ([`sluice_ebpf::BENCH_OBJ`] or [`sluice_ebpf::FWD_OBJ`]) and loads
+/// (verifies) program `program` of it.
+fn load_object(object: &[u8], program: &'static str, iface: &str) -> Result<Ebpf, GenError> {
     let load_err = |source: EbpfError| {
         let verifier_log = match &source {
             EbpfError::ProgramError(ProgramError::LoadError { verifier_log, .. }) => {
@@ -555,9 +556,7 @@ fn load_object(program: &'static str, iface: &str) -> Result<Ebpf, GenError> {
             source: Box::new(source),
         }
     };
-    let mut bpf = EbpfLoader::new()
-        .load(sluice_ebpf::BENCH_OBJ)
-        .map_err(load_err)?;
+    let mut bpf = EbpfLoader::new().load(object).map_err(load_err)?;
     xdp_mut(&mut bpf, program)?
         .load()
         .map_err(|e| load_err(EbpfError::ProgramError(e)))?;
@@ -611,6 +610,8 @@ pub struct Generator {
     iface: String,
     ifindex: u32,
     batch: u32,
+    /// Most frames per `bpf()` call (see [`Generator::set_max_call`]).
+    max_call: u32,
     config: Array<MapData, [u8; GenConfig::SIZE]>,
     seq: Array<MapData, u64>,
     counters: PerCpuArray<MapData, u64>,
@@ -649,7 +650,7 @@ impl Generator {
     /// anyway, with that per-call cost.
     pub fn load(iface: &str) -> Result<Generator, GenError> {
         let ifindex = ifindex(iface)?;
-        let mut bpf = load_object(obj::GEN_PROGRAM, iface)?;
+        let mut bpf = load_object(sluice_ebpf::BENCH_OBJ, obj::GEN_PROGRAM, iface)?;
         let config = take_map(&mut bpf, obj::GEN_CONFIG_MAP)?;
         let seq = take_map(&mut bpf, obj::GEN_SEQ_MAP)?;
         let counters = take_map(&mut bpf, obj::COUNTERS_MAP)?;
@@ -670,6 +671,7 @@ impl Generator {
             iface: iface.to_string(),
             ifindex,
             batch: DEFAULT_BATCH,
+            max_call: MAX_CHUNK,
             config,
             seq,
             counters,
@@ -691,6 +693,22 @@ impl Generator {
     /// Frames per live-frames batch (`1..=256`, clamped): the kernel transmits a batch at once.
     pub fn set_batch_size(&mut self, batch: u32) {
         self.batch = batch.clamp(1, 256);
+    }
+
+    /// Most frames per `bpf()` call (`1..=2^20`, clamped; default 2^20).
+    ///
+    /// Why one would cap it: each call runs on a page pool of its own, whose pages are filled
+    /// with the template once, when first allocated; a page that comes back to the pool while
+    /// the call is still running is reused as it was left. `gen_tx` rewrites only the source
+    /// port, the stamp and the L4 checksum, so a frame the receiver changed in place — a
+    /// router's MAC rewrite and TTL decrement, done on the generator's page by the kernel's
+    /// forwarding path and by an XDP forwarder — goes out again changed (measured: 95% of the
+    /// frames reaching a forwarding veth end were dropped as "otherhost", their destination MAC
+    /// the next hop's). With at most one batch per call ([`Generator::set_batch_size`]), every
+    /// frame of a call is on a page the pool has not handed out before, so every frame leaves
+    /// as the template. The cost is a page pool per call.
+    pub fn set_max_call(&mut self, frames: u32) {
+        self.max_call = frames.clamp(1, MAX_CHUNK);
     }
 
     /// The sequence number the next frame will get.
@@ -761,6 +779,7 @@ impl Generator {
         let bad0 = self.counter(counter::GEN_BAD)?;
         let ctx = xdp_md(frame.len(), self.ifindex, 0);
         let batch = self.batch;
+        let max_call = self.max_call;
 
         let offered = match rate {
             Rate::Max => None,
@@ -820,9 +839,9 @@ impl Generator {
                         }
                         continue;
                     }
-                    chunk.min((total - sent).min(u64::from(MAX_CHUNK)) as u32)
+                    chunk.min((total - sent).min(u64::from(max_call)) as u32)
                 }
-                _ => chunk,
+                _ => chunk.min(max_call),
             };
 
             let call_start = Instant::now();
@@ -924,7 +943,7 @@ pub struct XdpCounts {
     pub bytes: u64,
 }
 
-/// An attached `drop_all` or `pass_all` program and its counters. Dropping it detaches the
+/// An attached `drop_all`, `pass_all` or `xdp_fwd` program and its counters. Dropping it detaches the
 /// program (a bpf_link; the kernel detaches it too if the process dies).
 pub struct XdpCounterHandle {
     iface: String,
@@ -953,7 +972,7 @@ impl XdpCounterHandle {
         &self.iface
     }
 
-    /// `drop_all` or `pass_all`.
+    /// `drop_all`, `pass_all` or `xdp_fwd`.
     pub fn program(&self) -> &'static str {
         self.program
     }
@@ -977,14 +996,18 @@ impl XdpCounterHandle {
     }
 }
 
+/// Loads `program` of `object`, attaches it to `iface` (driver mode, else skb mode, loudly)
+/// and keeps its `counters` map, whose slots `frames_idx` and `frames_idx + 1` count frames
+/// and bytes (true of the bench sinks and of the forwarder).
 fn attach_sink(
+    object: &[u8],
     iface: &str,
     program: &'static str,
     frames_idx: u32,
 ) -> Result<XdpCounterHandle, GenError> {
     // Resolve first, for a clear error (aya's attach would too, with a vaguer one).
     ifindex(iface)?;
-    let mut bpf = load_object(program, iface)?;
+    let mut bpf = load_object(object, program, iface)?;
     let counters = take_map(&mut bpf, obj::COUNTERS_MAP)?;
     let prog = xdp_mut(&mut bpf, program)?;
     let attach_err = |source: ProgramError| GenError::Attach {
@@ -1025,14 +1048,38 @@ fn attach_sink(
 /// Attaches `drop_all` (count, `XDP_DROP`) to `iface` — the XDP_DROP floor peer. Call on a
 /// thread inside `iface`'s namespace; the handle works from any thread.
 pub fn attach_drop_all(iface: &str) -> Result<XdpCounterHandle, GenError> {
-    attach_sink(iface, obj::DROP_PROGRAM, counter::DROP_FRAMES)
+    attach_sink(
+        sluice_ebpf::BENCH_OBJ,
+        iface,
+        obj::DROP_PROGRAM,
+        counter::DROP_FRAMES,
+    )
 }
 
 /// Attaches `pass_all` (count, `XDP_PASS`) to `iface`, so a veth end receives what the
 /// generator transmits from the other end and hands it to the kernel stack (kernel-socket
 /// baselines). Call on a thread inside `iface`'s namespace; the handle works from any thread.
 pub fn attach_pass_all(iface: &str) -> Result<XdpCounterHandle, GenError> {
-    attach_sink(iface, obj::PASS_PROGRAM, counter::PASS_FRAMES)
+    attach_sink(
+        sluice_ebpf::BENCH_OBJ,
+        iface,
+        obj::PASS_PROGRAM,
+        counter::PASS_FRAMES,
+    )
+}
+
+/// Attaches the in-kernel XDP forwarder `xdp_fwd` ([`sluice_ebpf::FWD_OBJ`]: FIB lookup, MAC
+/// rewrite, TTL decrement, `bpf_redirect` to the egress interface; `XDP_PASS` otherwise) to
+/// `iface`; the handle counts the frames it redirected. On veth a redirected frame reaches the
+/// egress end's peer only if that peer has an XDP program (its NAPI must be enabled). Call on a
+/// thread inside `iface`'s namespace; the handle works from any thread.
+pub fn attach_xdp_fwd(iface: &str) -> Result<XdpCounterHandle, GenError> {
+    attach_sink(
+        sluice_ebpf::FWD_OBJ,
+        iface,
+        sluice_ebpf::fwd::PROGRAM,
+        sluice_ebpf::fwd::counter::FRAMES,
+    )
 }
 
 #[cfg(test)]

@@ -12,5 +12,6 @@ pub mod payload;
 pub mod peers;
 pub mod pipeline;
 pub mod report;
+pub mod route;
 pub mod rx;
 mod sys;

@@ -5,8 +5,10 @@
 //! the receiver of reflected frames on the "peer" end, on core 1. Subjects of a scenario run in
 //! alternating rounds (A B C A B C …), and the report gives medians and ratios of medians. The
 //! `pipeline` scenario needs none of that (it runs the worker's step over memory), so a session
-//! of only `pipeline` builds no test bed.
+//! of only `pipeline` builds no test bed. The `forward` scenario builds its own client — router —
+//! server bed (see `forward.rs`).
 
+mod forward;
 mod scenarios;
 
 use anyhow::{Context, Result, bail};
@@ -91,6 +93,9 @@ pub enum ScenarioKind {
     Lever,
     /// pipeline: ns/packet of the worker step and of each app alone, over memory (no kernel).
     Pipeline,
+    /// forward: Mpps routed client → router → server by sluice --app forward vs the kernel's
+    /// IP forwarding vs the in-kernel XDP forwarder (its own three-namespace bed).
+    Forward,
     /// Everything above.
     All,
 }
@@ -140,27 +145,37 @@ fn run_bench(a: BenchArgs) -> Result<()> {
             ScenarioKind::Latency,
             ScenarioKind::Sweep,
             ScenarioKind::Idle,
+            ScenarioKind::Forward,
         ],
         k => vec![k],
     };
-    // Only scenarios with traffic need the bed (namespaces, generator, hugepages for testpmd)
-    // and the sluice binary.
-    let mut session = if kinds.iter().any(|k| *k != ScenarioKind::Pipeline) {
-        if !a.sluice.exists() {
-            bail!(
-                "{} not found (build it: cargo build --release -p sluice)",
-                a.sluice.display()
-            );
-        }
+    // Only scenarios with traffic need the sluice binary; those on the veth pair share one
+    // bed (namespaces, generator, hugepages for testpmd), and `forward` builds its own
+    // client — router — server bed when it runs.
+    let on_pair = |k: &ScenarioKind| !matches!(k, ScenarioKind::Pipeline | ScenarioKind::Forward);
+    if kinds.iter().any(|k| *k != ScenarioKind::Pipeline) && !a.sluice.exists() {
+        bail!(
+            "{} not found (build it: cargo build --release -p sluice)",
+            a.sluice.display()
+        );
+    }
+    let mut session = if kinds.iter().any(on_pair) {
         Some(scenarios::Session::new(&a, secs).context("setting up the test bed")?)
     } else {
         None
     };
+    let mut forward_header = None;
     let mut done = Vec::new();
     for k in kinds {
         println!("==> scenario {k:?}");
         let sc = match (k, session.as_mut()) {
             (ScenarioKind::Pipeline, _) => pipeline(&a),
+            (ScenarioKind::Forward, _) => forward::ForwardBench::new(&a, secs)
+                .context("setting up the router bed")
+                .and_then(|mut f| {
+                    forward_header = Some(f.header());
+                    f.scenario()
+                }),
             (ScenarioKind::Rxdrop, Some(s)) => s.rxdrop(),
             (ScenarioKind::Reflect, Some(s)) => s.reflect(),
             (ScenarioKind::Latency, Some(s)) => s.latency(),
@@ -177,9 +192,10 @@ fn run_bench(a: BenchArgs) -> Result<()> {
         ScenarioKind::Lever => format!("lever-{}", chrono_like_stamp()),
         _ => format!("bench-{}", chrono_like_stamp()),
     };
-    let header = match &session {
-        Some(s) => s.header(),
-        None => pipeline_header(&a),
+    let header = match (&session, forward_header) {
+        (Some(s), _) => s.header(),
+        (None, Some(h)) => h,
+        (None, None) => pipeline_header(&a),
     };
     sluice_bench::report::write_reports(&a.out, &stem, &header, &done)
         .with_context(|| format!("writing reports to {}", a.out.display()))?;

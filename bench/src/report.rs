@@ -81,7 +81,7 @@ pub struct Target {
     pub subject: String,
     /// What it is compared with.
     pub baseline: String,
-    /// Required ratio.
+    /// Required ratio; 0 for none (the ratio is reported, `met` is `None`).
     pub factor: f64,
     /// True: ratio ≥ factor is a pass (throughput); false: ratio ≤ factor (latency).
     pub at_least: bool,
@@ -157,7 +157,7 @@ impl Scenario {
                     (Some(a), Some(b)) if b > 0.0 => Some(a / b),
                     _ => None,
                 };
-                let met = ratio.map(|r| {
+                let met = ratio.filter(|_| t.factor > 0.0).map(|r| {
                     if t.at_least {
                         r >= t.factor
                     } else {
@@ -262,11 +262,15 @@ impl Scenario {
                     .as_deref()
                     .map(|k| format!(" ({k})"))
                     .unwrap_or_default();
+                let goal = if t.target.factor > 0.0 {
+                    format!("{op} {}×", t.target.factor)
+                } else {
+                    "/ (ratio only)".into()
+                };
                 let _ = writeln!(
                     s,
-                    "| {}{what} {op} {}× {} | {} | {} |",
+                    "| {}{what} {goal} {} | {} | {} |",
                     t.target.subject,
-                    t.target.factor,
                     t.target.baseline,
                     t.ratio
                         .map(|r| format!("{r:.2}×"))

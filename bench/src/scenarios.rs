@@ -14,16 +14,16 @@ use sluice_bench::kernel::{SinkConfig, UdpEchoServer, UdpSink};
 use sluice_bench::peers::testpmd::{Testpmd, TestpmdMode};
 use sluice_bench::report::{Machine, Scenario, Series, Subject, Target, line_plot};
 use sluice_bench::rx::{Receiver, RxReport};
-use sluice_testbed::{TestBed, VethOpts};
+use sluice_testbed::{Netns, TestBed, VethOpts};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// Core the DUT's packet work is pinned to.
-const DUT_CORE: usize = 0;
+pub(crate) const DUT_CORE: usize = 0;
 /// Core of the generator and the receiver.
-const GEN_CORE: usize = 1;
+pub(crate) const GEN_CORE: usize = 1;
 /// UDP port the DUT serves.
 const PORT: u16 = 9000;
 /// First source port of the generator's flows.
@@ -31,9 +31,9 @@ const BASE_SPORT: u16 = 10_000;
 /// Flows (source ports) the generator cycles through.
 const FLOWS: u16 = 16;
 /// Traffic before the measurement window opens.
-const WARMUP: Duration = Duration::from_millis(750);
+pub(crate) const WARMUP: Duration = Duration::from_millis(750);
 /// Traffic after it closes.
-const TAIL: Duration = Duration::from_millis(250);
+pub(crate) const TAIL: Duration = Duration::from_millis(250);
 
 /// One benchmark session: the bed, the generator and what earlier scenarios measured.
 pub struct Session {
@@ -85,11 +85,49 @@ fn reserve_hugepages() -> Option<String> {
     Some(before.trim().to_string())
 }
 
-fn pin(core: usize) {
+pub(crate) fn pin(core: usize) {
     let mut set = nix::sched::CpuSet::new();
     if set.set(core).is_ok() {
         let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set);
     }
+}
+
+/// Moves `iface`'s NAPI (in `ns`) to a kernel thread (threaded NAPI) pinned to `core`. Best
+/// effort: an end without NAPI (no XDP program on a veth end) is left alone. Returns the ids of
+/// the threads pinned. The thread is found by name ("napi/<iface>-<napi id>", cut to 15
+/// bytes), so an interface of the same name in another namespace may be pinned too.
+pub(crate) fn thread_napi(ns: &Netns, iface: &str, core: usize) -> Vec<i32> {
+    let ok = std::process::Command::new("ip")
+        .args(["netns", "exec", ns.name(), "sh", "-c"])
+        .arg(format!("echo 1 > /sys/class/net/{iface}/threaded"))
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        return Vec::new();
+    }
+    let prefix: String = format!("napi/{iface}-").chars().take(15).collect();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut pinned = Vec::new();
+    for e in dir.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|p| p.parse::<i32>().ok()) else {
+            continue;
+        };
+        let comm = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
+        if comm.trim_end().starts_with(&prefix)
+            || prefix.starts_with(comm.trim_end()) && comm.starts_with("napi/")
+        {
+            let mut set = nix::sched::CpuSet::new();
+            if set.set(core).is_ok()
+                && nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(pid), &set).is_ok()
+            {
+                pinned.push(pid);
+            }
+        }
+    }
+    pinned
 }
 
 impl Session {
@@ -226,35 +264,7 @@ impl Session {
             ends.push((self.bed.engine().ns(), self.bed.engine().iface(), DUT_CORE));
         }
         for (ns, iface, core) in ends {
-            let ok = std::process::Command::new("ip")
-                .args(["netns", "exec", ns.name(), "sh", "-c"])
-                .arg(format!("echo 1 > /sys/class/net/{iface}/threaded"))
-                .stderr(std::process::Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success());
-            if !ok {
-                continue;
-            }
-            // Kernel threads are named "napi/<iface>-<napi id>" (cut to 15 bytes).
-            let prefix: String = format!("napi/{iface}-").chars().take(15).collect();
-            let Ok(dir) = std::fs::read_dir("/proc") else {
-                continue;
-            };
-            for e in dir.flatten() {
-                let Some(pid) = e.file_name().to_str().and_then(|p| p.parse::<i32>().ok()) else {
-                    continue;
-                };
-                let comm = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
-                if comm.trim_end().starts_with(&prefix)
-                    || prefix.starts_with(comm.trim_end()) && comm.starts_with("napi/")
-                {
-                    let mut set = nix::sched::CpuSet::new();
-                    if set.set(core).is_ok() {
-                        let _ =
-                            nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(pid), &set);
-                    }
-                }
-            }
+            thread_napi(ns, iface, core);
         }
     }
 
@@ -913,7 +923,7 @@ impl Session {
     }
 }
 
-fn target(
+pub(crate) fn target(
     subject: &str,
     baseline: &str,
     factor: f64,
