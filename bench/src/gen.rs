@@ -8,9 +8,12 @@
 //! ones-complement sum of everything that never changes. [`Generator::run`] writes the config
 //! into the `gen_tx` program's map and asks the kernel to run the program `repeat` times per
 //! `bpf()` call on copies of the template (live-frames mode). Each run of the program takes the
-//! next sequence number (an atomic counter in a map), picks flow `seq % flows`, writes the source
-//! port and the stamp (magic, flow, seq, `bpf_ktime_get_ns()`), recomputes the L4 checksum from
-//! the precomputed sum and returns `XDP_TX`, which live-frames mode turns into a transmit out of
+//! next sequence number (an atomic counter in a map), picks flow `seq % flows`, restores the
+//! frame's headers from the copy of the template's first bytes the config carries (live-frames
+//! mode reuses a page as the receiver left it, and a router rewrites MACs and TTL in place),
+//! writes the source port and the stamp (magic, flow, seq, `bpf_ktime_get_ns()`), recomputes
+//! the L4 checksum from the precomputed sum and returns `XDP_TX`, which live-frames mode turns
+//! into a transmit out of
 //! the interface named in `ctx_in` (through the driver's `ndo_xdp_xmit`, in batches). This is
 //! the technique xdp-trafficgen uses: no socket, no copy from user space per frame.
 //!
@@ -412,7 +415,7 @@ impl Template {
         // Stamp bytes are still zero here.
         let base_sum = u32::from(pseudo) + u32::from(checksum::data(&frame[lay.l4..]));
 
-        let config = GenConfig {
+        let mut config = GenConfig {
             base_sum,
             flows: u32::from(self.flows),
             base_sport: self.base_sport,
@@ -425,6 +428,8 @@ impl Template {
             },
             // Filled in by Generator::run.
             ifindex: 0,
+            // Filled in below, from the finished frame.
+            head: [0; obj::GEN_HEAD_LEN],
         };
 
         // Make the template itself valid: flow 0's port and its checksum.
@@ -441,8 +446,30 @@ impl Template {
                 t.fill_checksum(pseudo);
             }
         }
+        // The bytes the program restores on every run: the finished template's head, so every
+        // header byte (MACs, TTL, IPv4 header checksum, ...) leaves as built whatever a receiver
+        // did to the page. The copy must reach the stamp; it does for every layout here
+        // (headers <= 74 bytes, frame >= headers + 16).
+        let n = frame.len().min(obj::GEN_HEAD_LEN);
+        config.head[..n].copy_from_slice(&frame[..n]);
+        if lay.stamp() > head_copy_len(frame.len()) {
+            return Err(Self::invalid(format!(
+                "headers of {} bytes do not fit in the {} bytes the generator restores",
+                lay.stamp(),
+                head_copy_len(frame.len())
+            )));
+        }
         Ok((frame, config))
     }
+}
+
+/// How many bytes of [`GenConfig::head`] `gen_tx` copies over a frame of `frame_len` bytes: the
+/// largest of 80, 72, 64, 56 that fits (0: the program drops the frame as bad).
+fn head_copy_len(frame_len: usize) -> usize {
+    [80, 72, 64, 56]
+        .into_iter()
+        .find(|&n| n <= frame_len)
+        .unwrap_or(0)
 }
 
 // ---- the generator ------------------------------------------------------------------------
@@ -697,16 +724,13 @@ impl Generator {
 
     /// Most frames per `bpf()` call (`1..=2^20`, clamped; default 2^20).
     ///
-    /// Why one would cap it: each call runs on a page pool of its own, whose pages are filled
-    /// with the template once, when first allocated; a page that comes back to the pool while
-    /// the call is still running is reused as it was left. `gen_tx` rewrites only the source
-    /// port, the stamp and the L4 checksum, so a frame the receiver changed in place — a
-    /// router's MAC rewrite and TTL decrement, done on the generator's page by the kernel's
-    /// forwarding path and by an XDP forwarder — goes out again changed (measured: 95% of the
-    /// frames reaching a forwarding veth end were dropped as "otherhost", their destination MAC
-    /// the next hop's). With at most one batch per call ([`Generator::set_batch_size`]), every
-    /// frame of a call is on a page the pool has not handed out before, so every frame leaves
-    /// as the template. The cost is a page pool per call.
+    /// Not needed for correctness: each call runs on a page pool of its own whose pages are
+    /// filled with the template only when first allocated, and a page that comes back while the
+    /// call runs is reused as the receiver left it — but `gen_tx` restores the template's first
+    /// 56–80 bytes (every header byte) on every frame, so a router's in-place MAC / TTL
+    /// rewrite never leaks into the next frame on that page. (Before it did, the forward
+    /// scenario capped calls at one batch so that every frame was on a fresh page.) A cap
+    /// shortens calls at the cost of a page pool per call.
     pub fn set_max_call(&mut self, frames: u32) {
         self.max_call = frames.clamp(1, MAX_CHUNK);
     }
@@ -1252,6 +1276,14 @@ mod test {
                 assert_eq!(cfg.flows, 7);
                 assert_eq!(cfg.base_sport, 20_000);
                 assert_eq!(cfg.flags & obj::GEN_F_ZERO_CSUM_AS_FFFF != 0, l4 == L4::Udp);
+                // The head the program restores is the template's, and reaches the stamp.
+                let n = frame.len().min(obj::GEN_HEAD_LEN);
+                assert_eq!(&cfg.head[..n], &frame[..n]);
+                assert!(cfg.head[n..].iter().all(|&b| b == 0));
+                assert!(
+                    stamp_off <= head_copy_len(frame.len()),
+                    "{l4} ipv6={ipv6} {len}"
+                );
             }
         }
         // The four minimum sizes the docs promise.
@@ -1284,10 +1316,29 @@ mod test {
         t.build().unwrap();
     }
 
+    #[test]
+    fn head_copy_reaches_the_stamp_at_every_length() {
+        for (l4, ipv6) in ALL {
+            for len in MIN_FRAME_LEN..=200 {
+                let (frame, cfg) = template(l4, ipv6, len).build().unwrap();
+                let n = head_copy_len(frame.len());
+                assert!(n.is_multiple_of(8) && n <= obj::GEN_HEAD_LEN && n <= frame.len());
+                assert!(usize::from(cfg.stamp_off) <= n, "{l4} ipv6={ipv6} {len}");
+            }
+        }
+    }
+
     /// `gen_tx`'s per-frame work, transcribed from bench.bpf.c line by line (native =
-    /// little-endian words, the folded base sum byte-swapped into that order): writes the port,
-    /// the stamp and the checksum into `frame` exactly as the program does.
+    /// little-endian words, the folded base sum byte-swapped into that order): restores the
+    /// head, then writes the port, the stamp and the checksum into `frame` exactly as the
+    /// program does.
     fn program_model(frame: &mut [u8], cfg: &GenConfig, seq: u64, ts: u64) {
+        let n = head_copy_len(frame.len());
+        assert!(
+            usize::from(cfg.stamp_off) <= n,
+            "the program would drop this frame"
+        );
+        frame[..n].copy_from_slice(&cfg.head[..n]);
         let fold = |s: u32| {
             let s = (s & 0xffff) + (s >> 16);
             (s & 0xffff) + (s >> 16)
@@ -1340,10 +1391,15 @@ mod test {
             for len in [60, 61, 333, 1514] {
                 let t = template(l4, ipv6, len);
                 let (template_frame, cfg) = t.build().unwrap();
-                // Start from garbage where the program writes: it must not depend on it
-                // (live-frames pages are recycled without being rewritten).
+                // Start from garbage in everything the program writes and everything before
+                // the stamp: it must not depend on it (live-frames pages are recycled as the
+                // receiver left them, e.g. with a router's MACs and TTL).
                 let mut frame = template_frame.clone();
+                let garbled = usize::from(cfg.stamp_off) + payload::LEN;
                 for _ in 0..500 {
+                    for b in &mut frame[..garbled] {
+                        *b = rng.next() as u8;
+                    }
                     let (seq, ts) = (rng.next(), rng.next());
                     program_model(&mut frame, &cfg, seq, ts);
                     let p = check_frame(&frame);
@@ -1358,16 +1414,26 @@ mod test {
                             ts_ns: ts
                         }
                     );
-                    // Everything else is still the template.
-                    let stamp_off = usize::from(cfg.stamp_off);
-                    assert_eq!(frame[stamp_off + 16..], template_frame[stamp_off + 16..]);
+                    // Everything else is the template again.
                     assert_eq!(
-                        frame[..usize::from(cfg.sport_off)],
-                        template_frame[..usize::from(cfg.sport_off)]
+                        without_per_frame_fields(&frame, &cfg),
+                        without_per_frame_fields(&template_frame, &cfg)
                     );
                 }
             }
         }
+    }
+
+    /// `frame` with the bytes `gen_tx` varies per frame (source port, L4 checksum, stamp)
+    /// zeroed.
+    fn without_per_frame_fields(frame: &[u8], cfg: &GenConfig) -> Vec<u8> {
+        let mut f = frame.to_vec();
+        let (sport, csum) = (usize::from(cfg.sport_off), usize::from(cfg.csum_off));
+        let stamp = usize::from(cfg.stamp_off);
+        f[sport..sport + 2].fill(0);
+        f[csum..csum + 2].fill(0);
+        f[stamp..stamp + payload::LEN].fill(0);
+        f
     }
 
     /// Stamps seq 3 with a timestamp chosen so that the checksum before the UDP rule is 0:
@@ -1546,6 +1612,154 @@ mod test {
     #[test]
     fn live_frames_tcp6() {
         live_frames_arrive_intact("live_frames_tcp6", L4::Tcp, true);
+    }
+
+    /// Frames through a router that rewrites them in place, on the generator's own pages:
+    /// `xdp_fwd` on r0 of a client — router — server bed (MACs, TTL / hop limit, IPv4 header
+    /// checksum; veth hands r0 the page `gen_tx` wrote). The generator runs several small
+    /// live-frames batches per `bpf()` call, so pages the router rewrote come back to the
+    /// call's pool and carry later frames. Every frame captured on s0 must be the template
+    /// forwarded exactly once — byte for byte, apart from the per-frame fields — with valid
+    /// checksums and a stamp matching its source port. (Checked against an object with the
+    /// head copy left out: every variant fails, frames on reused pages arrive forwarded twice,
+    /// TTL / hop limit 62.)
+    fn rewritten_pages_leave_as_the_template(name: &str, l4: L4, ipv6: bool) {
+        use sluice_testbed::{RouterBed, RouterBedOpts};
+        if !require_root(name) {
+            return;
+        }
+        /// 4 frames per batch, 200 per call at this rate (one call per millisecond): 50
+        /// batches per call. A page comes back to the pool once s0 is done with its frame;
+        /// frames the packet socket keeps hold their pages until read, so the rate is far
+        /// above what the socket keeps and most frames are dropped there, at once.
+        const BATCH: u32 = 4;
+        const PPS: u64 = 200_000;
+        const WANT: usize = 500;
+        let _serial = one_at_a_time();
+        let bed = RouterBed::new(RouterBedOpts {
+            static_neighbours: true,
+            forwarding: true,
+            ..RouterBedOpts::default()
+        })
+        .unwrap();
+        let (c0, r0, r1, s0) = (bed.c0(), bed.r0(), bed.r1(), bed.s0());
+        let fwd = bed
+            .router()
+            .run(|| attach_xdp_fwd(r0.iface()))
+            .unwrap()
+            .unwrap();
+        // s0 needs an XDP program for r1's redirect (veth), and must pass to the socket.
+        let _pass = bed
+            .server()
+            .run(|| attach_pass_all(s0.iface()))
+            .unwrap()
+            .unwrap();
+        let sock = PacketSocket::open(bed.server(), s0.iface()).unwrap();
+        let (src_ip, dst_ip): (IpAddr, IpAddr) = if ipv6 {
+            (c0.ipv6().into(), s0.ipv6().into())
+        } else {
+            (c0.ipv4().into(), s0.ipv4().into())
+        };
+        let t = Template {
+            l4,
+            ipv6,
+            frame_len: MIN_FRAME_LEN,
+            src_mac: c0.mac().octets(),
+            dst_mac: r0.mac().octets(),
+            src_ip,
+            dst_ip,
+            base_sport: 30_000,
+            dport: 9000,
+            flows: 3,
+        };
+        let (template_frame, cfg) = t.build().unwrap();
+        // The template forwarded once, as s0 must see it.
+        let mut want = template_frame.clone();
+        {
+            let mut eth = EthernetFrame::new_unchecked(&mut want[..]);
+            eth.set_dst_addr(MacAddr(s0.mac().octets()));
+            eth.set_src_addr(MacAddr(r1.mac().octets()));
+            if ipv6 {
+                Ipv6Packet::new_unchecked(eth.payload_mut()).set_hop_limit(63);
+            } else {
+                let mut ip = Ipv4Packet::new_unchecked(eth.payload_mut());
+                ip.set_ttl(63);
+                ip.fill_checksum();
+            }
+        }
+        let want = without_per_frame_fields(&want, &cfg);
+        let stamp_off = usize::from(cfg.stamp_off);
+        let r1_mac = r1.mac().octets();
+        let ours = |f: &[u8]| {
+            f.len() == template_frame.len()
+                && f[6..12] == r1_mac
+                && f.get(stamp_off..).and_then(Stamp::read).is_some()
+        };
+
+        let (report, frames) = std::thread::scope(|s| {
+            let capture = s.spawn(|| {
+                sock.collect_incoming(Duration::from_secs(10), WANT, ours)
+                    .unwrap()
+            });
+            let report = bed
+                .client()
+                .run(|| {
+                    let mut g = Generator::load(c0.iface())?;
+                    g.set_batch_size(BATCH);
+                    g.run(&t, Rate::Pps(PPS), Duration::from_millis(100), |_| {})
+                })
+                .unwrap()
+                .unwrap();
+            (report, capture.join().unwrap())
+        });
+        let forwarded = fwd.counts().unwrap().frames;
+        eprintln!(
+            "{name}: {report:?}; xdp_fwd forwarded {forwarded}, captured {}",
+            frames.len()
+        );
+        assert_eq!(report.bad_frames, 0);
+        assert!(
+            report.calls * u64::from(BATCH) < report.sent,
+            "several batches per call"
+        );
+        // (Give or take frames a full veth ring refused, should the softirq fall behind.)
+        assert!(
+            forwarded as f64 >= report.sent as f64 * 0.9,
+            "xdp_fwd forwarded {forwarded}"
+        );
+        assert!(frames.len() >= 100, "captured only {}", frames.len());
+        for f in &frames {
+            let p = check_frame(f);
+            assert_eq!((p.l4, p.ipv6, p.dport), (l4, ipv6, 9000));
+            let stamp = Stamp::read(&p.payload).unwrap();
+            assert_eq!(p.sport, 30_000 + stamp.flow);
+            assert_eq!(
+                without_per_frame_fields(f, &cfg),
+                want,
+                "seq {}: not the template forwarded once",
+                stamp.seq
+            );
+        }
+    }
+
+    #[test]
+    fn rewritten_pages_udp4() {
+        rewritten_pages_leave_as_the_template("rewritten_pages_udp4", L4::Udp, false);
+    }
+
+    #[test]
+    fn rewritten_pages_tcp4() {
+        rewritten_pages_leave_as_the_template("rewritten_pages_tcp4", L4::Tcp, false);
+    }
+
+    #[test]
+    fn rewritten_pages_udp6() {
+        rewritten_pages_leave_as_the_template("rewritten_pages_udp6", L4::Udp, true);
+    }
+
+    #[test]
+    fn rewritten_pages_tcp6() {
+        rewritten_pages_leave_as_the_template("rewritten_pages_tcp6", L4::Tcp, true);
     }
 
     /// Max rate for 2 s into `drop_all`: what the generator sent and what the XDP_DROP floor

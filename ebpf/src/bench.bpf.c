@@ -19,10 +19,23 @@
 // Live frames and recycled pages (Documentation/bpf/bpf_prog_run.rst): the
 // kernel initialises each page of its pool with the template once; recycled
 // pages are NOT rewritten, only data/data_end/data_meta are reset. So gen_tx
-// sees either the template or a frame it stamped earlier. It therefore writes
-// every byte it changes unconditionally and computes the L4 checksum from a
-// precomputed sum of the template's invariant part (config.base_sum), never
-// incrementally from what the frame holds.
+// sees the template, a frame it stamped earlier, or such a frame as a receiver
+// left it: the receiving end runs on the generator's page (veth hands it the
+// same page), and a router rewrites it in place (MACs, TTL / hop limit, IPv4
+// header checksum: the kernel's forwarding path and an XDP forwarder both do).
+// gen_tx therefore restores the frame's head from a copy of the template
+// (config.head: its first GEN_HEAD_LEN bytes, which hold every header byte of
+// any template) on every run, then writes the per-frame fields, and computes
+// the L4 checksum from a precomputed sum of the template's invariant part
+// (config.base_sum), never incrementally from what the frame holds. Bytes
+// after the head (the payload past the stamp, at most 1514 - 56) are never
+// written by gen_tx and by no receiver this project runs.
+//
+// The head copy: the largest of 80, 72, 64, 56 bytes that fits in the frame
+// (constant-size copies, 8-byte words: the verifier sees fixed offsets behind
+// one packet bounds check each). It must cover everything before the stamp
+// (stamp_off <= copied length, checked; user space guarantees it: every
+// template is at least headers + 16 bytes, and the headers are at most 74).
 //
 // Checksum: config.base_sum is the 32-bit ones-complement partial sum, over
 // big-endian 16-bit words, of the pseudo-header + L4 header (checksum = 0,
@@ -73,6 +86,10 @@ static __u64 (*bpf_ktime_get_ns)(void) = (void *)5;
 // variable offset; frames are at most 1514 bytes anyway.
 #define MAX_OFFSET 2047
 
+// Bytes of the template kept in config.head (a multiple of 8): Ethernet 14 +
+// IPv6 40 + TCP 20 = 74 bytes of headers at most, rounded up.
+#define GEN_HEAD_LEN 80
+
 // ---- maps (mirrored in ebpf/src/lib.rs) -------------------------------------
 
 // The generator's configuration, written by user space before each run.
@@ -85,6 +102,9 @@ struct gen_config {
 	__u16 stamp_off;  // offset of the 16-byte payload stamp
 	__u32 flags;      // GEN_F_*
 	__u32 ifindex;    // only frames "received" on this ifindex are generated
+	// The template's first GEN_HEAD_LEN bytes (zero past its end), as the
+	// frame holds them; u64 words so that the copy moves 8 bytes at a time.
+	__u64 head[GEN_HEAD_LEN / 8];
 };
 
 enum gen_flags {
@@ -197,6 +217,27 @@ int gen_tx(struct xdp_md *ctx)
 
 	if ((void *)(sport + 1) > data_end || (void *)(csum + 1) > data_end ||
 	    (void *)stamp + STAMP_LEN > data_end)
+		return bad();
+
+	// Restore the head (see the file comment); largest copy that fits.
+	__u32 head_len;
+
+	if (data + 80 <= data_end) {
+		__builtin_memcpy((__u64 *)data, cfg->head, 80);
+		head_len = 80;
+	} else if (data + 72 <= data_end) {
+		__builtin_memcpy((__u64 *)data, cfg->head, 72);
+		head_len = 72;
+	} else if (data + 64 <= data_end) {
+		__builtin_memcpy((__u64 *)data, cfg->head, 64);
+		head_len = 64;
+	} else if (data + 56 <= data_end) {
+		__builtin_memcpy((__u64 *)data, cfg->head, 56);
+		head_len = 56;
+	} else {
+		return bad();
+	}
+	if (stamp_off > head_len)
 		return bad();
 
 	__u64 seq = __sync_fetch_and_add(seqp, 1);

@@ -249,6 +249,9 @@ pub mod bench {
     /// the verifier can bound packet accesses).
     pub const MAX_OFFSET: u16 = 2047;
 
+    /// Bytes of the template kept in [`GenConfig::head`] (C `GEN_HEAD_LEN`).
+    pub const GEN_HEAD_LEN: usize = 80;
+
     /// Indices into [`COUNTERS_MAP`] (C `enum counter`). Each `*_BYTES` follows its
     /// `*_FRAMES` and counts Ethernet bytes without FCS.
     pub mod counter {
@@ -278,8 +281,13 @@ pub mod bench {
     /// Offsets count from the first byte of the Ethernet header; `sport_off` and `stamp_off`
     /// must be even relative to the L4 header (they are, for any template built by
     /// `sluice_bench::gen`), so their 16-bit words line up with the checksum's.
+    ///
+    /// On every run the program first copies the largest of 80, 72, 64, 56 bytes of
+    /// [`head`](GenConfig::head) that fits in the frame over the frame's start, and drops the
+    /// frame (counted as bad) if that copy ends before `stamp_off`; so `stamp_off` must be at
+    /// most `min(frame length, 80)` rounded down to a multiple of 8.
     #[repr(C)]
-    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
     pub struct GenConfig {
         /// 32-bit ones-complement partial sum (unfolded, over big-endian 16-bit words) of the
         /// pseudo-header, the L4 header with checksum and source port zero, and the payload
@@ -302,11 +310,32 @@ pub mod bench {
         /// attached (generic mode) to loopback, only to keep it in the kernel's XDP
         /// dispatcher, which saves an RCU grace period per `BPF_PROG_TEST_RUN` call.
         pub ifindex: u32,
+        /// The template frame's first [`GEN_HEAD_LEN`] bytes (zero past its end), in frame
+        /// order: what the program restores at the start of every frame before stamping it,
+        /// since live-frames mode reuses pages as a receiver left them (C: `__u64 head[10]`,
+        /// the same bytes).
+        pub head: [u8; GEN_HEAD_LEN],
+    }
+
+    impl Default for GenConfig {
+        fn default() -> Self {
+            Self {
+                base_sum: 0,
+                flows: 0,
+                base_sport: 0,
+                sport_off: 0,
+                csum_off: 0,
+                stamp_off: 0,
+                flags: 0,
+                ifindex: 0,
+                head: [0; GEN_HEAD_LEN],
+            }
+        }
     }
 
     impl GenConfig {
         /// Size in bytes, as the C struct declares it.
-        pub const SIZE: usize = 24;
+        pub const SIZE: usize = 24 + GEN_HEAD_LEN;
 
         /// The struct's in-memory representation (what the map stores), without `unsafe`.
         pub fn to_bytes(self) -> [u8; Self::SIZE] {
@@ -319,6 +348,7 @@ pub mod bench {
             b[14..16].copy_from_slice(&self.stamp_off.to_ne_bytes());
             b[16..20].copy_from_slice(&self.flags.to_ne_bytes());
             b[20..24].copy_from_slice(&self.ifindex.to_ne_bytes());
+            b[24..].copy_from_slice(&self.head);
             b
         }
 
@@ -335,6 +365,7 @@ pub mod bench {
                 stamp_off: u16_at(14),
                 flags: u32_at(16),
                 ifindex: u32_at(20),
+                head: b[24..].try_into().expect("GEN_HEAD_LEN bytes"),
             }
         }
     }
@@ -792,6 +823,7 @@ mod test {
             ("stamp_off", offset_of!(GenConfig, stamp_off)),
             ("flags", offset_of!(GenConfig, flags)),
             ("ifindex", offset_of!(GenConfig, ifindex)),
+            ("head", offset_of!(GenConfig, head)),
         ];
         let btf = btf_types(BENCH_OBJ);
         let (size, members) = btf_struct(&btf, "gen_config");
@@ -811,6 +843,7 @@ mod test {
             stamp_off: 0x100f,
             flags: 0x1413_1211,
             ifindex: 0x1817_1615,
+            head: std::array::from_fn(|i| 0x19 + i as u8),
         };
         let b = cfg.to_bytes();
         assert_eq!(
@@ -825,6 +858,7 @@ mod test {
             ),
             cfg.stamp_off
         );
+        assert_eq!(&b[offset_of!(GenConfig, head)..], &cfg.head);
         assert_eq!(GenConfig::from_bytes(b), cfg);
     }
 
@@ -878,6 +912,11 @@ mod test {
             .find_map(|l| l.strip_prefix("#define MAX_OFFSET "))
             .expect("MAX_OFFSET in bench.bpf.c");
         assert_eq!(max_offset.trim().parse::<u16>(), Ok(bench::MAX_OFFSET));
+        let head_len = src
+            .lines()
+            .find_map(|l| l.strip_prefix("#define GEN_HEAD_LEN "))
+            .expect("GEN_HEAD_LEN in bench.bpf.c");
+        assert_eq!(head_len.trim().parse::<usize>(), Ok(bench::GEN_HEAD_LEN));
     }
 
     // ---- fwd.bpf.o --------------------------------------------------------------------
