@@ -7,6 +7,7 @@
 
 pub mod drop;
 pub mod forward;
+pub mod lb;
 pub mod patch;
 pub mod reflect;
 
