@@ -167,11 +167,17 @@ pub struct TooLong {
 /// never sent.
 pub struct Batch<'a, 'f> {
     frames: &'a mut [&'f mut [u8]],
-    /// Current length of each frame when the buffers have room beyond it; `None` when every
-    /// frame is exactly its slice.
-    lens: Option<&'a mut [u32]>,
+    /// Where each frame starts in its buffer, and how long it is, when the buffers have room
+    /// around the frames; `None` when every frame is exactly its slice.
+    room: Option<Room<'a>>,
     verdicts: &'a mut [Verdict],
     ingress: PortId,
+}
+
+/// Each frame's place in its buffer: `buffer[starts[i]..starts[i] + lens[i]]`.
+struct Room<'a> {
+    starts: &'a mut [u32],
+    lens: &'a mut [u32],
 }
 
 impl<'a, 'f> Batch<'a, 'f> {
@@ -186,38 +192,39 @@ impl<'a, 'f> Batch<'a, 'f> {
         verdicts.fill(Verdict::Drop(DropReason::Policy));
         Batch {
             frames,
-            lens: None,
+            room: None,
             verdicts,
             ingress: PortId(0),
         }
     }
 
-    /// A batch received on `ingress` over frame buffers `buffers`, frame `i` being the first
-    /// `lens[i]` bytes of buffer `i`; every verdict is reset to `Drop(Policy)`. What the worker
-    /// builds.
+    /// A batch received on `ingress` over frame buffers `buffers`, frame `i` being the
+    /// `lens[i]` bytes from offset `starts[i]` of buffer `i`; every verdict is reset to
+    /// `Drop(Policy)`. What the worker builds: the bytes before a frame are headroom it may grow
+    /// into at the front ([`Batch::push_head`]), those after it room at the back
+    /// ([`Batch::set_len`]).
     ///
     /// # Panics
-    /// If `lens` or `verdicts` is shorter than `buffers`, or a length exceeds its buffer.
+    /// If `starts`, `lens` or `verdicts` is shorter than `buffers`, or a frame does not lie
+    /// inside its buffer.
     pub fn with_room(
         buffers: &'a mut [&'f mut [u8]],
+        starts: &'a mut [u32],
         lens: &'a mut [u32],
         verdicts: &'a mut [Verdict],
         ingress: PortId,
     ) -> Self {
         let n = buffers.len();
-        let lens = &mut lens[..n];
+        let (starts, lens) = (&mut starts[..n], &mut lens[..n]);
         assert!(
-            buffers
-                .iter()
-                .zip(lens.iter())
-                .all(|(b, &l)| l as usize <= b.len()),
-            "a frame is longer than its buffer"
+            (0..n).all(|i| starts[i] as usize + lens[i] as usize <= buffers[i].len()),
+            "a frame does not lie inside its buffer"
         );
         let verdicts = &mut verdicts[..n];
         verdicts.fill(Verdict::Drop(DropReason::Policy));
         Batch {
             frames: buffers,
-            lens: Some(lens),
+            room: Some(Room { starts, lens }),
             verdicts,
             ingress,
         }
@@ -244,31 +251,45 @@ impl<'a, 'f> Batch<'a, 'f> {
     /// The bytes of frame `i`.
     #[inline]
     pub fn frame(&self, i: usize) -> &[u8] {
-        match &self.lens {
+        match &self.room {
             None => self.frames[i],
-            Some(l) => &self.frames[i][..l[i] as usize],
+            Some(r) => {
+                let start = r.starts[i] as usize;
+                &self.frames[i][start..start + r.lens[i] as usize]
+            }
         }
     }
 
     /// The bytes of frame `i`, writable in place.
     #[inline]
     pub fn frame_mut(&mut self, i: usize) -> &mut [u8] {
-        match &self.lens {
+        match &self.room {
             None => self.frames[i],
-            Some(l) => &mut self.frames[i][..l[i] as usize],
+            Some(r) => {
+                let start = r.starts[i] as usize;
+                &mut self.frames[i][start..start + r.lens[i] as usize]
+            }
         }
     }
 
-    /// The whole buffer of frame `i`: the frame's bytes followed by the room it may grow into.
+    /// Frame `i`'s bytes followed by the room it may grow into at the back.
     #[inline]
     pub fn buffer_mut(&mut self, i: usize) -> &mut [u8] {
-        self.frames[i]
+        let start = self.room.as_ref().map_or(0, |r| r.starts[i] as usize);
+        &mut self.frames[i][start..]
     }
 
-    /// How long frame `i` may become.
+    /// How long frame `i` may become by growing at the back.
     #[inline]
     pub fn capacity(&self, i: usize) -> usize {
-        self.frames[i].len()
+        let start = self.room.as_ref().map_or(0, |r| r.starts[i] as usize);
+        self.frames[i].len() - start
+    }
+
+    /// How many bytes frame `i` may grow by at the front ([`Batch::push_head`]).
+    #[inline]
+    pub fn headroom(&self, i: usize) -> usize {
+        self.room.as_ref().map_or(0, |r| r.starts[i] as usize)
     }
 
     /// Make frame `i` `len` bytes long (its bytes are whatever its buffer holds there). Fails,
@@ -276,14 +297,51 @@ impl<'a, 'f> Batch<'a, 'f> {
     /// [`Batch::new`] would grow.
     #[inline]
     pub fn set_len(&mut self, i: usize, len: usize) -> Result<(), TooLong> {
-        let capacity = self.frames[i].len();
-        match &mut self.lens {
-            Some(l) if len <= capacity => {
-                l[i] = len as u32;
+        let capacity = self.capacity(i);
+        match &mut self.room {
+            Some(r) if len <= capacity => {
+                r.lens[i] = len as u32;
                 Ok(())
             }
             None if len == capacity => Ok(()),
             _ => Err(TooLong { len, capacity }),
+        }
+    }
+
+    /// Grow frame `i` by `n` bytes at the front (to prepend a header: encapsulation). The new
+    /// bytes are whatever the headroom held; write them with [`Batch::frame_mut`]. Fails,
+    /// changing nothing, when the headroom is smaller than `n`.
+    #[inline]
+    pub fn push_head(&mut self, i: usize, n: usize) -> Result<(), TooLong> {
+        let headroom = self.headroom(i);
+        match &mut self.room {
+            Some(r) if n <= headroom => {
+                r.starts[i] -= n as u32;
+                r.lens[i] += n as u32;
+                Ok(())
+            }
+            _ => Err(TooLong {
+                len: n,
+                capacity: headroom,
+            }),
+        }
+    }
+
+    /// Remove `n` bytes from the front of frame `i` (to strip a header: decapsulation); they
+    /// become headroom. Fails, changing nothing, when the frame is shorter than `n`.
+    #[inline]
+    pub fn pull_head(&mut self, i: usize, n: usize) -> Result<(), TooLong> {
+        let len = self.frame(i).len();
+        match &mut self.room {
+            Some(r) if n <= len => {
+                r.starts[i] += n as u32;
+                r.lens[i] -= n as u32;
+                Ok(())
+            }
+            _ => Err(TooLong {
+                len: n,
+                capacity: len,
+            }),
         }
     }
 
@@ -302,13 +360,16 @@ impl<'a, 'f> Batch<'a, 'f> {
     /// Each frame with its verdict slot, in order.
     #[inline]
     pub fn iter_mut(&mut self) -> impl Iterator<Item = (&mut [u8], &mut Verdict)> {
-        let lens = self.lens.as_deref();
+        let room = self.room.as_ref().map(|r| (&*r.starts, &*r.lens));
         self.frames
             .iter_mut()
             .enumerate()
-            .map(move |(i, f)| match lens {
+            .map(move |(i, f)| match room {
                 None => &mut **f,
-                Some(l) => &mut f[..l[i] as usize],
+                Some((starts, lens)) => {
+                    let start = starts[i] as usize;
+                    &mut f[start..start + lens[i] as usize]
+                }
             })
             .zip(self.verdicts.iter_mut())
     }
@@ -329,9 +390,11 @@ mod test {
         let mut a = [0xa5u8; 16];
         let mut b = [0xa5u8; 16];
         let mut bufs: [&mut [u8]; 2] = [&mut a, &mut b];
+        let mut starts = [0u32, 0];
         let mut lens = [4u32, 16];
         let mut verdicts = [Verdict::Tx; 2];
-        let mut batch = Batch::with_room(&mut bufs, &mut lens, &mut verdicts, PortId(1));
+        let mut batch =
+            Batch::with_room(&mut bufs, &mut starts, &mut lens, &mut verdicts, PortId(1));
         assert_eq!(batch.ingress(), PortId(1));
         assert_eq!(batch.verdict(0), Verdict::Drop(DropReason::Policy));
         assert_eq!((batch.frame(0).len(), batch.capacity(0)), (4, 16));
@@ -349,6 +412,36 @@ mod test {
         assert_eq!(lens, [8, 16]);
         batch.set_len(0, 2).unwrap();
         assert_eq!(batch.frame_mut(0).len(), 2);
+    }
+
+    #[test]
+    fn frames_grow_and_shrink_at_the_front_within_their_headroom() {
+        let mut a = [0u8; 32];
+        a[8..12].copy_from_slice(b"data");
+        let mut bufs: [&mut [u8]; 1] = [&mut a];
+        let (mut starts, mut lens) = ([8u32], [4u32]);
+        let mut verdicts = [Verdict::Tx];
+        let mut batch =
+            Batch::with_room(&mut bufs, &mut starts, &mut lens, &mut verdicts, PortId(0));
+        assert_eq!((batch.headroom(0), batch.capacity(0)), (8, 24));
+        assert_eq!(
+            batch.push_head(0, 9),
+            Err(TooLong {
+                len: 9,
+                capacity: 8
+            })
+        );
+        batch.push_head(0, 3).unwrap();
+        batch.frame_mut(0)[..3].copy_from_slice(b"hdr");
+        assert_eq!(batch.frame(0), b"hdrdata");
+        assert_eq!((batch.headroom(0), batch.capacity(0)), (5, 27));
+        batch.pull_head(0, 3).unwrap();
+        assert_eq!(batch.frame(0), b"data");
+        assert!(batch.pull_head(0, 5).is_err());
+        let (first, _) = batch.iter_mut().next().unwrap();
+        assert_eq!(first, b"data");
+        let _ = batch;
+        assert_eq!((starts, lens), ([8], [4]));
     }
 
     #[test]

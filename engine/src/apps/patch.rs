@@ -65,7 +65,9 @@ mod test {
         let mut bufs: [&mut [u8]; 2] = [&mut a, &mut b];
         let mut lens = [60u32, 20];
         let mut verdicts = [Verdict::Tx; 2];
-        let mut batch = Batch::with_room(&mut bufs, &mut lens, &mut verdicts, PortId(1));
+        let mut starts = [0u32, 0];
+        let mut batch =
+            Batch::with_room(&mut bufs, &mut starts, &mut lens, &mut verdicts, PortId(1));
         Patch::new(2).process(&mut batch);
         assert_eq!(batch.verdicts(), [Verdict::TxOn(PortId(0)); 2]);
         assert_eq!((a, b), ([7u8; 60], [9u8; 20]));

@@ -10,12 +10,17 @@
 //! verdicts and counters exactly as the worker would see them.
 
 use super::transport::Transport;
+
+/// Bytes left free in front of each frame's data, as the kernel's `XDP_PACKET_HEADROOM` leaves
+/// them: room for an app to prepend headers.
+pub const HEADROOM: usize = 256;
 use crate::xsk::{Desc, Kick};
 
 /// Frames in memory, received round-robin, transmitted into a counter.
 pub struct MemTransport {
     area: Vec<u8>,
     frame_size: usize,
+    starts: Vec<u32>,
     lens: Vec<u32>,
     next: usize,
     outstanding: usize,
@@ -24,24 +29,30 @@ pub struct MemTransport {
 }
 
 impl MemTransport {
-    /// A ring of `frame_count` frames of `frame_size` bytes, frame `i` a copy of
-    /// `templates[i % templates.len()]`.
+    /// A ring of `frame_count` buffers of `frame_size` bytes, frame `i` a copy of
+    /// `templates[i % templates.len()]` placed [`HEADROOM`] bytes into its buffer (as the kernel
+    /// places a received frame behind its XDP headroom).
     ///
     /// # Panics
-    /// If `templates` is empty, a template is longer than `frame_size`, or `frame_count` is 0.
+    /// If `templates` is empty, a template does not fit `frame_size - HEADROOM`, or
+    /// `frame_count` is 0.
     pub fn new(templates: &[&[u8]], frame_count: usize, frame_size: usize) -> Self {
         assert!(!templates.is_empty() && frame_count > 0, "no frames");
         let mut area = vec![0u8; frame_count * frame_size];
         let mut lens = Vec::with_capacity(frame_count);
         for (i, frame) in area.chunks_exact_mut(frame_size).enumerate() {
             let t = templates[i % templates.len()];
-            assert!(t.len() <= frame_size, "a template is longer than a frame");
-            frame[..t.len()].copy_from_slice(t);
+            assert!(
+                HEADROOM + t.len() <= frame_size,
+                "a template does not fit a frame behind its headroom"
+            );
+            frame[HEADROOM..HEADROOM + t.len()].copy_from_slice(t);
             lens.push(t.len() as u32);
         }
         MemTransport {
             area,
             frame_size,
+            starts: vec![HEADROOM as u32; frame_count],
             lens,
             next: 0,
             outstanding: 0,
@@ -79,7 +90,7 @@ impl MemTransport {
 
     /// The bytes of frame `i` as they are now.
     pub fn frame(&self, i: usize) -> &[u8] {
-        let start = i * self.frame_size;
+        let start = i * self.frame_size + self.starts[i] as usize;
         &self.area[start..start + self.lens[i] as usize]
     }
 }
@@ -96,7 +107,7 @@ impl Transport for MemTransport {
         let mut i = self.next;
         for d in &mut descs[..n] {
             *d = Desc {
-                addr: (i * self.frame_size) as u64,
+                addr: (i * self.frame_size) as u64 + u64::from(self.starts[i]),
                 len: self.lens[i],
             };
             i += 1;
@@ -109,9 +120,14 @@ impl Transport for MemTransport {
         n
     }
 
-    fn frames_mut<'a>(&'a mut self, descs: &mut [Desc], out: &mut [&'a mut [u8]]) -> u32 {
+    fn frames_mut<'a>(
+        &'a mut self,
+        descs: &mut [Desc],
+        out: &mut [&'a mut [u8]],
+        starts: &mut [u32],
+    ) -> u32 {
         // The frames of one receive are consecutive in the ring (wrapping at its end), so they
-        // are lent as the chunks from the first one onwards: disjoint by construction.
+        // are lent as the buffers from the first one onwards: disjoint by construction.
         let Some(first) = descs.first() else {
             return 0;
         };
@@ -119,11 +135,16 @@ impl Transport for MemTransport {
         let (head, tail) = self.area.split_at_mut(first.addr as usize / fs * fs);
         let mut chunks = tail.chunks_exact_mut(fs).chain(head.chunks_exact_mut(fs));
         let mut bad = 0;
-        for (d, slot) in descs.iter_mut().zip(out.iter_mut()) {
+        for ((d, slot), start) in descs.iter_mut().zip(out.iter_mut()).zip(starts.iter_mut()) {
+            let offset = d.addr as usize % fs;
             match chunks.next() {
-                Some(chunk) if d.len as usize <= fs => *slot = chunk,
+                Some(chunk) if offset + d.len as usize <= fs => {
+                    *slot = chunk;
+                    *start = offset as u32;
+                }
                 _ => {
                     d.len = 0;
+                    *start = 0;
                     bad += 1;
                 }
             }
@@ -134,8 +155,10 @@ impl Transport for MemTransport {
     fn transmit(&mut self, port: usize, descs: &[Desc]) -> (usize, Kick) {
         self.transmitted[port] += descs.len() as u64;
         for d in descs {
-            // An app may have changed the frame's length; the next round sees it so.
-            self.lens[d.addr as usize / self.frame_size] = d.len;
+            // An app may have moved or resized the frame; the next round sees it so.
+            let i = d.addr as usize / self.frame_size;
+            self.starts[i] = (d.addr as usize % self.frame_size) as u32;
+            self.lens[i] = d.len;
         }
         self.outstanding -= descs.len();
         (descs.len(), Kick::default())

@@ -29,11 +29,18 @@ pub trait Transport {
     /// `descs[..n]`.
     fn receive(&mut self, port: usize, descs: &mut [Desc]) -> usize;
 
-    /// Lend the buffers of the frames `descs` (just received) into `out[..descs.len()]`: each
-    /// slice starts at the frame's first byte and may extend past `desc.len` to the end of its
-    /// buffer (room the frame may grow into). A descriptor the transport cannot lend gets an
-    /// empty slice and its `len` set to 0; returns how many there were.
-    fn frames_mut<'a>(&'a mut self, descs: &mut [Desc], out: &mut [&'a mut [u8]]) -> u32;
+    /// Lend the buffers of the frames `descs` (just received) into `out[..descs.len()]`, each
+    /// the whole buffer the frame lies in, and the frame's offset in it into `starts`: the
+    /// bytes before the frame are headroom it may grow into at the front, those after its
+    /// `desc.len` room at the back. A descriptor the transport cannot lend gets an empty slice,
+    /// start 0 and its `len` set to 0; returns how many there were. A frame sent later is
+    /// described by the same buffer: its descriptor's `addr` moves by the change of start.
+    fn frames_mut<'a>(
+        &'a mut self,
+        descs: &mut [Desc],
+        out: &mut [&'a mut [u8]],
+        starts: &mut [u32],
+    ) -> u32;
 
     /// Send `descs` on `port` in order, as many as there is room for; returns how many (a
     /// prefix) and what the kick that followed did. Frames not taken are still the caller's.
@@ -55,8 +62,13 @@ impl Transport for XskQueue {
     }
 
     #[inline]
-    fn frames_mut<'a>(&'a mut self, descs: &mut [Desc], out: &mut [&'a mut [u8]]) -> u32 {
-        XskQueue::frames_mut(self, descs, out)
+    fn frames_mut<'a>(
+        &'a mut self,
+        descs: &mut [Desc],
+        out: &mut [&'a mut [u8]],
+        starts: &mut [u32],
+    ) -> u32 {
+        XskQueue::frames_mut(self, descs, out, starts)
     }
 
     #[inline]
@@ -112,6 +124,7 @@ pub struct Scratch {
     /// Per port: its link is down (set by the engine's link supervisor).
     ports_down: Option<Arc<[AtomicBool]>>,
     descs: [Desc; MAX_BATCH],
+    starts: [u32; MAX_BATCH],
     lens: [u32; MAX_BATCH],
     verdicts: [Verdict; MAX_BATCH],
     tx: [Desc; MAX_BATCH],
@@ -127,6 +140,7 @@ impl Scratch {
             kernel: None,
             ports_down: None,
             descs: [Desc::default(); MAX_BATCH],
+            starts: [0; MAX_BATCH],
             lens: [0; MAX_BATCH],
             verdicts: [Verdict::Drop(DropReason::Policy); MAX_BATCH],
             tx: [Desc::default(); MAX_BATCH],
@@ -181,16 +195,18 @@ pub fn step<T: Transport, A: App + ?Sized>(
     }
     // The frame slices live on the stack for the app's call only; an array sized to the batch
     // (not always MAX_BATCH) keeps their initialisation off the per-packet cost.
-    let (descs, lens, verdicts) = (&mut s.descs[..n], &mut s.lens[..n], &mut s.verdicts[..n]);
+    let descs = &mut s.descs[..n];
+    let room = (&mut s.starts[..n], &mut s.lens[..n]);
+    let verdicts = &mut s.verdicts[..n];
     let k = Exceptions {
         kernel: s.kernel.as_ref(),
         down: s.ports_down.as_deref(),
     };
     c.bad_desc += u64::from(match n {
-        0..=32 => lend_and_process::<_, _, 32>(t, ingress, app, descs, lens, verdicts, k),
-        33..=64 => lend_and_process::<_, _, 64>(t, ingress, app, descs, lens, verdicts, k),
-        65..=128 => lend_and_process::<_, _, 128>(t, ingress, app, descs, lens, verdicts, k),
-        _ => lend_and_process::<_, _, MAX_BATCH>(t, ingress, app, descs, lens, verdicts, k),
+        0..=32 => lend_and_process::<_, _, 32>(t, ingress, app, descs, room, verdicts, k),
+        33..=64 => lend_and_process::<_, _, 64>(t, ingress, app, descs, room, verdicts, k),
+        65..=128 => lend_and_process::<_, _, 128>(t, ingress, app, descs, room, verdicts, k),
+        _ => lend_and_process::<_, _, MAX_BATCH>(t, ingress, app, descs, room, verdicts, k),
     });
     let ports = t.port_count();
     let (mut ntx, mut nback) = (0, 0);
@@ -199,15 +215,19 @@ pub fn step<T: Transport, A: App + ?Sized>(
     for i in 0..n {
         let mut d = s.descs[i];
         rx_bytes += u64::from(d.len);
+        // The descriptor holds the buffer's start (see lend_and_process); the frame is where
+        // the app left it.
+        let received = d;
+        d.addr += u64::from(s.starts[i]);
         let dest = match s.verdicts[i] {
-            _ if d.len == 0 => Err(DropReason::Truncated),
+            _ if d.len == 0 || s.lens[i] == 0 => Err(DropReason::Truncated),
             Verdict::Tx => Ok(port),
             Verdict::TxOn(p) if p.index() < ports => Ok(p.index()),
             Verdict::TxOn(_) => Err(DropReason::NoSuchPort),
             Verdict::Kernel => {
                 // Written to the kernel path already (a failed write became a drop).
                 c.to_kernel += 1;
-                s.back[nback] = d;
+                s.back[nback] = received;
                 nback += 1;
                 continue;
             }
@@ -223,7 +243,7 @@ pub fn step<T: Transport, A: App + ?Sized>(
             }
             Err(reason) => {
                 c.drops[reason.index()] += 1;
-                s.back[nback] = d;
+                s.back[nback] = received;
                 nback += 1;
             }
         }
@@ -306,17 +326,20 @@ fn lend_and_process<T: Transport, A: App + ?Sized, const N: usize>(
     ingress: PortId,
     app: &mut A,
     descs: &mut [Desc],
-    lens: &mut [u32],
+    (starts, lens): (&mut [u32], &mut [u32]),
     verdicts: &mut [Verdict],
     ex: Exceptions<'_>,
 ) -> u32 {
     let n = descs.len();
     let mut frames: [&mut [u8]; N] = std::array::from_fn(|_| <&mut [u8]>::default());
-    let bad = t.frames_mut(descs, &mut frames[..n]);
-    for (l, d) in lens.iter_mut().zip(descs.iter()) {
+    let bad = t.frames_mut(descs, &mut frames[..n], starts);
+    // From here on a descriptor holds its buffer's start; the frame's place in the buffer is
+    // (starts, lens), which the app may move.
+    for ((l, d), &st) in lens.iter_mut().zip(descs.iter_mut()).zip(starts.iter()) {
         *l = d.len;
+        d.addr -= u64::from(st);
     }
-    let mut batch = Batch::with_room(&mut frames[..n], lens, verdicts, ingress);
+    let mut batch = Batch::with_room(&mut frames[..n], starts, lens, verdicts, ingress);
     app.process(&mut batch);
     // The exception path, while the frames are still lent: rare, so one look per frame.
     for i in 0..n {
@@ -408,8 +431,14 @@ mod test {
         fn receive(&mut self, port: usize, descs: &mut [Desc]) -> usize {
             self.inner.receive(port, descs)
         }
-        fn frames_mut<'a>(&'a mut self, descs: &mut [Desc], out: &mut [&'a mut [u8]]) -> u32 {
-            let bad = self.inner.frames_mut(descs, out);
+        fn frames_mut<'a>(
+            &'a mut self,
+            descs: &mut [Desc],
+            out: &mut [&'a mut [u8]],
+            starts: &mut [u32],
+        ) -> u32 {
+            let bad = self.inner.frames_mut(descs, out, starts);
+            starts[0] = 0;
             descs[0].len = 0; // as the AF_XDP transport does for a descriptor outside the UMEM
             out[0] = <&mut [u8]>::default();
             bad + 1
@@ -609,5 +638,42 @@ mod test {
         })
         .join()
         .unwrap_or_else(|e| std::panic::resume_unwind(e));
+    }
+
+    /// Prepends a 4-byte tag (as an encapsulating app would) and sends the frame back.
+    struct Tag;
+
+    impl App for Tag {
+        fn name(&self) -> &'static str {
+            "tag"
+        }
+        fn process(&mut self, batch: &mut Batch<'_, '_>) {
+            for i in 0..batch.len() {
+                if batch.push_head(i, 4).is_ok() {
+                    batch.frame_mut(i)[..4].copy_from_slice(b"TAG:");
+                    batch.set_verdict(i, Verdict::Tx);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_frame_grown_at_the_front_is_sent_from_its_new_start() {
+        let f = frames(2);
+        let templates: Vec<&[u8]> = f.iter().map(Vec::as_slice).collect();
+        let mut t = MemTransport::new(&templates, 2, 2048);
+        let mut c = Local::default();
+        assert_eq!(
+            step(&mut t, PortId(0), &mut Tag, &mut Scratch::new(), 2, &mut c),
+            2
+        );
+        assert_eq!(&t.frame(1)[..4], b"TAG:");
+        assert_eq!(
+            &t.frame(1)[4..],
+            &f[1][..],
+            "the original bytes follow the new header"
+        );
+        assert_eq!((c.rx_bytes, c.tx_bytes), (2 * 6, 2 * 10));
+        assert_eq!(t.outstanding(), 0);
     }
 }

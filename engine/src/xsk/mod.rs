@@ -770,39 +770,43 @@ impl XskQueue {
     }
 
     /// Lend the buffers of the received frames `descs` (from [`Self::receive`]) as one mutable
-    /// slice each, into `out[..descs.len()]`, for as long as `self` stays borrowed. Each slice
-    /// runs from the frame's first byte to the end of its UMEM frame, so the frame may grow into
-    /// it; its length is still `desc.len`.
+    /// slice each, into `out[..descs.len()]`, for as long as `self` stays borrowed. Each slice is
+    /// the whole UMEM frame the frame lies in, and `starts[i]` the frame's offset in it: the
+    /// kernel's headroom (`XDP_PACKET_HEADROOM` in copy mode, plus the configured headroom) lies
+    /// before it, the rest of the frame after its `len` bytes.
     ///
     /// A descriptor that does not lie inside one UMEM frame (the kernel never produces one; the
-    /// check makes the slices sound regardless) gets an empty slice and its `len` set to 0, so the
-    /// caller never transmits it; returns how many there were.
+    /// check makes the slices sound regardless) gets an empty slice, start 0 and its `len` set
+    /// to 0, so the caller never transmits it; returns how many there were.
     #[inline]
-    pub fn frames_mut<'a>(&'a mut self, descs: &mut [Desc], out: &mut [&'a mut [u8]]) -> u32 {
+    pub fn frames_mut<'a>(
+        &'a mut self,
+        descs: &mut [Desc],
+        out: &mut [&'a mut [u8]],
+        starts: &mut [u32],
+    ) -> u32 {
         let base = self.area.base();
         let area_len = self.area.len() as u64;
         let fsz = u64::from(self.cfg.frame_size);
         let mut bad = 0;
-        for (d, slot) in descs.iter_mut().zip(out.iter_mut()) {
-            let start = d.addr;
-            let frame_end = (start & self.frame_mask) + fsz;
-            if frame_end > area_len || start + u64::from(d.len) > frame_end {
+        for ((d, slot), start) in descs.iter_mut().zip(out.iter_mut()).zip(starts.iter_mut()) {
+            let chunk = d.addr & self.frame_mask;
+            let chunk_end = chunk + fsz;
+            if chunk_end > area_len || d.addr + u64::from(d.len) > chunk_end {
                 d.len = 0;
                 *slot = <&mut [u8]>::default();
+                *start = 0;
                 bad += 1;
                 continue;
             }
-            // SAFETY: [start, frame_end) lies inside the mapping (checked above) and is the tail
-            // of a single frame. The kernel handed each RX descriptor's frame to user space
-            // exclusively and two descriptors of one batch never share a frame, so these slices
-            // are disjoint; they borrow `self` mutably for 'a, so no ring operation can hand the
-            // frames on while they live.
-            *slot = unsafe {
-                std::slice::from_raw_parts_mut(
-                    base.add(start as usize),
-                    (frame_end - start) as usize,
-                )
-            };
+            // SAFETY: [chunk, chunk_end) is one whole frame inside the mapping (checked above).
+            // The kernel handed each RX descriptor's frame to user space exclusively and two
+            // descriptors of one batch never share a frame, so these slices are disjoint; they
+            // borrow `self` mutably for 'a, so no ring operation can hand the frames on while
+            // they live.
+            *slot =
+                unsafe { std::slice::from_raw_parts_mut(base.add(chunk as usize), fsz as usize) };
+            *start = (d.addr - chunk) as u32;
         }
         bad
     }

@@ -229,7 +229,9 @@ fn run_on(
     let mut verdicts = vec![Verdict::Tx; frames.len()];
     {
         let mut slices: Vec<&mut [u8]> = bufs.iter_mut().map(|b| &mut b[..]).collect();
-        let mut batch = Batch::with_room(&mut slices, &mut lens, &mut verdicts, ingress);
+        let mut starts = vec![0u32; slices.len()];
+        let mut batch =
+            Batch::with_room(&mut slices, &mut starts, &mut lens, &mut verdicts, ingress);
         app.process_at(&mut batch, now);
     }
     let out = bufs
