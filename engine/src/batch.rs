@@ -374,6 +374,12 @@ impl<'a, 'f> Batch<'a, 'f> {
             .zip(self.verdicts.iter_mut())
     }
 
+    /// Give every frame of the batch the verdict `v` (without touching a frame's bytes).
+    #[inline]
+    pub fn set_all_verdicts(&mut self, v: Verdict) {
+        self.verdicts.fill(v);
+    }
+
     /// All verdicts, in frame order (the worker reads them after `process`).
     #[inline]
     pub fn verdicts(&self) -> &[Verdict] {

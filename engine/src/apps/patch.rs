@@ -34,10 +34,7 @@ impl App for Patch {
 
     #[inline]
     fn process(&mut self, batch: &mut Batch<'_, '_>) {
-        let out = Verdict::TxOn(self.partner(batch.ingress()));
-        for (_, verdict) in batch.iter_mut() {
-            *verdict = out;
-        }
+        batch.set_all_verdicts(Verdict::TxOn(self.partner(batch.ingress())));
     }
 }
 
