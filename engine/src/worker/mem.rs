@@ -20,6 +20,7 @@ use crate::xsk::{Desc, Kick};
 pub struct MemTransport {
     area: Vec<u8>,
     frame_size: usize,
+    frame_shift: Option<u32>,
     starts: Vec<u32>,
     lens: Vec<u32>,
     next: usize,
@@ -52,6 +53,9 @@ impl MemTransport {
         MemTransport {
             area,
             frame_size,
+            frame_shift: frame_size
+                .is_power_of_two()
+                .then(|| frame_size.trailing_zeros()),
             starts: vec![HEADROOM as u32; frame_count],
             lens,
             next: 0,
@@ -132,14 +136,20 @@ impl Transport for MemTransport {
             return 0;
         };
         let fs = self.frame_size;
-        let (head, tail) = self.area.split_at_mut(first.addr as usize / fs * fs);
+        let count = self.lens.len();
+        let mut chunk = first.addr as usize / fs; // the only division: the rest follow in order
+        let (head, tail) = self.area.split_at_mut(chunk * fs);
         let mut chunks = tail.chunks_exact_mut(fs).chain(head.chunks_exact_mut(fs));
         let mut bad = 0;
         for ((d, slot), start) in descs.iter_mut().zip(out.iter_mut()).zip(starts.iter_mut()) {
-            let offset = d.addr as usize % fs;
+            let offset = (d.addr as usize).wrapping_sub(chunk * fs);
+            chunk += 1;
+            if chunk == count {
+                chunk = 0;
+            }
             match chunks.next() {
-                Some(chunk) if offset + d.len as usize <= fs => {
-                    *slot = chunk;
+                Some(buf) if offset < fs && offset + d.len as usize <= fs => {
+                    *slot = buf;
                     *start = offset as u32;
                 }
                 _ => {
@@ -155,9 +165,13 @@ impl Transport for MemTransport {
     fn transmit(&mut self, port: usize, descs: &[Desc]) -> (usize, Kick) {
         self.transmitted[port] += descs.len() as u64;
         for d in descs {
-            // An app may have moved or resized the frame; the next round sees it so.
-            let i = d.addr as usize / self.frame_size;
-            self.starts[i] = (d.addr as usize % self.frame_size) as u32;
+            // An app may have moved or resized the frame; the next round sees it so. (A shift,
+            // not a division, for the usual power-of-two frame size.)
+            let i = match self.frame_shift {
+                Some(shift) => d.addr as usize >> shift,
+                None => d.addr as usize / self.frame_size,
+            };
+            self.starts[i] = (d.addr as usize - i * self.frame_size) as u32;
             self.lens[i] = d.len;
         }
         self.outstanding -= descs.len();
