@@ -244,10 +244,38 @@ fn fails_over_to_the_backup_link_and_back() {
         switched < Duration::from_secs(1),
         "failover took {switched:?}"
     );
-    // And back once it is up again.
+    // And back once it is up again: traffic keeps flowing over the backup until the table has
+    // the primary again (the kernel's events reach it within milliseconds, later on a loaded
+    // machine), so fail-back is timed by watching the primary link itself — from the link call
+    // returning to the first client datagram seen arriving on s0.
     bed.set_segment_up(Segment::Server, true).unwrap();
-    let back = exchange(&bed, service, 50);
+    let t = Instant::now();
+    let on_s0 = PacketSocket::open(bed.server(), bed.s0().iface()).unwrap();
+    let probe = bed
+        .client()
+        .run(|| UdpSocket::bind((bed.c0().ipv4(), 0)))
+        .unwrap()
+        .unwrap();
+    let want = RouterBed::SERVICE_IPV4.octets();
+    let back = loop {
+        probe
+            .send_to(b"fail-back probe", (RouterBed::SERVICE_IPV4, PORT))
+            .unwrap();
+        let seen = on_s0
+            .collect_incoming(Duration::from_millis(10), 1, |f| {
+                f.len() > 34 && f[12..14] == [0x08, 0x00] && f[30..34] == want
+            })
+            .unwrap();
+        if !seen.is_empty() {
+            break t.elapsed();
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "no fail-back within 5 s"
+        );
+    };
     assert!(back < Duration::from_secs(1), "fail-back took {back:?}");
+    exchange(&bed, service, 50);
     let fin = engine.stop();
     stop.store(true, Ordering::Relaxed);
     let ports = fin["ports"].as_array().unwrap();
