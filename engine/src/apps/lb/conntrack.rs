@@ -38,24 +38,9 @@
 //! - **Remove** a backend: [`ConnTrack::remove`] forgets its flows at once, so their next
 //!   packet misses and re-hashes to a live backend.
 
-use crate::apps::lb::maglev::BackendId;
+pub use super::flow::{BackendId, FlowKey};
 use crate::wire::IpProtocol;
 use std::net::{IpAddr, Ipv4Addr};
-
-/// A flow's 5-tuple as the balancer sees it (addresses as on the wire from the client).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct FlowKey {
-    /// Source address.
-    pub src: IpAddr,
-    /// Destination address (the VIP).
-    pub dst: IpAddr,
-    /// Source port (0 for protocols without ports).
-    pub src_port: u16,
-    /// Destination port (0 for protocols without ports).
-    pub dst_port: u16,
-    /// IP protocol number.
-    pub protocol: IpProtocol,
-}
 
 /// What the table knows of a flow's life: enough to pick its idle timeout.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

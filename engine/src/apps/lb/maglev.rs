@@ -30,19 +30,12 @@
 //! any hosts, given the same backends in any order, build identical tables and so send every
 //! flow to the same backend. A golden-value test pins the hash outputs.
 
-use crate::apps::forward::flow_hash as mix_flow;
-use crate::apps::lb::conntrack::FlowKey;
+pub use super::flow::{BackendId, flow_hash};
 use std::net::IpAddr;
 
 /// The table size the paper and Katran use: a prime well above 100 × the backend count, so
 /// equal-weight shares differ by under 1% and one backend's removal moves few other slots.
 pub const DEFAULT_SIZE: u32 = 65537;
-
-/// The identity of a backend, as the control plane numbers them. Stored in the table and in
-/// the connection table; it is the backend's *key* ([`Backend::addr`]), not this id, that
-/// decides its slots.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct BackendId(pub u32);
 
 /// One backend of a VIP as the table builder sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -176,34 +169,6 @@ impl Maglev {
     }
 }
 
-/// The hash a flow's [`Maglev::lookup`] takes: [`forward::flow_hash`](crate::apps::forward::flow_hash)
-/// (source and destination address, IPv6 folded to 64 bits by xor, protocol, ports) finished
-/// with MurmurHash3's 32-bit finaliser, because the lookup reduces by the *high* bits and
-/// `flow_hash` asks its users to mix again. Fixed constants: deterministic across processes and
-/// hosts, so every engine maps a flow to the same slot.
-#[inline]
-pub fn flow_hash(key: &FlowKey) -> u32 {
-    let fold = |a: IpAddr| match a {
-        IpAddr::V4(v4) => u64::from(u32::from(v4)),
-        IpAddr::V6(v6) => {
-            let b = v6.to_bits();
-            (b >> 64) as u64 ^ b as u64
-        }
-    };
-    let ports = u32::from(key.src_port) << 16 | u32::from(key.dst_port);
-    fmix32(mix_flow(fold(key.src), fold(key.dst), key.protocol, ports))
-}
-
-/// MurmurHash3's 32-bit finaliser: every input bit flips each output bit with probability ~½.
-#[inline]
-fn fmix32(mut h: u32) -> u32 {
-    h ^= h >> 16;
-    h = h.wrapping_mul(0x85eb_ca6b);
-    h ^= h >> 13;
-    h = h.wrapping_mul(0xc2b2_ae35);
-    h ^ (h >> 16)
-}
-
 /// Seeds of the two permutation hashes (arbitrary fixed constants; changing either remaps
 /// every VIP on every engine, so they are pinned by a test).
 const SEED_OFFSET: u64 = 0x6d61_676c_6576_3031; // "maglev01"
@@ -262,6 +227,7 @@ fn is_prime(n: u32) -> bool {
 #[cfg(test)]
 mod test {
     use super::*;
+    use crate::apps::lb::flow::FlowKey;
     use crate::wire::IpProtocol;
     use std::collections::HashMap;
     use std::net::{Ipv4Addr, Ipv6Addr};

@@ -4,4 +4,5 @@
 
 pub mod config;
 pub mod conntrack;
+pub mod flow;
 pub mod maglev;
