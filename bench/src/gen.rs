@@ -689,7 +689,7 @@ impl Generator {
                      (generic-mode attach to {LOOPBACK} failed: {}); every BPF_PROG_TEST_RUN \
                      call now costs an RCU grace period, so fixed rates are sent in coarser \
                      bursts",
-                    error_chain(&e)
+                    sluice::error::chain(&e)
                 );
                 None
             }
@@ -944,18 +944,6 @@ fn pin_in_dispatcher(bpf: &mut Ebpf, gen_ifindex: u32) -> Result<FdLink, GenErro
     })
 }
 
-/// `err` and its sources, `: `-separated, for one-line logs.
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut s = err.to_string();
-    let mut cur = err.source();
-    while let Some(e) = cur {
-        s.push_str(": ");
-        s.push_str(&e.to_string());
-        cur = e.source();
-    }
-    s
-}
-
 // ---- sinks --------------------------------------------------------------------------------
 
 /// Frames and bytes an XDP sink has counted.
@@ -1048,7 +1036,7 @@ fn attach_sink(
             log::warn!(
                 "`{program}` on {iface}: asked for driver mode, granted skb (generic) mode \
                  because driver mode failed: {}",
-                error_chain(&e)
+                sluice::error::chain(&e)
             );
             (id, XdpMode::Skb)
         }

@@ -36,15 +36,53 @@ pub const PEER_IPV6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x77, 0, 0, 0, 0, 0, 2);
 /// Prefix length of both IPv6 addresses.
 pub const IPV6_PREFIX_LEN: u8 = 64;
 
-/// One side of a [`TestBed`]: a namespace and the veth end inside it.
+/// One veth end of a bed: its name, index, MAC and addresses. In a
+/// [`crate::RouterBed`] the namespace follows from the name (`c*` client,
+/// `r*` router, `s*` server); a [`TestBed`] [`End`] pairs it with its
+/// namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Port {
+    pub(crate) iface: &'static str,
+    pub(crate) ifindex: u32,
+    pub(crate) mac: MacAddr,
+    pub(crate) ipv4: Ipv4Addr,
+    pub(crate) ipv6: Ipv6Addr,
+}
+
+impl Port {
+    /// Interface name.
+    pub fn iface(&self) -> &str {
+        self.iface
+    }
+
+    /// Interface index (in its namespace).
+    pub fn ifindex(&self) -> u32 {
+        self.ifindex
+    }
+
+    /// MAC address.
+    pub fn mac(&self) -> MacAddr {
+        self.mac
+    }
+
+    /// IPv4 address (prefix [`IPV4_PREFIX_LEN`]).
+    pub fn ipv4(&self) -> Ipv4Addr {
+        self.ipv4
+    }
+
+    /// IPv6 address (prefix [`IPV6_PREFIX_LEN`], no DAD, usable at once).
+    pub fn ipv6(&self) -> Ipv6Addr {
+        self.ipv6
+    }
+}
+
+/// One side of a [`TestBed`]: a namespace and the veth end inside it. It
+/// dereferences to its [`Port`], so `end.iface()`, `end.ipv4()`, … read the
+/// veth end's facts.
 #[derive(Debug)]
 pub struct End {
     ns: Netns,
-    iface: &'static str,
-    ifindex: u32,
-    mac: MacAddr,
-    ipv4: Ipv4Addr,
-    ipv6: Ipv6Addr,
+    port: Port,
 }
 
 impl End {
@@ -52,30 +90,13 @@ impl End {
     pub fn ns(&self) -> &Netns {
         &self.ns
     }
+}
 
-    /// Name of the veth end in [`End::ns`].
-    pub fn iface(&self) -> &str {
-        self.iface
-    }
+impl std::ops::Deref for End {
+    type Target = Port;
 
-    /// Interface index of the veth end (in [`End::ns`]).
-    pub fn ifindex(&self) -> u32 {
-        self.ifindex
-    }
-
-    /// MAC address of the veth end.
-    pub fn mac(&self) -> MacAddr {
-        self.mac
-    }
-
-    /// IPv4 address of the veth end (prefix [`IPV4_PREFIX_LEN`]).
-    pub fn ipv4(&self) -> Ipv4Addr {
-        self.ipv4
-    }
-
-    /// IPv6 address of the veth end (prefix [`IPV6_PREFIX_LEN`]).
-    pub fn ipv6(&self) -> Ipv6Addr {
-        self.ipv6
+    fn deref(&self) -> &Port {
+        &self.port
     }
 }
 
@@ -108,19 +129,23 @@ impl TestBed {
         let veth = Veth::create(&engine_ns, ENGINE_IFACE, &peer_ns, PEER_IFACE, &opts)?;
         let engine = End {
             ns: engine_ns,
-            iface: ENGINE_IFACE,
-            ifindex: veth.ifindex_a(),
-            mac: veth.mac_a(),
-            ipv4: ENGINE_IPV4,
-            ipv6: ENGINE_IPV6,
+            port: Port {
+                iface: ENGINE_IFACE,
+                ifindex: veth.ifindex_a(),
+                mac: veth.mac_a(),
+                ipv4: ENGINE_IPV4,
+                ipv6: ENGINE_IPV6,
+            },
         };
         let peer = End {
             ns: peer_ns,
-            iface: PEER_IFACE,
-            ifindex: veth.ifindex_b(),
-            mac: veth.mac_b(),
-            ipv4: PEER_IPV4,
-            ipv6: PEER_IPV6,
+            port: Port {
+                iface: PEER_IFACE,
+                ifindex: veth.ifindex_b(),
+                mac: veth.mac_b(),
+                ipv4: PEER_IPV4,
+                ipv6: PEER_IPV6,
+            },
         };
         let bed = TestBed { veth, engine, peer };
         for end in [&bed.engine, &bed.peer] {

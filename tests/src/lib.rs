@@ -91,12 +91,12 @@ mod veth;
 
 pub use bed::{
     ENGINE_IFACE, ENGINE_IPV4, ENGINE_IPV6, End, IPV4_PREFIX_LEN, IPV6_PREFIX_LEN, PEER_IFACE,
-    PEER_IPV4, PEER_IPV6, TestBed,
+    PEER_IPV4, PEER_IPV6, Port, TestBed,
 };
 pub use error::{Error, Result};
 pub use netns::Netns;
 pub use packet::{Frame, PacketSocket};
-pub use topology::{Port, RouterBed, RouterBedOpts, Segment};
+pub use topology::{RouterBed, RouterBedOpts, Segment};
 pub use types::{Conf, IfAddr, IpFamily, Link, MacAddr, Neighbour, ParseMacError, Route, RpFilter};
 pub use veth::{READY_TIMEOUT, Veth, VethOpts};
 

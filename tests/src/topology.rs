@@ -7,10 +7,10 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use crate::bed::{IPV4_PREFIX_LEN, IPV6_PREFIX_LEN};
+use crate::bed::{IPV4_PREFIX_LEN, IPV6_PREFIX_LEN, Port};
 use crate::error::Result;
 use crate::netns::Netns;
-use crate::types::{Conf, IpFamily, MacAddr, Route, RpFilter};
+use crate::types::{Conf, IpFamily, Route, RpFilter};
 use crate::veth::{READY_TIMEOUT, Veth, VethOpts};
 
 /// One of the [`RouterBed`]'s veth links.
@@ -63,45 +63,6 @@ impl Segment {
             Segment::Server => ("r1", "s0"),
             Segment::Backup => ("r2", "s1"),
         }
-    }
-}
-
-/// One veth end of a [`RouterBed`]: its name, index, MAC and addresses.
-/// Which namespace it is in follows from the name: `c*` client, `r*`
-/// router, `s*` server.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Port {
-    iface: &'static str,
-    ifindex: u32,
-    mac: MacAddr,
-    ipv4: Ipv4Addr,
-    ipv6: Ipv6Addr,
-}
-
-impl Port {
-    /// Interface name.
-    pub fn iface(&self) -> &str {
-        self.iface
-    }
-
-    /// Interface index (in its namespace).
-    pub fn ifindex(&self) -> u32 {
-        self.ifindex
-    }
-
-    /// MAC address.
-    pub fn mac(&self) -> MacAddr {
-        self.mac
-    }
-
-    /// IPv4 address (prefix [`IPV4_PREFIX_LEN`]).
-    pub fn ipv4(&self) -> Ipv4Addr {
-        self.ipv4
-    }
-
-    /// IPv6 address (prefix [`IPV6_PREFIX_LEN`], no DAD, usable at once).
-    pub fn ipv6(&self) -> Ipv6Addr {
-        self.ipv6
     }
 }
 

@@ -9,7 +9,7 @@
 //! workers within the mirror's event handling plus one build (well under a millisecond for a
 //! host's table).
 
-use super::mirror::{MirrorHandle, SnapshotWatch};
+use super::mirror::SnapshotWatch;
 use crate::fib::{Fib, FibHandle};
 use std::io;
 use std::sync::Arc;
@@ -48,24 +48,15 @@ struct UpdaterShared {
     builds: AtomicU64,
 }
 
-/// Builds the table from `mirror`'s current snapshot and starts a [`FibUpdater`] that rebuilds it
-/// whenever the mirror publishes a new one. `ports` are the interfaces the engine serves (see
-/// [`Fib::from_snapshot`]); to change them, start a new updater.
-pub fn spawn_updater(mirror: &MirrorHandle, ports: &[u32]) -> Result<FibUpdater, FibError> {
-    FibUpdater::spawn(mirror.watch(), ports.to_vec())
-}
-
 impl FibUpdater {
-    /// [`spawn_updater`] over a [`SnapshotWatch`]. The first table is built before this returns.
-    pub fn spawn(watch: SnapshotWatch, ports: Vec<u32>) -> Result<FibUpdater, FibError> {
-        Self::spawn_with_link_flags(watch, ports, None)
-    }
-
-    /// [`FibUpdater::spawn`] that also keeps `down` (one flag per port, in `ports` order) set
-    /// for the ports whose link is not running, from the same snapshot as each table: the
+    /// Build the table from `watch`'s current snapshot (before this returns) and start the
+    /// thread that rebuilds it whenever the mirror publishes a new one. `ports` are the
+    /// interfaces the engine serves (see [`Fib::from_snapshot`]); to change them, start a new
+    /// updater. With `down` (one flag per port, in `ports` order) it also keeps each port's
+    /// flag set while its link is not running, from the same snapshot as each table, so the
     /// workers' view of which ports can send and the table's never disagree for long (the
-    /// engine's own link supervisor polls, which is tens of milliseconds later).
-    pub fn spawn_with_link_flags(
+    /// engine's own link supervisor polls, tens of milliseconds later).
+    pub fn spawn(
         watch: SnapshotWatch,
         ports: Vec<u32>,
         down: Option<Arc<[AtomicBool]>>,
@@ -116,7 +107,7 @@ impl FibUpdater {
         self.handle.clone()
     }
 
-    /// The mirror generation ([`MirrorHandle::generation`]) the current table was built from.
+    /// The mirror generation ([`super::mirror::MirrorHandle::generation`]) the current table was built from.
     pub fn generation(&self) -> u64 {
         self.shared.generation.load(Ordering::Acquire)
     }

@@ -274,7 +274,7 @@ impl<A: App + 'static> Engine<A> {
             cfg.ifaces.iter().map(|_| AtomicBool::new(false)).collect();
         let fib = if cfg.forward {
             Some(
-                FibUpdater::spawn_with_link_flags(
+                FibUpdater::spawn(
                     mirror.watch(),
                     plan.ifindexes.clone(),
                     Some(ports_down.clone()),
@@ -486,7 +486,7 @@ fn kernel_path(cfg: &EngineConfig) -> Result<(Arc<std::os::fd::OwnedFd>, KernelP
     log::info!("kernel path: TAP device {}", tap.name);
     let mac = crate::wire::MacAddr(tap.mac);
     let fd = Arc::new(tap.fd);
-    Ok((fd.clone(), KernelPath::new_shared(fd, mac)))
+    Ok((fd.clone(), KernelPath::new(fd, mac)))
 }
 
 /// Start an engine with `make_app(queue)` on every queue, stop it on SIGINT/SIGTERM (or after
@@ -496,7 +496,7 @@ pub fn run<A: App + 'static>(
     make_app: impl FnMut(&AppContext<'_>) -> A,
     out: &mut dyn Write,
 ) -> Result<Summary, RunError> {
-    cfg.validate()?;
+    // (The configuration is checked by the preflight, first thing in start.)
     // Handlers first: a signal during start-up must not kill the process half-way (it would
     // detach anyway, but print no totals and exit with the signal).
     let term = Arc::new(AtomicBool::new(false));

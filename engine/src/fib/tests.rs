@@ -479,7 +479,7 @@ fn from_a_real_kernel_with_live_updates() {
         let (p0, p1, x0) = (idx("p0"), idx("p1"), idx("x0"));
         let down: Arc<[std::sync::atomic::AtomicBool]> =
             (0..2).map(|_| std::sync::atomic::AtomicBool::new(true)).collect();
-        let up = FibUpdater::spawn_with_link_flags(mirror.watch(), vec![p0, p1], Some(down.clone()))
+        let up = FibUpdater::spawn(mirror.watch(), vec![p0, p1], Some(down.clone()))
             .expect("updater");
         let is_down = |i: usize| down[i].load(std::sync::atomic::Ordering::Relaxed);
         assert!(!is_down(0) && !is_down(1), "both ports run: flags cleared with the first table");

@@ -283,97 +283,125 @@ impl Counters {
         }
     }
 
+    /// Every outcome with its name (the field name), in field order: for metrics labels and
+    /// stats lines.
+    pub fn outcomes(&self) -> [(&'static str, u64); 16] {
+        let values = self.values();
+        std::array::from_fn(|i| (OUTCOMES[i], values[i]))
+    }
+
+    /// The counters in field order (the order of [`Counters::outcomes`]).
+    fn values(&self) -> [u64; 16] {
+        [
+            self.redirected,
+            self.passed,
+            self.passed_by_rule,
+            self.dropped_by_rule,
+            self.not_ip,
+            self.malformed,
+            self.redirect_fallback,
+            self.fwd_redirected,
+            self.fwd_fallback,
+            self.fwd_kernel_only,
+            self.fwd_link_scope,
+            self.fib_local_or_noroute,
+            self.fib_no_neigh,
+            self.fib_fwd_disabled,
+            self.fib_unreachable,
+            self.fib_other,
+        ]
+    }
+
+    fn values_mut(&mut self) -> [&mut u64; 16] {
+        [
+            &mut self.redirected,
+            &mut self.passed,
+            &mut self.passed_by_rule,
+            &mut self.dropped_by_rule,
+            &mut self.not_ip,
+            &mut self.malformed,
+            &mut self.redirect_fallback,
+            &mut self.fwd_redirected,
+            &mut self.fwd_fallback,
+            &mut self.fwd_kernel_only,
+            &mut self.fwd_link_scope,
+            &mut self.fib_local_or_noroute,
+            &mut self.fib_no_neigh,
+            &mut self.fib_fwd_disabled,
+            &mut self.fib_unreachable,
+            &mut self.fib_other,
+        ]
+    }
+
     /// Element-wise sum (the counters of several interfaces' programs).
     pub fn add(&mut self, o: &Counters) {
-        self.redirected += o.redirected;
-        self.passed += o.passed;
-        self.passed_by_rule += o.passed_by_rule;
-        self.dropped_by_rule += o.dropped_by_rule;
-        self.not_ip += o.not_ip;
-        self.malformed += o.malformed;
-        self.redirect_fallback += o.redirect_fallback;
-        self.fwd_redirected += o.fwd_redirected;
-        self.fwd_fallback += o.fwd_fallback;
-        self.fwd_kernel_only += o.fwd_kernel_only;
-        self.fwd_link_scope += o.fwd_link_scope;
-        self.fib_local_or_noroute += o.fib_local_or_noroute;
-        self.fib_no_neigh += o.fib_no_neigh;
-        self.fib_fwd_disabled += o.fib_fwd_disabled;
-        self.fib_unreachable += o.fib_unreachable;
-        self.fib_other += o.fib_other;
+        for (a, b) in self.values_mut().into_iter().zip(o.values()) {
+            *a += b;
+        }
     }
 
     /// Element-wise `self - earlier` (counters only grow; saturates at 0 if `earlier` is not
     /// actually earlier).
     pub fn since(&self, earlier: &Counters) -> Counters {
-        let d = |a: u64, b: u64| a.saturating_sub(b);
-        Counters {
-            redirected: d(self.redirected, earlier.redirected),
-            passed: d(self.passed, earlier.passed),
-            passed_by_rule: d(self.passed_by_rule, earlier.passed_by_rule),
-            dropped_by_rule: d(self.dropped_by_rule, earlier.dropped_by_rule),
-            not_ip: d(self.not_ip, earlier.not_ip),
-            malformed: d(self.malformed, earlier.malformed),
-            redirect_fallback: d(self.redirect_fallback, earlier.redirect_fallback),
-            fwd_redirected: d(self.fwd_redirected, earlier.fwd_redirected),
-            fwd_fallback: d(self.fwd_fallback, earlier.fwd_fallback),
-            fwd_kernel_only: d(self.fwd_kernel_only, earlier.fwd_kernel_only),
-            fwd_link_scope: d(self.fwd_link_scope, earlier.fwd_link_scope),
-            fib_local_or_noroute: d(self.fib_local_or_noroute, earlier.fib_local_or_noroute),
-            fib_no_neigh: d(self.fib_no_neigh, earlier.fib_no_neigh),
-            fib_fwd_disabled: d(self.fib_fwd_disabled, earlier.fib_fwd_disabled),
-            fib_unreachable: d(self.fib_unreachable, earlier.fib_unreachable),
-            fib_other: d(self.fib_other, earlier.fib_other),
+        let mut d = *self;
+        for (a, b) in d.values_mut().into_iter().zip(earlier.values()) {
+            *a = a.saturating_sub(b);
         }
-    }
-
-    /// Every outcome with its name (the field name), in field order: for metrics labels and
-    /// stats lines.
-    pub fn outcomes(&self) -> [(&'static str, u64); 16] {
-        [
-            ("redirected", self.redirected),
-            ("passed", self.passed),
-            ("passed_by_rule", self.passed_by_rule),
-            ("dropped_by_rule", self.dropped_by_rule),
-            ("not_ip", self.not_ip),
-            ("malformed", self.malformed),
-            ("redirect_fallback", self.redirect_fallback),
-            ("fwd_redirected", self.fwd_redirected),
-            ("fwd_fallback", self.fwd_fallback),
-            ("fwd_kernel_only", self.fwd_kernel_only),
-            ("fwd_link_scope", self.fwd_link_scope),
-            ("fib_local_or_noroute", self.fib_local_or_noroute),
-            ("fib_no_neigh", self.fib_no_neigh),
-            ("fib_fwd_disabled", self.fib_fwd_disabled),
-            ("fib_unreachable", self.fib_unreachable),
-            ("fib_other", self.fib_other),
-        ]
+        d
     }
 
     /// All frames the program has seen.
-    pub const fn total(&self) -> u64 {
-        self.redirected
-            + self.passed
-            + self.passed_by_rule
-            + self.dropped_by_rule
-            + self.not_ip
-            + self.malformed
-            + self.redirect_fallback
-            + self.fwd_redirected
-            + self.fwd_fallback
-            + self.fwd_kernel_only
-            + self.fwd_link_scope
-            + self.fib_local_or_noroute
-            + self.fib_no_neigh
-            + self.fib_fwd_disabled
-            + self.fib_unreachable
-            + self.fib_other
+    pub fn total(&self) -> u64 {
+        self.values().iter().sum()
     }
 }
+
+/// The outcome names, in field order.
+const OUTCOMES: [&str; 16] = [
+    "redirected",
+    "passed",
+    "passed_by_rule",
+    "dropped_by_rule",
+    "not_ip",
+    "malformed",
+    "redirect_fallback",
+    "fwd_redirected",
+    "fwd_fallback",
+    "fwd_kernel_only",
+    "fwd_link_scope",
+    "fib_local_or_noroute",
+    "fib_no_neigh",
+    "fib_fwd_disabled",
+    "fib_unreachable",
+    "fib_other",
+];
 
 #[cfg(test)]
 mod test {
     use super::*;
+
+    #[test]
+    fn outcome_names_are_the_json_field_names_in_order() {
+        let mut c = Counters::default();
+        for (i, v) in c.values_mut().into_iter().enumerate() {
+            *v = i as u64 + 1;
+        }
+        let json = serde_json::to_value(c).unwrap();
+        let fields: Vec<&str> = json
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let mut names = OUTCOMES.to_vec();
+        names.sort_unstable(); // serde_json's map is ordered by key
+        assert_eq!(fields, names);
+        for (name, v) in c.outcomes() {
+            assert_eq!(json[name], v, "{name}");
+        }
+        assert_eq!(c.total(), (1..=16).sum::<u64>());
+        assert_eq!(c.since(&c), Counters::default());
+    }
 
     #[test]
     fn proto_and_action_round_trip() {

@@ -94,13 +94,9 @@ pub struct KernelPath {
 }
 
 impl KernelPath {
-    /// A path through the TAP device `fd` whose MAC is `mac`.
-    pub fn new(fd: OwnedFd, mac: MacAddr) -> Self {
-        Self::new_shared(Arc::new(fd), mac)
-    }
-
-    /// [`KernelPath::new`] over a descriptor the caller also keeps.
-    pub fn new_shared(fd: Arc<OwnedFd>, mac: MacAddr) -> Self {
+    /// A path through the TAP device `fd` (shared: the engine keeps it open too) whose MAC
+    /// is `mac`.
+    pub fn new(fd: Arc<OwnedFd>, mac: MacAddr) -> Self {
         KernelPath { fd, mac }
     }
 
@@ -603,7 +599,7 @@ mod test {
                 .unwrap();
             let mut t = MemTransport::new(&[&frame], 4, 2048);
             let mut s = Scratch::new();
-            s.set_kernel_path(KernelPath::new(tap.fd, MacAddr(tap.mac)));
+            s.set_kernel_path(KernelPath::new(Arc::new(tap.fd), MacAddr(tap.mac)));
             let mut c = Local::default();
             assert_eq!(step(&mut t, PortId(0), &mut ToKernel, &mut s, 1, &mut c), 1);
             assert_eq!((c.to_kernel, c.dropped(), t.outstanding()), (1, 0, 0));
