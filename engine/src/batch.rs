@@ -84,11 +84,30 @@ pub enum DropReason {
     /// An ICMP error was due but could not be built: no address to send it from, or no room for
     /// it in the frame's buffer.
     IcmpFailed,
+    /// Load balancer: the frame is not for a configured VIP (a VIP removed while the steering
+    /// map still had it), or it is ICMP to a VIP that is not an error about one of its flows
+    /// (an echo request: the VIP's owners are the backends).
+    NotVip,
+    /// Load balancer: the VIP has no backend that takes new flows (all drained, down or
+    /// removed).
+    NoBackend,
+    /// Load balancer: the backend's next hop has no resolved neighbour yet (the control plane
+    /// asks the kernel to resolve it).
+    NoNeighbour,
+    /// Load balancer: no route to the backend out of one of the engine's ports, or no address
+    /// of the egress interface to encapsulate from.
+    BackendUnreachable,
+    /// Load balancer: the packet (encapsulated, if so) is larger than the egress MTU and no
+    /// ICMP error may be sent for it (IPv4 without DF): it cannot be fragmented in place.
+    TooBig,
+    /// Load balancer: encapsulation needs more room in front of the frame than its buffer
+    /// has (a transport that lends frames without headroom).
+    NoHeadroom,
 }
 
 impl DropReason {
     /// Number of reasons; sizes the per-worker counter arrays.
-    pub const COUNT: usize = 17;
+    pub const COUNT: usize = 23;
 
     /// Every reason, in counter-index order.
     pub const ALL: [DropReason; Self::COUNT] = [
@@ -109,6 +128,12 @@ impl DropReason {
         DropReason::IcmpSuppressed,
         DropReason::IcmpRateLimited,
         DropReason::IcmpFailed,
+        DropReason::NotVip,
+        DropReason::NoBackend,
+        DropReason::NoNeighbour,
+        DropReason::BackendUnreachable,
+        DropReason::TooBig,
+        DropReason::NoHeadroom,
     ];
 
     /// Index into per-reason counter arrays.
@@ -137,6 +162,12 @@ impl DropReason {
             DropReason::IcmpSuppressed => "icmp_suppressed",
             DropReason::IcmpRateLimited => "icmp_rate_limited",
             DropReason::IcmpFailed => "icmp_failed",
+            DropReason::NotVip => "not_vip",
+            DropReason::NoBackend => "no_backend",
+            DropReason::NoNeighbour => "no_neighbour",
+            DropReason::BackendUnreachable => "backend_unreachable",
+            DropReason::TooBig => "too_big",
+            DropReason::NoHeadroom => "no_headroom",
         }
     }
 }

@@ -112,10 +112,14 @@ impl IpProtocol {
     pub const HOP_BY_HOP: IpProtocol = IpProtocol(0);
     /// Internet Control Message Protocol (RFC 792).
     pub const ICMP: IpProtocol = IpProtocol(1);
+    /// IPv4 encapsulated in IP (IPIP, RFC 2003; also IPv4 in IPv6).
+    pub const IPIP: IpProtocol = IpProtocol(4);
     /// Transmission Control Protocol (RFC 9293).
     pub const TCP: IpProtocol = IpProtocol(6);
     /// User Datagram Protocol (RFC 768).
     pub const UDP: IpProtocol = IpProtocol(17);
+    /// IPv6 encapsulated in IP (IP6IP6, RFC 2473; 6in4, RFC 4213).
+    pub const IPV6: IpProtocol = IpProtocol(41);
     /// IPv6 routing extension header.
     pub const IPV6_ROUTE: IpProtocol = IpProtocol(43);
     /// IPv6 fragment extension header.

@@ -13,23 +13,23 @@ use crate::wire::{
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// TTL / hop limit of the errors sent.
-pub(super) const ERROR_TTL: u8 = 64;
+pub(in crate::apps) const ERROR_TTL: u8 = 64;
 
 /// DSCP of IPv4 errors: CS6, "internetwork control", as Linux sends them (RFC 1812 §4.3.2.5).
 const ERROR_DSCP: u8 = 48;
 
 /// An ICMPv6 error, quote included, must fit the IPv6 minimum MTU (RFC 4443 §2.4(c)).
-pub(super) const V6_MIN_MTU: usize = 1280;
+pub(in crate::apps) const V6_MIN_MTU: usize = 1280;
 
 /// Bytes of the offending IPv6 packet an error may quote.
-pub(super) const V6_MAX_QUOTE: usize = V6_MIN_MTU - ipv6::HEADER_LEN - icmpv6::HEADER_LEN;
+pub(in crate::apps) const V6_MAX_QUOTE: usize = V6_MIN_MTU - ipv6::HEADER_LEN - icmpv6::HEADER_LEN;
 
 /// Bytes of the offending datagram's data an IPv4 error quotes after its header (RFC 792).
-pub(super) const V4_QUOTE_DATA: usize = 8;
+pub(in crate::apps) const V4_QUOTE_DATA: usize = 8;
 
 /// Why a packet is answered with an error, independent of the IP version.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum IcmpError {
+pub(in crate::apps) enum IcmpError {
     /// TTL / hop limit exhausted in transit.
     TimeExceeded,
     /// No route matched.
@@ -47,7 +47,7 @@ pub(super) enum IcmpError {
 
 impl IcmpError {
     /// ICMPv4 type, code and rest-of-header.
-    pub(super) fn v4(self) -> (icmpv4::Message, u8, [u8; 4]) {
+    pub(in crate::apps) fn v4(self) -> (icmpv4::Message, u8, [u8; 4]) {
         use icmpv4::Message as M;
         match self {
             IcmpError::TimeExceeded => (M::TIME_EXCEEDED, 0, [0; 4]),
@@ -66,7 +66,7 @@ impl IcmpError {
     }
 
     /// ICMPv6 type, code and message-body word.
-    pub(super) fn v6(self) -> (icmpv6::Message, u8, [u8; 4]) {
+    pub(in crate::apps) fn v6(self) -> (icmpv6::Message, u8, [u8; 4]) {
         use icmpv6::Message as M;
         match self {
             IcmpError::TimeExceeded => (M::TIME_EXCEEDED, 0, [0; 4]),
@@ -80,7 +80,7 @@ impl IcmpError {
 }
 
 /// Bytes from the start of the IP header to the quote: the new IP and ICMP headers.
-pub(super) const fn headers_len(v6: bool) -> usize {
+pub(in crate::apps) const fn headers_len(v6: bool) -> usize {
     if v6 {
         ipv6::HEADER_LEN + icmpv6::HEADER_LEN
     } else {
@@ -92,7 +92,7 @@ pub(super) const fn headers_len(v6: bool) -> usize {
 /// the first `quote` bytes of the offending packet; returns the new frame length. `None`, with
 /// `buf` untouched, if `buf` cannot hold it or `l3` leaves no room for an Ethernet header (the
 /// caller has checked both).
-pub(super) fn emit_v4(
+pub(in crate::apps) fn emit_v4(
     buf: &mut [u8],
     l3: usize,
     quote: usize,
@@ -125,7 +125,7 @@ pub(super) fn emit_v4(
 }
 
 /// [`emit_v4`] for IPv6: the checksum covers the pseudo-header.
-pub(super) fn emit_v6(
+pub(in crate::apps) fn emit_v6(
     buf: &mut [u8],
     l3: usize,
     quote: usize,

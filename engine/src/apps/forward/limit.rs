@@ -30,14 +30,14 @@ const UNIT: u64 = 1_000_000_000;
 
 /// A token bucket in integer credit units (see [`UNIT`]). Starts full.
 #[derive(Clone, Debug)]
-pub(super) struct TokenBucket {
+pub(in crate::apps) struct TokenBucket {
     limit: IcmpLimit,
     credit: u64,
     last: Option<Instant>,
 }
 
 impl TokenBucket {
-    pub(super) fn new(limit: IcmpLimit) -> Self {
+    pub(in crate::apps) fn new(limit: IcmpLimit) -> Self {
         TokenBucket {
             limit,
             credit: Self::cap(limit),
@@ -50,7 +50,7 @@ impl TokenBucket {
     }
 
     /// Add the credit earned since the last refill (none on the first), up to the burst.
-    pub(super) fn refill(&mut self, now: Instant) {
+    pub(in crate::apps) fn refill(&mut self, now: Instant) {
         if let Some(last) = self.last {
             let ns =
                 u64::try_from(now.saturating_duration_since(last).as_nanos()).unwrap_or(u64::MAX);
@@ -68,13 +68,13 @@ impl TokenBucket {
 
     /// Whether a token is there (without taking it).
     #[inline]
-    pub(super) fn ready(&self) -> bool {
+    pub(in crate::apps) fn ready(&self) -> bool {
         self.credit >= UNIT
     }
 
     /// Take a token; call only after [`TokenBucket::ready`] said yes.
     #[inline]
-    pub(super) fn take(&mut self) {
+    pub(in crate::apps) fn take(&mut self) {
         self.credit = self.credit.saturating_sub(UNIT);
     }
 }

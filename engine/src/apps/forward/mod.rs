@@ -62,8 +62,8 @@
 //! error within 1280 bytes for IPv6 (RFC 4443), cut short if the buffer is smaller. No ICMP
 //! redirects are sent.
 
-mod icmp;
-mod limit;
+pub(in crate::apps) mod icmp;
+pub(in crate::apps) mod limit;
 
 #[cfg(test)]
 mod tests;

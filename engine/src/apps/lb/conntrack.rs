@@ -250,6 +250,19 @@ impl ConnTrack {
         }
     }
 
+    /// Forgets `key`'s flow (its backend is gone), so the next lookup picks afresh. Not counted
+    /// as an eviction or expiration. False if unknown.
+    pub fn forget(&mut self, key: &FlowKey) -> bool {
+        let hash = self.index_hash(key);
+        match self.find(key, hash) {
+            Some((slot, e)) => {
+                self.remove_at(slot, e);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// The backend and state remembered for `key`, without refreshing it or checking its
     /// timeout: for the control plane and tests.
     pub fn peek(&self, key: &FlowKey) -> Option<(BackendId, FlowState)> {
@@ -496,6 +509,24 @@ mod test {
 
     fn b(i: u32) -> Option<BackendId> {
         Some(BackendId(i))
+    }
+
+    #[test]
+    fn forget_makes_the_next_lookup_pick_again() {
+        let mut t = ConnTrack::new(cfg(16));
+        assert_eq!(t.lookup_or_insert(tcp(1), 0, || b(3)), b(3));
+        assert_eq!(t.lookup_or_insert(tcp(2), 0, || b(3)), b(3));
+        assert!(t.forget(&tcp(1)));
+        assert!(!t.forget(&tcp(1)));
+        assert_eq!(t.len(), 1);
+        assert_eq!(t.lookup_or_insert(tcp(1), 1, || b(5)), b(5));
+        // The other flow is untouched (the index's backward shift kept it findable).
+        assert_eq!(
+            t.peek(&tcp(2)),
+            Some((BackendId(3), FlowState::Established))
+        );
+        let s = t.stats();
+        assert_eq!((s.evictions, s.expirations), (0, 0));
     }
 
     #[test]
