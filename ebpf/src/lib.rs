@@ -6,7 +6,7 @@
 //! sources disagree):
 //!
 //! - `steer.bpf.c` → [`STEER_OBJ`]: the steering program (items at the crate root), in port
-//!   rules mode or forward mode ([`CONFIG_MAP`]).
+//!   rules mode, forward mode or load-balancer (VIP) mode ([`CONFIG_MAP`]).
 //! - `bench.bpf.c` → [`BENCH_OBJ`]: the benchmark generator `gen_tx` and the `drop_all` /
 //!   `pass_all` sinks (items in [`mod@bench`]).
 //! - `fwd.bpf.c` → [`FWD_OBJ`]: the benchmark-only in-kernel XDP forwarder, the ceiling of
@@ -63,6 +63,9 @@ pub const COUNTERS_MAP: &str = "counters";
 /// `config`: `BPF_MAP_TYPE_ARRAY`, one entry (key `0u32`) → [`SteerConfig`]. Starts zeroed,
 /// i.e. in [`MODE_PORTS`].
 pub const CONFIG_MAP: &str = "config";
+/// `vips`: `BPF_MAP_TYPE_HASH` of at most [`LB_MAX_VIPS`] entries, [`VipKey`] →
+/// [`VipValue`]: the destinations [`MODE_LB`] redirects.
+pub const VIPS_MAP: &str = "vips";
 
 /// [`SteerConfig::mode`]: steer by `(protocol, destination port)` rules from [`RULES_MAP`]
 /// (C `STEER_MODE_PORTS`). Any value the program does not know acts as this.
@@ -71,6 +74,11 @@ pub const MODE_PORTS: u32 = 0;
 /// the kernel's FIB (`bpf_fib_lookup`) calls forwardable with a resolved neighbour; pass
 /// everything else. [`RULES_MAP`] is not consulted.
 pub const MODE_FORWARD: u32 = 1;
+/// [`SteerConfig::mode`]: load-balancer mode (C `STEER_MODE_LB`): redirect untagged IPv4/IPv6
+/// frames whose destination is in [`VIPS_MAP`] (TCP/UDP by address, port and protocol, with
+/// port 0 as a per-protocol wildcard; ICMP/ICMPv6 by address, port 0); pass everything else.
+/// [`RULES_MAP`] is not consulted.
+pub const MODE_LB: u32 = 2;
 
 /// Slots per protocol in [`RULES_MAP`]: one per port (C `RULES_PORTS`).
 pub const RULES_PORTS: u32 = 1 << 16;
@@ -83,11 +91,18 @@ pub const RULES_TCP_BASE: u32 = RULES_PORTS;
 pub const RULES_MAX_ENTRIES: u32 = 2 * RULES_PORTS;
 /// `max_entries` of [`XSKS_MAP`]: AF_XDP sockets can be registered for queues `0..64`.
 pub const XSKS_MAX_ENTRIES: u32 = 64;
+/// `max_entries` of [`VIPS_MAP`] (C `LB_MAX_VIPS`): inserting a new key into a full map fails
+/// with `E2BIG`.
+pub const LB_MAX_VIPS: u32 = 4096;
 
 /// IP protocol number of UDP, as taken by [`rule_index`].
 pub const IPPROTO_UDP: u8 = 17;
 /// IP protocol number of TCP, as taken by [`rule_index`].
 pub const IPPROTO_TCP: u8 = 6;
+/// IP protocol number of ICMP (IPv4): the [`VipKey::proto`] of an IPv4 VIP's ICMP entry.
+pub const IPPROTO_ICMP: u8 = 1;
+/// IPv6 next-header number of ICMPv6: the [`VipKey::proto`] of an IPv6 VIP's ICMPv6 entry.
+pub const IPPROTO_ICMPV6: u8 = 58;
 
 /// The [`RULES_MAP`] index of `(proto, port)` (`port` in host byte order); `None` for a
 /// protocol other than [`IPPROTO_UDP`] and [`IPPROTO_TCP`].
@@ -158,8 +173,18 @@ pub mod counter {
     pub const FIB_UNREACHABLE: u32 = 14;
     /// Forward mode, any other FIB result (`UNSUPP_LWT`, `FRAG_NEEDED`, an error).
     pub const FIB_OTHER: u32 = 15;
+    /// LB mode: the destination is a VIP and the frame went to the queue's AF_XDP socket.
+    pub const LB_REDIRECTED: u32 = 16;
+    /// LB mode: the destination is a VIP but the queue has no socket: passed.
+    pub const LB_FALLBACK: u32 = 17;
+    /// LB mode: no VIP matched, ICMPv6 neighbour discovery, or an IP protocol other than
+    /// TCP, UDP and ICMP/ICMPv6: passed.
+    pub const LB_PASSED: u32 = 18;
+    /// LB mode: headers the VIP lookup leaves to the kernel (VLAN tag, IPv4 fragment, IPv6
+    /// extension header): passed without a lookup.
+    pub const LB_KERNEL_ONLY: u32 = 19;
     /// Number of counters (`max_entries` of the map).
-    pub const LEN: u32 = 16;
+    pub const LEN: u32 = 20;
 }
 
 /// Value of [`RULES_MAP`] (C `struct rule_value`).
@@ -180,11 +205,74 @@ impl RuleValue {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct SteerConfig {
-    /// [`MODE_PORTS`] or [`MODE_FORWARD`].
+    /// [`MODE_PORTS`], [`MODE_FORWARD`] or [`MODE_LB`].
     pub mode: u32,
 }
 
 impl SteerConfig {
+    /// Size in bytes, as the C struct declares it.
+    pub const SIZE: usize = 4;
+}
+
+/// [`VipKey::family`] of an IPv4 VIP (C `VIP_FAMILY_V4`).
+pub const VIP_FAMILY_V4: u8 = 4;
+/// [`VipKey::family`] of an IPv6 VIP (C `VIP_FAMILY_V6`).
+pub const VIP_FAMILY_V6: u8 = 6;
+
+/// Key of [`VIPS_MAP`] (C `struct vip_key`): 20 bytes, no padding.
+///
+/// The program builds the key of a frame from its headers and looks it up; for TCP and UDP
+/// it looks up the same key with `port` 0 after a miss.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct VipKey {
+    /// Destination address in network order: all 16 bytes for IPv6; for IPv4 the first 4,
+    /// the other 12 zero.
+    pub addr: [u8; 16],
+    /// Destination port in **network byte order** (`port.to_be()`), as the program copies it
+    /// from the TCP/UDP header; 0 = every port of `proto`, and always 0 for ICMP/ICMPv6.
+    pub port: u16,
+    /// IP protocol number: [`IPPROTO_TCP`], [`IPPROTO_UDP`], [`IPPROTO_ICMP`] (IPv4) or
+    /// [`IPPROTO_ICMPV6`] (IPv6); the program looks up no other.
+    pub proto: u8,
+    /// [`VIP_FAMILY_V4`] or [`VIP_FAMILY_V6`].
+    pub family: u8,
+}
+
+impl VipKey {
+    /// Size in bytes, as the C struct declares it.
+    pub const SIZE: usize = 20;
+
+    /// The struct's in-memory representation (what the map hashes), without `unsafe`.
+    pub fn to_bytes(self) -> [u8; Self::SIZE] {
+        let mut b = [0u8; Self::SIZE];
+        b[0..16].copy_from_slice(&self.addr);
+        b[16..18].copy_from_slice(&self.port.to_ne_bytes());
+        b[18] = self.proto;
+        b[19] = self.family;
+        b
+    }
+
+    /// Inverse of [`VipKey::to_bytes`].
+    pub fn from_bytes(b: [u8; Self::SIZE]) -> Self {
+        Self {
+            addr: b[0..16].try_into().expect("16 bytes"),
+            port: u16::from_ne_bytes([b[16], b[17]]),
+            proto: b[18],
+            family: b[19],
+        }
+    }
+}
+
+/// Value of [`VIPS_MAP`] (C `struct vip_value`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct VipValue {
+    /// Reserved: write 0. The program only tests whether the key is present.
+    pub flags: u32,
+}
+
+impl VipValue {
     /// Size in bytes, as the C struct declares it.
     pub const SIZE: usize = 4;
 }
@@ -592,7 +680,7 @@ mod test {
         assert_eq!(symbols_in(STEER_OBJ, PROGRAM_SECTION), [PROGRAM_NAME]);
         let mut maps = symbols_in(STEER_OBJ, ".maps");
         maps.sort();
-        let mut want = [CONFIG_MAP, COUNTERS_MAP, RULES_MAP, XSKS_MAP];
+        let mut want = [CONFIG_MAP, COUNTERS_MAP, RULES_MAP, VIPS_MAP, XSKS_MAP];
         want.sort();
         assert_eq!(maps, want);
         // bpf_fib_lookup is GPL-only: the kernel refuses the program without this.
@@ -627,6 +715,37 @@ mod test {
         assert_eq!(members("rule_value", RuleValue::SIZE), [("action", 0)]);
         assert_eq!(size_of::<SteerConfig>(), SteerConfig::SIZE);
         assert_eq!(members("steer_config", SteerConfig::SIZE), [("mode", 0)]);
+
+        use std::mem::offset_of;
+        assert_eq!(size_of::<VipKey>(), VipKey::SIZE);
+        let rust = [
+            ("addr", offset_of!(VipKey, addr)),
+            ("port", offset_of!(VipKey, port)),
+            ("proto", offset_of!(VipKey, proto)),
+            ("family", offset_of!(VipKey, family)),
+        ];
+        let c: Vec<(&str, usize)> = members("vip_key", VipKey::SIZE)
+            .into_iter()
+            .map(|(n, off)| (n, off as usize))
+            .collect();
+        assert_eq!(c, rust);
+        assert_eq!(size_of::<VipValue>(), VipValue::SIZE);
+        assert_eq!(members("vip_value", VipValue::SIZE), [("flags", 0)]);
+    }
+
+    #[test]
+    fn vip_key_bytes_are_the_c_layout() {
+        let key = VipKey {
+            addr: std::array::from_fn(|i| 0x10 + i as u8),
+            port: 443u16.to_be(),
+            proto: IPPROTO_TCP,
+            family: VIP_FAMILY_V6,
+        };
+        let b = key.to_bytes();
+        assert_eq!(&b[..16], &key.addr);
+        assert_eq!(&b[16..18], &[0x01, 0xbb], "port in network byte order");
+        assert_eq!((b[18], b[19]), (IPPROTO_TCP, VIP_FAMILY_V6));
+        assert_eq!(VipKey::from_bytes(b), key);
     }
 
     #[test]
@@ -652,6 +771,11 @@ mod test {
         assert_eq!(uint(CONFIG_MAP, "max_entries"), 1);
         assert_eq!(named(CONFIG_MAP, "key"), "__u32");
         assert_eq!(named(CONFIG_MAP, "value"), "steer_config");
+        const HASH: u32 = 1;
+        assert_eq!(uint(VIPS_MAP, "type"), HASH);
+        assert_eq!(uint(VIPS_MAP, "max_entries"), LB_MAX_VIPS);
+        assert_eq!(named(VIPS_MAP, "key"), "vip_key");
+        assert_eq!(named(VIPS_MAP, "value"), "vip_value");
     }
 
     /// `NAME = value` enumerators of the C source. Enums used only as constants are not in
@@ -675,7 +799,7 @@ mod test {
     fn enum_values_match_the_c_declarations() {
         let c = c_enumerators(
             include_str!("steer.bpf.c"),
-            &["RULE_", "CNT_", "STEER_MODE_"],
+            &["RULE_", "CNT_", "STEER_MODE_", "VIP_FAMILY_"],
         );
         let want = [
             ("RULE_NONE", ACTION_NONE),
@@ -698,9 +822,16 @@ mod test {
             ("CNT_FIB_FWD_DISABLED", counter::FIB_FWD_DISABLED),
             ("CNT_FIB_UNREACHABLE", counter::FIB_UNREACHABLE),
             ("CNT_FIB_OTHER", counter::FIB_OTHER),
+            ("CNT_LB_REDIRECTED", counter::LB_REDIRECTED),
+            ("CNT_LB_FALLBACK", counter::LB_FALLBACK),
+            ("CNT_LB_PASSED", counter::LB_PASSED),
+            ("CNT_LB_KERNEL_ONLY", counter::LB_KERNEL_ONLY),
             ("CNT__MAX", counter::LEN),
             ("STEER_MODE_PORTS", MODE_PORTS),
             ("STEER_MODE_FORWARD", MODE_FORWARD),
+            ("STEER_MODE_LB", MODE_LB),
+            ("VIP_FAMILY_V4", u32::from(VIP_FAMILY_V4)),
+            ("VIP_FAMILY_V6", u32::from(VIP_FAMILY_V6)),
         ];
         for (name, value) in want {
             assert_eq!(c.get(name), Some(&value), "{name} in steer.bpf.c");
@@ -734,15 +865,18 @@ mod test {
     }
 
     #[test]
-    fn rules_layout_matches_the_c_defines() {
+    fn rules_and_vips_defines_match_the_c_source() {
         let src = include_str!("steer.bpf.c");
         assert_eq!(c_define(src, "RULES_PORTS"), RULES_PORTS);
         assert_eq!(c_define(src, "RULES_UDP_BASE"), RULES_UDP_BASE);
         assert_eq!(c_define(src, "RULES_TCP_BASE"), RULES_TCP_BASE);
         assert_eq!(c_define(src, "RULES_ENTRIES"), RULES_MAX_ENTRIES);
+        assert_eq!(c_define(src, "LB_MAX_VIPS"), LB_MAX_VIPS);
         let net = include_str!("net.bpf.h");
         assert_eq!(c_define(net, "IPPROTO_UDP"), u32::from(IPPROTO_UDP));
         assert_eq!(c_define(net, "IPPROTO_TCP"), u32::from(IPPROTO_TCP));
+        assert_eq!(c_define(net, "IPPROTO_ICMP"), u32::from(IPPROTO_ICMP));
+        assert_eq!(c_define(net, "IPPROTO_ICMPV6"), u32::from(IPPROTO_ICMPV6));
     }
 
     #[test]

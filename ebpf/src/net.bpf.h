@@ -5,8 +5,8 @@
 //
 // Same rules as common.bpf.h: no kernel or libbpf headers, everything copied
 // from the stable uapi (linux/if_ether.h, linux/ip.h, linux/ipv6.h,
-// linux/in.h, linux/udp.h, linux/tcp.h, linux/bpf.h), so the objects depend
-// only on ebpf/src and the clang version.
+// linux/in.h, linux/udp.h, linux/tcp.h, linux/icmp.h, linux/bpf.h), so the
+// objects depend only on ebpf/src and the clang version.
 
 #ifndef SLUICE_NET_BPF_H
 #define SLUICE_NET_BPF_H
@@ -20,6 +20,7 @@
 #define ETH_P_8021Q 0x8100
 #define ETH_P_8021AD 0x88A8
 #define IPPROTO_HOPOPTS 0
+#define IPPROTO_ICMP 1
 #define IPPROTO_TCP 6
 #define IPPROTO_UDP 17
 #define IPPROTO_ROUTING 43
@@ -95,6 +96,15 @@ struct tcphdr {
 	__u16 window;
 	__u16 check;
 	__u16 urg_ptr;
+};
+
+// ICMP and ICMPv6 share this 8-byte header, the least either kernel receive
+// path (icmp_rcv, icmpv6_rcv) accepts.
+struct icmphdr {
+	__u8 type;
+	__u8 code;
+	__u16 checksum;
+	__u32 rest; // type-specific (echo id/sequence, next-hop MTU, ...)
 };
 
 // ---- bpf_fib_lookup (uapi/linux/bpf.h, as of Linux 6.18) --------------------

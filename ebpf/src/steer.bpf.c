@@ -2,7 +2,7 @@
 //
 // steer: sluice's XDP program.
 //
-// Two modes, chosen by user space through the one-entry `config` array
+// Three modes, chosen by user space through the one-entry `config` array
 // (struct steer_config; the entry starts zeroed, i.e. in ports mode):
 //
 // ---- STEER_MODE_PORTS (0): port rules -----------------------------------------
@@ -61,6 +61,42 @@
 // Nothing is lost on this path: the frame is exactly what the kernel would
 // have received without XDP. The rules map is not consulted in this mode.
 //
+// ---- STEER_MODE_LB (2): the front of a user-space load balancer --------------
+//
+// For every untagged IPv4/IPv6 frame, look its destination up in the `vips`
+// hash map (struct vip_key: address, destination port, IP protocol, family)
+// and redirect it to the AF_XDP socket of the receive queue on a hit; pass it
+// to the kernel on a miss. The host keeps its own traffic (ARP, ND, SSH, ...)
+// and the load balancer sees only what is addressed to a VIP.
+//
+//   TCP / UDP   -> look up (daddr, dport, proto), then the wildcard
+//                  (daddr, 0, proto): a VIP with port 0 takes every port.
+//   ICMP (IPv4 protocol 1) / ICMPv6 (IPv6 next header 58)
+//               -> look up (daddr, 0, 1 or 58). User space inserts such a
+//                  key for every VIP address, so ICMP errors about VIP flows
+//                  (fragmentation needed, packet too big, unreachable) reach
+//                  the load balancer. ICMPv6 neighbour discovery (types
+//                  133-137) always goes to the kernel, VIP or not: it is the
+//                  host's, even to a VIP address (NUD probes).
+//   anything else IP (GRE, ESP, ...) -> XDP_PASS, no lookup.
+//
+// A hit goes through bpf_redirect_map(&xsks, rx_queue_index, XDP_PASS) as in
+// the other modes: no socket on the queue -> the kernel gets it (fail open).
+// The ports in the key are in network byte order, so the lookup key is built
+// from the header bytes without swapping.
+//
+// Left to the kernel without a lookup (counted lb_kernel_only, so a VIP's
+// traffic that takes this way shows up): VLAN-tagged frames (the VIP would be
+// on the VLAN device), IPv4 fragments (the first, with MF, and every later
+// one: only the first carries ports, so the fragments of one datagram would
+// split between user space and the kernel; the kernel reassembles), and IPv6
+// frames whose next header is an extension header (not walked; this includes
+// the fragment header). IPv4 options are skipped (IHL). Malformed or truncated
+// headers (IPv4 tot_len shorter than the header or past the frame, IPv6
+// payload_len past the frame, TCP data offset < 5, a TCP/UDP/ICMP header cut
+// short by the frame or by the IP length) are passed and counted malformed, as
+// in the other modes. The rules map is not consulted in this mode.
+//
 // Every frame is counted exactly once in `counters` (per CPU, summed by user
 // space), under one outcome of one mode (not_ip and malformed are shared).
 //
@@ -76,6 +112,9 @@
 #include "net.bpf.h"
 
 static long (*bpf_redirect_map)(void *map, __u64 key, __u64 flags) = (void *)51;
+
+// uapi/linux/bpf.h; only this program has a hash map.
+#define BPF_MAP_TYPE_HASH 1
 
 // ---- maps (mirrored in ebpf/src/lib.rs) -------------------------------------
 
@@ -116,12 +155,18 @@ enum counter {
 	CNT_FIB_FWD_DISABLED = 13,     // FIB FWD_DISABLED (forwarding off on ingress): passed
 	CNT_FIB_UNREACHABLE = 14,      // FIB BLACKHOLE / UNREACHABLE / PROHIBIT: passed
 	CNT_FIB_OTHER = 15,            // FIB UNSUPP_LWT, FRAG_NEEDED, error, unknown: passed
-	CNT__MAX = 16,
+	// LB mode (NOT_IP and MALFORMED are shared):
+	CNT_LB_REDIRECTED = 16,  // a VIP matched, and bpf_redirect_map returned XDP_REDIRECT
+	CNT_LB_FALLBACK = 17,    // a VIP matched but no socket on this queue: passed
+	CNT_LB_PASSED = 18,      // no VIP matched, ICMPv6 ND, or not TCP/UDP/ICMP: passed
+	CNT_LB_KERNEL_ONLY = 19, // VLAN tag, IPv4 fragment, IPv6 extension header: passed
+	CNT__MAX = 20,
 };
 
 enum steer_mode {
 	STEER_MODE_PORTS = 0,   // port rules (the zeroed entry); any unknown value acts as this
 	STEER_MODE_FORWARD = 1, // FIB-checked forwarding fast path
+	STEER_MODE_LB = 2,      // VIP lookup for the load balancer
 };
 
 struct steer_config {
@@ -145,6 +190,37 @@ struct {
 	__type(key, __u32);
 	__type(value, struct rule_value);
 } rules SEC(".maps");
+
+// The VIPs of LB mode. A hash map: a VIP is a 16-byte address plus port and
+// protocol, far too sparse for an array; one lookup (two for a port miss) per
+// TCP/UDP frame is the price.
+#define LB_MAX_VIPS 4096
+
+enum vip_family {
+	VIP_FAMILY_V4 = 4,
+	VIP_FAMILY_V6 = 6,
+};
+
+// 20 bytes, no padding (user space hashes exactly these bytes: a padding byte
+// left uninitialised on either side would make keys differ).
+struct vip_key {
+	__u8 addr[16]; // destination address, network order; IPv4 in addr[0..4], rest zero
+	__u16 port;    // destination port, network byte order; 0 = every port (and ICMP)
+	__u8 proto;    // IP protocol number: IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMP, IPPROTO_ICMPV6
+	__u8 family;   // enum vip_family
+};
+_Static_assert(sizeof(struct vip_key) == 20, "struct vip_key has no padding");
+
+struct vip_value {
+	__u32 flags; // reserved, 0
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, LB_MAX_VIPS);
+	__type(key, struct vip_key);
+	__type(value, struct vip_value);
+} vips SEC(".maps");
 
 // AF_XDP sockets keyed by receive-queue index: queues 0..63.
 struct {
@@ -430,6 +506,127 @@ static __always_inline int forward(struct xdp_md *ctx)
 	}
 }
 
+// Hands a frame to a VIP to the queue's AF_XDP socket; as in the other modes,
+// a queue without a socket makes the helper return XDP_PASS.
+static __always_inline int lb_redirect(struct xdp_md *ctx)
+{
+	long ret = bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS);
+
+	count(ret == XDP_REDIRECT ? CNT_LB_REDIRECTED : CNT_LB_FALLBACK);
+	return ret;
+}
+
+// LB mode; see the file comment.
+static __always_inline int lb(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	struct vip_key key = {};
+	void *l4;
+	__u32 l4_len; // what the IP header says follows it (the frame may be padded)
+	__u8 icmp_proto;
+
+	if ((void *)(eth + 1) > data_end)
+		return pass(CNT_MALFORMED);
+
+	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
+		struct iphdr *ip = (void *)(eth + 1);
+		__u32 ihl;
+		__u16 tot_len;
+
+		if ((void *)(ip + 1) > data_end)
+			return pass(CNT_MALFORMED);
+		if ((ip->ver_ihl >> 4) != 4)
+			return pass(CNT_MALFORMED);
+		ihl = ip->ver_ihl & 0x0F;
+		if (ihl < 5)
+			return pass(CNT_MALFORMED);
+		tot_len = bpf_ntohs(ip->tot_len);
+		if (tot_len < ihl * 4 || (void *)ip + tot_len > data_end)
+			return pass(CNT_MALFORMED);
+		if (ip->frag_off & bpf_htons(IP_MF | IP_OFFSET_MASK))
+			return pass(CNT_LB_KERNEL_ONLY);
+		__builtin_memcpy(key.addr, &ip->daddr, sizeof(ip->daddr));
+		key.family = VIP_FAMILY_V4;
+		key.proto = ip->protocol;
+		icmp_proto = IPPROTO_ICMP;
+		// ihl <= 15, so the offset is bounded for the verifier (<= 60 bytes).
+		l4 = (void *)ip + ihl * 4;
+		l4_len = tot_len - ihl * 4;
+	} else if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr *ip6 = (void *)(eth + 1);
+
+		if ((void *)(ip6 + 1) > data_end)
+			return pass(CNT_MALFORMED);
+		if ((ip6->ver_tc_flow & bpf_htons(0xF000)) != bpf_htons(0x6000))
+			return pass(CNT_MALFORMED);
+		if ((void *)(ip6 + 1) + bpf_ntohs(ip6->payload_len) > data_end)
+			return pass(CNT_MALFORMED);
+		switch (ip6->nexthdr) {
+		case IPPROTO_HOPOPTS:
+		case IPPROTO_ROUTING:
+		case IPPROTO_FRAGMENT:
+		case IPPROTO_AH:
+		case IPPROTO_DSTOPTS:
+		case IPPROTO_MH:
+		case 139: // HIP
+		case 140: // Shim6
+		case 253: // experimentation (RFC 3692)
+		case 254:
+			return pass(CNT_LB_KERNEL_ONLY);
+		}
+		__builtin_memcpy(key.addr, ip6->daddr, sizeof(ip6->daddr));
+		key.family = VIP_FAMILY_V6;
+		key.proto = ip6->nexthdr;
+		icmp_proto = IPPROTO_ICMPV6;
+		l4 = ip6 + 1;
+		l4_len = bpf_ntohs(ip6->payload_len);
+	} else if (eth->h_proto == bpf_htons(ETH_P_8021Q) || eth->h_proto == bpf_htons(ETH_P_8021AD)) {
+		return pass(CNT_LB_KERNEL_ONLY);
+	} else {
+		return pass(CNT_NOT_IP);
+	}
+
+	// Each L4 header must be in the frame (for the verifier) and inside the IP
+	// packet: a header read from Ethernet padding is not one (the kernel drops
+	// such packets).
+	if (key.proto == IPPROTO_UDP) {
+		struct udphdr *udp = l4;
+
+		if ((void *)(udp + 1) > data_end || l4_len < sizeof(*udp))
+			return pass(CNT_MALFORMED);
+		key.port = udp->dest;
+	} else if (key.proto == IPPROTO_TCP) {
+		struct tcphdr *tcp = l4;
+
+		if ((void *)(tcp + 1) > data_end || l4_len < sizeof(*tcp))
+			return pass(CNT_MALFORMED);
+		if ((tcp->doff_res >> 4) < 5)
+			return pass(CNT_MALFORMED);
+		key.port = tcp->dest;
+	} else if (key.proto == icmp_proto) {
+		struct icmphdr *icmp = l4;
+
+		if ((void *)(icmp + 1) > data_end || l4_len < sizeof(*icmp))
+			return pass(CNT_MALFORMED);
+		if (icmp_proto == IPPROTO_ICMPV6 && icmp->type >= 133 && icmp->type <= 137)
+			return pass(CNT_LB_PASSED);
+		// key.port stays 0: ICMP is keyed by address alone.
+	} else {
+		return pass(CNT_LB_PASSED);
+	}
+
+	if (bpf_map_lookup_elem(&vips, &key))
+		return lb_redirect(ctx);
+	if (key.port != 0) {
+		key.port = 0; // the VIP's wildcard entry: every port of this protocol
+		if (bpf_map_lookup_elem(&vips, &key))
+			return lb_redirect(ctx);
+	}
+	return pass(CNT_LB_PASSED);
+}
+
 SEC("xdp")
 int steer(struct xdp_md *ctx)
 {
@@ -438,6 +635,8 @@ int steer(struct xdp_md *ctx)
 
 	if (cfg && cfg->mode == STEER_MODE_FORWARD)
 		return forward(ctx);
+	if (cfg && cfg->mode == STEER_MODE_LB)
+		return lb(ctx);
 	return steer_ports(ctx);
 }
 

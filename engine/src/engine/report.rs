@@ -154,7 +154,7 @@ impl Reporter {
                 }
             }
             let x = &sum.xdp;
-            // The outcomes every run has, then whichever others happened (forwarding mode's).
+            // The outcomes every run has, then whichever others happened (forward or lb mode's).
             let outcomes: Vec<String> = x
                 .outcomes()
                 .iter()

@@ -1,10 +1,10 @@
-//! Loading and attaching the XDP program `steer`, and its maps: config, rules, XSKMAP,
+//! Loading and attaching the XDP program `steer`, and its maps: config, rules, VIPs, XSKMAP,
 //! counters.
 //!
 //! This module owns the kernel side of steering for one interface: it loads
 //! [`sluice_ebpf::STEER_OBJ`] with aya, attaches the program, sets its mode in the `config`
-//! map, edits the `rules` map, registers AF_XDP sockets in the `xsks` map and reads the
-//! per-CPU `counters`. It never creates
+//! map, edits the `rules` and `vips` maps, registers AF_XDP sockets in the `xsks` map and
+//! reads the per-CPU `counters`. It never creates
 //! sockets or touches frames (that is [`crate::xsk`] and [`crate::worker`]), and it never
 //! pins anything to bpffs.
 //!
@@ -44,7 +44,11 @@
 //! to a resolved neighbour; everything else — local traffic, unresolved neighbours (the
 //! kernel runs ARP/ND), unreachable destinations (the kernel sends its rate-limited ICMP),
 //! ARP, ND, options, fragments, extension headers — goes to the kernel untouched, so
-//! nothing is lost. See `ebpf/src/steer.bpf.c` for the full list.
+//! nothing is lost. See `ebpf/src/steer.bpf.c` for the full list. [`SteerMode::Lb`] puts the
+//! program in front of a user-space load balancer: frames to a VIP ([`VipMatch`], in the
+//! `vips` hash map of [`sluice_ebpf::LB_MAX_VIPS`] entries) are redirected, everything else is
+//! the host's. Unlike `rules`, `vips` is a hash map the kernel iterates cheaply, so
+//! [`Steering::vips`] reads the map itself and keeps no shadow.
 //!
 //! # XDP attach modes
 //!
@@ -61,9 +65,9 @@ mod tests;
 
 pub use ports::PortList;
 pub use set::SteeringSet;
-pub use types::{Action, Counters, L4Proto, Rule, SteerMode, XdpMode};
+pub use types::{Action, Counters, L4Proto, Rule, SteerMode, VipMatch, XdpMode};
 
-use aya::maps::{Array, MapData, MapError, PerCpuArray, XskMap};
+use aya::maps::{Array, HashMap, MapData, MapError, PerCpuArray, XskMap};
 use aya::programs::links::{FdLink, LinkType};
 use aya::programs::{ProgramError, Xdp, loaded_links};
 use aya::util::KernelVersion;
@@ -138,6 +142,36 @@ pub enum SteerError {
         iface: String,
     },
 
+    /// A VIP the XDP program could never match (e.g. ICMP with a port, ICMPv6 on an IPv4
+    /// address, a protocol other than TCP/UDP/ICMP/ICMPv6); see [`VipMatch`].
+    #[error("VIP {vip} on {iface} is refused: it could never match ({reason})")]
+    UnmatchableVip {
+        /// The interface.
+        iface: String,
+        /// The VIP.
+        vip: VipMatch,
+        /// Why it could never match.
+        reason: &'static str,
+    },
+
+    /// The `vips` map holds [`sluice_ebpf::LB_MAX_VIPS`] entries already; a new one does not
+    /// fit (replacing one that is there always does).
+    #[error(
+        "cannot add VIP {vip} on {iface}: the XDP program's VIP map is full ({limit} entries, \
+         sluice_ebpf::LB_MAX_VIPS; each VIP address also takes one entry for ICMP)"
+    )]
+    VipsFull {
+        /// The interface.
+        iface: String,
+        /// The VIP that did not fit.
+        vip: VipMatch,
+        /// `max_entries` of the map.
+        limit: u32,
+        /// aya's error (`E2BIG`).
+        #[source]
+        source: Box<MapError>,
+    },
+
     /// Reading or updating a map failed.
     #[error("{op} in map `{map}` on {iface} failed")]
     Map {
@@ -197,6 +231,8 @@ pub struct Steering {
     /// The non-empty slots of `rules`, written after each successful map update: what
     /// [`Steering::rules`] lists. Its order (`L4Proto`, then port) is `Rule`'s.
     shadow: BTreeMap<(L4Proto, u16), Action>,
+    /// `struct vip_key` (as its bytes) → `struct vip_value` (one `u32`).
+    vips: HashMap<MapData, [u8; ebpf::VipKey::SIZE], u32>,
     xsks: XskMap<MapData>,
     counters: PerCpuArray<MapData, u64>,
     /// `config[0].mode`.
@@ -221,6 +257,9 @@ impl fmt::Debug for Steering {
 struct Loaded {
     ebpf: aya::Ebpf,
     rules: Array<MapData, u32>,
+    /// Keys are `ebpf::VipKey::to_bytes()` (a byte array is `aya::Pod`; a struct of ours
+    /// would need an `unsafe impl`), values `struct vip_value`, one `u32`.
+    vips: HashMap<MapData, [u8; ebpf::VipKey::SIZE], u32>,
     xsks: XskMap<MapData>,
     counters: PerCpuArray<MapData, u64>,
     /// `struct steer_config` is one `u32` (`mode`), so the map is read and written as `u32`
@@ -264,13 +303,15 @@ impl Loaded {
             bpf.take_map(name)
                 .ok_or_else(|| object_err(format!("no map `{name}`"), None))
         };
-        let (rules, xsks, counters, config) = (
+        let (rules, vips, xsks, counters, config) = (
             take(ebpf::RULES_MAP)?,
+            take(ebpf::VIPS_MAP)?,
             take(ebpf::XSKS_MAP)?,
             take(ebpf::COUNTERS_MAP)?,
             take(ebpf::CONFIG_MAP)?,
         );
         const _: () = assert!(ebpf::SteerConfig::SIZE == size_of::<u32>());
+        const _: () = assert!(ebpf::VipValue::SIZE == size_of::<u32>());
         let wrong = |name: &str, e: MapError| {
             object_err(
                 format!("map `{name}` has the wrong type or layout"),
@@ -279,6 +320,7 @@ impl Loaded {
         };
         Ok(Self {
             rules: rules.try_into().map_err(|e| wrong(ebpf::RULES_MAP, e))?,
+            vips: vips.try_into().map_err(|e| wrong(ebpf::VIPS_MAP, e))?,
             xsks: xsks.try_into().map_err(|e| wrong(ebpf::XSKS_MAP, e))?,
             counters: counters
                 .try_into()
@@ -375,6 +417,7 @@ impl Steering {
         let Loaded {
             ebpf,
             rules,
+            vips,
             xsks,
             counters,
             config,
@@ -385,6 +428,7 @@ impl Steering {
             link: Some(link),
             rules,
             shadow: BTreeMap::new(),
+            vips,
             xsks,
             counters,
             config,
@@ -419,9 +463,9 @@ impl Steering {
 
     /// Switches the program to `mode`; takes effect for the next frame (the kernel updates a
     /// 4-byte array value atomically, so no frame sees a torn mode). A loaded program starts
-    /// in [`SteerMode::Ports`]. Rules stay in the map in forward mode, unused, and apply
-    /// again after switching back. Call it before registering sockets if no frame of the
-    /// other mode should reach them.
+    /// in [`SteerMode::Ports`]. Rules and VIPs stay in their maps in the modes that do not use
+    /// them, and apply again after switching back. Call it before registering sockets if no
+    /// frame of the other mode should reach them.
     pub fn set_mode(&mut self, mode: SteerMode) -> Result<(), SteerError> {
         let err = self.map_err(ebpf::CONFIG_MAP, format!("setting mode {mode}"));
         self.config.set(0, mode.raw(), 0).map_err(err)?;
@@ -472,8 +516,73 @@ impl Steering {
             .collect())
     }
 
+    /// Adds `vip` to the VIPs [`SteerMode::Lb`] redirects; takes effect for the next frame.
+    /// Adding one that is already there changes nothing.
+    ///
+    /// Fails with [`SteerError::UnmatchableVip`] for a [`VipMatch`] the program could never
+    /// match, and with [`SteerError::VipsFull`] when the map already holds
+    /// [`sluice_ebpf::LB_MAX_VIPS`] other VIPs.
+    pub fn set_vip(&mut self, vip: VipMatch) -> Result<(), SteerError> {
+        let key = vip.key().map_err(|reason| SteerError::UnmatchableVip {
+            iface: self.iface.clone(),
+            vip,
+            reason,
+        })?;
+        let value = ebpf::VipValue::default().flags;
+        match self.vips.insert(key.to_bytes(), value, 0) {
+            Ok(()) => Ok(()),
+            // htab_map_update_elem: no free element for a new key.
+            Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::E2BIG) => {
+                Err(SteerError::VipsFull {
+                    iface: self.iface.clone(),
+                    vip,
+                    limit: ebpf::LB_MAX_VIPS,
+                    source: Box::new(MapError::SyscallError(e)),
+                })
+            }
+            Err(e) => Err(self.map_err(ebpf::VIPS_MAP, format!("setting VIP {vip}"))(
+                e,
+            )),
+        }
+    }
+
+    /// Removes `vip`; `Ok(false)` if it was not there.
+    pub fn remove_vip(&mut self, vip: VipMatch) -> Result<bool, SteerError> {
+        // An unmatchable VIP was never accepted, so it is not there.
+        let Ok(key) = vip.key() else {
+            return Ok(false);
+        };
+        match self.vips.remove(&key.to_bytes()) {
+            Ok(()) => Ok(true),
+            Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => {
+                Ok(false)
+            }
+            Err(e) => Err(self.map_err(ebpf::VIPS_MAP, format!("removing VIP {vip}"))(
+                e,
+            )),
+        }
+    }
+
+    /// All VIPs, sorted (address — IPv4 first —, then port, then protocol), read from the
+    /// kernel map (two system calls per VIP).
+    pub fn vips(&self) -> Result<Vec<VipMatch>, SteerError> {
+        let keys = self
+            .vips
+            .keys()
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(self.map_err(ebpf::VIPS_MAP, "listing VIPs".into()))?;
+        // Only `set_vip` writes the map (it is never pinned), so every key decodes.
+        let mut vips: Vec<VipMatch> = keys
+            .into_iter()
+            .filter_map(|key| VipMatch::from_key(&ebpf::VipKey::from_bytes(key)))
+            .collect();
+        vips.sort_unstable();
+        Ok(vips)
+    }
+
     /// Registers the AF_XDP socket bound to receive queue `queue`: frames on that queue that
-    /// match a redirect rule go to it. Replaces a previous registration for the queue.
+    /// match a redirect rule (or a VIP, or the FIB check) go to it. Replaces a previous
+    /// registration for the queue.
     ///
     /// The kernel rejects sockets that are not AF_XDP or not yet bound (`EOPNOTSUPP`), and
     /// queues `>= sluice_ebpf::XSKS_MAX_ENTRIES`.

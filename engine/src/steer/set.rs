@@ -1,10 +1,10 @@
-//! The steering of every port of an engine: one XDP program per interface, the same rules on
-//! each.
+//! The steering of every port of an engine: one XDP program per interface, the same rules and
+//! VIPs on each.
 
-use super::{Counters, L4Proto, Rule, SteerError, SteerMode, Steering, XdpMode};
+use super::{Counters, L4Proto, Rule, SteerError, SteerMode, Steering, VipMatch, XdpMode};
 
-/// One [`Steering`] per port, in port order, kept in step: a rule is set on every port or the
-/// call fails. Dropping it detaches every program.
+/// One [`Steering`] per port, in port order, kept in step: a rule or VIP is set on every port
+/// or the call fails. Dropping it detaches every program.
 pub struct SteeringSet {
     ports: Vec<Steering>,
 }
@@ -80,6 +80,26 @@ impl SteeringSet {
     /// The rules (the same on every port; read from the first).
     pub fn rules(&self) -> Result<Vec<Rule>, SteerError> {
         self.ports[0].rules()
+    }
+
+    /// Set `vip` on every port (see [`Steering::set_vip`]); stops at the first port that
+    /// fails, leaving the earlier ones with the VIP.
+    pub fn set_vip(&mut self, vip: VipMatch) -> Result<(), SteerError> {
+        self.ports.iter_mut().try_for_each(|s| s.set_vip(vip))
+    }
+
+    /// Remove `vip` from every port; true if any had it.
+    pub fn remove_vip(&mut self, vip: VipMatch) -> Result<bool, SteerError> {
+        let mut had = false;
+        for s in &mut self.ports {
+            had |= s.remove_vip(vip)?;
+        }
+        Ok(had)
+    }
+
+    /// The VIPs (the same on every port; read from the first), sorted.
+    pub fn vips(&self) -> Result<Vec<VipMatch>, SteerError> {
+        self.ports[0].vips()
     }
 
     /// The XDP programs' counters, summed over every port.

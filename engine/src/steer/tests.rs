@@ -1337,3 +1337,597 @@ fn bench_forwarder_rewrites_and_redirects() {
         assert_eq!(sum(fc::PASSED), 4);
     });
 }
+
+// ---- LB mode: VIP lookup ------------------------------------------------------------------
+
+/// Writes `vip` into `loaded`'s `vips` map as `Steering::set_vip` does.
+fn insert_vip(loaded: &mut Loaded, vip: VipMatch) {
+    let key = vip.key().unwrap_or_else(|why| panic!("{vip}: {why}"));
+    loaded
+        .vips
+        .insert(key.to_bytes(), 0, 0)
+        .unwrap_or_else(|e| panic!("inserting {vip}: {e}"));
+}
+
+#[test]
+fn lb_mode_redirects_vips_and_passes_the_rest() {
+    if !privileged("lb_mode_redirects_vips_and_passes_the_rest") {
+        return;
+    }
+    in_netns(|| {
+        // A real interface, so a real AF_XDP socket can sit on its queue 0 for the second half.
+        ip("link add lb0 type veth peer name lb1");
+        ip("link set lb0 up");
+        ip("link set lb1 up");
+        let lb0 = nix::net::if_::if_nametoindex("lb0").expect("lb0 exists");
+        let mut loaded = Loaded::new("lb0").expect("load steer");
+        loaded
+            .config
+            .set(0, SteerMode::Lb.raw(), 0)
+            .expect("lb mode");
+        // A redirect rule for the VIP's port: lb mode must not look at rules.
+        let index = ebpf::rule_index(17, 5001).unwrap();
+        loaded.rules.set(index, Action::Redirect.raw(), 0).unwrap();
+
+        let vip4: std::net::IpAddr = "10.0.0.100".parse().unwrap();
+        let any4: std::net::IpAddr = "10.0.0.101".parse().unwrap();
+        let vip6: std::net::IpAddr = "fd00::100".parse().unwrap();
+        let vip = |address, port, proto| VipMatch {
+            address,
+            port,
+            proto,
+        };
+        for v in [
+            vip(vip4, DPORT, 17),
+            vip(vip4, 80, 6),
+            vip(any4, 0, 17), // every UDP port of 10.0.0.101
+            VipMatch::icmp(vip4),
+            vip(vip6, 443, 6),
+            vip(vip6, 0, 17),
+            VipMatch::icmp(vip6),
+        ] {
+            insert_vip(&mut loaded, v);
+        }
+
+        use ebpf::counter as c;
+        let (src, vip4b, any4b, other4) = (
+            [10, 1, 0, 2],
+            [10, 0, 0, 100],
+            [10, 0, 0, 101],
+            [10, 0, 0, 102],
+        );
+        let udp4 = |dst, port| v4(src, dst, 64, 17, &udp(port));
+        let tcp4 = |dst, port| v4(src, dst, 64, 6, &tcp(port, 5));
+        let icmp_echo = [8u8, 0, 0, 0, 0, 0, 0, 0];
+        let icmp6 = |ty: u8| [ty, 0, 0, 0, 0, 0, 0, 0];
+        let v6to = |dst, nexthdr, l4: &[u8]| v6("fd01::2", dst, 64, nexthdr, l4);
+        let with_frag_off = |frag_off: u16| {
+            let mut f = udp4(vip4b, DPORT);
+            f[20..22].copy_from_slice(&frag_off.to_be_bytes());
+            f
+        };
+        // IPv4 with 4 bytes of options (IHL 6) to the VIP.
+        let options = |l4: &[u8]| {
+            let mut h = ipv4(6, 17, 0, l4);
+            h[16..20].copy_from_slice(&vip4b);
+            eth(&[], ETH_IP, &h)
+        };
+        let mut long4 = udp4(vip4b, DPORT);
+        long4[16..18].copy_from_slice(&200u16.to_be_bytes()); // tot_len past the frame
+        let mut short4 = options(&udp(DPORT));
+        short4[16..18].copy_from_slice(&20u16.to_be_bytes()); // tot_len < IHL * 4
+        let mut long6 = v6to("fd00::100", 6, &tcp(443, 5));
+        long6[18..20].copy_from_slice(&200u16.to_be_bytes()); // payload_len past the frame
+        let mut udp_cut = udp4(vip4b, DPORT);
+        udp_cut.truncate(14 + 20 + 6);
+        udp_cut[16..18].copy_from_slice(&26u16.to_be_bytes());
+        // Ethernet padding after the IP packet: ignored when the headers are inside it, not
+        // taken for a header when they are not.
+        let mut padded = udp4(vip4b, DPORT);
+        padded.extend_from_slice(&[0u8; 18]);
+        let mut udp_in_padding = udp4(vip4b, DPORT);
+        udp_in_padding[16..18].copy_from_slice(&20u16.to_be_bytes());
+        let mut tcp6_in_padding = v6to("fd00::100", 6, &tcp(443, 5));
+        tcp6_in_padding[18..20].copy_from_slice(&4u16.to_be_bytes());
+
+        // Check a few hand-built frames with an independent parser.
+        for frame in [options(&udp(DPORT)), v6to("fd00::100", 58, &icmp6(135))] {
+            let parsed = etherparse::SlicedPacket::from_ethernet(&frame).expect("parses");
+            assert!(
+                parsed.net.is_some() && parsed.transport.is_some(),
+                "{parsed:?}"
+            );
+        }
+
+        // No socket on queue 0 (yet): a VIP's frames fall back to the kernel.
+        let cases: Vec<(&str, Vec<u8>, u32, u32)> = vec![
+            (
+                "v4 UDP to VIP:port",
+                udp4(vip4b, DPORT),
+                XDP_PASS,
+                c::LB_FALLBACK,
+            ),
+            (
+                "v4 TCP to VIP:port",
+                tcp4(vip4b, 80),
+                XDP_PASS,
+                c::LB_FALLBACK,
+            ),
+            (
+                "v4 UDP to VIP, other port",
+                udp4(vip4b, 5001),
+                XDP_PASS,
+                c::LB_PASSED,
+            ),
+            (
+                "v4 TCP to a UDP-only VIP port",
+                tcp4(vip4b, DPORT),
+                XDP_PASS,
+                c::LB_PASSED,
+            ),
+            (
+                "v4 UDP, wildcard VIP, port 1",
+                udp4(any4b, 1),
+                XDP_PASS,
+                c::LB_FALLBACK,
+            ),
+            (
+                "v4 UDP, wildcard VIP, port 65535",
+                udp4(any4b, u16::MAX),
+                XDP_PASS,
+                c::LB_FALLBACK,
+            ),
+            (
+                "v4 TCP, UDP wildcard VIP",
+                tcp4(any4b, 80),
+                XDP_PASS,
+                c::LB_PASSED,
+            ),
+            (
+                "v4 UDP to no VIP",
+                udp4(other4, DPORT),
+                XDP_PASS,
+                c::LB_PASSED,
+            ),
+            (
+                "v4 ICMP to VIP",
+                v4(src, vip4b, 64, 1, &icmp_echo),
+                XDP_PASS,
+                c::LB_FALLBACK,
+            ),
+            (
+                "v4 ICMP to wildcard VIP without an ICMP entry",
+                v4(src, any4b, 64, 1, &icmp_echo),
+                XDP_PASS,
+                c::LB_PASSED,
+            ),
+            (
+                "v4 ICMP to no VIP",
+                v4(src, other4, 64, 1, &icmp_echo),
+                XDP_PASS,
+                c::LB_PASSED,
+            ),
+            (
+                "v4 protocol 58 is not ICMP",
+                v4(src, vip4b, 64, 58, &icmp_echo),
+                XDP_PASS,
+                c::LB_PASSED,
+            ),
+            (
+                "v4 GRE to VIP",
+                v4(src, vip4b, 64, 47, &[0u8; 8]),
+                XDP_PASS,
+                c::LB_PASSED,
+            ),
+            (
+                "v4 options skipped",
+                options(&udp(DPORT)),
+                XDP_PASS,
+                c::LB_FALLBACK,
+            ),
+            (
+                "v4 DF is not a fragment",
+                with_frag_off(0x4000),
+                XDP_PASS,
+                c::LB_FALLBACK,
+            ),
+            (
+                "v4 first fragment (MF)",
+                with_frag_off(0x2000),
+                XDP_PASS,
+                c::LB_KERNEL_ONLY,
+            ),
+            (
+                "v4 later fragment",
+                with_frag_off(0x0010),
+                XDP_PASS,
+                c::LB_KERNEL_ONLY,
+            ),
+            (
+                "802.1Q tagged, to VIP:port",
+                eth(&[DOT1Q], ETH_IP, &udp4(vip4b, DPORT)[14..]),
+                XDP_PASS,
+                c::LB_KERNEL_ONLY,
+            ),
+            (
+                "802.1ad + 802.1Q tagged, to VIP:port",
+                eth(
+                    &[QINQ, DOT1Q],
+                    ETH_IP6,
+                    &v6to("fd00::100", 6, &tcp(443, 5))[14..],
+                ),
+                XDP_PASS,
+                c::LB_KERNEL_ONLY,
+            ),
+            (
+                "v6 TCP to VIP:port",
+                v6to("fd00::100", 6, &tcp(443, 5)),
+                XDP_PASS,
+                c::LB_FALLBACK,
+            ),
+            (
+                "v6 TCP to VIP, other port",
+                v6to("fd00::100", 6, &tcp(444, 5)),
+                XDP_PASS,
+                c::LB_PASSED,
+            ),
+            (
+                "v6 UDP, wildcard",
+                v6to("fd00::100", 17, &udp(9)),
+                XDP_PASS,
+                c::LB_FALLBACK,
+            ),
+            (
+                "v6 UDP to no VIP",
+                v6to("fd00::101", 17, &udp(9)),
+                XDP_PASS,
+                c::LB_PASSED,
+            ),
+            (
+                "v6 echo request to VIP",
+                v6to("fd00::100", 58, &icmp6(128)),
+                XDP_PASS,
+                c::LB_FALLBACK,
+            ),
+            (
+                "v6 packet too big to VIP",
+                v6to("fd00::100", 58, &icmp6(2)),
+                XDP_PASS,
+                c::LB_FALLBACK,
+            ),
+            (
+                "v6 neighbour solicitation to VIP",
+                v6to("fd00::100", 58, &icmp6(135)),
+                XDP_PASS,
+                c::LB_PASSED,
+            ),
+            (
+                "v6 neighbour advertisement to VIP",
+                v6to("fd00::100", 58, &icmp6(136)),
+                XDP_PASS,
+                c::LB_PASSED,
+            ),
+            (
+                "v6 router solicitation to VIP",
+                v6to("fd00::100", 58, &icmp6(133)),
+                XDP_PASS,
+                c::LB_PASSED,
+            ),
+            (
+                "v6 redirect to VIP",
+                v6to("fd00::100", 58, &icmp6(137)),
+                XDP_PASS,
+                c::LB_PASSED,
+            ),
+            (
+                "v6 next header 1 is not ICMPv6",
+                v6to("fd00::100", 1, &icmp_echo),
+                XDP_PASS,
+                c::LB_PASSED,
+            ),
+            (
+                "v6 fragment header",
+                v6to("fd00::100", 44, &tcp(443, 5)),
+                XDP_PASS,
+                c::LB_KERNEL_ONLY,
+            ),
+            (
+                "v6 hop-by-hop header",
+                v6to("fd00::100", 0, &tcp(443, 5)),
+                XDP_PASS,
+                c::LB_KERNEL_ONLY,
+            ),
+            (
+                "v4 IHL 4",
+                eth(&[], ETH_IP, &ipv4(4, 17, 0, &udp(DPORT))),
+                XDP_PASS,
+                c::MALFORMED,
+            ),
+            ("v4 tot_len past the frame", long4, XDP_PASS, c::MALFORMED),
+            (
+                "v4 tot_len shorter than the header",
+                short4,
+                XDP_PASS,
+                c::MALFORMED,
+            ),
+            ("v4 UDP header cut short", udp_cut, XDP_PASS, c::MALFORMED),
+            ("v4 padded frame", padded, XDP_PASS, c::LB_FALLBACK),
+            (
+                "v4 UDP header only in the padding",
+                udp_in_padding,
+                XDP_PASS,
+                c::MALFORMED,
+            ),
+            (
+                "v6 TCP header only in the padding",
+                tcp6_in_padding,
+                XDP_PASS,
+                c::MALFORMED,
+            ),
+            (
+                "v4 TCP data offset 4",
+                v4(src, vip4b, 64, 6, &tcp(80, 4)),
+                XDP_PASS,
+                c::MALFORMED,
+            ),
+            (
+                "v4 ICMP header cut short",
+                v4(src, vip4b, 64, 1, &icmp_echo[..4]),
+                XDP_PASS,
+                c::MALFORMED,
+            ),
+            (
+                "v6 ICMPv6 header cut short",
+                v6to("fd00::100", 58, &icmp6(135)[..4]),
+                XDP_PASS,
+                c::MALFORMED,
+            ),
+            (
+                "v6 payload_len past the frame",
+                long6,
+                XDP_PASS,
+                c::MALFORMED,
+            ),
+            ("ARP", eth(&[], 0x0806, &[0u8; 28]), XDP_PASS, c::NOT_IP),
+        ];
+        let mut frames = 0;
+        for (name, frame, verdict, counter) in &cases {
+            expect_verdict(&mut loaded, lb0, name, frame, *verdict, *counter);
+            frames += 1;
+        }
+
+        // With a socket on queue 0, a VIP's frames are redirected into it.
+        let xsk = crate::xsk::XskQueue::open("lb0", 0, &Default::default())
+            .expect("AF_XDP socket on lb0 queue 0");
+        loaded
+            .xsks
+            .set(0, xsk.fd(), 0)
+            .expect("register the socket");
+        for (name, frame) in [
+            ("v4 UDP redirected", udp4(vip4b, DPORT)),
+            ("v4 TCP redirected", tcp4(vip4b, 80)),
+            ("v4 wildcard redirected", udp4(any4b, 7)),
+            ("v4 ICMP redirected", v4(src, vip4b, 64, 1, &icmp_echo)),
+            ("v6 TCP redirected", v6to("fd00::100", 6, &tcp(443, 5))),
+            ("v6 ICMPv6 redirected", v6to("fd00::100", 58, &icmp6(128))),
+        ] {
+            expect_verdict(
+                &mut loaded,
+                lb0,
+                name,
+                &frame,
+                XDP_REDIRECT,
+                c::LB_REDIRECTED,
+            );
+            frames += 1;
+        }
+        // ... and everything else still goes to the kernel.
+        for (name, frame, counter) in [
+            (
+                "v4 no VIP, socket present",
+                udp4(other4, DPORT),
+                c::LB_PASSED,
+            ),
+            (
+                "v6 ND to VIP, socket present",
+                v6to("fd00::100", 58, &icmp6(135)),
+                c::LB_PASSED,
+            ),
+            (
+                "v4 fragment to VIP, socket present",
+                with_frag_off(0x2000),
+                c::LB_KERNEL_ONLY,
+            ),
+        ] {
+            expect_verdict(&mut loaded, lb0, name, &frame, XDP_PASS, counter);
+            frames += 1;
+        }
+
+        // A removed VIP no longer matches; the wildcard entry alone still does its job.
+        loaded
+            .vips
+            .remove(&vip(vip4, DPORT, 17).key().unwrap().to_bytes())
+            .unwrap();
+        expect_verdict(
+            &mut loaded,
+            lb0,
+            "removed VIP",
+            &udp4(vip4b, DPORT),
+            XDP_PASS,
+            c::LB_PASSED,
+        );
+        frames += 1;
+
+        assert_eq!(
+            read_counters(&loaded.counters).unwrap().total(),
+            frames,
+            "every frame counted exactly once"
+        );
+    });
+}
+
+#[test]
+fn vips_set_list_remove_and_full_map() {
+    if !privileged("vips_set_list_remove_and_full_map") {
+        return;
+    }
+    in_netns(|| {
+        let mut s = Steering::load_and_attach("lo", XdpMode::Skb).unwrap();
+        s.set_mode(SteerMode::Lb).unwrap();
+        assert_eq!(s.mode(), SteerMode::Lb);
+        assert_eq!(s.config.get(&0, 0).unwrap(), ebpf::MODE_LB);
+        assert_eq!(s.vips().unwrap(), []);
+
+        let v4: std::net::IpAddr = "10.0.0.100".parse().unwrap();
+        let v6: std::net::IpAddr = "2001:db8::1".parse().unwrap();
+        let vip = |address, port, proto| VipMatch {
+            address,
+            port,
+            proto,
+        };
+        s.set_vip(vip(v6, 443, 6)).unwrap();
+        s.set_vip(vip(v4, 80, 6)).unwrap();
+        s.set_vip(vip(v4, 0, 17)).unwrap();
+        s.set_vip(VipMatch::icmp(v4)).unwrap();
+        s.set_vip(VipMatch::icmp(v6)).unwrap();
+        // Again: no change, no error.
+        s.set_vip(vip(v4, 80, 6)).unwrap();
+        assert_eq!(
+            s.vips().unwrap(),
+            [
+                VipMatch::icmp(v4),
+                vip(v4, 0, 17),
+                vip(v4, 80, 6),
+                VipMatch::icmp(v6),
+                vip(v6, 443, 6),
+            ]
+        );
+
+        assert!(s.remove_vip(vip(v4, 80, 6)).unwrap());
+        assert!(!s.remove_vip(vip(v4, 80, 6)).unwrap());
+        assert!(
+            !s.remove_vip(vip(v4, 80, 17)).unwrap(),
+            "proto is part of the key"
+        );
+        assert!(
+            !s.remove_vip(vip(v4, 0, 47)).unwrap(),
+            "unmatchable: never there"
+        );
+        assert_eq!(s.vips().unwrap().len(), 4);
+
+        let err = s.set_vip(vip(v4, 0, 58)).unwrap_err();
+        assert!(
+            matches!(&err, SteerError::UnmatchableVip { iface, .. } if iface == "lo"),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("10.0.0.100:0/icmpv6"), "{err}");
+
+        // Fill the map: the next new VIP is refused with the limit named; replacing one that
+        // is there still works.
+        let room = ebpf::LB_MAX_VIPS as usize - s.vips().unwrap().len();
+        let filler = |i: usize| {
+            vip(
+                std::net::Ipv4Addr::from(0x0a01_0000 + i as u32).into(),
+                53,
+                17,
+            )
+        };
+        for i in 0..room {
+            s.set_vip(filler(i)).unwrap();
+        }
+        assert_eq!(s.vips().unwrap().len(), ebpf::LB_MAX_VIPS as usize);
+        let err = s.set_vip(filler(room)).unwrap_err();
+        match &err {
+            SteerError::VipsFull {
+                iface, vip, limit, ..
+            } => assert_eq!((iface.as_str(), *vip, *limit), ("lo", filler(room), 4096)),
+            other => panic!("expected VipsFull, got {other:?}"),
+        }
+        let msg = err.to_string();
+        assert!(
+            msg.contains("full") && msg.contains("4096") && msg.contains("LB_MAX_VIPS"),
+            "{msg}"
+        );
+        s.set_vip(filler(0)).unwrap();
+        s.set_vip(vip(v4, 0, 17)).unwrap();
+        for i in 0..room {
+            assert!(s.remove_vip(filler(i)).unwrap());
+        }
+        assert_eq!(s.vips().unwrap().len(), 4);
+    });
+}
+
+#[test]
+fn lb_mode_on_lo_fails_open() {
+    if !privileged("lb_mode_on_lo_fails_open") {
+        return;
+    }
+    in_netns(|| {
+        let mut s = Steering::load_and_attach("lo", XdpMode::Skb).unwrap();
+        s.set_mode(SteerMode::Lb).unwrap();
+        let (rx, tx, port) = udp_pair();
+        assert!(
+            arrives(&rx, &tx, port, b"not a vip"),
+            "non-VIP datagram lost"
+        );
+        let c1 = s.counters().unwrap();
+        assert!(c1.lb_passed >= 1, "{c1:?}");
+        assert_eq!(c1.lb_redirected + c1.lb_fallback, 0, "{c1:?}");
+
+        // A VIP, but no socket on queue 0: the kernel still gets it.
+        s.set_vip(VipMatch {
+            address: "127.0.0.1".parse().unwrap(),
+            port,
+            proto: 17,
+        })
+        .unwrap();
+        assert!(
+            arrives(&rx, &tx, port, b"vip"),
+            "VIP datagram without socket lost"
+        );
+        let c2 = s.counters().unwrap();
+        assert!(c2.lb_fallback >= 1, "{c2:?}");
+        assert_eq!(c2.lb_redirected, 0, "{c2:?}");
+        assert_eq!(
+            c2.passed + c2.redirected + c2.redirect_fallback + c2.fwd_fallback,
+            0,
+            "other modes' counters untouched: {c2:?}"
+        );
+    });
+}
+
+#[test]
+fn steering_set_applies_vips_to_every_port() {
+    if !privileged("steering_set_applies_vips_to_every_port") {
+        return;
+    }
+    in_netns(|| {
+        ip("link add lb0 type veth peer name lb1");
+        ip("link set lb0 up");
+        ip("link set lb1 up");
+        let mut set = SteeringSet::attach(&["lb0".into(), "lb1".into()], XdpMode::Skb).unwrap();
+        set.set_mode(SteerMode::Lb).unwrap();
+        let vip = VipMatch {
+            address: "fd00::1".parse().unwrap(),
+            port: 0,
+            proto: 6,
+        };
+        set.set_vip(vip).unwrap();
+        set.set_vip(VipMatch::icmp(vip.address)).unwrap();
+        let want = [vip, VipMatch::icmp(vip.address)]; // (port, proto) order: 0/6 < 0/58
+        assert_eq!(set.vips().unwrap(), want);
+        for i in 0..set.len() {
+            let port = set.port_mut(i);
+            assert_eq!(port.mode(), SteerMode::Lb);
+            assert_eq!(port.vips().unwrap(), want, "port {i}");
+        }
+        assert!(set.remove_vip(vip).unwrap());
+        assert!(!set.remove_vip(vip).unwrap());
+        for i in 0..set.len() {
+            assert_eq!(
+                set.port_mut(i).vips().unwrap(),
+                [VipMatch::icmp(vip.address)]
+            );
+        }
+    });
+}

@@ -1,7 +1,9 @@
-//! Plain values of the steering API: attach mode, rules, counters. No kernel access here.
+//! Plain values of the steering API: attach mode, rules, VIPs, counters. No kernel access
+//! here.
 
 use sluice_ebpf as ebpf;
 use std::fmt;
+use std::net::IpAddr;
 
 /// How to attach the XDP program.
 #[derive(
@@ -47,9 +49,10 @@ impl fmt::Display for XdpMode {
     }
 }
 
-/// What the XDP program does with frames: steer by port rules, or act as the fast path of a
-/// user-space router. Chosen at run time ([`Steering::set_mode`](super::Steering::set_mode));
-/// a freshly loaded program is in [`SteerMode::Ports`].
+/// What the XDP program does with frames: steer by port rules, act as the fast path of a
+/// user-space router, or pick out a load balancer's VIPs. Chosen at run time
+/// ([`Steering::set_mode`](super::Steering::set_mode)); a freshly loaded program is in
+/// [`SteerMode::Ports`].
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
 )]
@@ -65,6 +68,14 @@ pub enum SteerMode {
     /// Rules are ignored. TTL / hop limit and MTU are not checked: the frames that reach user
     /// space may have to be answered with "time exceeded" or "too big".
     Forward,
+    /// Redirect the untagged IPv4/IPv6 frames addressed to a VIP ([`VipMatch`], set with
+    /// [`Steering::set_vip`](super::Steering::set_vip)); pass everything else to the kernel.
+    /// TCP and UDP match on address, protocol and destination port, where a VIP with port 0
+    /// takes every port; ICMP (IPv4) and ICMPv6 match on the address alone
+    /// ([`VipMatch::icmp`]), except ICMPv6 neighbour discovery, which is always the kernel's.
+    /// VLAN-tagged frames, IPv4 fragments and IPv6 extension headers go to the kernel
+    /// (counted `lb_kernel_only`). Rules are ignored.
+    Lb,
 }
 
 impl SteerMode {
@@ -73,6 +84,7 @@ impl SteerMode {
         match self {
             Self::Ports => ebpf::MODE_PORTS,
             Self::Forward => ebpf::MODE_FORWARD,
+            Self::Lb => ebpf::MODE_LB,
         }
     }
 }
@@ -82,6 +94,7 @@ impl fmt::Display for SteerMode {
         f.write_str(match self {
             Self::Ports => "ports",
             Self::Forward => "forward",
+            Self::Lb => "lb",
         })
     }
 }
@@ -216,11 +229,126 @@ impl fmt::Display for Rule {
     }
 }
 
+/// A destination the XDP program redirects in [`SteerMode::Lb`]: frames to `address` of IP
+/// protocol `proto` and, for TCP and UDP, destination port `port` (0 = every port).
+///
+/// Set with [`Steering::set_vip`](super::Steering::set_vip); setting one that is already
+/// there changes nothing. The program looks up only TCP and UDP (any port), ICMP on an IPv4
+/// address and ICMPv6 on an IPv6 one (port 0, see [`VipMatch::icmp`]); any other combination
+/// could never match and is refused. An IPv4-mapped IPv6 address is an IPv6 VIP: it matches
+/// IPv6 frames to that address, never IPv4 ones.
+///
+/// Displays as `10.0.0.100:80/tcp`, `[2001:db8::1]:0/icmpv6`.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+pub struct VipMatch {
+    /// The virtual address.
+    pub address: IpAddr,
+    /// Destination port, host byte order; 0 = every port of `proto` (and always 0 for ICMP).
+    pub port: u16,
+    /// IP protocol number: 6 (TCP), 17 (UDP), 1 (ICMP, IPv4 only) or 58 (ICMPv6, IPv6 only).
+    pub proto: u8,
+}
+
+impl VipMatch {
+    /// The ICMP (IPv4) or ICMPv6 (IPv6) entry of `address`: ICMP messages to it — echo
+    /// requests, and the errors about its flows that come back to the VIP (fragmentation
+    /// needed, packet too big, unreachable) — go to user space. Neighbour discovery never
+    /// does.
+    pub const fn icmp(address: IpAddr) -> Self {
+        let proto = match address {
+            IpAddr::V4(_) => ebpf::IPPROTO_ICMP,
+            IpAddr::V6(_) => ebpf::IPPROTO_ICMPV6,
+        };
+        Self {
+            address,
+            port: 0,
+            proto,
+        }
+    }
+
+    /// The map key the program builds for frames this matches; `Err(why)` if it could never
+    /// match.
+    pub(crate) fn key(self) -> Result<ebpf::VipKey, &'static str> {
+        let (mut addr, family) = ([0u8; 16], self.family());
+        match self.address {
+            IpAddr::V4(a) => addr[..4].copy_from_slice(&a.octets()),
+            IpAddr::V6(a) => addr = a.octets(),
+        }
+        match (self.proto, family) {
+            (ebpf::IPPROTO_TCP | ebpf::IPPROTO_UDP, _) => {}
+            (ebpf::IPPROTO_ICMP, ebpf::VIP_FAMILY_V4)
+            | (ebpf::IPPROTO_ICMPV6, ebpf::VIP_FAMILY_V6)
+                if self.port != 0 =>
+            {
+                return Err("ICMP has no ports: use port 0");
+            }
+            (ebpf::IPPROTO_ICMP, ebpf::VIP_FAMILY_V4)
+            | (ebpf::IPPROTO_ICMPV6, ebpf::VIP_FAMILY_V6) => {}
+            (ebpf::IPPROTO_ICMP, _) => return Err("ICMP (1) is IPv4's; IPv6 uses ICMPv6 (58)"),
+            (ebpf::IPPROTO_ICMPV6, _) => return Err("ICMPv6 (58) is IPv6's; IPv4 uses ICMP (1)"),
+            _ => {
+                return Err(
+                    "the XDP program looks up only TCP (6), UDP (17), ICMP (1) and ICMPv6 (58)",
+                );
+            }
+        }
+        Ok(ebpf::VipKey {
+            addr,
+            port: self.port.to_be(),
+            proto: self.proto,
+            family,
+        })
+    }
+
+    /// Inverse of [`VipMatch::key`]; `None` for a family other than IPv4/IPv6.
+    pub(crate) fn from_key(key: &ebpf::VipKey) -> Option<Self> {
+        let address = match key.family {
+            ebpf::VIP_FAMILY_V4 => {
+                let [a, b, c, d, ..] = key.addr;
+                IpAddr::from([a, b, c, d])
+            }
+            ebpf::VIP_FAMILY_V6 => IpAddr::from(key.addr),
+            _ => return None,
+        };
+        Some(Self {
+            address,
+            port: u16::from_be(key.port),
+            proto: key.proto,
+        })
+    }
+
+    const fn family(self) -> u8 {
+        match self.address {
+            IpAddr::V4(_) => ebpf::VIP_FAMILY_V4,
+            IpAddr::V6(_) => ebpf::VIP_FAMILY_V6,
+        }
+    }
+}
+
+impl fmt::Display for VipMatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.address {
+            IpAddr::V4(a) => write!(f, "{a}:{}/", self.port)?,
+            IpAddr::V6(a) => write!(f, "[{a}]:{}/", self.port)?,
+        }
+        match self.proto {
+            ebpf::IPPROTO_TCP => f.write_str("tcp"),
+            ebpf::IPPROTO_UDP => f.write_str("udp"),
+            ebpf::IPPROTO_ICMP => f.write_str("icmp"),
+            ebpf::IPPROTO_ICMPV6 => f.write_str("icmpv6"),
+            n => write!(f, "ipproto-{n}"),
+        }
+    }
+}
+
 /// The XDP program's outcome counters, summed over all CPUs, since the program was loaded.
 ///
 /// Every frame the program sees is counted exactly once. `not_ip` and `malformed` count in
-/// both modes; `redirected` .. `redirect_fallback` only in [`SteerMode::Ports`], the `fwd_*`
-/// and `fib_*` counters only in [`SteerMode::Forward`].
+/// every mode; `redirected` .. `redirect_fallback` only in [`SteerMode::Ports`], the `fwd_*`
+/// and `fib_*` counters only in [`SteerMode::Forward`], the `lb_*` counters only in
+/// [`SteerMode::Lb`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Counters {
     /// Redirected into an AF_XDP socket.
@@ -257,11 +385,24 @@ pub struct Counters {
     pub fib_unreachable: u64,
     /// Forward mode: any other FIB result (lightweight tunnel, MTU, error): passed.
     pub fib_other: u64,
+    /// LB mode: addressed to a VIP, redirected into the queue's AF_XDP socket.
+    pub lb_redirected: u64,
+    /// LB mode: addressed to a VIP, but the queue had no socket: passed (fail open).
+    pub lb_fallback: u64,
+    /// LB mode: no VIP matched (or ICMPv6 neighbour discovery, or an IP protocol other than
+    /// TCP, UDP, ICMP, ICMPv6): passed.
+    pub lb_passed: u64,
+    /// LB mode: VLAN-tagged, an IPv4 fragment or an IPv6 extension header: passed without a
+    /// VIP lookup (so a VIP's frames of this kind reach the kernel, not user space).
+    pub lb_kernel_only: u64,
 }
 
 impl Counters {
+    /// Number of outcomes (fields): one per counter of the program.
+    pub const LEN: usize = ebpf::counter::LEN as usize;
+
     /// Builds the struct from per-index sums (index = `sluice_ebpf::counter::*`).
-    pub(crate) fn from_sums(sums: &[u64; ebpf::counter::LEN as usize]) -> Self {
+    pub(crate) fn from_sums(sums: &[u64; Self::LEN]) -> Self {
         use ebpf::counter as c;
         Self {
             redirected: sums[c::REDIRECTED as usize],
@@ -280,18 +421,22 @@ impl Counters {
             fib_fwd_disabled: sums[c::FIB_FWD_DISABLED as usize],
             fib_unreachable: sums[c::FIB_UNREACHABLE as usize],
             fib_other: sums[c::FIB_OTHER as usize],
+            lb_redirected: sums[c::LB_REDIRECTED as usize],
+            lb_fallback: sums[c::LB_FALLBACK as usize],
+            lb_passed: sums[c::LB_PASSED as usize],
+            lb_kernel_only: sums[c::LB_KERNEL_ONLY as usize],
         }
     }
 
     /// Every outcome with its name (the field name), in field order: for metrics labels and
     /// stats lines.
-    pub fn outcomes(&self) -> [(&'static str, u64); 16] {
+    pub fn outcomes(&self) -> [(&'static str, u64); Self::LEN] {
         let values = self.values();
         std::array::from_fn(|i| (OUTCOMES[i], values[i]))
     }
 
     /// The counters in field order (the order of [`Counters::outcomes`]).
-    fn values(&self) -> [u64; 16] {
+    fn values(&self) -> [u64; Self::LEN] {
         [
             self.redirected,
             self.passed,
@@ -309,10 +454,14 @@ impl Counters {
             self.fib_fwd_disabled,
             self.fib_unreachable,
             self.fib_other,
+            self.lb_redirected,
+            self.lb_fallback,
+            self.lb_passed,
+            self.lb_kernel_only,
         ]
     }
 
-    fn values_mut(&mut self) -> [&mut u64; 16] {
+    fn values_mut(&mut self) -> [&mut u64; Self::LEN] {
         [
             &mut self.redirected,
             &mut self.passed,
@@ -330,6 +479,10 @@ impl Counters {
             &mut self.fib_fwd_disabled,
             &mut self.fib_unreachable,
             &mut self.fib_other,
+            &mut self.lb_redirected,
+            &mut self.lb_fallback,
+            &mut self.lb_passed,
+            &mut self.lb_kernel_only,
         ]
     }
 
@@ -357,7 +510,7 @@ impl Counters {
 }
 
 /// The outcome names, in field order.
-const OUTCOMES: [&str; 16] = [
+const OUTCOMES: [&str; Counters::LEN] = [
     "redirected",
     "passed",
     "passed_by_rule",
@@ -374,6 +527,10 @@ const OUTCOMES: [&str; 16] = [
     "fib_fwd_disabled",
     "fib_unreachable",
     "fib_other",
+    "lb_redirected",
+    "lb_fallback",
+    "lb_passed",
+    "lb_kernel_only",
 ];
 
 #[cfg(test)]
@@ -399,7 +556,7 @@ mod test {
         for (name, v) in c.outcomes() {
             assert_eq!(json[name], v, "{name}");
         }
-        assert_eq!(c.total(), (1..=16).sum::<u64>());
+        assert_eq!(c.total(), (1..=Counters::LEN as u64).sum::<u64>());
         assert_eq!(c.since(&c), Counters::default());
     }
 
@@ -437,7 +594,7 @@ mod test {
 
     #[test]
     fn counters_from_sums_uses_the_c_indices() {
-        let sums: [u64; 16] = std::array::from_fn(|i| 10 + i as u64);
+        let sums: [u64; Counters::LEN] = std::array::from_fn(|i| 10 + i as u64);
         let c = Counters::from_sums(&sums);
         assert_eq!(
             c,
@@ -458,6 +615,10 @@ mod test {
                 fib_fwd_disabled: 23,
                 fib_unreachable: 24,
                 fib_other: 25,
+                lb_redirected: 26,
+                lb_fallback: 27,
+                lb_passed: 28,
+                lb_kernel_only: 29,
             }
         );
         assert_eq!(c.total(), sums.iter().sum::<u64>());
@@ -477,6 +638,78 @@ mod test {
         assert_eq!(
             serde_json::to_string(&SteerMode::Forward).unwrap(),
             "\"forward\""
+        );
+        assert_eq!(SteerMode::Lb.raw(), ebpf::MODE_LB);
+        assert_eq!(SteerMode::Lb.to_string(), "lb");
+        assert_eq!(serde_json::to_string(&SteerMode::Lb).unwrap(), "\"lb\"");
+    }
+
+    #[test]
+    fn vip_keys_round_trip_and_unmatchable_vips_are_refused() {
+        let v4: IpAddr = "10.0.0.100".parse().unwrap();
+        let v6: IpAddr = "2001:db8::1".parse().unwrap();
+        let tcp80 = VipMatch {
+            address: v4,
+            port: 80,
+            proto: 6,
+        };
+        let key = tcp80.key().unwrap();
+        assert_eq!(&key.addr[..4], &[10, 0, 0, 100]);
+        assert_eq!(
+            &key.addr[4..],
+            &[0; 12],
+            "IPv4 in addr[0..4], the rest zero"
+        );
+        assert_eq!(key.port.to_ne_bytes(), [0, 80], "network byte order");
+        assert_eq!((key.proto, key.family), (6, ebpf::VIP_FAMILY_V4));
+        assert_eq!(tcp80.to_string(), "10.0.0.100:80/tcp");
+
+        let any_udp6 = VipMatch {
+            address: v6,
+            port: 0,
+            proto: 17,
+        };
+        let key6 = any_udp6.key().unwrap();
+        assert_eq!(
+            key6.addr,
+            "2001:db8::1"
+                .parse::<std::net::Ipv6Addr>()
+                .unwrap()
+                .octets()
+        );
+        assert_eq!((key6.port, key6.family), (0, ebpf::VIP_FAMILY_V6));
+        assert_eq!(any_udp6.to_string(), "[2001:db8::1]:0/udp");
+
+        assert_eq!(VipMatch::icmp(v4).proto, ebpf::IPPROTO_ICMP);
+        assert_eq!(VipMatch::icmp(v6).proto, ebpf::IPPROTO_ICMPV6);
+        assert_eq!(VipMatch::icmp(v6).to_string(), "[2001:db8::1]:0/icmpv6");
+        for vip in [tcp80, any_udp6, VipMatch::icmp(v4), VipMatch::icmp(v6)] {
+            assert_eq!(VipMatch::from_key(&vip.key().unwrap()), Some(vip), "{vip}");
+        }
+        let bad_family = ebpf::VipKey { family: 5, ..key };
+        assert_eq!(VipMatch::from_key(&bad_family), None);
+
+        let refused = |address, port, proto| {
+            VipMatch {
+                address,
+                port,
+                proto,
+            }
+            .key()
+            .unwrap_err()
+        };
+        assert!(refused(v4, 0, 58).contains("IPv6's"));
+        assert!(refused(v6, 0, 1).contains("IPv4's"));
+        assert!(refused(v4, 7, 1).contains("port 0"));
+        assert!(refused(v4, 0, 47).contains("only TCP"));
+        assert_eq!(
+            VipMatch {
+                address: v4,
+                port: 0,
+                proto: 47
+            }
+            .to_string(),
+            "10.0.0.100:0/ipproto-47"
         );
     }
 

@@ -339,6 +339,7 @@ pub(super) mod test {
                 not_ip: 3,
                 malformed: 4,
                 redirect_fallback: 5,
+                lb_redirected: 6,
                 ..crate::steer::Counters::default()
             }),
         }
@@ -524,6 +525,8 @@ pub(super) mod test {
         assert_eq!(xdp("not_ip"), "3");
         assert_eq!(xdp("malformed"), "4");
         assert_eq!(xdp("redirect_fallback"), "5");
+        assert_eq!(xdp("lb_redirected"), "6");
+        assert_eq!(xdp("lb_kernel_only"), "0");
         let umem = |q: &str, p: &str| {
             value(
                 &samples,
