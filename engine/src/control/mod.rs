@@ -29,6 +29,7 @@
 
 pub mod ctl;
 pub mod fib_updater;
+pub mod health;
 pub mod link;
 pub mod metrics;
 pub mod mirror;
