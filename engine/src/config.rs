@@ -11,6 +11,7 @@ use crate::steer::{Action, L4Proto, PortList, Rule, XdpMode};
 use crate::xsk::{MAX_PORTS, XskConfig, XskError};
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -80,6 +81,11 @@ pub struct EngineConfig {
     /// engine then also keeps a forwarding table built from the kernel's (for the app) and a
     /// path back into the kernel's stack ([`crate::worker::KernelPath`]).
     pub forward: bool,
+    /// Load balancing: the `lb` app's configuration file. Its VIPs are steered into the
+    /// workers (no rules); everything else stays with the kernel. The engine also keeps a
+    /// forwarding table (next hops towards the backends) and the balancer's control side
+    /// (VIP and backend changes, health checks, reload).
+    pub lb: Option<PathBuf>,
     /// Which RX queues get a worker.
     pub queues: QueueSpec,
     /// CPUs for the workers, in queue order; `None` spreads them over the affinity mask.
@@ -112,6 +118,7 @@ impl EngineConfig {
             ifaces: vec![iface.into()],
             rules: Vec::new(),
             forward: false,
+            lb: None,
             queues: QueueSpec::All,
             cores: None,
             xdp_mode: XdpMode::Auto,
@@ -150,6 +157,12 @@ impl EngineConfig {
     /// Forward (see [`EngineConfig::forward`]) instead of steering by rules.
     pub fn forwarding(mut self) -> Self {
         self.forward = true;
+        self
+    }
+
+    /// Load-balance with the configuration file at `path` (see [`EngineConfig::lb`]).
+    pub fn load_balancing(mut self, path: impl Into<PathBuf>) -> Self {
+        self.lb = Some(path.into());
         self
     }
 
@@ -203,7 +216,19 @@ impl EngineConfig {
                 "forwarding steers every forwardable packet: --udp/--tcp do not apply",
             ));
         }
-        if !self.forward && self.rules.is_empty() {
+        if self.lb.is_some() && self.forward {
+            return Err(ConfigError::new(
+                "app",
+                "an engine either forwards or load-balances, not both",
+            ));
+        }
+        if self.lb.is_some() && !self.rules.is_empty() {
+            return Err(ConfigError::new(
+                "udp",
+                "the lb app steers its VIPs (from --config): --udp/--tcp do not apply",
+            ));
+        }
+        if !self.forward && self.lb.is_none() && self.rules.is_empty() {
             return Err(ConfigError::new(
                 "udp",
                 "nothing to steer: give --udp PORTS and/or --tcp PORTS",
@@ -303,6 +328,18 @@ mod test {
                 .contains("do not apply")
         );
         EngineConfig::new("veth0").forwarding().validate().unwrap();
+        EngineConfig::new("veth0")
+            .load_balancing("lb.toml")
+            .validate()
+            .unwrap();
+        let e = base().load_balancing("lb.toml").validate().unwrap_err();
+        assert_eq!(e.field, "udp");
+        let e = EngineConfig::new("veth0")
+            .forwarding()
+            .load_balancing("lb.toml")
+            .validate()
+            .unwrap_err();
+        assert_eq!(e.field, "app");
         let c = base().port("veth1").port("veth0");
         assert_eq!(
             c.validate().unwrap_err().to_string(),

@@ -2,6 +2,7 @@
 
 use clap::Parser;
 use sluice::apps::forward::{Forward, IcmpLimit, PortInfo};
+use sluice::apps::lb::{Lb, LbParts};
 use sluice::apps::{App, drop::DropAll, patch::Patch, reflect::Reflect};
 use sluice::cli::{AppKind, Cli, Command};
 use sluice::config::EngineConfig;
@@ -51,6 +52,24 @@ fn make_app(kind: AppKind, ctx: &AppContext<'_>, icmp: IcmpLimit) -> Box<dyn App
                 .expect("the engine keeps a forwarding table when it forwards");
             let ports = ctx.ports.iter().map(|p| PortInfo::new(p.ifindex)).collect();
             Box::new(Forward::new(fib, ports, icmp))
+        }
+        AppKind::Lb => {
+            let lb = ctx
+                .lb
+                .clone()
+                .expect("the engine keeps the balancer's table when it load-balances");
+            let fib = ctx
+                .fib
+                .cloned()
+                .expect("the engine keeps a forwarding table when it load-balances");
+            Box::new(Lb::new(LbParts {
+                table: lb.table.clone(),
+                fib,
+                ports: ctx.ports.iter().map(|p| PortInfo::new(p.ifindex)).collect(),
+                conntrack: lb.conntrack,
+                icmp,
+                stats: lb.stats,
+            }))
         }
     }
 }

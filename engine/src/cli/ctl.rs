@@ -1,11 +1,14 @@
 //! `sluice ctl`'s command line: parsed here, turned into control-protocol requests, sent by
 //! [`crate::control::ctl`]. The only place clap meets the control protocol.
 
+use crate::apps::lb::config::{Forwarding, HealthCheck, Vip};
 use crate::control::ctl::run_requests;
-use crate::control::proto::{Ports, Request, RulesRequest};
+use crate::control::proto::{BackendsRequest, Ports, Request, RulesRequest, VipsRequest};
 use crate::steer::{L4Proto, PortList};
+use clap::ValueEnum;
 use clap::{Args, Subcommand};
 use std::io::{self, Write};
+use std::net::IpAddr;
 use std::time::Duration;
 
 /// Arguments of `sluice ctl`.
@@ -36,9 +39,14 @@ Examples:
   sluice ctl --iface eth1 rules add --udp 9100,9200-9210
   sluice ctl --iface eth1 rules del --tcp 80
   sluice ctl --iface eth1 --json stats
+  sluice ctl --iface eth0 backends list
+  sluice ctl --iface eth0 backends drain 10.0.0.100:80/tcp 10.0.1.12
+  sluice ctl --iface eth0 backends add '[2001:db8::1]:443/tcp' 2001:db8:1::5 --weight 2
+  sluice ctl --iface eth0 vips add 10.0.0.101:53/udp --forwarding ipip
 
-Reads are open to every local user; changes (rules add/del, shutdown) need root or the
-group given to `sluice run --admin-group`.";
+A VIP is written ADDRESS:PORT/PROTO (IPv6 in brackets; port 0 = every port).
+Reads are open to every local user; changes (rules add/del, vips/backends add/del/drain,
+reload, shutdown) need root or the group given to `sluice run --admin-group`.";
 
 /// `sluice ctl` commands.
 #[derive(Subcommand, Debug, Clone)]
@@ -63,6 +71,102 @@ pub enum CtlCommand {
     Routes,
     /// Stop the engine (as SIGTERM would).
     Shutdown,
+    /// Load balancer: list, add or delete VIPs (live).
+    Vips {
+        /// What to do with the VIPs.
+        #[command(subcommand)]
+        op: VipsCommand,
+    },
+    /// Load balancer: list, add, delete or drain backends (live).
+    Backends {
+        /// What to do with the backends.
+        #[command(subcommand)]
+        op: BackendsCommand,
+    },
+    /// Load balancer: re-read the configuration file (as SIGHUP does); on an error in it the
+    /// running set stays as it is.
+    Reload,
+}
+
+/// How a VIP's packets reach its backends, as `ctl` takes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ForwardingArg {
+    /// MAC rewrite; the backends own the VIP on the same L2 segment.
+    Dsr,
+    /// IPIP / IP6IP6 / 4in6 encapsulation to each backend.
+    Ipip,
+}
+
+/// How a VIP's backends are probed, as `ctl` takes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum HealthArg {
+    /// A TCP connection must be accepted.
+    Tcp,
+    /// A datagram must not draw an ICMP port unreachable.
+    Udp,
+    /// Not probed.
+    None,
+}
+
+/// `sluice ctl vips` operations.
+#[derive(Subcommand, Debug, Clone)]
+pub enum VipsCommand {
+    /// Every VIP, its forwarding, health check and backend count.
+    List,
+    /// A new VIP, without backends (add them with `backends add`).
+    Add {
+        /// ADDRESS:PORT/PROTO, e.g. 10.0.0.100:80/tcp or '[2001:db8::1]:443/tcp'.
+        vip: Vip,
+        /// How packets reach the backends.
+        #[arg(long, value_enum)]
+        forwarding: ForwardingArg,
+        /// How backends are probed (default: tcp for a TCP VIP with a port, else none).
+        #[arg(long, value_enum)]
+        health: Option<HealthArg>,
+        /// Port probed (default: the VIP's).
+        #[arg(long, value_name = "PORT")]
+        health_port: Option<u16>,
+    },
+    /// Delete a VIP: its traffic goes back to the kernel.
+    Del {
+        /// ADDRESS:PORT/PROTO.
+        vip: Vip,
+    },
+}
+
+/// `sluice ctl backends` operations.
+#[derive(Subcommand, Debug, Clone)]
+pub enum BackendsCommand {
+    /// Backends with weight, admin state, health and whether they get new flows; plus the
+    /// connection tables' occupancy.
+    List {
+        /// Only this VIP's (ADDRESS:PORT/PROTO).
+        vip: Option<Vip>,
+    },
+    /// Add a backend, or set the weight of (and un-drain) one already there.
+    Add {
+        /// ADDRESS:PORT/PROTO.
+        vip: Vip,
+        /// The backend's address.
+        backend: IpAddr,
+        /// Relative share of new flows, 0-1000 (default 1).
+        #[arg(long, value_name = "N")]
+        weight: Option<u32>,
+    },
+    /// Delete a backend: its flows move to the others at their next packet.
+    Del {
+        /// ADDRESS:PORT/PROTO.
+        vip: Vip,
+        /// The backend's address.
+        backend: IpAddr,
+    },
+    /// Drain a backend: no new flows; established ones stay until they end.
+    Drain {
+        /// ADDRESS:PORT/PROTO.
+        vip: Vip,
+        /// The backend's address.
+        backend: IpAddr,
+    },
 }
 
 /// `sluice ctl rules` operations.
@@ -100,6 +204,49 @@ impl CtlArgs {
             CtlCommand::Neighbours => vec![Request::Neighbours],
             CtlCommand::Routes => vec![Request::Routes],
             CtlCommand::Shutdown => vec![Request::Shutdown],
+            CtlCommand::Reload => vec![Request::Reload],
+            CtlCommand::Vips { op } => vec![Request::Vips(match op {
+                VipsCommand::List => VipsRequest::List,
+                VipsCommand::Add {
+                    vip,
+                    forwarding,
+                    health,
+                    health_port,
+                } => VipsRequest::Add {
+                    vip: *vip,
+                    forwarding: match forwarding {
+                        ForwardingArg::Dsr => Forwarding::Dsr,
+                        ForwardingArg::Ipip => Forwarding::Ipip,
+                    },
+                    health: health.map(|h| match h {
+                        HealthArg::Tcp => HealthCheck::Tcp,
+                        HealthArg::Udp => HealthCheck::Udp,
+                        HealthArg::None => HealthCheck::None,
+                    }),
+                    health_port: *health_port,
+                },
+                VipsCommand::Del { vip } => VipsRequest::Del { vip: *vip },
+            })],
+            CtlCommand::Backends { op } => vec![Request::Backends(match op {
+                BackendsCommand::List { vip } => BackendsRequest::List { vip: *vip },
+                BackendsCommand::Add {
+                    vip,
+                    backend,
+                    weight,
+                } => BackendsRequest::Add {
+                    vip: *vip,
+                    backend: *backend,
+                    weight: *weight,
+                },
+                BackendsCommand::Del { vip, backend } => BackendsRequest::Del {
+                    vip: *vip,
+                    backend: *backend,
+                },
+                BackendsCommand::Drain { vip, backend } => BackendsRequest::Drain {
+                    vip: *vip,
+                    backend: *backend,
+                },
+            })],
             CtlCommand::Rules { op } => match op {
                 RulesCommand::List => vec![Request::Rules(RulesRequest::List)],
                 RulesCommand::Add(p) => {
@@ -161,6 +308,80 @@ mod test {
         Wrap::try_parse_from(std::iter::once("sluice-ctl").chain(argv.iter().copied()))
             .unwrap()
             .args
+    }
+
+    #[test]
+    fn lb_command_lines_become_requests() {
+        let vip: Vip = "10.0.0.100:80/tcp".parse().unwrap();
+        assert_eq!(
+            parse(&[
+                "-i",
+                "x",
+                "backends",
+                "del",
+                "10.0.0.100:80/tcp",
+                "10.0.1.12"
+            ])
+            .requests(),
+            [Request::Backends(BackendsRequest::Del {
+                vip,
+                backend: "10.0.1.12".parse().unwrap()
+            })]
+        );
+        assert_eq!(
+            parse(&[
+                "-i",
+                "x",
+                "backends",
+                "add",
+                "[2001:db8::1]:80/tcp",
+                "2001:db8::5",
+                "--weight",
+                "3"
+            ])
+            .requests(),
+            [Request::Backends(BackendsRequest::Add {
+                vip: "[2001:db8::1]:80/tcp".parse().unwrap(),
+                backend: "2001:db8::5".parse().unwrap(),
+                weight: Some(3),
+            })]
+        );
+        assert_eq!(
+            parse(&[
+                "-i",
+                "x",
+                "vips",
+                "add",
+                "10.0.0.100:80/tcp",
+                "--forwarding",
+                "ipip"
+            ])
+            .requests(),
+            [Request::Vips(VipsRequest::Add {
+                vip,
+                forwarding: Forwarding::Ipip,
+                health: None,
+                health_port: None,
+            })]
+        );
+        assert_eq!(
+            parse(&["-i", "x", "backends", "list"]).requests(),
+            [Request::Backends(BackendsRequest::List { vip: None })]
+        );
+        assert_eq!(parse(&["-i", "x", "reload"]).requests(), [Request::Reload]);
+        // A malformed VIP is refused by the parser, naming it.
+        let e = Wrap::try_parse_from([
+            "sluice-ctl",
+            "-i",
+            "x",
+            "backends",
+            "drain",
+            "10.0.0.100:80",
+            "10.0.1.1",
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("10.0.0.100:80"), "{e}");
     }
 
     #[test]

@@ -73,6 +73,11 @@ pub enum AppKind {
     /// ARP/ND, traffic for the host and unresolved neighbours stay with the kernel. Needs IP
     /// forwarding on (net.ipv4.conf.*.forwarding, net.ipv6.conf.*.forwarding). No --udp/--tcp.
     Forward,
+    /// An L4 load balancer: packets to the VIPs in --config go to a backend chosen by Maglev
+    /// hashing and kept per connection, by MAC rewrite (DSR) or IPIP encapsulation; the rest
+    /// stays with the kernel. Change it live with `sluice ctl vips|backends|reload`, or SIGHUP.
+    /// No --udp/--tcp.
+    Lb,
 }
 
 impl fmt::Display for AppKind {
@@ -82,6 +87,7 @@ impl fmt::Display for AppKind {
             AppKind::Drop => "drop",
             AppKind::Patch => "patch",
             AppKind::Forward => "forward",
+            AppKind::Lb => "lb",
         })
     }
 }
@@ -99,6 +105,12 @@ pub struct RunArgs {
     /// Packet function run on the steered frames.
     #[arg(long, value_enum, default_value_t = AppKind::Reflect)]
     pub app: AppKind,
+
+    /// With --app lb: the load balancer's configuration file (TOML: [[vip]] tables with
+    /// address, port, protocol, forwarding, backends; see the README). Re-read on SIGHUP or
+    /// `sluice ctl reload`.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
 
     /// UDP destination ports to steer: comma-separated ports or ranges (`9000,9100-9110`).
     #[arg(long, value_name = "PORTS")]
@@ -140,11 +152,12 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=MAX_BATCH as i64))]
     pub batch: u32,
 
-    /// With --app forward: ICMP errors each worker may send per second (token bucket refill).
+    /// With --app forward or lb: ICMP errors each worker may send per second (token bucket
+    /// refill).
     #[arg(long, value_name = "N", default_value_t = 100)]
     pub icmp_rate: u32,
 
-    /// With --app forward: ICMP errors each worker may send at once (token bucket size).
+    /// With --app forward or lb: ICMP errors each worker may send at once (token bucket size).
     #[arg(long, value_name = "N", default_value_t = 50)]
     pub icmp_burst: u32,
 
@@ -254,6 +267,22 @@ impl TryFrom<&RunArgs> for EngineConfig {
             c = c.steer(L4Proto::Tcp, p);
         }
         c.forward = a.app == AppKind::Forward;
+        match (a.app, &a.config) {
+            (AppKind::Lb, Some(path)) => c.lb = Some(path.clone()),
+            (AppKind::Lb, None) => {
+                return Err(ConfigError::new(
+                    "config",
+                    "--app lb needs --config FILE (its VIPs and backends)",
+                ));
+            }
+            (_, Some(_)) => {
+                return Err(ConfigError::new(
+                    "config",
+                    "only --app lb reads a configuration file",
+                ));
+            }
+            (_, None) => {}
+        }
         c.queues = a.queues;
         c.cores = match &a.cores {
             Some(list) => Some(

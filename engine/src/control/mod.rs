@@ -30,6 +30,7 @@
 pub mod ctl;
 pub mod fib_updater;
 pub mod health;
+pub mod lb;
 pub mod link;
 pub mod metrics;
 pub mod mirror;
@@ -89,6 +90,8 @@ pub struct EngineFacts {
     pub workers: Vec<WorkerView>,
     /// The flag `shutdown` sets.
     pub term: Arc<AtomicBool>,
+    /// The load balancer's control side, when the engine runs `lb`.
+    pub lb: Option<Arc<lb::LbService>>,
 }
 
 /// A running control plane: mirror, control socket server, optional metrics endpoint.
@@ -133,6 +136,7 @@ impl ControlPlane {
             engine.workers,
             Some(mirror),
             engine.term,
+            engine.lb,
         ));
         let mut servers = Vec::with_capacity(claim.servers.len());
         for server in claim.servers {
@@ -151,6 +155,11 @@ impl ControlPlane {
             metrics,
             link_events,
         })
+    }
+
+    /// Re-read the load balancer's file (SIGHUP); `None` if the engine runs another app.
+    pub fn reload(&self) -> Option<Result<serde_json::Value, String>> {
+        self.service.reload()
     }
 
     /// The XDP program's counters; `None` once detached or if the map cannot be read.

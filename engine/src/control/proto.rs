@@ -8,11 +8,13 @@
 //! fields are `bad_request` errors whose message names the field, so an operator hand-writing
 //! JSON learns what to fix.
 
+use crate::apps::lb::config::{Forwarding, HealthCheck, Vip};
 use crate::steer::L4Proto;
 use crate::steer::PortList;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::fmt;
+use std::net::IpAddr;
 
 /// The protocol version this build speaks.
 pub const VERSION: u64 = 1;
@@ -48,6 +50,74 @@ pub enum Request {
     Routes,
     /// Stop the engine (as SIGTERM would).
     Shutdown,
+    /// Load balancer: list, add or delete VIPs.
+    Vips(VipsRequest),
+    /// Load balancer: list, add, delete or drain backends.
+    Backends(BackendsRequest),
+    /// Load balancer: re-read the configuration file (as SIGHUP does).
+    Reload,
+}
+
+/// The `op` of a `vips` request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum VipsRequest {
+    /// Every VIP.
+    List,
+    /// A new VIP, without backends yet.
+    Add {
+        /// The VIP (`ADDRESS:PORT/PROTO`).
+        vip: Vip,
+        /// DSR or IPIP.
+        forwarding: Forwarding,
+        /// How its backends are probed (default as in the file).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        health: Option<HealthCheck>,
+        /// The port probed (default the VIP's).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        health_port: Option<u16>,
+    },
+    /// Remove a VIP: its traffic goes back to the kernel.
+    Del {
+        /// The VIP.
+        vip: Vip,
+    },
+}
+
+/// The `op` of a `backends` request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum BackendsRequest {
+    /// The backends of every VIP, or of one.
+    List {
+        /// Only this VIP's.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        vip: Option<Vip>,
+    },
+    /// Add a backend, or set the weight of (and un-drain) one already there.
+    Add {
+        /// The VIP.
+        vip: Vip,
+        /// The backend's address.
+        backend: IpAddr,
+        /// Its weight (default 1).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        weight: Option<u32>,
+    },
+    /// Remove a backend: its flows move at their next packet.
+    Del {
+        /// The VIP.
+        vip: Vip,
+        /// The backend's address.
+        backend: IpAddr,
+    },
+    /// Drain a backend: no new flows; established ones stay.
+    Drain {
+        /// The VIP.
+        vip: Vip,
+        /// The backend's address.
+        backend: IpAddr,
+    },
 }
 
 /// The `op` of a `rules` request.
@@ -132,8 +202,17 @@ impl Request {
     pub fn is_change(&self) -> bool {
         match self {
             Request::Rules(RulesRequest::Add { .. } | RulesRequest::Del { .. })
-            | Request::Shutdown => true,
+            | Request::Shutdown
+            | Request::Reload
+            | Request::Vips(VipsRequest::Add { .. } | VipsRequest::Del { .. })
+            | Request::Backends(
+                BackendsRequest::Add { .. }
+                | BackendsRequest::Del { .. }
+                | BackendsRequest::Drain { .. },
+            ) => true,
             Request::Rules(RulesRequest::List)
+            | Request::Vips(VipsRequest::List)
+            | Request::Backends(BackendsRequest::List { .. })
             | Request::Status
             | Request::Stats
             | Request::Links
@@ -199,6 +278,31 @@ impl fmt::Display for Request {
             Request::Neighbours => f.write_str("neighbours"),
             Request::Routes => f.write_str("routes"),
             Request::Shutdown => f.write_str("shutdown"),
+            Request::Reload => f.write_str("reload"),
+            Request::Vips(VipsRequest::List) => f.write_str("vips list"),
+            Request::Vips(VipsRequest::Add {
+                vip, forwarding, ..
+            }) => write!(f, "vips add {vip} {forwarding}"),
+            Request::Vips(VipsRequest::Del { vip }) => write!(f, "vips del {vip}"),
+            Request::Backends(BackendsRequest::List { vip: None }) => f.write_str("backends list"),
+            Request::Backends(BackendsRequest::List { vip: Some(v) }) => {
+                write!(f, "backends list {v}")
+            }
+            Request::Backends(BackendsRequest::Add {
+                vip,
+                backend,
+                weight,
+            }) => write!(
+                f,
+                "backends add {vip} {backend} weight {}",
+                weight.unwrap_or(1)
+            ),
+            Request::Backends(BackendsRequest::Del { vip, backend }) => {
+                write!(f, "backends del {vip} {backend}")
+            }
+            Request::Backends(BackendsRequest::Drain { vip, backend }) => {
+                write!(f, "backends drain {vip} {backend}")
+            }
         }
     }
 }
@@ -225,11 +329,23 @@ struct WireRequest {
     _version: serde::de::IgnoredAny,
     cmd: Command,
     #[serde(default, deserialize_with = "present")]
-    op: Option<RulesOp>,
+    op: Option<Op>,
     #[serde(default, deserialize_with = "present")]
     proto: Option<L4Proto>,
     #[serde(default, deserialize_with = "present")]
     ports: Option<Ports>,
+    #[serde(default, deserialize_with = "present")]
+    vip: Option<Vip>,
+    #[serde(default, deserialize_with = "present")]
+    forwarding: Option<Forwarding>,
+    #[serde(default, deserialize_with = "present")]
+    health: Option<HealthCheck>,
+    #[serde(default, deserialize_with = "present")]
+    health_port: Option<u16>,
+    #[serde(default, deserialize_with = "present")]
+    backend: Option<IpAddr>,
+    #[serde(default, deserialize_with = "present")]
+    weight: Option<u32>,
 }
 
 /// An optional field that, when given, must hold a value: `null` is a wrong type, not absence.
@@ -251,15 +367,30 @@ enum Command {
     Neighbours,
     Routes,
     Shutdown,
+    Vips,
+    Backends,
+    Reload,
 }
 
-/// The `op` values of a `rules` request.
-#[derive(Clone, Copy, Deserialize)]
+/// The `op` values of `rules`, `vips` and `backends` requests (each takes some of them).
+#[derive(Clone, Copy, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
-enum RulesOp {
+enum Op {
     List,
     Add,
     Del,
+    Drain,
+}
+
+impl Op {
+    fn name(self) -> &'static str {
+        match self {
+            Op::List => "list",
+            Op::Add => "add",
+            Op::Del => "del",
+            Op::Drain => "drain",
+        }
+    }
 }
 
 impl WireRequest {
@@ -271,6 +402,12 @@ impl WireRequest {
             mut op,
             mut proto,
             mut ports,
+            mut vip,
+            mut forwarding,
+            mut health,
+            mut health_port,
+            mut backend,
+            mut weight,
             ..
         } = self;
         let req = match cmd {
@@ -281,35 +418,102 @@ impl WireRequest {
             Command::Neighbours => Request::Neighbours,
             Command::Routes => Request::Routes,
             Command::Shutdown => Request::Shutdown,
-            Command::Rules => Request::Rules(match op.take() {
-                None => return Err("command `rules`: missing field `op`".into()),
-                Some(RulesOp::List) => RulesRequest::List,
-                Some(change @ (RulesOp::Add | RulesOp::Del)) => {
-                    let name = if matches!(change, RulesOp::Add) {
-                        "add"
-                    } else {
-                        "del"
-                    };
-                    let missing = |f| format!("command `rules {name}`: missing field `{f}`");
-                    let proto = proto.take().ok_or_else(|| missing("proto"))?;
-                    let ports = ports.take().ok_or_else(|| missing("ports"))?;
-                    match change {
-                        RulesOp::Add => RulesRequest::Add { proto, ports },
-                        _ => RulesRequest::Del { proto, ports },
+            Command::Reload => Request::Reload,
+            Command::Rules => Request::Rules(
+                match take_op("rules", &mut op, &[Op::List, Op::Add, Op::Del])? {
+                    Op::List => RulesRequest::List,
+                    change => {
+                        let missing =
+                            |f| format!("command `rules {}`: missing field `{f}`", change.name());
+                        let proto = proto.take().ok_or_else(|| missing("proto"))?;
+                        let ports = ports.take().ok_or_else(|| missing("ports"))?;
+                        match change {
+                            Op::Add => RulesRequest::Add { proto, ports },
+                            _ => RulesRequest::Del { proto, ports },
+                        }
                     }
-                }
-            }),
+                },
+            ),
+            Command::Vips => Request::Vips(
+                match take_op("vips", &mut op, &[Op::List, Op::Add, Op::Del])? {
+                    Op::List => VipsRequest::List,
+                    change => {
+                        let missing =
+                            |f| format!("command `vips {}`: missing field `{f}`", change.name());
+                        let vip = vip.take().ok_or_else(|| missing("vip"))?;
+                        match change {
+                            Op::Add => VipsRequest::Add {
+                                vip,
+                                forwarding: forwarding
+                                    .take()
+                                    .ok_or_else(|| missing("forwarding"))?,
+                                health: health.take(),
+                                health_port: health_port.take(),
+                            },
+                            _ => VipsRequest::Del { vip },
+                        }
+                    }
+                },
+            ),
+            Command::Backends => Request::Backends(
+                match take_op(
+                    "backends",
+                    &mut op,
+                    &[Op::List, Op::Add, Op::Del, Op::Drain],
+                )? {
+                    Op::List => BackendsRequest::List { vip: vip.take() },
+                    change => {
+                        let missing = |f| {
+                            format!("command `backends {}`: missing field `{f}`", change.name())
+                        };
+                        let vip = vip.take().ok_or_else(|| missing("vip"))?;
+                        let backend = backend.take().ok_or_else(|| missing("backend"))?;
+                        match change {
+                            Op::Add => BackendsRequest::Add {
+                                vip,
+                                backend,
+                                weight: weight.take(),
+                            },
+                            Op::Del => BackendsRequest::Del { vip, backend },
+                            _ => BackendsRequest::Drain { vip, backend },
+                        }
+                    }
+                },
+            ),
         };
         // What the command used was taken; anything left over is not for it.
         let left = [
             ("op", op.is_some()),
             ("proto", proto.is_some()),
             ("ports", ports.is_some()),
+            ("vip", vip.is_some()),
+            ("forwarding", forwarding.is_some()),
+            ("health", health.is_some()),
+            ("health_port", health_port.is_some()),
+            ("backend", backend.is_some()),
+            ("weight", weight.is_some()),
         ];
         match left.iter().find(|(_, given)| *given) {
             Some((field, _)) => Err(format!("command `{req}`: unknown field `{field}`")),
             None => Ok(req),
         }
+    }
+}
+
+/// The `op` of command `cmd`, which takes the ops in `allowed`.
+fn take_op(cmd: &str, op: &mut Option<Op>, allowed: &[Op]) -> Result<Op, String> {
+    match op.take() {
+        None => Err(format!("command `{cmd}`: missing field `op`")),
+        Some(o) if allowed.contains(&o) => Ok(o),
+        Some(o) => Err(format!(
+            "command `{cmd}`: op `{}` is not one of {}",
+            o.name(),
+            allowed
+                .iter()
+                .map(|a| format!("`{}`", a.name()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
     }
 }
 
@@ -504,7 +708,76 @@ mod test {
             Request::Neighbours,
             Request::Routes,
             Request::Shutdown,
+            Request::Reload,
+            Request::Vips(VipsRequest::List),
+            Request::Vips(VipsRequest::Add {
+                vip: "10.0.0.100:80/tcp".parse().unwrap(),
+                forwarding: Forwarding::Dsr,
+                health: None,
+                health_port: None,
+            }),
+            Request::Vips(VipsRequest::Add {
+                vip: "[2001:db8::1]:0/udp".parse().unwrap(),
+                forwarding: Forwarding::Ipip,
+                health: Some(HealthCheck::Udp),
+                health_port: Some(53),
+            }),
+            Request::Vips(VipsRequest::Del {
+                vip: "10.0.0.100:80/tcp".parse().unwrap(),
+            }),
+            Request::Backends(BackendsRequest::List { vip: None }),
+            Request::Backends(BackendsRequest::List {
+                vip: Some("10.0.0.100:80/tcp".parse().unwrap()),
+            }),
+            Request::Backends(BackendsRequest::Add {
+                vip: "10.0.0.100:80/tcp".parse().unwrap(),
+                backend: "10.0.1.2".parse().unwrap(),
+                weight: Some(3),
+            }),
+            Request::Backends(BackendsRequest::Del {
+                vip: "10.0.0.100:80/tcp".parse().unwrap(),
+                backend: "10.0.1.2".parse().unwrap(),
+            }),
+            Request::Backends(BackendsRequest::Drain {
+                vip: "[2001:db8::1]:0/udp".parse().unwrap(),
+                backend: "2001:db8::2".parse().unwrap(),
+            }),
         ]
+    }
+
+    #[test]
+    fn lb_requests_name_what_is_wrong() {
+        let err = |v: Value| decode(v).unwrap_err().message;
+        assert_eq!(
+            err(json!({"v":1,"cmd":"backends","op":"del","vip":"10.0.0.100:80/tcp"})),
+            "command `backends del`: missing field `backend`"
+        );
+        assert_eq!(
+            err(json!({"v":1,"cmd":"vips","op":"drain","vip":"10.0.0.100:80/tcp"})),
+            "command `vips`: op `drain` is not one of `list`, `add`, `del`"
+        );
+        assert_eq!(
+            err(json!({"v":1,"cmd":"rules","op":"drain"})),
+            "command `rules`: op `drain` is not one of `list`, `add`, `del`"
+        );
+        let bad_vip = err(json!({"v":1,"cmd":"vips","op":"del","vip":"10.0.0.100"}));
+        assert!(bad_vip.starts_with("field `vip`: "), "{bad_vip}");
+        assert_eq!(
+            err(json!({"v":1,"cmd":"reload","vip":"10.0.0.100:80/tcp"})),
+            "command `reload`: unknown field `vip`"
+        );
+        let bad_weight = err(
+            json!({"v":1,"cmd":"backends","op":"add","vip":"10.0.0.100:80/tcp","backend":"10.0.1.1","weight":-1}),
+        );
+        assert!(bad_weight.starts_with("field `weight`: "), "{bad_weight}");
+        assert!(
+            Request::Backends(BackendsRequest::Drain {
+                vip: "10.0.0.100:80/tcp".parse().unwrap(),
+                backend: "10.0.1.2".parse().unwrap(),
+            })
+            .is_change()
+        );
+        assert!(!Request::Backends(BackendsRequest::List { vip: None }).is_change());
     }
 
     #[test]
@@ -555,7 +828,10 @@ mod test {
         assert_eq!(
             changes,
             [
-                false, false, false, true, true, false, false, false, false, true
+                false, false, false, true, true, false, false, false, false, true, // base
+                true, // reload
+                false, true, true, true, // vips list, add, add, del
+                false, false, true, true, true // backends list, list, add, del, drain
             ]
         );
     }

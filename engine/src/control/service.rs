@@ -5,7 +5,8 @@
 //! It must never block a worker: everything it reads is published by the workers with plain
 //! stores, and the only lock it takes (the steering maps) is never touched by a worker.
 
-use super::metrics::{MetricsSnapshot, MetricsSource, QueueMetrics};
+use super::lb::{BackendHealth, LbService};
+use super::metrics::{BackendMetrics, LbMetrics, MetricsSnapshot, MetricsSource, QueueMetrics};
 use super::mirror::MirrorHandle;
 use super::proto::{Request, RulesRequest};
 use super::socket::{Handler, HandlerError, Peer};
@@ -49,6 +50,7 @@ pub struct EngineService {
     mirror: Option<MirrorHandle>,
     term: Arc<AtomicBool>,
     last: Mutex<(Instant, Vec<Local>)>,
+    lb: Option<Arc<LbService>>,
 }
 
 impl EngineService {
@@ -59,6 +61,7 @@ impl EngineService {
         workers: Vec<WorkerView>,
         mirror: Option<MirrorHandle>,
         term: Arc<AtomicBool>,
+        lb: Option<Arc<LbService>>,
     ) -> Self {
         let n = workers.len();
         EngineService {
@@ -69,7 +72,27 @@ impl EngineService {
             mirror,
             term,
             last: Mutex::new((Instant::now(), vec![Local::default(); n])),
+            lb,
         }
+    }
+
+    /// Re-reads the load balancer's file; `None` without the lb app.
+    pub fn reload(&self) -> Option<Result<Value, String>> {
+        self.lb.as_ref().map(|lb| {
+            lb.reload().map_err(|e| match e {
+                HandlerError::Failed(s) => s,
+            })
+        })
+    }
+
+    /// The load balancer's control side, or the error a load-balancer request gets without it.
+    fn lb(&self) -> Result<&LbService, HandlerError> {
+        self.lb.as_deref().ok_or_else(|| {
+            HandlerError::Failed(format!(
+                "this engine runs the {} app; VIPs, backends and reload are the lb app's",
+                self.info.app
+            ))
+        })
     }
 
     /// The XDP program's counters; `None` once detached or if the map cannot be read.
@@ -122,6 +145,10 @@ impl EngineService {
             "queues": queues,
             "xdp": self.xdp_counters(),
         });
+        let mut v = v;
+        if let Some(lb) = &self.lb {
+            v["lb"] = json!({"conntrack": lb.conntrack_json()});
+        }
         *last = (now, snaps);
         v
     }
@@ -197,6 +224,9 @@ impl Handler for EngineService {
                 self.term.store(true, Ordering::Relaxed);
                 Ok(json!({"shutting_down": true}))
             }
+            Request::Vips(r) => self.lb()?.vips(r),
+            Request::Backends(r) => self.lb()?.backends(r),
+            Request::Reload => self.lb()?.reload(),
         }
     }
 }
@@ -217,6 +247,23 @@ impl MetricsSource for EngineService {
                 })
                 .collect(),
             xdp: self.xdp_counters(),
+            lb: self.lb.as_ref().map(|lb| LbMetrics {
+                conntrack: lb.conntrack().1,
+                backends: lb
+                    .backend_states()
+                    .into_iter()
+                    .map(|(vip, addr, in_table, health)| BackendMetrics {
+                        vip: vip.to_string(),
+                        backend: addr.to_string(),
+                        in_table,
+                        healthy: match health {
+                            BackendHealth::Unchecked => None,
+                            BackendHealth::Up => Some(true),
+                            BackendHealth::Down => Some(false),
+                        },
+                    })
+                    .collect(),
+            }),
         }
     }
 }

@@ -25,8 +25,13 @@ mod report;
 mod supervisor;
 
 use crate::apps::App;
+use crate::apps::lb::config::ConntrackConfig;
+use crate::apps::lb::conntrack::ConnTrackConfig;
+use crate::apps::lb::{LbHandle, LbWorkerStats};
 use crate::config::{ConfigError, EngineConfig};
 use crate::control::fib_updater::FibUpdater;
+use crate::control::health::HealthParams;
+use crate::control::lb::{LbService, LbSetup};
 use crate::control::{self, ControlPlane, EngineFacts, RunInfo, WorkerView};
 use crate::fib::FibHandle;
 use crate::steer::{Counters, SteerError, SteerMode, SteeringSet, XdpMode};
@@ -104,6 +109,12 @@ pub enum RunError {
         /// Panic message.
         msg: String,
     },
+    /// The load balancer's configuration file is unreadable or wrong.
+    #[error(transparent)]
+    LbConfig(#[from] crate::apps::lb::config::LbConfigError),
+    /// The load balancer's control side could not start.
+    #[error("starting the load balancer: {0}")]
+    Lb(#[from] crate::control::lb::LbStartError),
     /// The forwarding table could not be kept.
     #[error("starting the forwarding table's updater: {0}")]
     Fib(String),
@@ -170,8 +181,21 @@ pub struct AppContext<'a> {
     /// The ports, in [`crate::batch::PortId`] order.
     pub ports: &'a [PortInfo],
     /// The forwarding table built from the kernel's, kept current, when the engine forwards
-    /// ([`EngineConfig::forward`]).
+    /// ([`EngineConfig::forward`]) or load-balances ([`EngineConfig::lb`]).
     pub fib: Option<&'a FibHandle>,
+    /// The load balancer's table and this worker's figures, when the engine load-balances.
+    pub lb: Option<LbContext<'a>>,
+}
+
+/// What a load-balancing app of one queue is given.
+#[derive(Clone, Debug)]
+pub struct LbContext<'a> {
+    /// The VIPs and backends, kept current by the control plane.
+    pub table: &'a LbHandle,
+    /// Where this worker publishes its connection-table figures.
+    pub stats: Arc<LbWorkerStats>,
+    /// The connection table's size and timeouts (with a seed of this worker's own).
+    pub conntrack: ConnTrackConfig,
 }
 
 /// A running engine: workers on every configured queue, the XDP program attached, the control
@@ -183,6 +207,9 @@ pub struct Engine<A: App> {
     steering: Arc<Mutex<Option<SteeringSet>>>,
     control: ControlPlane,
     fib: Option<FibUpdater>,
+    lb: Option<Arc<LbService>>,
+    /// Set by SIGHUP: re-read the load balancer's file.
+    reload: Arc<AtomicBool>,
     /// The TAP device of the kernel path (kept open: closing it removes the device).
     _tap: Option<std::sync::Arc<std::os::fd::OwnedFd>>,
     term: Arc<AtomicBool>,
@@ -272,7 +299,7 @@ impl<A: App + 'static> Engine<A> {
         // snapshots as the table, so workers divert frames for a dead port to the kernel.
         let ports_down: Arc<[AtomicBool]> =
             cfg.ifaces.iter().map(|_| AtomicBool::new(false)).collect();
-        let fib = if cfg.forward {
+        let fib = if cfg.forward || cfg.lb.is_some() {
             Some(
                 FibUpdater::spawn(
                     mirror.watch(),
@@ -286,10 +313,35 @@ impl<A: App + 'static> Engine<A> {
         };
         let fib_handle = fib.as_ref().map(FibUpdater::handle);
 
+        // The load balancer: its first table and the VIP map, before the workers and before
+        // the XDP program starts steering by VIP.
+        let lb = match (&plan.lb, &fib_handle) {
+            (Some((path, lb_cfg)), Some(fib)) => {
+                let stats = plan
+                    .queues
+                    .iter()
+                    .map(|&q| (q, Arc::new(LbWorkerStats::default())))
+                    .collect();
+                let service = LbService::new(LbSetup {
+                    path: path.clone(),
+                    config: lb_cfg.clone(),
+                    steering: steering.clone(),
+                    fib: fib.clone(),
+                    stats,
+                })?;
+                steering
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .as_mut()
+                    .map(|s| s.set_mode(SteerMode::Lb))
+                    .transpose()?;
+                Some((service, lb_cfg.clone()))
+            }
+            _ => None,
+        };
+
         let stop = Arc::new(AtomicBool::new(false));
         let park = Arc::new(AtomicBool::new(false));
-        let ports_down: Arc<[AtomicBool]> =
-            cfg.ifaces.iter().map(|_| AtomicBool::new(false)).collect();
         let mut workers: Vec<WorkerHandle<A>> = Vec::new();
         let mut app_name = "";
         for (s, core) in sockets.into_iter().zip(plan.cores.iter().copied()) {
@@ -300,10 +352,17 @@ impl<A: App + 'static> Engine<A> {
                 kernel: tap.as_ref().map(|(_, path)| path.clone()),
                 ports_down: Some(ports_down.clone()),
             };
+            let queue = s.queue();
+            let lb_context = lb.as_ref().map(|(service, lb_cfg)| LbContext {
+                table: service.table(),
+                stats: service.worker_stats(queue),
+                conntrack: conntrack_config(&lb_cfg.conntrack),
+            });
             let app = make_app(&AppContext {
-                queue: s.queue(),
+                queue,
                 ports: &ports,
                 fib: fib_handle.as_ref(),
+                lb: lb_context,
             });
             app_name = app.name();
             match worker::spawn(s, app, wcfg, stop.clone()) {
@@ -342,8 +401,17 @@ impl<A: App + 'static> Engine<A> {
             steering: steering.clone(),
             workers: workers_view,
             term: term.clone(),
+            lb: lb.as_ref().map(|(service, _)| service.clone()),
         };
         let control = ControlPlane::start(claim, facts, mirror, cfg.metrics)?;
+        if let Some((service, lb_cfg)) = &lb {
+            service.start_threads(HealthParams::from(lb_cfg.health))?;
+        }
+        let reload = Arc::new(AtomicBool::new(false));
+        if lb.is_some() {
+            signal_hook::flag::register(signal_hook::consts::SIGHUP, reload.clone())
+                .map_err(RunError::Signals)?;
+        }
         Ok(Engine {
             cfg: cfg.clone(),
             ifindexes: plan.ifindexes,
@@ -351,6 +419,8 @@ impl<A: App + 'static> Engine<A> {
             steering,
             control,
             fib,
+            lb: lb.map(|(service, _)| service),
+            reload,
             _tap: tap.map(|(fd, _)| fd),
             term,
             stop,
@@ -402,6 +472,14 @@ impl<A: App + 'static> Engine<A> {
                 reporter.report(out, &self.workers, Some(&xdp), started);
                 next_report = Some(t + i);
             }
+            if self.reload.swap(false, Ordering::Relaxed)
+                && let Some(result) = self.control.reload()
+            {
+                match result {
+                    Ok(_) => log::info!("SIGHUP: configuration reloaded"),
+                    Err(e) => log::error!("SIGHUP: reload refused, the running set stays: {e}"),
+                }
+            }
             while let Ok(ev) = self.control.link_events().try_recv() {
                 if let Some(e) = supervisor.on_event(&ev) {
                     died.get_or_insert(e);
@@ -428,6 +506,9 @@ impl<A: App + 'static> Engine<A> {
                 .take(),
         );
         self.control.stop();
+        if let Some(lb) = &self.lb {
+            lb.stop();
+        }
         if let Some(f) = self.fib {
             let _ = f.stop();
         }
@@ -487,6 +568,23 @@ fn kernel_path(cfg: &EngineConfig) -> Result<(Arc<std::os::fd::OwnedFd>, KernelP
     let mac = crate::wire::MacAddr(tap.mac);
     let fd = Arc::new(tap.fd);
     Ok((fd.clone(), KernelPath::new(fd, mac)))
+}
+
+/// A worker's connection-table settings from the file's `[conntrack]`, with a seed of its own
+/// (random: the index hash must not be predictable from outside, see
+/// [`crate::apps::lb::conntrack`]).
+fn conntrack_config(c: &ConntrackConfig) -> ConnTrackConfig {
+    use std::hash::{BuildHasher, Hasher};
+    let seed = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    ConnTrackConfig {
+        capacity: c.capacity,
+        tcp_timeout_ms: u64::from(c.tcp_idle_secs) * 1000,
+        udp_timeout_ms: u64::from(c.udp_idle_secs) * 1000,
+        seed,
+        ..ConnTrackConfig::default()
+    }
 }
 
 /// Start an engine with `make_app(queue)` on every queue, stop it on SIGINT/SIGTERM (or after

@@ -1,12 +1,14 @@
 //! Preflight: what the configuration asks of this host, checked before anything is attached.
 
 use super::RunError;
+use crate::apps::lb::config::LbConfig;
 use crate::config::{ConfigError, EngineConfig, QueueSpec};
 use crate::control::{link, netlink::Netlink};
 use crate::steer::Rule;
 use crate::sys;
 use crate::worker;
 use crate::xsk::XskConfig;
+use std::path::PathBuf;
 
 /// Bytes the kernel reserves in front of every frame in a UMEM frame (`XDP_PACKET_HEADROOM`).
 pub(super) const XDP_PACKET_HEADROOM: u32 = 256;
@@ -28,12 +30,19 @@ pub(super) struct Plan {
     pub(super) cores: Vec<Option<usize>>,
     pub(super) xsk: XskConfig,
     pub(super) rules: Vec<Rule>,
+    /// The load balancer's file and what it says.
+    pub(super) lb: Option<(PathBuf, LbConfig)>,
 }
 
 /// Check what the configuration asks of this host — privileges, the interface, its queues and
 /// MTU, the CPUs, locked memory, users and groups — before anything is touched.
 pub(super) fn plan(cfg: &EngineConfig) -> Result<Plan, RunError> {
     cfg.validate()?;
+    // The balancer's file before anything else: its errors name the file, line and key.
+    let lb = match &cfg.lb {
+        Some(path) => Some((path.clone(), LbConfig::from_file(path)?)),
+        None => None,
+    };
     let xsk = cfg.xsk.clone();
     let rules = cfg.rules.clone();
     if let Some(name) = &cfg.user
@@ -130,6 +139,7 @@ pub(super) fn plan(cfg: &EngineConfig) -> Result<Plan, RunError> {
         cores,
         xsk,
         rules,
+        lb,
     })
 }
 

@@ -125,7 +125,7 @@ pub struct Vip {
 }
 
 /// How the load balancer hands a packet to a backend.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Forwarding {
     /// Direct server return: only the destination MAC changes; the backend has the VIP on a
@@ -149,7 +149,7 @@ pub struct BackendConfig {
 }
 
 /// How a VIP's backends are probed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum HealthCheck {
     /// A TCP connection to `health_port` must be accepted.
@@ -574,7 +574,47 @@ impl HealthConfig {
 type VipFault = (Option<usize>, &'static [&'static str], String);
 
 impl VipConfig {
+    /// The rules of one VIP as a change at run time must follow them (`sluice ctl vips add`,
+    /// `backends add`): those of the file, except that a VIP may be without backends for a
+    /// while. The message names the key: `backends[0].address: 10.0.1.1 is ...`.
+    pub fn check(&self) -> Result<(), String> {
+        self.validate_rules().map_err(|(backend, key, message)| {
+            let mut path = String::new();
+            if let Some(b) = backend {
+                path.push_str(&format!("backends[{b}]"));
+            }
+            if let Some(k) = key.first() {
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(k);
+            }
+            if path.is_empty() {
+                message
+            } else {
+                format!("{path}: {message}")
+            }
+        })
+    }
+
     fn validate(&self) -> Result<(), VipFault> {
+        self.validate_rules()?;
+        if !self.backends.iter().any(|b| b.weight > 0) {
+            let what = if self.backends.is_empty() {
+                "empty"
+            } else {
+                "no backend with a weight above 0"
+            };
+            return Err((
+                None,
+                &["backends"],
+                format!("{what}: the VIP could only drop its traffic"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_rules(&self) -> Result<(), VipFault> {
         check_unicast(self.vip.address).map_err(|m| (None, &["address"][..], m))?;
         if self.health != HealthCheck::None && self.health_port == 0 {
             return Err((
@@ -629,18 +669,6 @@ impl VipConfig {
                     format!("{} is out of range (0..={MAX_WEIGHT})", backend.weight),
                 ));
             }
-        }
-        if !self.backends.iter().any(|b| b.weight > 0) {
-            let what = if self.backends.is_empty() {
-                "empty"
-            } else {
-                "no backend with a weight above 0"
-            };
-            return Err((
-                None,
-                &["backends"],
-                format!("{what}: the VIP could only drop its traffic"),
-            ));
         }
         Ok(())
     }

@@ -4,8 +4,9 @@
 //! no second copy of the counters to keep in sync. Each family is one [`family`] call: its
 //! descriptor, then its samples. Pure: no I/O, no locks.
 
-use super::{MetricsSnapshot, QueueMetrics};
+use super::{BackendMetrics, LbMetrics, MetricsSnapshot, QueueMetrics};
 use crate::apps::DropReason;
+use crate::apps::lb::ConnTableFigures;
 use crate::worker::Local;
 use crate::worker::stats::PortCounters;
 use crate::xsk::Census;
@@ -276,8 +277,100 @@ impl Collector for SnapshotCollector {
             let help = "Frames the XDP program saw, by outcome (each frame counted once)";
             family(&mut enc, "xdp_frames", help, counter, outcomes)?;
         }
+        if let Some(lb) = &snap.lb {
+            encode_lb(&mut enc, iface, lb)?;
+        }
         Ok(())
     }
+}
+
+/// The load balancer's families.
+fn encode_lb(enc: &mut DescriptorEncoder, iface: &str, lb: &LbMetrics) -> fmt::Result {
+    let (counter, gauge) = (MetricType::Counter, MetricType::Gauge);
+    let queues: Vec<(String, &ConnTableFigures)> = lb
+        .conntrack
+        .iter()
+        .map(|(q, f)| (q.to_string(), f))
+        .collect();
+    type Figure = (
+        &'static str,
+        &'static str,
+        bool,
+        fn(&ConnTableFigures) -> u64,
+    );
+    const FIGURES: &[Figure] = &[
+        (
+            "lb_conntrack_flows",
+            "Flows the worker's connection table remembers now",
+            false,
+            |f| f.flows,
+        ),
+        (
+            "lb_conntrack_capacity",
+            "Most flows the worker's connection table remembers at once",
+            false,
+            |f| f.capacity,
+        ),
+        (
+            "lb_conntrack_hits",
+            "Connection-table lookups that found the flow",
+            true,
+            |f| f.hits,
+        ),
+        (
+            "lb_conntrack_misses",
+            "Connection-table lookups that did not (new flows, or timed out)",
+            true,
+            |f| f.misses,
+        ),
+        (
+            "lb_conntrack_evictions",
+            "Live flows forgotten to make room for new ones (the table is too small)",
+            true,
+            |f| f.evictions,
+        ),
+        (
+            "lb_conntrack_expirations",
+            "Flows forgotten after their idle timeout",
+            true,
+            |f| f.expirations,
+        ),
+    ];
+    for &(name, help, is_counter, get) in FIGURES {
+        if is_counter {
+            let samples = queues
+                .iter()
+                .map(|(q, f)| (queue_labels(iface, q, None), ConstCounter::new(get(f))));
+            family(enc, name, help, counter, samples)?;
+        } else {
+            let samples = queues.iter().map(|(q, f)| {
+                (
+                    queue_labels(iface, q, None),
+                    ConstGauge::new(saturating_i64(get(f))),
+                )
+            });
+            family(enc, name, help, gauge, samples)?;
+        }
+    }
+    fn labels<'a>(iface: &'a str, b: &'a BackendMetrics) -> Labels<'a> {
+        vec![
+            ("iface", iface),
+            ("vip", b.vip.as_str()),
+            ("backend", b.backend.as_str()),
+        ]
+    }
+    let in_table = lb
+        .backends
+        .iter()
+        .map(|b| (labels(iface, b), ConstGauge::new(i64::from(b.in_table))));
+    let help = "1 if the backend gets new flows (active, healthy, weight above 0)";
+    family(enc, "lb_backend_in_table", help, gauge, in_table)?;
+    let healthy = lb.backends.iter().filter_map(|b| {
+        b.healthy
+            .map(|h| (labels(iface, b), ConstGauge::new(i64::from(h))))
+    });
+    let help = "1 if the backend passes its health checks, 0 if not (unchecked backends left out)";
+    family(enc, "lb_backend_healthy", help, gauge, healthy)
 }
 
 #[cfg(test)]
@@ -342,6 +435,7 @@ pub(super) mod test {
                 lb_redirected: 6,
                 ..crate::steer::Counters::default()
             }),
+            lb: None,
         }
     }
 
@@ -577,6 +671,79 @@ pub(super) mod test {
         assert_eq!(
             find("sluice_port_rx_bytes_total", "veth1").as_deref(),
             Some("0")
+        );
+    }
+
+    #[test]
+    fn lb_families_only_with_the_lb_app() {
+        let (types, _) = parse(&encode(&snapshot()));
+        assert!(!types.keys().any(|k| k.starts_with("sluice_lb_")));
+        let mut s = snapshot();
+        s.lb = Some(LbMetrics {
+            conntrack: vec![(
+                0,
+                ConnTableFigures {
+                    flows: 12,
+                    capacity: 65536,
+                    hits: 100,
+                    misses: 12,
+                    inserts: 12,
+                    evictions: 1,
+                    expirations: 2,
+                },
+            )],
+            backends: vec![
+                BackendMetrics {
+                    vip: "10.0.0.100:80/tcp".into(),
+                    backend: "10.0.1.1".into(),
+                    in_table: true,
+                    healthy: Some(true),
+                },
+                BackendMetrics {
+                    vip: "10.0.0.100:80/tcp".into(),
+                    backend: "10.0.1.2".into(),
+                    in_table: false,
+                    healthy: None,
+                },
+            ],
+        });
+        let (types, samples) = parse(&encode(&s));
+        assert_eq!(types["sluice_lb_conntrack_flows"], "gauge");
+        assert_eq!(types["sluice_lb_conntrack_hits"], "counter");
+        let q0 = [("iface", "veth0"), ("queue", "0")];
+        assert_eq!(value(&samples, "sluice_lb_conntrack_flows", &q0), "12");
+        assert_eq!(
+            value(&samples, "sluice_lb_conntrack_capacity", &q0),
+            "65536"
+        );
+        assert_eq!(
+            value(&samples, "sluice_lb_conntrack_evictions_total", &q0),
+            "1"
+        );
+        let b = |addr| {
+            [
+                ("iface", "veth0"),
+                ("vip", "10.0.0.100:80/tcp"),
+                ("backend", addr),
+            ]
+        };
+        assert_eq!(
+            value(&samples, "sluice_lb_backend_in_table", &b("10.0.1.1")),
+            "1"
+        );
+        assert_eq!(
+            value(&samples, "sluice_lb_backend_in_table", &b("10.0.1.2")),
+            "0"
+        );
+        assert_eq!(
+            value(&samples, "sluice_lb_backend_healthy", &b("10.0.1.1")),
+            "1"
+        );
+        assert!(
+            !samples
+                .iter()
+                .any(|x| x.name == "sluice_lb_backend_healthy" && x.labels["backend"] == "10.0.1.2"),
+            "an unchecked backend has no health sample"
         );
     }
 

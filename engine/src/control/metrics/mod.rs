@@ -14,6 +14,7 @@ mod http;
 pub use encode::{CONTENT_TYPE, encode};
 pub use http::{Limits, METRICS_PATH, MetricsServer};
 
+use crate::apps::lb::ConnTableFigures;
 use crate::steer::Counters;
 use crate::worker::Local;
 use crate::xsk::{Census, KernelStats};
@@ -59,4 +60,28 @@ pub struct MetricsSnapshot {
     /// The XDP program's counters; `None` if they could not be read (the family is left out
     /// rather than exported as zeros, which Prometheus would take for a counter reset).
     pub xdp: Option<Counters>,
+    /// The load balancer's figures, when the engine runs `lb`.
+    pub lb: Option<LbMetrics>,
+}
+
+/// The load balancer's part of a scrape.
+#[derive(Clone, Debug, Default)]
+pub struct LbMetrics {
+    /// Per queue: its connection table.
+    pub conntrack: Vec<(u32, ConnTableFigures)>,
+    /// Every backend of every VIP.
+    pub backends: Vec<BackendMetrics>,
+}
+
+/// One backend of one VIP.
+#[derive(Clone, Debug)]
+pub struct BackendMetrics {
+    /// The VIP, `ADDRESS:PORT/PROTO`.
+    pub vip: String,
+    /// The backend's address.
+    pub backend: String,
+    /// Whether it gets new flows.
+    pub in_table: bool,
+    /// Whether it passes its health checks (`None`: not checked).
+    pub healthy: Option<bool>,
 }
