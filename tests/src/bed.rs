@@ -76,13 +76,13 @@ impl Port {
     }
 }
 
-/// One side of a [`TestBed`]: a namespace and the veth end inside it. It
-/// dereferences to its [`Port`], so `end.iface()`, `end.ipv4()`, … read the
-/// veth end's facts.
+/// One node of a bed ([`TestBed`], [`crate::LbBed`]): a namespace and the
+/// veth end inside it. It dereferences to its [`Port`], so `end.iface()`,
+/// `end.ipv4()`, … read the veth end's facts.
 #[derive(Debug)]
 pub struct End {
-    ns: Netns,
-    port: Port,
+    pub(crate) ns: Netns,
+    pub(crate) port: Port,
 }
 
 impl End {

@@ -171,6 +171,18 @@ pub enum Error {
         source: io::Error,
     },
 
+    /// A socket of a test service or client could not be set up.
+    #[error("{op} in network namespace {ns}")]
+    Socket {
+        /// What was being done, e.g. "binding TCP `[::]:8080`".
+        op: String,
+        /// The namespace.
+        ns: String,
+        /// The system error.
+        #[source]
+        source: io::Error,
+    },
+
     /// A process could not be started inside the namespace.
     #[error("spawning {program} in network namespace {ns}")]
     Spawn {
@@ -202,6 +214,7 @@ impl Error {
             | Error::Ethtool { source, .. }
             | Error::Sysctl { source, .. }
             | Error::SysctlRead { source, .. }
+            | Error::Socket { source, .. }
             | Error::Spawn { source, .. } => source.raw_os_error(),
             _ => None,
         }

@@ -23,6 +23,15 @@
 //!   [`Netns`] sets routes (with metrics, [`Netns::replace_route`]),
 //!   neighbours, links and the `forwarding` / `rp_filter` sysctls in any of
 //!   the three namespaces.
+//! * [`LbBed`] — the load-balancer fixture: a client, a balancer (and
+//!   optionally a second one) and three backends, each in its namespace, on
+//!   one L2 segment (a bridge in a switch namespace), 10.77.0.0/24 and
+//!   fd77::/64; the backends set up for direct server return (the VIPs
+//!   10.77.100.1 / fd77:100::1 on `lo`, never claimed in ARP/ND), each
+//!   running a [`BackendService`] that answers with the backend's name.
+//! * [`udp_flows`], [`tcp_flows`], [`TcpSessions`] — thousands of client
+//!   flows at once, each reporting which backend answered it (or why none
+//!   did), with ephemeral or fixed source ports ([`Sources`]).
 //! * [`require_root`] — the skip-or-fail gate for privileged tests.
 //!
 //! Everything is torn down on drop, also when a test panics: dropping a
@@ -79,9 +88,13 @@
 
 mod bed;
 mod error;
+mod flows;
+mod lb;
 mod netlink;
 mod netns;
 mod packet;
+mod service;
+mod sock;
 mod sys;
 #[cfg(test)]
 mod testutil;
@@ -94,10 +107,18 @@ pub use bed::{
     PEER_IPV4, PEER_IPV6, Port, TestBed,
 };
 pub use error::{Error, Result};
+pub use flows::{
+    FlowError, FlowOpts, FlowResult, Sources, TcpSessions, count_by_backend, describe_failures,
+    failures, tcp_flows, udp_flows,
+};
+pub use lb::{LbBed, LbBedOpts};
 pub use netns::Netns;
 pub use packet::{Frame, PacketSocket};
+pub use service::BackendService;
 pub use topology::{RouterBed, RouterBedOpts, Segment};
-pub use types::{Conf, IfAddr, IpFamily, Link, MacAddr, Neighbour, ParseMacError, Route, RpFilter};
+pub use types::{
+    Conf, IfAddr, IpFamily, IpTunnel, Link, MacAddr, Neighbour, ParseMacError, Route, RpFilter,
+};
 pub use veth::{READY_TIMEOUT, Veth, VethOpts};
 
 /// Gate for privileged tests: returns `true` when the process runs as root.

@@ -386,6 +386,7 @@ fn parse_link(msg: &LinkMessage) -> Option<Link> {
         qdisc: None,
         num_rx_queues: 0,
         num_tx_queues: 0,
+        master: None,
     };
     for attr in &msg.attributes {
         match attr {
@@ -396,6 +397,7 @@ fn parse_link(msg: &LinkMessage) -> Option<Link> {
             LinkAttribute::Qdisc(q) => link.qdisc = Some(q.clone()),
             LinkAttribute::NumRxQueues(q) => link.num_rx_queues = *q,
             LinkAttribute::NumTxQueues(q) => link.num_tx_queues = *q,
+            LinkAttribute::Controller(m) => link.master = Some(*m),
             _ => {}
         }
     }

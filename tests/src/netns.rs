@@ -23,7 +23,10 @@ use netlink_packet_route::route::{
 use netlink_packet_route::{
     AddressFamily, RouteNetlinkMessage,
     address::{AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage, AddressScope},
-    link::{LinkAttribute, LinkFlags},
+    link::{
+        BridgeStpState, InfoBridge, InfoData, InfoIpTunnel, InfoKind, LinkAttribute, LinkFlags,
+        LinkInfo, LinkMessage,
+    },
     neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState},
 };
 use nix::mount::{MntFlags, MsFlags};
@@ -32,7 +35,7 @@ use nix::sched::CloneFlags;
 use crate::error::{Error, Result};
 use crate::netlink::{self, Rtnl};
 use crate::sys;
-use crate::types::{Conf, IfAddr, IpFamily, Link, MacAddr, Neighbour, Route, RpFilter};
+use crate::types::{Conf, IfAddr, IpFamily, IpTunnel, Link, MacAddr, Neighbour, Route, RpFilter};
 
 /// Where `ip netns` keeps its namespaces; `ip netns exec NAME` looks here.
 pub(crate) const NETNS_RUN_DIR: &str = "/run/netns";
@@ -279,6 +282,107 @@ impl Netns {
         let mut rtnl = self.rtnl();
         let index = rtnl.link(iface)?.index;
         rtnl.del_link(&format!("deleting interface {iface}"), index)
+    }
+
+    /// Creates a Linux bridge `name` and brings it up: `ip link add NAME
+    /// type bridge stp_state 0 forward_delay 0 mcast_snooping 0`.
+    ///
+    /// Why those settings: without STP a port forwards as soon as it is
+    /// enslaved and up (no 15 s of listening and learning), and without
+    /// multicast snooping the bridge floods every multicast frame (IPv6
+    /// neighbour discovery included) to every port instead of guessing from
+    /// the MLD reports it happened to see.
+    pub fn add_bridge(&self, name: &str) -> Result<()> {
+        crate::veth::validate_ifname(name)?;
+        {
+            let mut rtnl = self.rtnl();
+            let mut msg = LinkMessage::default();
+            msg.attributes.push(LinkAttribute::IfName(name.to_owned()));
+            msg.attributes.push(LinkAttribute::LinkInfo(vec![
+                LinkInfo::Kind(InfoKind::Bridge),
+                LinkInfo::Data(InfoData::Bridge(vec![
+                    InfoBridge::StpState(BridgeStpState::Disabled),
+                    InfoBridge::ForwardDelay(0),
+                    InfoBridge::MulticastSnooping(false),
+                ])),
+            ]));
+            rtnl.execute(
+                &format!("creating bridge {name}"),
+                RouteNetlinkMessage::NewLink(msg),
+                NLM_F_CREATE | NLM_F_EXCL,
+            )?;
+        }
+        self.set_link_up(name, true)
+    }
+
+    /// Enslaves `iface` to the bridge (or other master device) `master`
+    /// (`ip link set IFACE master MASTER`), or releases it with `None`
+    /// (`ip link set IFACE nomaster`).
+    pub fn set_master(&self, iface: &str, master: Option<&str>) -> Result<()> {
+        let mut rtnl = self.rtnl();
+        let index = rtnl.link(iface)?.index;
+        let (master_index, op) = match master {
+            Some(m) => (rtnl.link(m)?.index, format!("enslaving {iface} to {m}")),
+            None => (0, format!("releasing {iface} from its master")),
+        };
+        rtnl.set_link(
+            &op,
+            index,
+            LinkFlags::empty(),
+            LinkFlags::empty(),
+            vec![LinkAttribute::Controller(master_index)],
+        )
+    }
+
+    /// Creates an IP-in-IP tunnel device `name` that receives what is
+    /// encapsulated towards the local address `local` from any remote
+    /// (`ip link add NAME type ipip local LOCAL`, or `type ip6tnl mode any
+    /// local LOCAL`), and brings it up. The device decapsulates: the inner
+    /// packet is then received on it as if it had arrived there.
+    ///
+    /// Needs the kernel's `ipip` or `ip6_tunnel` module: without it the
+    /// kernel answers `EOPNOTSUPP` (or `ENOENT`), which is how a test finds
+    /// out that it can't decapsulate on this machine.
+    pub fn add_ip_tunnel(&self, name: &str, kind: IpTunnel, local: IpAddr) -> Result<()> {
+        crate::veth::validate_ifname(name)?;
+        let (info_kind, mut data) = match kind {
+            IpTunnel::Ipip => (InfoKind::IpIp, Vec::new()),
+            // Protocol 0 is ip6tnl's "any": IPv4 and IPv6 inside IPv6.
+            IpTunnel::Ip6Tnl => (
+                InfoKind::Ip6Tnl,
+                vec![InfoIpTunnel::Protocol(
+                    netlink_packet_route::IpProtocol::Hopopts,
+                )],
+            ),
+        };
+        let family_ok = matches!(
+            (kind, local),
+            (IpTunnel::Ipip, IpAddr::V4(_)) | (IpTunnel::Ip6Tnl, IpAddr::V6(_))
+        );
+        let op = format!("creating {} tunnel {name} local {local}", kind.name());
+        if !family_ok {
+            return Err(Error::Unexpected {
+                op,
+                ns: self.name.clone(),
+                what: "the local address is of the wrong family for the tunnel kind".into(),
+            });
+        }
+        data.push(InfoIpTunnel::Local(local));
+        {
+            let mut rtnl = self.rtnl();
+            let mut msg = LinkMessage::default();
+            msg.attributes.push(LinkAttribute::IfName(name.to_owned()));
+            msg.attributes.push(LinkAttribute::LinkInfo(vec![
+                LinkInfo::Kind(info_kind),
+                LinkInfo::Data(InfoData::IpTunnel(data)),
+            ]));
+            rtnl.execute(
+                &op,
+                RouteNetlinkMessage::NewLink(msg),
+                NLM_F_CREATE | NLM_F_EXCL,
+            )?;
+        }
+        self.set_link_up(name, true)
     }
 
     // ----- addresses -----------------------------------------------------

@@ -1,4 +1,5 @@
-//! The crate's only raw system calls: the `SIOCETHTOOL` ioctl and the AF_PACKET socket.
+//! The crate's only raw system calls: the `SIOCETHTOOL` ioctl, the AF_PACKET socket and the
+//! open-files limit (`getrlimit`/`setrlimit`, which the workspace's `nix` features don't cover).
 //!
 //! Everything else goes through safe wrappers (`nix`, `netlink-sys`). This
 //! module must stay tiny: one `repr(C)` mirror of the kernel structs, one
@@ -285,6 +286,31 @@ pub(crate) fn packet_recv(
         n += 4;
     }
     Ok(Some((n, sa.sll_pkttype == libc::PACKET_OUTGOING)))
+}
+
+/// Raises this process's soft `RLIMIT_NOFILE` to `want`, capped at the hard limit (never
+/// lowers it), and returns the soft limit now in force. Thousands of concurrent test flows
+/// need more descriptors than the usual default soft limit of 1024.
+pub(crate) fn raise_nofile_limit(want: u64) -> io::Result<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a valid, writable rlimit for the duration of the call.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let target = want.min(lim.rlim_max);
+    if target <= lim.rlim_cur {
+        return Ok(lim.rlim_cur);
+    }
+    lim.rlim_cur = target;
+    // SAFETY: `lim` is a valid rlimit read above, with only the soft limit raised within the
+    // hard one.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(target)
 }
 
 #[cfg(test)]

@@ -88,6 +88,9 @@ pub struct Link {
     pub num_rx_queues: u32,
     /// Number of transmit queues.
     pub num_tx_queues: u32,
+    /// Index of the device this one is enslaved to (`IFLA_MASTER`), e.g.
+    /// the bridge a bridge port belongs to.
+    pub master: Option<u32>,
 }
 
 /// An IP address assigned to an interface (`RTM_GETADDR`).
@@ -133,6 +136,26 @@ impl IpFamily {
         match self {
             IpFamily::V4 => "ipv4",
             IpFamily::V6 => "ipv6",
+        }
+    }
+}
+
+/// The kind of an IP-in-IP tunnel device ([`Netns::add_ip_tunnel`](crate::Netns::add_ip_tunnel)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum IpTunnel {
+    /// `ipip`: IPv4 in IPv4 (IP protocol 4), kernel module `ipip`.
+    Ipip,
+    /// `ip6tnl` in mode `any`: IPv6 or IPv4 in IPv6 (next header 41 or 4),
+    /// kernel module `ip6_tunnel`.
+    Ip6Tnl,
+}
+
+impl IpTunnel {
+    /// The link kind as `ip link` names it.
+    pub const fn name(self) -> &'static str {
+        match self {
+            IpTunnel::Ipip => "ipip",
+            IpTunnel::Ip6Tnl => "ip6tnl",
         }
     }
 }
