@@ -624,6 +624,48 @@ fn health_checker_drains_and_restores() {
 }
 
 #[test]
+fn the_balancer_resolves_its_backends_next_hops() {
+    if !require_root("the_balancer_resolves_its_backends_next_hops") {
+        return;
+    }
+    // No static neighbours, and UDP VIPs without health checks: nothing but the balancer's
+    // resolver makes the kernel learn the backends' MACs (its packets never pass through the
+    // kernel, so the kernel would never resolve them by itself).
+    let bed = LbBed::new(LbBedOpts {
+        static_neighbours: false,
+        ..LbBedOpts::default()
+    })
+    .expect("building the lb bed");
+    let vips: Vec<VipSpec> = [false, true]
+        .into_iter()
+        .map(|v6| VipSpec {
+            health: Some("none"),
+            ..VipSpec::dsr(&bed, v6, "udp")
+        })
+        .collect();
+    let cfg = ConfigFile::new(&vips);
+    let mut engine = start_lb(&bed, 0, &cfg);
+    wait_ready(&bed, 0, &mut engine, &vips);
+    for vip in &vips {
+        let what = format!("300 flows to {}", vip.name());
+        let r = flows(&bed, vip, &Sources::Ephemeral(300));
+        assert_all_answered(&r, &what);
+        assert_eq!(count_by_backend(&r).len(), 3, "{what}");
+    }
+    let known = bed.lb().ns().neighbours("lb0").expect("neighbours of lb0");
+    for b in bed.backends() {
+        for v6 in [false, true] {
+            let a = LbBed::addr(b, v6);
+            assert!(
+                known.iter().any(|n| n.ip == a && n.mac.is_some()),
+                "the kernel of the balancer resolved {a}: {known:?}"
+            );
+        }
+    }
+    assert_census(&engine.stop());
+}
+
+#[test]
 fn two_engines_agree_on_every_flow() {
     if !require_root("two_engines_agree_on_every_flow") {
         return;
