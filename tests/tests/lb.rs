@@ -666,6 +666,116 @@ fn the_balancer_resolves_its_backends_next_hops() {
 }
 
 #[test]
+fn reload_and_vip_changes_apply_live() {
+    if !require_root("reload_and_vip_changes_apply_live") {
+        return;
+    }
+    let bed = LbBed::new(LbBedOpts::default()).expect("building the lb bed");
+    let mut vip = VipSpec {
+        health: Some("none"),
+        ..VipSpec::dsr(&bed, false, "udp")
+    };
+    let cfg = ConfigFile::new(std::slice::from_ref(&vip));
+    let mut engine = start_lb(&bed, 0, &cfg);
+    wait_ready(&bed, 0, &mut engine, std::slice::from_ref(&vip));
+    let ns = bed.lb().ns();
+    let be3 = LbBed::addr(bed.backend(2), false);
+
+    // SIGHUP re-reads the file: be3 is gone from it.
+    vip.backends.retain(|(a, _)| *a != be3);
+    let text = std::fs::read_to_string(cfg.path()).unwrap();
+    let kept = ConfigFile::new(std::slice::from_ref(&vip));
+    std::fs::copy(kept.path(), cfg.path()).unwrap();
+    assert_ne!(text, std::fs::read_to_string(cfg.path()).unwrap());
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(engine.pid() as i32),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .expect("SIGHUP");
+    wait_list(
+        &bed,
+        0,
+        &mut engine,
+        HEALTH_LIMIT,
+        "be3 gone after SIGHUP",
+        |l| {
+            backend_entry(l, &vip.name(), be3).is_none()
+                && backend_entry(l, &vip.name(), LbBed::addr(bed.backend(0), false)).is_some()
+        },
+    );
+    let r = flows(&bed, &vip, &Sources::Ephemeral(300));
+    assert_all_answered(&r, "flows after SIGHUP");
+    let counts = count_by_backend(&r);
+    assert_eq!(
+        counts.keys().collect::<Vec<_>>(),
+        ["be1", "be2"],
+        "{counts:?}"
+    );
+
+    // A broken file: `ctl reload` fails naming the file and line; the running set stays.
+    std::fs::write(
+        cfg.path(),
+        "[[vip]]\naddress = \"10.77.100.1\"\nport = oops\n",
+    )
+    .unwrap();
+    let out = ctl(ns, None, &["reload"]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "a broken file is refused");
+    let name = cfg.path().display().to_string();
+    assert!(
+        err.contains(&format!("{name}:3:")),
+        "names the file and line: {err}"
+    );
+    let r = flows(&bed, &vip, &Sources::Ephemeral(100));
+    assert_all_answered(&r, "flows after a refused reload");
+    assert!(!count_by_backend(&r).contains_key("be3"));
+
+    // vips del: the VIP's traffic goes back to the kernel (which does not forward here).
+    ctl_ok(ns, &["vips", "del", &vip.name()]);
+    let list = backends_list(ns);
+    assert_eq!(list["vips"].as_array().map(Vec::len), Some(0), "{list}");
+    assert!(
+        probe(&bed, &vip).outcome.is_err(),
+        "a deleted VIP is not served"
+    );
+    // vips add + backends add: served again, by the backends added.
+    ctl_ok(
+        ns,
+        &[
+            "vips",
+            "add",
+            &vip.name(),
+            "--forwarding",
+            "dsr",
+            "--health",
+            "none",
+        ],
+    );
+    for i in [0, 2] {
+        let a = LbBed::addr(bed.backend(i), false).to_string();
+        ctl_ok(ns, &["backends", "add", &vip.name(), &a]);
+    }
+    wait_ready(&bed, 0, &mut engine, std::slice::from_ref(&vip));
+    let r = flows(&bed, &vip, &Sources::Ephemeral(300));
+    assert_all_answered(&r, "flows after vips add");
+    let counts = count_by_backend(&r);
+    assert_eq!(
+        counts.keys().collect::<Vec<_>>(),
+        ["be1", "be3"],
+        "{counts:?}"
+    );
+    let fin = engine.stop();
+    assert!(
+        engine
+            .stderr_text()
+            .contains("SIGHUP: configuration reloaded"),
+        "{}",
+        engine.stderr_text()
+    );
+    assert_census(&fin);
+}
+
+#[test]
 fn two_engines_agree_on_every_flow() {
     if !require_root("two_engines_agree_on_every_flow") {
         return;
