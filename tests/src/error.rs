@@ -183,6 +183,41 @@ pub enum Error {
         source: io::Error,
     },
 
+    /// A file or directory of the harness (a zone, a server's configuration or its
+    /// temporary directory) could not be read or written.
+    #[error("{op}: {path}")]
+    File {
+        /// What was being done, e.g. "writing the NSD configuration".
+        op: String,
+        /// The file or directory.
+        path: String,
+        /// The system error.
+        #[source]
+        source: io::Error,
+    },
+
+    /// A zone file the harness reads is not what it can read.
+    #[error("{file}:{line}: {problem}")]
+    Zone {
+        /// The file.
+        file: String,
+        /// The line (1-based).
+        line: usize,
+        /// What is wrong there.
+        problem: String,
+    },
+
+    /// A DNS server under test did not start, exited, or never answered.
+    #[error("{server} in network namespace {ns}: {problem}")]
+    Server {
+        /// Which server, e.g. "nsd".
+        server: String,
+        /// Its namespace.
+        ns: String,
+        /// What went wrong, with the server's own log when there is one.
+        problem: String,
+    },
+
     /// A process could not be started inside the namespace.
     #[error("spawning {program} in network namespace {ns}")]
     Spawn {
@@ -215,6 +250,7 @@ impl Error {
             | Error::Sysctl { source, .. }
             | Error::SysctlRead { source, .. }
             | Error::Socket { source, .. }
+            | Error::File { source, .. }
             | Error::Spawn { source, .. } => source.raw_os_error(),
             _ => None,
         }

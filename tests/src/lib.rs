@@ -32,6 +32,10 @@
 //! * [`udp_flows`], [`tcp_flows`], [`TcpSessions`] — thousands of client
 //!   flows at once, each reporting which backend answered it (or why none
 //!   did), with ephemeral or fixed source ports ([`Sources`]).
+//! * [`dns`] — the DNS correctness harness: NSD and Knot DNS in namespaces
+//!   ([`dns::DnsBed`], [`dns::DnsServer`]), a query corpus generated from the
+//!   test zones in `tests/zones/`, asked with `kdig`, and a comparator that
+//!   reports differences RRset by RRset, with written exceptions.
 //! * [`require_root`] — the skip-or-fail gate for privileged tests.
 //!
 //! Everything is torn down on drop, also when a test panics: dropping a
@@ -87,6 +91,7 @@
 #![warn(missing_docs)]
 
 mod bed;
+pub mod dns;
 mod error;
 mod flows;
 mod lb;
