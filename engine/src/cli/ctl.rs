@@ -115,7 +115,7 @@ pub enum VipsCommand {
     List,
     /// A new VIP, without backends (add them with `backends add`).
     Add {
-        /// ADDRESS:PORT/PROTO, e.g. 10.0.0.100:80/tcp or '[2001:db8::1]:443/tcp'.
+        /// ADDRESS:PORT/PROTO, e.g. `10.0.0.100:80/tcp` or `'[2001:db8::1]:443/tcp'`.
         vip: Vip,
         /// How packets reach the backends.
         #[arg(long, value_enum)]

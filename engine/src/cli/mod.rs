@@ -106,7 +106,7 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value_t = AppKind::Reflect)]
     pub app: AppKind,
 
-    /// With --app lb: the load balancer's configuration file (TOML: [[vip]] tables with
+    /// With --app lb: the load balancer's configuration file (TOML: `[[vip]]` tables with
     /// address, port, protocol, forwarding, backends; see the README). Re-read on SIGHUP or
     /// `sluice ctl reload`.
     #[arg(long, value_name = "FILE")]

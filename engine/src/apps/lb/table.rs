@@ -4,7 +4,7 @@
 //! swapped in through an [`LbHandle`]; a worker loads the current one once per batch.
 //!
 //! A backend is in a VIP's Maglev table only if it takes new flows ([`BackendSpec::takes_new`]:
-//! weight above 0, not drained, not down). It stays in [`LbTable::backend`] as long as it is
+//! weight above 0, not drained, not down). It stays in [`LbTable::backend_of`] as long as it is
 //! configured, so the flows a worker's connection table remembers on it keep going (drain).
 //! A backend removed from the configuration is gone from both, and the next packet of each of
 //! its flows is re-hashed (remove). Backend ids are never reused by one control plane, so an
