@@ -223,10 +223,7 @@ impl Writer<'_> {
     }
 
     fn lookup(&self, id: u32) -> Option<u16> {
-        self.ctab[..self.nc]
-            .iter()
-            .find(|e| e.0 == id)
-            .map(|e| e.1)
+        self.ctab[..self.nc].iter().find(|e| e.0 == id).map(|e| e.1)
     }
 
     /// Writes interned name `id`, compressed against everything written so far.
@@ -331,7 +328,15 @@ impl Zones {
             1 => match parse_opt(query, pos) {
                 OptParse::Ok(e) => edns = Some(e),
                 OptParse::BadVersion => {
-                    return short(out, cap, &hdr, 0, false, Some(question), Some(Reply::BadVers));
+                    return short(
+                        out,
+                        cap,
+                        &hdr,
+                        0,
+                        false,
+                        Some(question),
+                        Some(Reply::BadVers),
+                    );
                 }
                 OptParse::Malformed => {
                     return short(out, cap, &hdr, RCODE_FORMERR, true, None, None);

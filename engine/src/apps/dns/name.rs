@@ -128,11 +128,7 @@ pub fn to_lower(wire: &[u8]) -> Vec<u8> {
 /// The parent of an uncompressed wire name (`None` for the root).
 pub fn parent(wire: &[u8]) -> Option<&[u8]> {
     let l = *wire.first()? as usize;
-    if l == 0 {
-        None
-    } else {
-        wire.get(1 + l..)
-    }
+    if l == 0 { None } else { wire.get(1 + l..) }
 }
 
 /// Presentation form (`www.example.com.`) for messages; not for the query path.
@@ -268,10 +264,7 @@ mod test {
             long.extend_from_slice(&[b'a'; 63]);
         }
         long.push(0);
-        assert_eq!(
-            ParsedName::parse(&long, 0).err(),
-            Some(NameError::TooLong)
-        );
+        assert_eq!(ParsedName::parse(&long, 0).err(), Some(NameError::TooLong));
         // 253 characters in presentation form is the longest legal name: 255 octets.
         let mut max = Vec::new();
         for _ in 0..3 {

@@ -357,7 +357,8 @@ fn invalid(path: &Path, line: usize, problem: impl Into<String>) -> ZoneError {
     }
 }
 
-/// The start line of every entry of a master file, and whether it is a `$` directive.
+/// The start line of every entry of a master file, and whether it is a `$` directive the
+/// scanner keeps to itself (`$ORIGIN`, `$TTL`; `$INCLUDE` is handed out like a record).
 ///
 /// `domain`'s scanner reads ahead, so neither its offsets nor the line of its errors say
 /// reliably which entry a record or an error belongs to; entries are found here instead, with
@@ -375,7 +376,8 @@ fn entry_starts(text: &str) -> Vec<(usize, bool)> {
                 j += 1;
             }
             if j < b.len() && b[j] != b'\n' && b[j] != b';' {
-                out.push((line, b[i] == b'$'));
+                let include = b[i..].len() >= 8 && b[i..i + 8].eq_ignore_ascii_case(b"$INCLUDE");
+                out.push((line, b[i] == b'$' && !include));
             }
         }
         match b[i] {
@@ -424,25 +426,29 @@ fn scan(src: &ZoneSource<'_>) -> Result<RawZone, ZoneError> {
     let mut apex = None;
     if let Some(o) = src.origin {
         let w = name::from_text(o).ok_or_else(|| {
-            invalid(src.path, 1, format!("the zone name {o:?} is not a domain name"))
+            invalid(
+                src.path,
+                1,
+                format!("the zone name {o:?} is not a domain name"),
+            )
         })?;
-        let n = domain::base::Name::<bytes::Bytes>::from_octets(bytes::Bytes::from(
-            w.clone(),
-        ))
-        .map_err(|_| invalid(src.path, 1, format!("the zone name {o:?} is not valid")))?;
+        let n = domain::base::Name::<bytes::Bytes>::from_octets(bytes::Bytes::from(w.clone()))
+            .map_err(|_| invalid(src.path, 1, format!("the zone name {o:?} is not valid")))?;
         zf.set_origin(n);
         apex = Some(w);
     }
     let mut records = Vec::new();
+    let mut seen = 0;
     loop {
-        let line = records_at.get(records.len()).copied();
+        let line = records_at.get(seen).copied();
         let entry = match zf.next_entry() {
             Ok(Some(e)) => e,
             Ok(None) => break,
             Err(e) => {
-                return Err(scan_error(src.path, &entries, records.len(), &e.to_string()));
+                return Err(scan_error(src.path, &entries, seen, &e.to_string()));
             }
         };
+        seen += 1;
         let line = line.unwrap_or(1);
         let rec = match entry {
             Entry::Record(r) => r,
@@ -471,9 +477,9 @@ fn scan(src: &ZoneSource<'_>) -> Result<RawZone, ZoneError> {
         if rtype == Rtype::SOA && apex.is_none() {
             apex = Some(owner.clone());
             if zf.origin().is_err()
-                && let Ok(n) = domain::base::Name::<bytes::Bytes>::from_octets(
-                    bytes::Bytes::from(owner.clone()),
-                )
+                && let Ok(n) = domain::base::Name::<bytes::Bytes>::from_octets(bytes::Bytes::from(
+                    owner.clone(),
+                ))
             {
                 zf.set_origin(n);
             }
@@ -594,9 +600,10 @@ fn check(z: &RawZone) -> Result<(), ZoneError> {
         match r.rtype {
             T_CNAME => {
                 if let Some(first) = e.0 {
-                    if z.records.iter().any(|o| {
-                        o.line == first && o.rtype == T_CNAME && o.rdata != r.rdata
-                    }) {
+                    if z.records
+                        .iter()
+                        .any(|o| o.line == first && o.rtype == T_CNAME && o.rdata != r.rdata)
+                    {
                         return Err(invalid(
                             p,
                             r.line,
@@ -831,12 +838,12 @@ fn compile(raws: Vec<RawZone>) -> Zones {
         zones.push(z);
     }
     // Parent zones, for DS at a child's apex.
-    for zi in 0..zones.len() {
-        let mut p = names.parent(zones[zi].apex);
+    for z in &mut zones {
+        let mut p = names.parent(z.apex);
         while p != NONE {
             let a = names.entries[p as usize].apex_of;
             if a != NONE {
-                zones[zi].parent_zone = a;
+                z.parent_zone = a;
                 break;
             }
             p = names.parent(p);
