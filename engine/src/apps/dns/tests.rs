@@ -497,10 +497,10 @@ fn cname_loops_dangling_and_external_targets() {
         m.answer,
         [
             "to-org.example.com. 3600 CNAME www.example.org.",
-            "www.example.org. 600 A 198.51.100.1"
+            "www.example.org. 3600 A 198.51.100.1"
         ]
     );
-    assert_eq!(m.authority, ["example.org. 600 NS ns1.example.com."]);
+    assert_eq!(m.authority, ["example.org. 3600 NS ns1.example.com."]);
 }
 
 #[test]
@@ -630,7 +630,7 @@ fn a_child_zone_we_serve_answers_for_itself() {
     let (a, m) = ask(&z, "www.deleg.example.com", 1);
     assert_eq!(a.outcome, Outcome::Answered);
     assert!(m.aa());
-    assert_eq!(m.answer, ["www.deleg.example.com. 300 A 192.0.2.91"]);
+    assert_eq!(m.answer, ["www.deleg.example.com. 3600 A 192.0.2.91"]);
     // DS at the child's apex is answered from the parent.
     let (_, m) = ask(&z, "deleg.example.com", 43);
     assert_eq!(m.authority, [NEG_SOA]);
@@ -638,7 +638,7 @@ fn a_child_zone_we_serve_answers_for_itself() {
     let (_, m) = ask(&z, "deleg.example.com", 2);
     assert_eq!(
         m.answer,
-        ["deleg.example.com. 300 NS ns.deleg.example.com."]
+        ["deleg.example.com. 3600 NS ns.deleg.example.com."]
     );
 }
 
@@ -1078,7 +1078,7 @@ fn origins_from_soa_or_caller_and_files_from_disk() {
     }])
     .unwrap();
     let (_, m) = ask(&z, "ns.deleg.example.com", 1);
-    assert_eq!(m.answer, ["ns.deleg.example.com. 300 A 192.0.2.90"]);
+    assert_eq!(m.answer, ["ns.deleg.example.com. 3600 A 192.0.2.90"]);
     // From a file.
     let dir = std::env::temp_dir().join(format!("sluice-dns-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -1190,4 +1190,37 @@ proptest! {
         let a = z.answer(&q, l, &mut out);
         check_response(&q, &out, a, room);
     }
+}
+
+/// Not a benchmark (tests run unoptimised unless `--release`): a rough figure only.
+#[test]
+fn measure_answers() {
+    let z = zones();
+    let qs: Vec<Vec<u8>> = [
+        ("example.com", 1),
+        ("www.example.com", 1),
+        ("nothere.example.com", 1),
+        ("foo.wild.example.com", 1),
+    ]
+    .iter()
+    .map(|&(n, t)| query(n, t, Some((1232, false))))
+    .collect();
+    let mut out = [0u8; 4096];
+    let rounds = 20_000u32;
+    let start = std::time::Instant::now();
+    let mut sum = 0;
+    for _ in 0..rounds {
+        for q in &qs {
+            sum += z.answer(q, UDP, &mut out).len;
+        }
+    }
+    let ns = start.elapsed().as_nanos() as f64 / f64::from(rounds * qs.len() as u32);
+    println!(
+        "dns answer: {ns:.0} ns/query ({} build; checksum {sum})",
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        }
+    );
 }

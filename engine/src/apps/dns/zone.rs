@@ -19,6 +19,9 @@ use domain::zonefile::inplace::{Entry, Zonefile};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+/// TTL of records that give none, in a file without `$TTL` (NSD's and Knot's).
+const DEFAULT_TTL: u32 = 3600;
+
 /// "None" for the `u32` indices of the tables.
 pub(super) const NONE: u32 = u32::MAX;
 
@@ -100,7 +103,7 @@ pub struct Zones {
 #[derive(Debug, Default)]
 pub(super) struct NameTable {
     pub entries: Vec<NameEntry>,
-    /// Each entry's first label as `len, bytes…`, in the case it was first written in.
+    /// Each entry's first label as `len, bytes…`, lower-cased.
     pub labels: Vec<u8>,
     pub index: HashMap<Box<[u8]>, u32, BuildNameHasher>,
 }
@@ -193,8 +196,9 @@ impl NameTable {
         t
     }
 
-    /// The id of `wire` (uncompressed, any case), adding it and its ancestors if new. The
-    /// first spelling seen is the one written in answers.
+    /// The id of `wire` (uncompressed, any case), adding it and its ancestors if new. Names
+    /// are kept lower-cased, as NSD and Knot keep them: answers spell every name from the zone
+    /// in lower case (only the question, and pointers to it, keep the client's case).
     fn intern(&mut self, wire: &[u8]) -> u32 {
         let lower = name::to_lower(wire);
         if let Some(&id) = self.index.get(&lower[..]) {
@@ -203,7 +207,7 @@ impl NameTable {
         let parent = self.intern(name::parent(wire).unwrap_or(b"\x00"));
         let l = wire[0] as usize;
         let label = self.labels.len() as u32;
-        self.labels.extend_from_slice(&wire[..1 + l]);
+        self.labels.extend_from_slice(&lower[..1 + l]);
         let id = self.entries.len() as u32;
         self.entries.push(NameEntry {
             label,
@@ -357,17 +361,29 @@ fn invalid(path: &Path, line: usize, problem: impl Into<String>) -> ZoneError {
     }
 }
 
-/// The start line of every entry of a master file, and whether it is a `$` directive the
-/// scanner keeps to itself (`$ORIGIN`, `$TTL`; `$INCLUDE` is handed out like a record).
+/// An entry of a master file as our splitter sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct EntryAt {
+    /// 1-based line where it starts.
+    line: usize,
+    /// `$ORIGIN`/`$TTL`: consumed by the scanner; everything else (records, `$INCLUDE`) is
+    /// handed out by it, in order.
+    directive: bool,
+    /// A record without a TTL of its own, before any `$TTL`.
+    no_ttl: bool,
+}
+
+/// Finds every entry of a master file.
 ///
 /// `domain`'s scanner reads ahead, so neither its offsets nor the line of its errors say
 /// reliably which entry a record or an error belongs to; entries are found here instead, with
 /// the same rules (parentheses and quotes continue an entry, `;` starts a comment, `\` escapes),
-/// and the n-th record the scanner returns is the n-th non-directive entry.
-fn entry_starts(text: &str) -> Vec<(usize, bool)> {
+/// and the n-th entry the scanner hands out is the n-th non-directive entry here.
+fn entry_starts(text: &str) -> Vec<EntryAt> {
     let b = text.as_bytes();
     let mut out = Vec::new();
     let (mut i, mut line, mut depth, mut quoted, mut at_start) = (0, 1, 0u32, false, true);
+    let mut dollar_ttl = false;
     while i < b.len() {
         if at_start && depth == 0 && !quoted {
             at_start = false;
@@ -376,8 +392,19 @@ fn entry_starts(text: &str) -> Vec<(usize, bool)> {
                 j += 1;
             }
             if j < b.len() && b[j] != b'\n' && b[j] != b';' {
-                let include = b[i..].len() >= 8 && b[i..i + 8].eq_ignore_ascii_case(b"$INCLUDE");
-                out.push((line, b[i] == b'$' && !include));
+                let starts =
+                    |w: &[u8]| b[i..].len() >= w.len() && b[i..i + w.len()].eq_ignore_ascii_case(w);
+                let include = starts(b"$INCLUDE");
+                dollar_ttl |= starts(b"$TTL");
+                let directive = b[i] == b'$' && !include;
+                out.push(EntryAt {
+                    line,
+                    directive,
+                    no_ttl: !directive
+                        && !include
+                        && !dollar_ttl
+                        && !has_ttl(&b[i..], b[i] != b' ' && b[i] != b'\t'),
+                });
             }
         }
         match b[i] {
@@ -408,6 +435,30 @@ fn entry_starts(text: &str) -> Vec<(usize, bool)> {
     out
 }
 
+/// Whether a record entry gives a TTL: among the tokens before its type (after the owner, if
+/// the entry has one), one starts with a digit (types and classes never do).
+fn has_ttl(entry: &[u8], has_owner: bool) -> bool {
+    let mut tokens = entry
+        .split(|c| matches!(c, b' ' | b'\t' | b'\r' | b'\n' | b'(' | b')'))
+        .filter(|t| !t.is_empty());
+    if has_owner {
+        tokens.next();
+    }
+    for t in tokens.take(2) {
+        if t[0].is_ascii_digit() {
+            return true;
+        }
+        let class = [&b"IN"[..], b"CH", b"HS", b"CS"]
+            .iter()
+            .any(|c| t.eq_ignore_ascii_case(c))
+            || (t.len() > 5 && t[..5].eq_ignore_ascii_case(b"CLASS"));
+        if !class {
+            return false;
+        }
+    }
+    false
+}
+
 fn wire_of<N: ToLabelIter>(n: &N) -> Vec<u8> {
     let mut v = Vec::new();
     for l in n.iter_labels() {
@@ -420,7 +471,7 @@ fn wire_of<N: ToLabelIter>(n: &N) -> Vec<u8> {
 /// Reads one file's records with `domain`, attaching lines.
 fn scan(src: &ZoneSource<'_>) -> Result<RawZone, ZoneError> {
     let entries = entry_starts(src.text);
-    let records_at: Vec<usize> = entries.iter().filter(|e| !e.1).map(|e| e.0).collect();
+    let records_at: Vec<EntryAt> = entries.iter().filter(|e| !e.directive).copied().collect();
     let mut zf = Zonefile::from(src.text);
     zf.set_default_class(Class::IN);
     let mut apex = None;
@@ -449,7 +500,7 @@ fn scan(src: &ZoneSource<'_>) -> Result<RawZone, ZoneError> {
             }
         };
         seen += 1;
-        let line = line.unwrap_or(1);
+        let (line, no_ttl) = line.map_or((1, false), |e| (e.line, e.no_ttl));
         let rec = match entry {
             Entry::Record(r) => r,
             Entry::Include { .. } => {
@@ -487,7 +538,13 @@ fn scan(src: &ZoneSource<'_>) -> Result<RawZone, ZoneError> {
         records.push(RawRecord {
             owner,
             rtype: rtype.to_int(),
-            ttl: rec.ttl().as_secs(),
+            // Without $TTL, `domain` repeats the last TTL given (RFC 1035 §5.1); NSD and Knot
+            // use 3600, and so does sluice, so the three serve the same file alike.
+            ttl: if no_ttl {
+                DEFAULT_TTL
+            } else {
+                rec.ttl().as_secs()
+            },
             rdata,
             line,
         });
@@ -501,7 +558,7 @@ fn scan(src: &ZoneSource<'_>) -> Result<RawZone, ZoneError> {
 }
 
 /// Turns a scanner error ("line:col: message") into one naming the entry it belongs to.
-fn scan_error(path: &Path, entries: &[(usize, bool)], records: usize, msg: &str) -> ZoneError {
+fn scan_error(path: &Path, entries: &[EntryAt], records: usize, msg: &str) -> ZoneError {
     let mut parts = msg.splitn(3, ':');
     let l: Option<usize> = parts.next().and_then(|s| s.trim().parse().ok());
     let c: Option<usize> = parts.next().and_then(|s| s.trim().parse().ok());
@@ -519,12 +576,12 @@ fn scan_error(path: &Path, entries: &[(usize, bool)], records: usize, msg: &str)
     let first = entries
         .iter()
         .enumerate()
-        .filter(|e| !e.1.1)
+        .filter(|e| !e.1.directive)
         .nth(records.saturating_sub(1))
         .map_or(0, |(i, _)| if records == 0 { 0 } else { i + 1 });
     let last = entries[first.min(entries.len())..]
         .iter()
-        .position(|e| !e.1)
+        .position(|e| !e.directive)
         .map_or(entries.len(), |p| first + p + 1);
     let cands = &entries[first.min(entries.len())..last.max(first).min(entries.len())];
     // The scanner often stands at the start of the next line when it notices a problem.
@@ -532,9 +589,9 @@ fn scan_error(path: &Path, entries: &[(usize, bool)], records: usize, msg: &str)
     let line = cands
         .iter()
         .rev()
-        .find(|e| e.0 <= at)
+        .find(|e| e.line <= at)
         .or(cands.first())
-        .map_or(l, |e| e.0);
+        .map_or(l, |e| e.line);
     invalid(path, line, text)
 }
 
@@ -911,16 +968,20 @@ mod test {
 
     #[test]
     fn entries_follow_parentheses_quotes_and_comments() {
-        let t = "$ORIGIN a.\n; c\n\n@ SOA x y ( 1 2\n 3 4 5 )\n  NS ns ; c\nt TXT \"a ( ;\" \n\n$TTL 5\nb A 1.2.3.4\n";
+        let t = "$ORIGIN a.\n; c\n\n@ 60 SOA x y ( 1 2\n 3 4 5 )\n  NS ns ; c\nt IN 5 TXT \"a ( ;\" \n\n$TTL 5\nb A 1.2.3.4\n";
+        let got: Vec<(usize, bool, bool)> = entry_starts(t)
+            .iter()
+            .map(|e| (e.line, e.directive, e.no_ttl))
+            .collect();
         assert_eq!(
-            entry_starts(t),
+            got,
             vec![
-                (1, true),
-                (4, false),
-                (6, false),
-                (7, false),
-                (9, true),
-                (10, false)
+                (1, true, false),
+                (4, false, false),
+                (6, false, true),
+                (7, false, false),
+                (9, true, false),
+                (10, false, false)
             ]
         );
     }
