@@ -5,6 +5,7 @@
 //! arrays without root. An app must never panic on any input: a frame it cannot handle gets
 //! `Verdict::Drop(reason)` and the worker counts it.
 
+pub mod dns;
 pub mod drop;
 pub mod forward;
 pub mod lb;
