@@ -103,11 +103,18 @@ pub enum DropReason {
     /// Load balancer: encapsulation needs more room in front of the frame than its buffer
     /// has (a transport that lends frames without headroom).
     NoHeadroom,
+    /// A responder does not answer a frame to a group (multicast/broadcast) MAC or a multicast
+    /// or broadcast address.
+    GroupDestination,
+    /// The UDP/TCP checksum does not verify (the kernel would drop the packet too).
+    BadL4Checksum,
+    /// A DNS message that gets no reply: a response (QR=1), or shorter than a DNS header.
+    NotAQuery,
 }
 
 impl DropReason {
     /// Number of reasons; sizes the per-worker counter arrays.
-    pub const COUNT: usize = 23;
+    pub const COUNT: usize = 26;
 
     /// Every reason, in counter-index order.
     pub const ALL: [DropReason; Self::COUNT] = [
@@ -134,6 +141,9 @@ impl DropReason {
         DropReason::BackendUnreachable,
         DropReason::TooBig,
         DropReason::NoHeadroom,
+        DropReason::GroupDestination,
+        DropReason::BadL4Checksum,
+        DropReason::NotAQuery,
     ];
 
     /// Index into per-reason counter arrays.
@@ -168,6 +178,9 @@ impl DropReason {
             DropReason::BackendUnreachable => "backend_unreachable",
             DropReason::TooBig => "too_big",
             DropReason::NoHeadroom => "no_headroom",
+            DropReason::GroupDestination => "group_destination",
+            DropReason::BadL4Checksum => "bad_l4_checksum",
+            DropReason::NotAQuery => "not_a_query",
         }
     }
 }

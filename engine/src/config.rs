@@ -86,6 +86,10 @@ pub struct EngineConfig {
     /// forwarding table (next hops towards the backends) and the balancer's control side
     /// (VIP and backend changes, health checks, reload).
     pub lb: Option<PathBuf>,
+    /// Authoritative DNS: the zone files the `dns` app answers from (RFC 1035 master files).
+    /// Its one UDP rule is the port it serves; TCP on the same port is served by a kernel
+    /// socket of the control plane.
+    pub dns: Vec<PathBuf>,
     /// Which RX queues get a worker.
     pub queues: QueueSpec,
     /// CPUs for the workers, in queue order; `None` spreads them over the affinity mask.
@@ -119,6 +123,7 @@ impl EngineConfig {
             rules: Vec::new(),
             forward: false,
             lb: None,
+            dns: Vec::new(),
             queues: QueueSpec::All,
             cores: None,
             xdp_mode: XdpMode::Auto,
@@ -164,6 +169,35 @@ impl EngineConfig {
     pub fn load_balancing(mut self, path: impl Into<PathBuf>) -> Self {
         self.lb = Some(path.into());
         self
+    }
+
+    /// Serve DNS from the zone file at `path` (repeat for more zones) on UDP `port` (see
+    /// [`EngineConfig::dns`]).
+    pub fn dns_zone(mut self, path: impl Into<PathBuf>, port: u16) -> Self {
+        self.dns.push(path.into());
+        if !self
+            .rules
+            .iter()
+            .any(|r| r.proto == L4Proto::Udp && r.port == port)
+        {
+            self.rules.push(Rule {
+                proto: L4Proto::Udp,
+                port,
+                action: Action::Redirect,
+            });
+        }
+        self
+    }
+
+    /// The UDP (and TCP) port the dns app serves, if the engine answers DNS.
+    pub fn dns_port(&self) -> Option<u16> {
+        if self.dns.is_empty() {
+            return None;
+        }
+        self.rules
+            .iter()
+            .find(|r| r.proto == L4Proto::Udp)
+            .map(|r| r.port)
     }
 
     /// Run workers on the first `n` RX queues instead of all.
@@ -227,6 +261,26 @@ impl EngineConfig {
                 "udp",
                 "the lb app steers its VIPs (from --config): --udp/--tcp do not apply",
             ));
+        }
+        if !self.dns.is_empty() {
+            if self.forward || self.lb.is_some() {
+                return Err(ConfigError::new(
+                    "app",
+                    "an engine answers DNS, forwards or load-balances: one of them",
+                ));
+            }
+            let udp = self
+                .rules
+                .iter()
+                .filter(|r| r.proto == L4Proto::Udp)
+                .count();
+            if udp != 1 || self.rules.len() != 1 {
+                return Err(ConfigError::new(
+                    "udp",
+                    "the dns app serves one UDP port (default 53; TCP on the same port goes \
+                     through the kernel): give at most one --udp PORT and no --tcp",
+                ));
+            }
         }
         if !self.forward && self.lb.is_none() && self.rules.is_empty() {
             return Err(ConfigError::new(
@@ -339,6 +393,17 @@ mod test {
             .load_balancing("lb.toml")
             .validate()
             .unwrap_err();
+        assert_eq!(e.field, "app");
+        let c = EngineConfig::new("veth0").dns_zone("a.zone", 53);
+        c.validate().unwrap();
+        assert_eq!(c.dns_port(), Some(53));
+        let e = c
+            .clone()
+            .steer(L4Proto::Tcp, &"53".parse().unwrap())
+            .validate()
+            .unwrap_err();
+        assert_eq!(e.field, "udp");
+        let e = c.clone().forwarding().validate().unwrap_err();
         assert_eq!(e.field, "app");
         let c = base().port("veth1").port("veth0");
         assert_eq!(

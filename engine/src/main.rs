@@ -1,6 +1,7 @@
 //! The `sluice` binary: parse the command line, run, report errors as one clear line.
 
 use clap::Parser;
+use sluice::apps::dns::app::Dns;
 use sluice::apps::forward::{Forward, IcmpLimit, PortInfo};
 use sluice::apps::lb::{Lb, LbParts};
 use sluice::apps::{App, drop::DropAll, patch::Patch, reflect::Reflect};
@@ -52,6 +53,14 @@ fn make_app(kind: AppKind, ctx: &AppContext<'_>, icmp: IcmpLimit) -> Box<dyn App
                 .expect("the engine keeps a forwarding table when it forwards");
             let ports = ctx.ports.iter().map(|p| PortInfo::new(p.ifindex)).collect();
             Box::new(Forward::new(fib, ports, icmp))
+        }
+        AppKind::Dns => {
+            let dns = ctx
+                .dns
+                .clone()
+                .expect("the engine loads the zones when it answers DNS");
+            let mtu = ctx.ports.first().map_or(1500, |p| p.mtu);
+            Box::new(Dns::new(dns.zones.clone(), mtu, dns.stats))
         }
         AppKind::Lb => {
             let lb = ctx

@@ -34,6 +34,7 @@ pub struct Cli {
 
 /// Subcommands.
 #[derive(Subcommand, Debug)]
+#[allow(clippy::large_enum_variant)] // parsed once per process: the size does not matter
 pub enum Command {
     /// Steer UDP/TCP ports of an interface into per-queue workers until SIGINT/SIGTERM.
     ///
@@ -44,7 +45,8 @@ pub enum Command {
     #[command(after_help = RUN_EXAMPLES)]
     Run(RunArgs),
     /// Talk to a running engine over its control socket: status, stats, rules, the kernel's
-    /// links/addresses/neighbours/routes as the engine mirrors them, shutdown.
+    /// links/addresses/neighbours/routes as the engine mirrors them, the load balancer's VIPs
+    /// and backends, reload, shutdown.
     Ctl(ctl::CtlArgs),
 }
 
@@ -54,6 +56,9 @@ Examples:
   sluice run --iface eth1 --app drop --udp 1-65535    count and drop all UDP (rxdrop)
   sluice run --iface veth0 --udp 7,9000-9010 --tcp 8080 --queues 2 --cores 0,1
   sluice run --iface eth1 --udp 9000 --json --stats-interval 5
+  sluice run --iface eth1 --iface eth2 --app forward  route between eth1 and eth2
+  sluice run --iface eth0 --app lb --config lb.toml   load-balance the VIPs of lb.toml
+  sluice run --iface eth0 --app dns --zone example.com.zone   authoritative DNS on port 53
 
 Frames not matching a rule, and frames on a queue without a worker, go on to the kernel.";
 
@@ -78,6 +83,10 @@ pub enum AppKind {
     /// stays with the kernel. Change it live with `sluice ctl vips|backends|reload`, or SIGHUP.
     /// No --udp/--tcp.
     Lb,
+    /// An authoritative DNS server for the zones given with --zone: UDP queries on the fast
+    /// path (port 53, or the one --udp PORT), TCP on the same port through a kernel socket.
+    /// Change the zone files and reload with SIGHUP or `sluice ctl reload`.
+    Dns,
 }
 
 impl fmt::Display for AppKind {
@@ -88,6 +97,7 @@ impl fmt::Display for AppKind {
             AppKind::Patch => "patch",
             AppKind::Forward => "forward",
             AppKind::Lb => "lb",
+            AppKind::Dns => "dns",
         })
     }
 }
@@ -111,6 +121,10 @@ pub struct RunArgs {
     /// `sluice ctl reload`.
     #[arg(long, value_name = "FILE")]
     pub config: Option<std::path::PathBuf>,
+
+    /// With --app dns: a zone file (RFC 1035 master file) to serve; repeat for more zones.
+    #[arg(long, value_name = "FILE")]
+    pub zone: Vec<std::path::PathBuf>,
 
     /// UDP destination ports to steer: comma-separated ports or ranges (`9000,9100-9110`).
     #[arg(long, value_name = "PORTS")]
@@ -260,8 +274,36 @@ impl TryFrom<&RunArgs> for EngineConfig {
         for port in &a.iface[1..] {
             c = c.port(port.clone());
         }
-        if let Some(p) = &a.udp {
-            c = c.steer(L4Proto::Udp, p);
+        match (a.app, a.zone.is_empty()) {
+            (AppKind::Dns, true) => {
+                return Err(ConfigError::new(
+                    "zone",
+                    "--app dns needs at least one --zone FILE",
+                ));
+            }
+            (AppKind::Dns, false) => {
+                let port = match &a.udp {
+                    None => 53,
+                    Some(p) if p.0.len() == 1 => p.0[0],
+                    Some(_) => {
+                        return Err(ConfigError::new(
+                            "udp",
+                            "the dns app serves one UDP port: give one --udp PORT",
+                        ));
+                    }
+                };
+                for z in &a.zone {
+                    c = c.dns_zone(z.clone(), port);
+                }
+            }
+            (_, false) => {
+                return Err(ConfigError::new("zone", "only --app dns serves zones"));
+            }
+            (_, true) => {
+                if let Some(p) = &a.udp {
+                    c = c.steer(L4Proto::Udp, p);
+                }
+            }
         }
         if let Some(p) = &a.tcp {
             c = c.steer(L4Proto::Tcp, p);

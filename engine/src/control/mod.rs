@@ -28,6 +28,7 @@
 //! and shutdown.
 
 pub mod ctl;
+pub mod dns;
 pub mod fib_updater;
 pub mod health;
 pub mod lb;
@@ -92,6 +93,8 @@ pub struct EngineFacts {
     pub term: Arc<AtomicBool>,
     /// The load balancer's control side, when the engine runs `lb`.
     pub lb: Option<Arc<lb::LbService>>,
+    /// The dns app's control side, when the engine runs `dns`.
+    pub dns: Option<Arc<dns::DnsService>>,
 }
 
 /// A running control plane: mirror, control socket server, optional metrics endpoint.
@@ -137,6 +140,7 @@ impl ControlPlane {
             Some(mirror),
             engine.term,
             engine.lb,
+            engine.dns,
         ));
         let mut servers = Vec::with_capacity(claim.servers.len());
         for server in claim.servers {
@@ -157,7 +161,8 @@ impl ControlPlane {
         })
     }
 
-    /// Re-read the load balancer's file (SIGHUP); `None` if the engine runs another app.
+    /// Re-read the load balancer's file or the zones (SIGHUP); `None` if the app has nothing
+    /// to reload.
     pub fn reload(&self) -> Option<Result<serde_json::Value, String>> {
         self.service.reload()
     }

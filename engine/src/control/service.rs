@@ -5,8 +5,11 @@
 //! It must never block a worker: everything it reads is published by the workers with plain
 //! stores, and the only lock it takes (the steering maps) is never touched by a worker.
 
+use super::dns::DnsService;
 use super::lb::{BackendHealth, LbService};
-use super::metrics::{BackendMetrics, LbMetrics, MetricsSnapshot, MetricsSource, QueueMetrics};
+use super::metrics::{
+    BackendMetrics, DnsMetrics, LbMetrics, MetricsSnapshot, MetricsSource, QueueMetrics,
+};
 use super::mirror::MirrorHandle;
 use super::proto::{Request, RulesRequest};
 use super::socket::{Handler, HandlerError, Peer};
@@ -51,6 +54,7 @@ pub struct EngineService {
     term: Arc<AtomicBool>,
     last: Mutex<(Instant, Vec<Local>)>,
     lb: Option<Arc<LbService>>,
+    dns: Option<Arc<DnsService>>,
 }
 
 impl EngineService {
@@ -62,6 +66,7 @@ impl EngineService {
         mirror: Option<MirrorHandle>,
         term: Arc<AtomicBool>,
         lb: Option<Arc<LbService>>,
+        dns: Option<Arc<DnsService>>,
     ) -> Self {
         let n = workers.len();
         EngineService {
@@ -73,16 +78,21 @@ impl EngineService {
             term,
             last: Mutex::new((Instant::now(), vec![Local::default(); n])),
             lb,
+            dns,
         }
     }
 
-    /// Re-reads the load balancer's file; `None` without the lb app.
+    /// Re-reads the load balancer's file or the zones; `None` if the app has nothing to
+    /// reload.
     pub fn reload(&self) -> Option<Result<Value, String>> {
-        self.lb.as_ref().map(|lb| {
-            lb.reload().map_err(|e| match e {
-                HandlerError::Failed(s) => s,
-            })
-        })
+        let text = |e: HandlerError| match e {
+            HandlerError::Failed(s) => s,
+        };
+        match (&self.lb, &self.dns) {
+            (Some(lb), _) => Some(lb.reload().map_err(text)),
+            (None, Some(dns)) => Some(dns.reload().map_err(text)),
+            (None, None) => None,
+        }
     }
 
     /// The load balancer's control side, or the error a load-balancer request gets without it.
@@ -148,6 +158,9 @@ impl EngineService {
         let mut v = v;
         if let Some(lb) = &self.lb {
             v["lb"] = json!({"conntrack": lb.conntrack_json()});
+        }
+        if let Some(dns) = &self.dns {
+            v["dns"] = dns.stats_json();
         }
         *last = (now, snaps);
         v
@@ -226,7 +239,13 @@ impl Handler for EngineService {
             }
             Request::Vips(r) => self.lb()?.vips(r),
             Request::Backends(r) => self.lb()?.backends(r),
-            Request::Reload => self.lb()?.reload(),
+            Request::Reload => match self.reload() {
+                Some(r) => r.map_err(HandlerError::Failed),
+                None => Err(HandlerError::Failed(format!(
+                    "this engine runs the {} app, which has nothing to reload",
+                    self.info.app
+                ))),
+            },
         }
     }
 }
@@ -247,6 +266,14 @@ impl MetricsSource for EngineService {
                 })
                 .collect(),
             xdp: self.xdp_counters(),
+            dns: self.dns.as_ref().map(|d| DnsMetrics {
+                outcomes: d
+                    .outcomes()
+                    .into_iter()
+                    .map(|(q, c)| (q, c.to_vec()))
+                    .collect(),
+                tcp_queries: d.tcp_queries(),
+            }),
             lb: self.lb.as_ref().map(|lb| LbMetrics {
                 conntrack: lb.conntrack().1,
                 backends: lb

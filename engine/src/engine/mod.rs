@@ -25,10 +25,12 @@ mod report;
 mod supervisor;
 
 use crate::apps::App;
+use crate::apps::dns::app::{DnsWorkerStats, ZonesHandle};
 use crate::apps::lb::config::ConntrackConfig;
 use crate::apps::lb::conntrack::ConnTrackConfig;
 use crate::apps::lb::{LbHandle, LbWorkerStats};
 use crate::config::{ConfigError, EngineConfig};
+use crate::control::dns::{DnsService, DnsSetup};
 use crate::control::fib_updater::FibUpdater;
 use crate::control::health::HealthParams;
 use crate::control::lb::{LbService, LbSetup};
@@ -112,6 +114,21 @@ pub enum RunError {
     /// The load balancer's configuration file is unreadable or wrong.
     #[error(transparent)]
     LbConfig(#[from] crate::apps::lb::config::LbConfigError),
+    /// A zone file is unreadable or wrong.
+    #[error(transparent)]
+    Zones(#[from] crate::apps::dns::zone::ZoneError),
+    /// The DNS TCP port could not be bound.
+    #[error("binding TCP port {port} for DNS over TCP (is another DNS server running?)")]
+    DnsTcp {
+        /// The port.
+        port: u16,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// The dns app's control side could not start.
+    #[error("starting DNS over TCP")]
+    Dns(#[source] io::Error),
     /// The load balancer's control side could not start.
     #[error("starting the load balancer: {0}")]
     Lb(#[from] crate::control::lb::LbStartError),
@@ -171,6 +188,8 @@ pub struct PortInfo {
     pub iface: String,
     /// Interface index.
     pub ifindex: u32,
+    /// Its MTU when the engine started.
+    pub mtu: u32,
 }
 
 /// What an app factory knows when it makes the app of one queue.
@@ -185,6 +204,17 @@ pub struct AppContext<'a> {
     pub fib: Option<&'a FibHandle>,
     /// The load balancer's table and this worker's figures, when the engine load-balances.
     pub lb: Option<LbContext<'a>>,
+    /// The zones and this worker's counters, when the engine answers DNS.
+    pub dns: Option<DnsContext<'a>>,
+}
+
+/// What a DNS app of one queue is given.
+#[derive(Clone, Debug)]
+pub struct DnsContext<'a> {
+    /// The zones, swapped on reload.
+    pub zones: &'a ZonesHandle,
+    /// Where this worker publishes its outcome counters.
+    pub stats: Arc<DnsWorkerStats>,
 }
 
 /// What a load-balancing app of one queue is given.
@@ -208,6 +238,7 @@ pub struct Engine<A: App> {
     control: ControlPlane,
     fib: Option<FibUpdater>,
     lb: Option<Arc<LbService>>,
+    dns: Option<Arc<DnsService>>,
     /// Set by SIGHUP: re-read the load balancer's file.
     reload: Arc<AtomicBool>,
     /// The TAP device of the kernel path (kept open: closing it removes the device).
@@ -269,6 +300,11 @@ impl<A: App + 'static> Engine<A> {
         } else {
             None
         };
+        // DNS over TCP: the port may be privileged, so bound now.
+        let dns_tcp = match cfg.dns_port() {
+            Some(port) => Some(bind_dns_tcp(port)?),
+            None => None,
+        };
         let granted: XdpMode = steering.granted_mode();
         let steering = Arc::new(Mutex::new(Some(steering)));
 
@@ -290,9 +326,11 @@ impl<A: App + 'static> Engine<A> {
             .ifaces
             .iter()
             .zip(&plan.ifindexes)
-            .map(|(iface, &ifindex)| PortInfo {
+            .zip(&plan.mtus)
+            .map(|((iface, &ifindex), &mtu)| PortInfo {
                 iface: iface.clone(),
                 ifindex,
+                mtu,
             })
             .collect();
         // Per port, whether its link is down: kept by the FIB updater (forwarding) from the same
@@ -340,6 +378,23 @@ impl<A: App + 'static> Engine<A> {
             _ => None,
         };
 
+        let dns = match (plan.dns, dns_tcp) {
+            (Some(zones), Some(tcp)) => Some(
+                DnsService::start(DnsSetup {
+                    paths: cfg.dns.clone(),
+                    zones,
+                    tcp,
+                    stats: plan
+                        .queues
+                        .iter()
+                        .map(|&q| (q, Arc::new(DnsWorkerStats::default())))
+                        .collect(),
+                })
+                .map_err(RunError::Dns)?,
+            ),
+            _ => None,
+        };
+
         let stop = Arc::new(AtomicBool::new(false));
         let park = Arc::new(AtomicBool::new(false));
         let mut workers: Vec<WorkerHandle<A>> = Vec::new();
@@ -363,6 +418,10 @@ impl<A: App + 'static> Engine<A> {
                 ports: &ports,
                 fib: fib_handle.as_ref(),
                 lb: lb_context,
+                dns: dns.as_ref().map(|d| DnsContext {
+                    zones: d.zones(),
+                    stats: d.worker_stats(queue),
+                }),
             });
             app_name = app.name();
             match worker::spawn(s, app, wcfg, stop.clone()) {
@@ -402,13 +461,14 @@ impl<A: App + 'static> Engine<A> {
             workers: workers_view,
             term: term.clone(),
             lb: lb.as_ref().map(|(service, _)| service.clone()),
+            dns: dns.clone(),
         };
         let control = ControlPlane::start(claim, facts, mirror, cfg.metrics)?;
         if let Some((service, lb_cfg)) = &lb {
             service.start_threads(HealthParams::from(lb_cfg.health))?;
         }
         let reload = Arc::new(AtomicBool::new(false));
-        if lb.is_some() {
+        if lb.is_some() || dns.is_some() {
             signal_hook::flag::register(signal_hook::consts::SIGHUP, reload.clone())
                 .map_err(RunError::Signals)?;
         }
@@ -420,6 +480,7 @@ impl<A: App + 'static> Engine<A> {
             control,
             fib,
             lb: lb.map(|(service, _)| service),
+            dns,
             reload,
             _tap: tap.map(|(fd, _)| fd),
             term,
@@ -509,6 +570,9 @@ impl<A: App + 'static> Engine<A> {
         if let Some(lb) = &self.lb {
             lb.stop();
         }
+        if let Some(dns) = &self.dns {
+            dns.stop();
+        }
         if let Some(f) = self.fib {
             let _ = f.stop();
         }
@@ -568,6 +632,19 @@ fn kernel_path(cfg: &EngineConfig) -> Result<(Arc<std::os::fd::OwnedFd>, KernelP
     let mac = crate::wire::MacAddr(tap.mac);
     let fd = Arc::new(tap.fd);
     Ok((fd.clone(), KernelPath::new(fd, mac)))
+}
+
+/// The DNS-over-TCP listener on `port`: dual-stack `[::]`, or `0.0.0.0` where IPv6 is off.
+fn bind_dns_tcp(port: u16) -> Result<std::net::TcpListener, RunError> {
+    use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
+    TcpListener::bind(SocketAddr::from((Ipv6Addr::UNSPECIFIED, port)))
+        .or_else(|e| match e.raw_os_error() {
+            Some(libc::EAFNOSUPPORT) | Some(libc::EADDRNOTAVAIL) => {
+                TcpListener::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)))
+            }
+            _ => Err(e),
+        })
+        .map_err(|source| RunError::DnsTcp { port, source })
 }
 
 /// A worker's connection-table settings from the file's `[conntrack]`, with a seed of its own

@@ -1,6 +1,7 @@
 //! Preflight: what the configuration asks of this host, checked before anything is attached.
 
 use super::RunError;
+use crate::apps::dns::zone::{ZoneFile, Zones};
 use crate::apps::lb::config::LbConfig;
 use crate::config::{ConfigError, EngineConfig, QueueSpec};
 use crate::control::{link, netlink::Netlink};
@@ -25,6 +26,8 @@ pub(super) const L2_OVERHEAD: u32 = 14 + 8;
 /// Everything the preflight checks decided.
 pub(super) struct Plan {
     pub(super) ifindexes: Vec<u32>,
+    /// Each port's MTU at start, in port order.
+    pub(super) mtus: Vec<u32>,
     pub(super) admin_gid: Option<u32>,
     pub(super) queues: Vec<u32>,
     pub(super) cores: Vec<Option<usize>>,
@@ -32,6 +35,8 @@ pub(super) struct Plan {
     pub(super) rules: Vec<Rule>,
     /// The load balancer's file and what it says.
     pub(super) lb: Option<(PathBuf, LbConfig)>,
+    /// The dns app's zones, loaded.
+    pub(super) dns: Option<Zones>,
 }
 
 /// Check what the configuration asks of this host — privileges, the interface, its queues and
@@ -42,6 +47,12 @@ pub(super) fn plan(cfg: &EngineConfig) -> Result<Plan, RunError> {
     let lb = match &cfg.lb {
         Some(path) => Some((path.clone(), LbConfig::from_file(path)?)),
         None => None,
+    };
+    // The zones too: an error names the file and line, and the engine does not start.
+    let dns = if cfg.dns.is_empty() {
+        None
+    } else {
+        Some(Zones::load(&zone_files(&cfg.dns))?)
     };
     let xsk = cfg.xsk.clone();
     let rules = cfg.rules.clone();
@@ -71,10 +82,12 @@ pub(super) fn plan(cfg: &EngineConfig) -> Result<Plan, RunError> {
         source,
     })?;
     let mut ifindexes = Vec::with_capacity(cfg.ifaces.len());
+    let mut mtus = Vec::with_capacity(cfg.ifaces.len());
     let mut n = u32::MAX;
     for iface in &cfg.ifaces {
-        let (ifindex, has) = check_port(&mut nl, iface, &xsk)?;
+        let (ifindex, has, mtu) = check_port(&mut nl, iface, &xsk)?;
         ifindexes.push(ifindex);
+        mtus.push(mtu);
         n = n.min(match cfg.queues {
             QueueSpec::All => has,
             QueueSpec::Count(n) if n > has => {
@@ -134,17 +147,20 @@ pub(super) fn plan(cfg: &EngineConfig) -> Result<Plan, RunError> {
     };
     Ok(Plan {
         ifindexes,
+        mtus,
         admin_gid,
         queues,
         cores,
         xsk,
         rules,
         lb,
+        dns,
     })
 }
 
-/// One port: exists, is up, its MTU fits a UMEM frame. Returns its ifindex and RX queue count.
-fn check_port(nl: &mut Netlink, iface: &str, xsk: &XskConfig) -> Result<(u32, u32), RunError> {
+/// One port: exists, is up, its MTU fits a UMEM frame. Returns its ifindex, RX queue count and
+/// MTU.
+fn check_port(nl: &mut Netlink, iface: &str, xsk: &XskConfig) -> Result<(u32, u32, u32), RunError> {
     let info = link::get_link(nl, iface)
         .map_err(|source| RunError::Netlink {
             iface: iface.to_string(),
@@ -181,5 +197,10 @@ fn check_port(nl: &mut Netlink, iface: &str, xsk: &XskConfig) -> Result<(u32, u3
         Ok(ch) if ch.rx_queues() > 0 => ch.rx_queues(),
         _ => info.num_rx_queues.max(1),
     };
-    Ok((info.index, has))
+    Ok((info.index, has, info.mtu))
+}
+
+/// The zone files, each named by its path (the origin comes from the file).
+fn zone_files(paths: &[PathBuf]) -> Vec<ZoneFile> {
+    paths.iter().cloned().map(ZoneFile::from).collect()
 }

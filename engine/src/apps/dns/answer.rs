@@ -278,6 +278,7 @@ impl Zones {
             id: [query[0], query[1]],
             opcode,
             rd,
+            copied: 0,
         };
 
         // The question, as NSD reads it: before the opcode and counts are looked at.
@@ -291,13 +292,30 @@ impl Zones {
         let qclass = rd16(qend + 2);
         let question = &query[HEADER_LEN..qend + 4];
         if opcode != OPCODE_QUERY {
-            // NSD refuses NOTIFY it has no ACL for, and knows no other opcode.
-            let rcode = if opcode == OPCODE_NOTIFY {
-                RCODE_REFUSED
-            } else {
-                RCODE_NOTIMP
+            // NSD refuses NOTIFY it has no ACL for (copying its AA bit), and knows no other
+            // opcode.
+            if opcode == OPCODE_NOTIFY {
+                let notify = Header {
+                    copied: flags & AA,
+                    ..hdr
+                };
+                return short(out, cap, &notify, RCODE_REFUSED, true, None, None);
+            }
+            return short(out, cap, &hdr, RCODE_NOTIMP, true, None, None);
+        }
+        if flags & 0x000f != 0 {
+            // A query with an RCODE set is malformed (NSD: FORMERR, no question).
+            return short(out, cap, &hdr, RCODE_FORMERR, true, None, None);
+        }
+        if rd16(4) == 0 && rd16(6) == 0 && rd16(8) == 0 && rd16(10) == 1 {
+            // No question, only an OPT: an EDNS probe, answered NOERROR with our OPT (NSD).
+            return match parse_opt(query, HEADER_LEN) {
+                OptParse::Ok(e) => {
+                    short(out, cap, &hdr, 0, true, None, Some(Reply::Opt(e.dnssec_ok)))
+                }
+                OptParse::BadVersion => short(out, cap, &hdr, 0, false, None, Some(Reply::BadVers)),
+                OptParse::Malformed => short(out, cap, &hdr, RCODE_FORMERR, true, None, None),
             };
-            return short(out, cap, &hdr, rcode, true, None, None);
         }
         if rd16(4) != 1 {
             // NSD clears every flag, RD too, for this one.
@@ -701,6 +719,8 @@ struct Header {
     id: [u8; 2],
     opcode: u16,
     rd: u16,
+    /// Flags copied into a short reply besides RD: the AA bit of a NOTIFY (NSD copies it).
+    copied: u16,
 }
 
 /// What goes in the additional section of a short reply.
@@ -738,7 +758,7 @@ fn short(
             outcome: Outcome::Dropped(DropWhy::NoRoom),
         };
     }
-    let mut f = QR | h.rd | rcode;
+    let mut f = QR | h.rd | h.copied | rcode;
     if keep_opcode {
         f |= h.opcode << 11;
     }
@@ -771,6 +791,7 @@ fn short(
         (_, Some(Reply::BadVers)) => Outcome::BadVers,
         (RCODE_FORMERR, _) => Outcome::FormErr,
         (RCODE_NOTIMP, _) => Outcome::NotImp,
+        (0, _) => Outcome::NoData,
         _ => Outcome::Refused,
     };
     Answer { len, outcome }

@@ -87,6 +87,7 @@
 //! - **Per-record TTLs** are served as written (NSD).
 
 pub mod answer;
+pub mod app;
 mod name;
 pub mod zone;
 

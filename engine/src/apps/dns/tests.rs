@@ -849,6 +849,23 @@ fn malformed_and_unsupported_queries() {
     q[2] = 0x20; // NOTIFY
     let (a, m) = ask_with(&z, &q, UDP);
     assert_eq!((a.outcome, m.rcode), (Outcome::Refused, 5));
+    assert!(!m.aa());
+    q[2] = 0x24; // NOTIFY with AA: NSD copies the bit into its REFUSED
+    let (_, m) = ask_with(&z, &q, UDP);
+    assert_eq!((m.flags, m.rcode), (0xa405, 5));
+    // A query with an RCODE set: FORMERR without the question (NSD).
+    let mut q = query("example.com", 1, None);
+    q[3] = 0x05;
+    let (a, m) = ask_with(&z, &q, UDP);
+    assert_eq!((a.outcome, m.rcode), (Outcome::FormErr, 1));
+    assert!(m.question.is_none());
+    // No question, only an OPT: an EDNS probe, NOERROR with our OPT (NSD).
+    let probe = [
+        0x12, 0x34, 0x01, 0x00, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 0,
+    ];
+    let (a, m) = ask_with(&z, &probe, UDP);
+    assert_eq!((a.outcome, m.rcode), (Outcome::NoData, 0));
+    assert!(m.question.is_none() && m.opt.is_some());
     // QDCOUNT 0 and 2.
     let (a, m) = ask_with(&z, &[0x12, 0x34, 1, 0x10, 0, 0, 0, 0, 0, 0, 0, 0], UDP);
     assert_eq!((a.outcome, m.flags), (Outcome::FormErr, 0x8101));

@@ -6,6 +6,7 @@
 
 use super::{BackendMetrics, LbMetrics, MetricsSnapshot, QueueMetrics};
 use crate::apps::DropReason;
+use crate::apps::dns::app::OUTCOMES;
 use crate::apps::lb::ConnTableFigures;
 use crate::worker::Local;
 use crate::worker::stats::PortCounters;
@@ -280,6 +281,26 @@ impl Collector for SnapshotCollector {
         if let Some(lb) = &snap.lb {
             encode_lb(&mut enc, iface, lb)?;
         }
+        if let Some(dns) = &snap.dns {
+            let queues: Vec<(String, &Vec<u64>)> = dns
+                .outcomes
+                .iter()
+                .map(|(q, c)| (q.to_string(), c))
+                .collect();
+            let samples = queues.iter().flat_map(|(q, counts)| {
+                OUTCOMES.iter().zip(counts.iter()).map(move |(o, &v)| {
+                    (
+                        queue_labels(iface, q, Some(("outcome", o))),
+                        ConstCounter::new(v),
+                    )
+                })
+            });
+            let help = "DNS queries the worker handled, by outcome (UDP, the fast path)";
+            family(&mut enc, "dns_queries", help, counter, samples)?;
+            let tcp = [(vec![("iface", iface)], ConstCounter::new(dns.tcp_queries))];
+            let help = "DNS queries answered over TCP (through the kernel)";
+            family(&mut enc, "dns_tcp_queries", help, counter, tcp)?;
+        }
         Ok(())
     }
 }
@@ -436,6 +457,7 @@ pub(super) mod test {
                 ..crate::steer::Counters::default()
             }),
             lb: None,
+            dns: None,
         }
     }
 

@@ -62,6 +62,17 @@ pub struct MetricsSnapshot {
     pub xdp: Option<Counters>,
     /// The load balancer's figures, when the engine runs `lb`.
     pub lb: Option<LbMetrics>,
+    /// The DNS responder's figures, when the engine runs `dns`.
+    pub dns: Option<DnsMetrics>,
+}
+
+/// The dns app's part of a scrape.
+#[derive(Clone, Debug, Default)]
+pub struct DnsMetrics {
+    /// Per queue: the answer outcome counts, in `apps::dns::app::OUTCOMES` order.
+    pub outcomes: Vec<(u32, Vec<u64>)>,
+    /// Queries answered over TCP.
+    pub tcp_queries: u64,
 }
 
 /// The load balancer's part of a scrape.
