@@ -170,7 +170,7 @@ fn zones_reload_under_load_without_losing_a_query() {
             let mut id: u16 = 100;
             while !stop.load(Ordering::Relaxed) && sent < 20_000 {
                 id = id.wrapping_add(1);
-                let name = if id % 2 == 0 {
+                let name = if id.is_multiple_of(2) {
                     "www.reload.test"
                 } else {
                     "new.reload.test"
