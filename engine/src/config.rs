@@ -244,24 +244,6 @@ impl EngineConfig {
             XskError::Config { field, reason } => ConfigError::new(setting_of(field), reason),
             other => ConfigError::new("iface", other.to_string()),
         })?;
-        if self.forward && !self.rules.is_empty() {
-            return Err(ConfigError::new(
-                "udp",
-                "forwarding steers every forwardable packet: --udp/--tcp do not apply",
-            ));
-        }
-        if self.lb.is_some() && self.forward {
-            return Err(ConfigError::new(
-                "app",
-                "an engine either forwards or load-balances, not both",
-            ));
-        }
-        if self.lb.is_some() && !self.rules.is_empty() {
-            return Err(ConfigError::new(
-                "udp",
-                "the lb app steers its VIPs (from --config): --udp/--tcp do not apply",
-            ));
-        }
         if !self.dns.is_empty() {
             if self.forward || self.lb.is_some() {
                 return Err(ConfigError::new(
@@ -281,6 +263,24 @@ impl EngineConfig {
                      through the kernel): give at most one --udp PORT and no --tcp",
                 ));
             }
+        }
+        if self.forward && !self.rules.is_empty() {
+            return Err(ConfigError::new(
+                "udp",
+                "forwarding steers every forwardable packet: --udp/--tcp do not apply",
+            ));
+        }
+        if self.lb.is_some() && self.forward {
+            return Err(ConfigError::new(
+                "app",
+                "an engine either forwards or load-balances, not both",
+            ));
+        }
+        if self.lb.is_some() && !self.rules.is_empty() {
+            return Err(ConfigError::new(
+                "udp",
+                "the lb app steers its VIPs (from --config): --udp/--tcp do not apply",
+            ));
         }
         if !self.forward && self.lb.is_none() && self.rules.is_empty() {
             return Err(ConfigError::new(
