@@ -7,6 +7,7 @@
 //! the engine starts. Settings are named as `sluice run`'s long flags (`rx-ring`,
 //! `stats-interval`), so an error names the same thing in every front end.
 
+use crate::control::{CtlLimits, metrics};
 use crate::steer::{Action, L4Proto, PortList, Rule, XdpMode};
 use crate::xsk::{MAX_PORTS, XskConfig, XskError};
 use std::fmt;
@@ -108,6 +109,12 @@ pub struct EngineConfig {
     pub admin_group: Option<String>,
     /// Where to serve Prometheus metrics, if anywhere.
     pub metrics: Option<SocketAddr>,
+    /// What control socket clients may hold (`--ctl-max-connections`, `--ctl-admin-reserve`,
+    /// `--ctl-max-per-user`, `--ctl-idle-timeout`).
+    pub ctl: CtlLimits,
+    /// What metrics clients may hold (`--metrics-max-connections`,
+    /// `--metrics-max-per-address`, `--metrics-header-timeout`).
+    pub metrics_limits: metrics::Limits,
     /// User to switch to after start-up.
     pub user: Option<String>,
     /// Stop by itself after this long.
@@ -133,6 +140,8 @@ impl EngineConfig {
             json: false,
             admin_group: None,
             metrics: None,
+            ctl: CtlLimits::default(),
+            metrics_limits: metrics::Limits::default(),
             user: None,
             duration: None,
         }
@@ -315,6 +324,10 @@ impl EngineConfig {
                 "must be a positive number of seconds",
             ));
         }
+        self.ctl
+            .check()
+            .and_then(|()| self.metrics_limits.check())
+            .map_err(|(field, reason)| ConfigError::new(field, reason))?;
         Ok(())
     }
 }
