@@ -288,7 +288,7 @@ impl EngineConfig {
         if self.lb.is_some() && !self.rules.is_empty() {
             return Err(ConfigError::new(
                 "udp",
-                "the lb app steers its VIPs (from --config): --udp/--tcp do not apply",
+                "the lb app steers its VIPs (from --lb-config): --udp/--tcp do not apply",
             ));
         }
         if !self.forward && self.lb.is_none() && self.rules.is_empty() {

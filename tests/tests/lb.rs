@@ -1,4 +1,4 @@
-//! `sluice run --iface lb0 --app lb --config FILE` in the balancer of an [`LbBed`]: a client
+//! `sluice run --iface lb0 --app lb --lb-config FILE` in the balancer of an [`LbBed`]: a client
 //! reaching three backends through the VIPs 10.77.100.1 / fd77:100::1, over TCP and UDP, with
 //! direct server return (the backends answer the client themselves) and IP-in-IP.
 //!
@@ -129,7 +129,7 @@ fn start_lb(bed: &LbBed, i: usize, cfg: &ConfigFile) -> Engine {
     let path = cfg.path().to_str().expect("utf-8 temp path");
     Engine::start_in(
         bed.balancer(i).ns(),
-        &["--iface", "lb0", "--app", "lb", "--config", path],
+        &["--iface", "lb0", "--app", "lb", "--lb-config", path],
     )
 }
 

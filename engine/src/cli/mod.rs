@@ -5,13 +5,17 @@
 
 pub mod ctl;
 pub mod endpoints;
+pub mod file;
 
 use crate::config::{self, ConfigError, EngineConfig, QueueSpec};
 use crate::steer::{L4Proto, PortList, XdpMode};
 use crate::xsk::{BindMode, MAX_BATCH, XskConfig};
 use clap::builder::{PossibleValuesParser, TypedValueParser};
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::parser::ValueSource;
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+use std::ffi::OsString;
 use std::fmt;
+use std::path::PathBuf;
 use std::str::FromStr;
 
 /// A clap parser for a library enum that knows its `names` and parses with `FromStr`: clap's
@@ -49,6 +53,53 @@ pub enum Command {
     /// links/addresses/neighbours/routes as the engine mirrors them, the load balancer's VIPs
     /// and backends, reload, shutdown.
     Ctl(ctl::CtlArgs),
+    /// Check a run configuration file (`sluice run --config FILE`) without running anything:
+    /// every key and value, the settings together, and the lb file and zone files it names.
+    /// Prints `FILE: ok` and what it would run, or the first error (file:line:column: key).
+    CheckConfig(CheckConfigArgs),
+}
+
+/// Arguments of `sluice check-config`.
+#[derive(Args, Debug, Clone)]
+pub struct CheckConfigArgs {
+    /// The run configuration file (TOML; keys are the long flags of `sluice run`).
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+}
+
+/// Why the command line could not be parsed.
+#[derive(Debug, thiserror::Error)]
+pub enum ParseError {
+    /// clap's own error (also `--help` and `--version`): print it with [`clap::Error::exit`].
+    #[error(transparent)]
+    Clap(#[from] clap::Error),
+    /// The run configuration file is unreadable or wrong.
+    #[error(transparent)]
+    File(#[from] file::FileError),
+}
+
+/// Parse `argv` (program name first). For `run --config FILE`, the file's keys stand in for
+/// every flag the command line does not give: flags override the file.
+pub fn parse_from<I, T>(argv: I) -> Result<Cli, ParseError>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let argv: Vec<OsString> = argv.into_iter().map(Into::into).collect();
+    let matches = Cli::command().try_get_matches_from(&argv)?;
+    let cli = Cli::from_arg_matches(&matches)?;
+    let (Command::Run(args), Some(("run", sub))) = (&cli.command, matches.subcommand()) else {
+        return Ok(cli);
+    };
+    let Some(path) = &args.config else {
+        return Ok(cli);
+    };
+    let run_file = file::RunFile::load(path)?;
+    let mut all = argv;
+    all.extend(
+        run_file.tokens_not_given(|id| sub.value_source(id) == Some(ValueSource::CommandLine)),
+    );
+    Ok(Cli::try_parse_from(all)?)
 }
 
 const RUN_EXAMPLES: &str = "\
@@ -58,8 +109,10 @@ Examples:
   sluice run --iface veth0 --udp 7,9000-9010 --tcp 8080 --queues 2 --cores 0,1
   sluice run --iface eth1 --udp 9000 --json --stats-interval 5
   sluice run --iface eth1 --iface eth2 --app forward  route between eth1 and eth2
-  sluice run --iface eth0 --app lb --config lb.toml   load-balance the VIPs of lb.toml
+  sluice run --iface eth0 --app lb --lb-config lb.toml   load-balance the VIPs of lb.toml
   sluice run --iface eth0 --app dns --zone example.com.zone   authoritative DNS on port 53
+  sluice run --config /etc/sluice/edge.toml           the flags from a file (keys = long flags)
+  sluice run --config edge.toml --duration 10         flags override the file
 
 Frames not matching a rule, and frames on a queue without a worker, go on to the kernel.";
 
@@ -79,7 +132,7 @@ pub enum AppKind {
     /// ARP/ND, traffic for the host and unresolved neighbours stay with the kernel. Needs IP
     /// forwarding on (net.ipv4.conf.*.forwarding, net.ipv6.conf.*.forwarding). No --udp/--tcp.
     Forward,
-    /// An L4 load balancer: packets to the VIPs in --config go to a backend chosen by Maglev
+    /// An L4 load balancer: packets to the VIPs in --lb-config go to a backend chosen by Maglev
     /// hashing and kept per connection, by MAC rewrite (DSR) or IPIP encapsulation; the rest
     /// stays with the kernel. Change it live with `sluice ctl vips|backends|reload`, or SIGHUP.
     /// No --udp/--tcp.
@@ -106,11 +159,18 @@ impl fmt::Display for AppKind {
 /// Arguments of `sluice run`.
 #[derive(Args, Debug, Clone)]
 pub struct RunArgs {
+    /// A run configuration file (TOML): each key is one of these long flags without the dashes,
+    /// with the same value syntax (`udp = "9000,9100-9110"`, `iface = ["eth0", "eth1"]`,
+    /// `busy-poll = true`). Flags given here override the file's keys. Check a file with
+    /// `sluice check-config FILE`.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
     /// Interface to attach to (must exist and be up). Repeat it to serve several interfaces
     /// ("ports", numbered in the order given): each worker then owns the same queue on every
     /// port, with one UMEM shared by those sockets, so an app can send a frame received on one
-    /// port out of another without a copy.
-    #[arg(long, short = 'i', value_name = "IF", required = true)]
+    /// port out of another without a copy. Required, here or in --config.
+    #[arg(long, short = 'i', value_name = "IF")]
     pub iface: Vec<String>,
 
     /// Packet function run on the steered frames.
@@ -119,9 +179,10 @@ pub struct RunArgs {
 
     /// With --app lb: the load balancer's configuration file (TOML: `[[vip]]` tables with
     /// address, port, protocol, forwarding, backends; see the README). Re-read on SIGHUP or
-    /// `sluice ctl reload`.
+    /// `sluice ctl reload`. (Before the run configuration file took --config, this was
+    /// --config.)
     #[arg(long, value_name = "FILE")]
-    pub config: Option<std::path::PathBuf>,
+    pub lb_config: Option<PathBuf>,
 
     /// With --app dns: a zone file (RFC 1035 master file) to serve; repeat for more zones.
     #[arg(long, value_name = "FILE")]
@@ -271,7 +332,13 @@ impl TryFrom<&RunArgs> for EngineConfig {
 
     /// The engine configuration these flags ask for, validated.
     fn try_from(a: &RunArgs) -> Result<Self, ConfigError> {
-        let mut c = EngineConfig::new(a.iface[0].clone());
+        let Some(first) = a.iface.first() else {
+            return Err(ConfigError::new(
+                "iface",
+                "no interface: give --iface IF (or `iface` in the --config file)",
+            ));
+        };
+        let mut c = EngineConfig::new(first.clone());
         for port in &a.iface[1..] {
             c = c.port(port.clone());
         }
@@ -310,18 +377,18 @@ impl TryFrom<&RunArgs> for EngineConfig {
             c = c.steer(L4Proto::Tcp, p);
         }
         c.forward = a.app == AppKind::Forward;
-        match (a.app, &a.config) {
+        match (a.app, &a.lb_config) {
             (AppKind::Lb, Some(path)) => c.lb = Some(path.clone()),
             (AppKind::Lb, None) => {
                 return Err(ConfigError::new(
-                    "config",
-                    "--app lb needs --config FILE (its VIPs and backends)",
+                    "lb-config",
+                    "--app lb needs --lb-config FILE (its VIPs and backends)",
                 ));
             }
             (_, Some(_)) => {
                 return Err(ConfigError::new(
-                    "config",
-                    "only --app lb reads a configuration file",
+                    "lb-config",
+                    "only --app lb reads a load balancer file",
                 ));
             }
             (_, None) => {}
@@ -445,10 +512,79 @@ mod test {
         };
         let c = EngineConfig::try_from(&a).unwrap();
         assert_eq!(c.ifaces, ["a", "b"]);
-        assert!(
-            Cli::try_parse_from(["sluice", "run", "--udp", "1"]).is_err(),
-            "--iface is required"
+        let cli = Cli::try_parse_from(["sluice", "run", "--udp", "1"]).unwrap();
+        let Command::Run(a) = cli.command else {
+            panic!("expected run")
+        };
+        assert_eq!(
+            EngineConfig::try_from(&a).unwrap_err().field,
+            "iface",
+            "--iface is required (on the command line or in the file)"
         );
+    }
+
+    #[test]
+    fn run_config_file_fills_in_what_flags_do_not_give() {
+        let dir = std::env::temp_dir().join(format!("sluice-cli-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("run.toml");
+        std::fs::write(
+            &path,
+            "iface = [\"a\", \"b\"]\nudp = \"9000,9100-9110\"\nbatch = 32\nbusy-poll = true\n",
+        )
+        .unwrap();
+        let p = path.to_str().unwrap();
+        let run = |argv: &[&str]| match parse_from(argv).map(|c| c.command) {
+            Ok(Command::Run(a)) => Ok(a),
+            Ok(_) => panic!("expected run"),
+            Err(e) => Err(e.to_string()),
+        };
+        let a = run(&["sluice", "run", "--config", p]).unwrap();
+        assert_eq!(a.iface, ["a", "b"]);
+        assert_eq!((a.batch, a.busy_poll), (32, true));
+        assert_eq!(a.udp.as_ref().unwrap().0.len(), 12);
+        EngineConfig::try_from(&a).unwrap();
+        // Flags override the file; a repeatable flag replaces the file's whole array.
+        let a = run(&["sluice", "run", "-c", p, "--iface", "x", "--batch", "8"]).unwrap();
+        assert_eq!(a.iface, ["x"]);
+        assert_eq!(a.batch, 8);
+        assert_eq!(
+            a.udp.as_ref().unwrap().0.len(),
+            12,
+            "the rest still comes from the file"
+        );
+        std::fs::write(&path, "iface = \"a\"\nqueues = \"many\"\n").unwrap();
+        let e = run(&["sluice", "run", "--config", p]).unwrap_err();
+        assert!(
+            e.starts_with(&format!("{p}:2:10: queues: invalid value")),
+            "{e}"
+        );
+        let e = run(&["sluice", "run", "--config", "/nonexistent/run.toml"]).unwrap_err();
+        assert_eq!(e, "reading /nonexistent/run.toml");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn lb_file_has_its_own_flag() {
+        let a = |argv: &[&str]| match Cli::try_parse_from(argv).unwrap().command {
+            Command::Run(a) => EngineConfig::try_from(&a),
+            _ => panic!("expected run"),
+        };
+        let c = a(&[
+            "sluice",
+            "run",
+            "-i",
+            "x",
+            "--app",
+            "lb",
+            "--lb-config",
+            "lb.toml",
+        ])
+        .unwrap();
+        assert_eq!(c.lb.as_deref(), Some(std::path::Path::new("lb.toml")));
+        let e = a(&["sluice", "run", "-i", "x", "--app", "lb"]).unwrap_err();
+        assert_eq!(e.field, "lb-config");
+        assert!(e.to_string().contains("--lb-config FILE"), "{e}");
     }
 
     #[test]

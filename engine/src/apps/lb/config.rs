@@ -1,4 +1,4 @@
-//! The `lb` app's configuration file (`sluice run --app lb --config FILE`) and the VIP syntax
+//! The `lb` app's configuration file (`sluice run --app lb --lb-config FILE`) and the VIP syntax
 //! `sluice ctl` uses (issue 9).
 //!
 //! Owns parsing and checking only: text in, a checked [`LbConfig`] or an error out. It never
