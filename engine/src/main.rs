@@ -73,6 +73,13 @@ fn run(
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, term.clone()).map_err(RunError::Signals)?;
     }
+    // SIGHUP is `systemctl reload`: the lb and dns apps re-read their files on it (the engine
+    // registers that); for every other app it must not be the default action, which kills.
+    signal_hook::flag::register(
+        signal_hook::consts::SIGHUP,
+        Arc::new(AtomicBool::new(false)),
+    )
+    .map_err(RunError::Signals)?;
     let engine = Engine::start_with_stop(cfg, make, term)?;
     match sluice::notify::notify(&format!(
         "READY=1\nSTATUS=serving {}",

@@ -20,6 +20,7 @@
 //! # Ok::<(), sluice::engine::RunError>(())
 //! ```
 
+mod coexist;
 mod preflight;
 mod report;
 mod supervisor;
@@ -280,7 +281,8 @@ impl<A: App + 'static> Engine<A> {
         }
         let zerocopy = sockets.first().is_some_and(|s| s.is_zerocopy());
 
-        let mut steering = SteeringSet::attach(&cfg.ifaces, cfg.xdp_mode)?;
+        let mut steering =
+            SteeringSet::attach(&cfg.ifaces, cfg.xdp_mode).map_err(coexist::explain)?;
         for s in &sockets {
             for port in 0..s.port_count() {
                 steering

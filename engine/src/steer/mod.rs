@@ -131,6 +131,22 @@ pub enum SteerError {
         source: Box<ProgramError>,
     },
 
+    /// Another XDP program holds the interface: the kernel refused our bpf_link (`EBUSY`, or
+    /// `EEXIST` for a program in the other mode). Nothing of ours is attached, and the other
+    /// program is untouched: sluice never replaces or detaches a program it did not attach.
+    #[error(
+        "{iface} already has an XDP program that sluice did not attach: {holder}; sluice never \
+         replaces or detaches it: {advice}"
+    )]
+    Occupied {
+        /// The interface.
+        iface: String,
+        /// The program there: name, id, attach mode, how attached, whether a libxdp dispatcher.
+        holder: String,
+        /// What the operator can do.
+        advice: String,
+    },
+
     /// The kernel attached the program without a bpf_link (Linux < 5.9): refused, because
     /// such an attachment would survive the process. Already detached again.
     #[error(
@@ -201,6 +217,54 @@ fn errno(err: &ProgramError) -> Option<i32> {
         ProgramError::LoadError { io_error, .. } => io_error.raw_os_error(),
         _ => None,
     }
+}
+
+impl SteerError {
+    /// The interface, when this is the kernel refusing our attach because another program
+    /// holds it (`EBUSY`: one in the same mode; `EEXIST`: one in the other mode).
+    pub fn occupied_iface(&self) -> Option<&str> {
+        match self {
+            SteerError::Attach { iface, source, .. }
+                if matches!(errno(source), Some(libc::EBUSY) | Some(libc::EEXIST)) =>
+            {
+                Some(iface)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// What the kernel says about a loaded BPF program that sluice did not load.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProgramFacts {
+    /// Its name (at most 15 bytes, as the kernel keeps it); `None` when the programs cannot be
+    /// listed (that needs `CAP_SYS_ADMIN`) or it is gone.
+    pub name: Option<String>,
+    /// The ids of the bpf_links that hold it (empty: attached through netlink, or unknown).
+    pub links: Vec<u32>,
+}
+
+/// The name libxdp gives its dispatcher program (`xdp-dispatcher.c`'s `xdp_dispatcher`).
+pub const LIBXDP_DISPATCHER: &str = "xdp_dispatcher";
+
+/// Look up program `prog_id`: its name and the links that hold it. Reads only; needs
+/// `CAP_SYS_ADMIN` to see anything (the answer is empty without it).
+pub fn program_facts(prog_id: u32) -> ProgramFacts {
+    let mut facts = ProgramFacts::default();
+    for info in aya::programs::loaded_programs() {
+        let Ok(info) = info else { break };
+        if info.id() == prog_id {
+            facts.name = Some(String::from_utf8_lossy(info.name()).into_owned());
+            break;
+        }
+    }
+    for info in loaded_links() {
+        let Ok(info) = info else { break };
+        if info.program_id() == prog_id {
+            facts.links.push(info.id());
+        }
+    }
+    facts
 }
 
 fn attach_hint(err: &ProgramError) -> &'static str {

@@ -57,9 +57,14 @@ impl Engine {
     /// Start `sluice run --json --stats-interval 0 <args...>` in `ns`.
     pub fn start_in(ns: &Netns, args: &[&str]) -> Engine {
         let mut cmd = Command::new(sluice_bin());
-        cmd.args(["run", "--json", "--stats-interval", "0"])
-            .args(args)
-            .env("RUST_LOG", "info")
+        cmd.args(["run", "--json", "--stats-interval", "0"]).args(args);
+        Engine::spawn_in(ns, cmd)
+    }
+
+    /// Start `cmd` (a `sluice` command line with whatever arguments and environment the test
+    /// needs) in `ns`, stdout and stderr collected line by line.
+    pub fn spawn_in(ns: &Netns, mut cmd: Command) -> Engine {
+        cmd.env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
