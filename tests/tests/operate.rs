@@ -36,9 +36,8 @@ impl Drop for TempDir {
 /// Skip (printing why) unless `tool` is on PATH; under CI=true a missing tool is a failure,
 /// as a skipped privileged test is (`.ci/run` installs it).
 fn have_tool(tool: &str, test: &str) -> bool {
-    let found = std::env::var_os("PATH").is_some_and(|path| {
-        std::env::split_paths(&path).any(|d| d.join(tool).is_file())
-    });
+    let found = std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join(tool).is_file()));
     if !found {
         assert!(
             std::env::var("CI").as_deref() != Ok("true"),
@@ -93,7 +92,11 @@ fn check_config_accepts_a_good_file_and_names_the_line_of_a_bad_one() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(
         stdout.trim(),
         format!(
@@ -102,7 +105,10 @@ fn check_config_accepts_a_good_file_and_names_the_line_of_a_bad_one() {
         )
     );
 
-    let bad = dir.write("bad.toml", "iface = \"eth0\"\nudp = \"9000\"\nrx_ring = 1024\n");
+    let bad = dir.write(
+        "bad.toml",
+        "iface = \"eth0\"\nudp = \"9000\"\nrx_ring = 1024\n",
+    );
     let out = Command::new(sluice_bin())
         .arg("check-config")
         .arg(&bad)
@@ -130,7 +136,10 @@ fn check_config_accepts_a_good_file_and_names_the_line_of_a_bad_one() {
         "{out:?}"
     );
     dir.write("lb.toml", "[[vip]]\naddress = \"10.0.0.1\"\n");
-    let lb = dir.write("lb-run.toml", "iface = \"eth0\"\napp = \"lb\"\nlb-config = \"lb.toml\"\n");
+    let lb = dir.write(
+        "lb-run.toml",
+        "iface = \"eth0\"\napp = \"lb\"\nlb-config = \"lb.toml\"\n",
+    );
     let out = Command::new(sluice_bin())
         .arg("check-config")
         .arg(&lb)
@@ -181,9 +190,15 @@ fn run_from_a_config_file_notifies_systemd_when_ready() {
     });
     let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
     assert!(msg.lines().any(|l| l == "READY=1"), "{msg:?}");
-    assert!(msg.contains(&format!("STATUS=serving {}", bed.engine().iface())), "{msg:?}");
+    assert!(
+        msg.contains(&format!("STATUS=serving {}", bed.engine().iface())),
+        "{msg:?}"
+    );
     eprintln!("READY=1 after {:?}", started.elapsed());
-    assert!(xdp_attached(&bed), "READY=1 came before the program was attached");
+    assert!(
+        xdp_attached(&bed),
+        "READY=1 came before the program was attached"
+    );
     wait_echo_ready(&bed, &mut engine, false, 9000);
 
     // `systemctl reload` on an app with nothing to reload must not kill it.
@@ -198,4 +213,157 @@ fn run_from_a_config_file_notifies_systemd_when_ready() {
     let fin = engine.stop();
     common::assert_census(&fin);
     assert!(!xdp_attached(&bed));
+}
+
+/// Run `script` with `sh -c` in `ns` inside a private mount namespace with a bpffs of its own
+/// (xdp-tools keep their state there; it is gone when the script ends, the netlink-attached
+/// program stays). Returns (success, stdout + stderr).
+fn xdp_tools(ns: &sluice_testbed::Netns, script: &str) -> (bool, String) {
+    let mut cmd = Command::new("unshare");
+    cmd.args([
+        "--mount",
+        "sh",
+        "-c",
+        &format!("mount -t bpf bpf /sys/fs/bpf && {script}"),
+    ])
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped());
+    let out = ns.spawn(&mut cmd).unwrap().wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// The XDP program on the engine end: (mode, id).
+fn xdp_holder(bed: &sluice_testbed::TestBed) -> Option<(&'static str, u32)> {
+    let iface = bed.engine().iface().to_string();
+    bed.engine()
+        .ns()
+        .run(move || {
+            let mut nl = sluice::control::netlink::Netlink::open().unwrap();
+            sluice::control::link::xdp_attachment(&mut nl, &iface)
+                .unwrap()
+                .map(|a| (a.mode, a.prog_id))
+        })
+        .unwrap()
+}
+
+/// Does a datagram from the peer to the engine end's `port` reach a kernel socket there?
+fn kernel_gets(bed: &sluice_testbed::TestBed, port: u16) -> bool {
+    let addr = bed.engine().ipv4();
+    let rx = bed
+        .engine()
+        .ns()
+        .run(move || std::net::UdpSocket::bind((addr, port)))
+        .unwrap()
+        .unwrap();
+    rx.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let bind = bed.peer().ipv4();
+    let mut buf = [0u8; 64];
+    for _ in 0..5 {
+        bed.peer()
+            .ns()
+            .run(move || {
+                let tx = std::net::UdpSocket::bind((bind, 0)).unwrap();
+                tx.send_to(b"coexist", (addr, port)).unwrap();
+            })
+            .unwrap();
+        if rx.recv(&mut buf).is_ok() {
+            return true;
+        }
+    }
+    false
+}
+
+/// Issue 12 item 4, as an operator would meet it: xdp-filter holds the interface when sluice
+/// starts. sluice refuses in one line naming the program (name, id, mode, not a libxdp
+/// dispatcher) and what to do, exits non-zero, and xdp-filter stays attached and keeps
+/// filtering. The other way round, xdp-filter cannot take an interface sluice serves, and
+/// sluice keeps serving.
+#[test]
+fn sluice_refuses_an_interface_xdp_filter_holds_and_leaves_it_working() {
+    let test = "sluice_refuses_an_interface_xdp_filter_holds_and_leaves_it_working";
+    if !require_root(test) || !have_tool("xdp-filter", test) {
+        return;
+    }
+    let bed = common::bed(1);
+    let iface = bed.engine().iface().to_string();
+    let (ok, out) = xdp_tools(
+        bed.engine().ns(),
+        &format!(
+            "xdp-filter load -v {iface} && xdp-filter port 9999 -p udp -m dst && \
+             xdp-loader status {iface}"
+        ),
+    );
+    eprintln!("{out}");
+    assert!(ok, "xdp-filter load failed:\n{out}");
+    let (mode, id) = xdp_holder(&bed).expect("xdp-filter attached");
+    assert!(kernel_gets(&bed, 9998), "xdp-filter passes other ports");
+    assert!(!kernel_gets(&bed, 9999), "xdp-filter drops port 9999");
+
+    for xdp_mode in ["auto", "skb", "driver"] {
+        let mut cmd = Command::new(sluice_bin());
+        cmd.args(["run", "--iface", &iface, "--udp", "9000", "--duration", "5"])
+            .args(["--xdp-mode", xdp_mode])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let out = bed
+            .engine()
+            .ns()
+            .spawn(&mut cmd)
+            .unwrap()
+            .wait_with_output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "--xdp-mode {xdp_mode}: {stderr}"
+        );
+        let errors: Vec<&str> = stderr
+            .lines()
+            .filter(|l| l.starts_with("sluice: error:"))
+            .collect();
+        assert_eq!(errors.len(), 1, "{stderr}");
+        let expect = format!(
+            "sluice: error: {iface} already has an XDP program that sluice did not attach: \
+             `xdpfilt_alw_all` (id {id}, {mode} mode, attached through netlink, not a libxdp \
+             dispatcher); sluice never replaces or detaches it: unload it with the tool that \
+             loaded it (`xdp-filter unload {iface}`"
+        );
+        assert!(
+            errors[0].starts_with(&expect),
+            "{}\nexpected: {expect}",
+            errors[0]
+        );
+        assert_eq!(
+            xdp_holder(&bed),
+            Some((mode, id)),
+            "xdp-filter is still attached"
+        );
+    }
+    assert!(
+        kernel_gets(&bed, 9998),
+        "xdp-filter still passes other ports"
+    );
+    assert!(!kernel_gets(&bed, 9999), "xdp-filter still drops port 9999");
+
+    // The other way round: sluice serves; xdp-filter is refused by the kernel.
+    let (ok, out) = xdp_tools(
+        bed.engine().ns(),
+        &format!("ip link set dev {iface} xdp off"),
+    );
+    assert!(ok, "{out}");
+    let mut engine = common::start_ready(&bed, &["--udp", "9000"], 9000);
+    let ours = xdp_holder(&bed).expect("sluice attached");
+    let (ok, out) = xdp_tools(bed.engine().ns(), &format!("xdp-filter load {iface}"));
+    eprintln!("xdp-filter load while sluice serves: {out}");
+    assert!(!ok, "xdp-filter loaded over sluice:\n{out}");
+    assert_eq!(xdp_holder(&bed), Some(ours));
+    wait_echo_ready(&bed, &mut engine, false, 9000);
+    engine.stop();
 }

@@ -49,7 +49,9 @@ fn xdp_of(l: &LinkMessage) -> Option<XdpAttachment> {
                     _ => "multiple",
                 })
             }
-            LinkXdp::ProgId(p) | LinkXdp::DrvProgId(p) | LinkXdp::SkbProgId(p)
+            LinkXdp::ProgId(p)
+            | LinkXdp::DrvProgId(p)
+            | LinkXdp::SkbProgId(p)
             | LinkXdp::HwProgId(p) => {
                 id.get_or_insert(*p);
             }

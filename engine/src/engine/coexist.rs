@@ -54,7 +54,10 @@ fn describe(
         [] => "attachment kind unknown".to_string(),
         ids => format!(
             "held by bpf_link {}",
-            ids.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
+            ids.iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     };
     let holder = format!(

@@ -57,7 +57,8 @@ impl Engine {
     /// Start `sluice run --json --stats-interval 0 <args...>` in `ns`.
     pub fn start_in(ns: &Netns, args: &[&str]) -> Engine {
         let mut cmd = Command::new(sluice_bin());
-        cmd.args(["run", "--json", "--stats-interval", "0"]).args(args);
+        cmd.args(["run", "--json", "--stats-interval", "0"])
+            .args(args);
         Engine::spawn_in(ns, cmd)
     }
 
