@@ -60,6 +60,7 @@ pub mod engine;
 pub mod error;
 pub mod fib;
 pub mod netstate;
+pub mod nic;
 pub mod notify;
 pub mod steer;
 pub mod sys;

@@ -1,5 +1,5 @@
-//! Small system calls outside AF_XDP's rings: capabilities, ethtool channel counts, socket
-//! options.
+//! Small system calls outside AF_XDP's rings: capabilities, ethtool (channels, driver, rings),
+//! socket options.
 //!
 //! The only `unsafe` outside [`crate::xsk`] lives here (one `ioctl`, one `setsockopt`).
 #![allow(unsafe_code)]
@@ -140,6 +140,158 @@ struct IfReq {
 /// Current channel counts of `iface` (`ethtool -l`). `Err` with `EOPNOTSUPP` when the driver
 /// does not report channels.
 pub fn ethtool_channels(iface: &str) -> io::Result<Channels> {
+    ethtool_channels_full(iface).map(|(now, _)| now)
+}
+
+/// Current and maximum channel counts of `iface` (`ethtool -l`).
+pub fn ethtool_channels_full(iface: &str) -> io::Result<(Channels, Channels)> {
+    let ch: EthtoolChannels = ethtool(iface, ETHTOOL_GCHANNELS)?;
+    Ok((
+        Channels {
+            rx: ch.rx_count,
+            tx: ch.tx_count,
+            combined: ch.combined_count,
+        },
+        Channels {
+            rx: ch.max_rx,
+            tx: ch.max_tx,
+            combined: ch.max_combined,
+        },
+    ))
+}
+
+const ETHTOOL_GDRVINFO: u32 = 0x03;
+const ETHTOOL_GRINGPARAM: u32 = 0x10;
+
+/// `struct ethtool_drvinfo`.
+#[repr(C)]
+struct EthtoolDrvinfo {
+    cmd: u32,
+    driver: [u8; 32],
+    version: [u8; 32],
+    fw_version: [u8; 32],
+    bus_info: [u8; 32],
+    erom_version: [u8; 32],
+    reserved2: [u8; 12],
+    n_priv_flags: u32,
+    n_stats: u32,
+    testinfo_len: u32,
+    eedump_len: u32,
+    regdump_len: u32,
+}
+
+impl Default for EthtoolDrvinfo {
+    fn default() -> Self {
+        EthtoolDrvinfo {
+            cmd: 0,
+            driver: [0; 32],
+            version: [0; 32],
+            fw_version: [0; 32],
+            bus_info: [0; 32],
+            erom_version: [0; 32],
+            reserved2: [0; 12],
+            n_priv_flags: 0,
+            n_stats: 0,
+            testinfo_len: 0,
+            eedump_len: 0,
+            regdump_len: 0,
+        }
+    }
+}
+
+/// `struct ethtool_ringparam`.
+#[repr(C)]
+#[derive(Default)]
+struct EthtoolRingparam {
+    cmd: u32,
+    rx_max_pending: u32,
+    rx_mini_max_pending: u32,
+    rx_jumbo_max_pending: u32,
+    tx_max_pending: u32,
+    rx_pending: u32,
+    rx_mini_pending: u32,
+    rx_jumbo_pending: u32,
+    tx_pending: u32,
+}
+
+/// What `ethtool -i` reports.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct DriverInfo {
+    /// The driver's name (`ixgbe`, `mlx5_core`, `veth`).
+    pub driver: String,
+    /// Its version string.
+    pub version: String,
+    /// The firmware version, if it has one.
+    pub firmware: String,
+    /// The bus address (`0000:03:00.0`), empty for virtual devices.
+    pub bus: String,
+}
+
+/// The driver of `iface` (`ethtool -i`, `ETHTOOL_GDRVINFO`).
+pub fn ethtool_driver(iface: &str) -> io::Result<DriverInfo> {
+    let d: EthtoolDrvinfo = ethtool(iface, ETHTOOL_GDRVINFO)?;
+    let text = |b: &[u8]| {
+        let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+        String::from_utf8_lossy(&b[..end]).into_owned()
+    };
+    Ok(DriverInfo {
+        driver: text(&d.driver),
+        version: text(&d.version),
+        firmware: text(&d.fw_version),
+        bus: text(&d.bus_info),
+    })
+}
+
+/// Descriptor ring sizes (`ethtool -g`): current and maximum.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Rings {
+    /// RX descriptors per queue.
+    pub rx: u32,
+    /// The most the driver allows.
+    pub rx_max: u32,
+    /// TX descriptors per queue.
+    pub tx: u32,
+    /// The most the driver allows.
+    pub tx_max: u32,
+}
+
+/// The descriptor ring sizes of `iface` (`ethtool -g`, `ETHTOOL_GRINGPARAM`).
+pub fn ethtool_rings(iface: &str) -> io::Result<Rings> {
+    let r: EthtoolRingparam = ethtool(iface, ETHTOOL_GRINGPARAM)?;
+    Ok(Rings {
+        rx: r.rx_pending,
+        rx_max: r.rx_max_pending,
+        tx: r.tx_pending,
+        tx_max: r.tx_max_pending,
+    })
+}
+
+/// An ethtool ioctl's argument: a `#[repr(C)]` copy of the kernel's struct, whose first field
+/// is the `u32` command. Implemented only for the structs above.
+trait EthtoolRequest: Default {
+    fn set_cmd(&mut self, cmd: u32);
+}
+
+impl EthtoolRequest for EthtoolChannels {
+    fn set_cmd(&mut self, cmd: u32) {
+        self.cmd = cmd;
+    }
+}
+
+impl EthtoolRequest for EthtoolDrvinfo {
+    fn set_cmd(&mut self, cmd: u32) {
+        self.cmd = cmd;
+    }
+}
+
+impl EthtoolRequest for EthtoolRingparam {
+    fn set_cmd(&mut self, cmd: u32) {
+        self.cmd = cmd;
+    }
+}
+
+/// `ioctl(SIOCETHTOOL)` with command `cmd` on `iface`, returning the kernel's answer in a `T`.
+fn ethtool<T: EthtoolRequest>(iface: &str, cmd: u32) -> io::Result<T> {
     if iface.is_empty() || iface.len() >= libc::IFNAMSIZ {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -148,28 +300,23 @@ pub fn ethtool_channels(iface: &str) -> io::Result<Channels> {
     }
     let sock =
         std::net::UdpSocket::bind("0.0.0.0:0").or_else(|_| std::net::UdpSocket::bind("[::]:0"))?;
-    let mut ch = EthtoolChannels {
-        cmd: ETHTOOL_GCHANNELS,
-        ..Default::default()
-    };
+    let mut data = T::default();
+    data.set_cmd(cmd);
     let mut req = IfReq {
         name: [0; libc::IFNAMSIZ],
-        data: (&mut ch as *mut EthtoolChannels).cast(),
+        data: (&mut data as *mut T).cast(),
         _pad: [0; 16],
     };
     req.name[..iface.len()].copy_from_slice(iface.as_bytes());
     // SAFETY: `req` is a properly laid out `struct ifreq` (name + pointer, padded to the kernel's
-    // 40 bytes) whose data pointer refers to a live `struct ethtool_channels` with `cmd` set; both
-    // outlive the call, and the kernel writes only within `ch`.
+    // 40 bytes) whose data pointer refers to a live `T`, one of the `#[repr(C)]` ethtool structs
+    // above (sizes checked in the tests) with `cmd` set to the command that struct belongs to;
+    // both outlive the call, and the kernel writes only within `data`.
     let rc = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCETHTOOL, &mut req as *mut IfReq) };
     if rc != 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(Channels {
-        rx: ch.rx_count,
-        tx: ch.tx_count,
-        combined: ch.combined_count,
-    })
+    Ok(data)
 }
 
 /// `struct ifreq` with the `short ifr_flags` member of its union.
@@ -409,6 +556,9 @@ mod test {
     #[test]
     fn ifreq_has_kernel_size() {
         assert_eq!(std::mem::size_of::<IfReq>(), 40);
+        assert_eq!(std::mem::size_of::<EthtoolDrvinfo>(), 196);
+        assert_eq!(std::mem::size_of::<EthtoolRingparam>(), 36);
+        assert_eq!(std::mem::size_of::<EthtoolChannels>(), 36);
         assert_eq!(std::mem::size_of::<IfReqFlags>(), 40);
         assert_eq!(std::mem::size_of::<IfReqHwaddr>(), 40);
     }
@@ -449,6 +599,15 @@ mod test {
         let e = ethtool_channels("nosuchif0").unwrap_err();
         assert_eq!(e.raw_os_error(), Some(libc::ENODEV), "{e}");
         assert!(ethtool_channels("").is_err());
+        // lo has no ethtool driver info (`ethtool -i lo`: not supported): a clean errno.
+        assert_eq!(
+            ethtool_driver("lo").unwrap_err().raw_os_error(),
+            Some(libc::EOPNOTSUPP)
+        );
+        assert_eq!(
+            ethtool_driver("nosuchif0").unwrap_err().raw_os_error(),
+            Some(libc::ENODEV)
+        );
         assert!(ethtool_channels("a-name-longer-than-15").is_err());
     }
 }

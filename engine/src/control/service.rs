@@ -42,6 +42,9 @@ pub struct RunInfo {
     pub xdp_mode: XdpMode,
     /// True if AF_XDP zero-copy was granted.
     pub zerocopy: bool,
+    /// What the host said about each port at start (driver, channels, rings, XDP features,
+    /// queue interrupts).
+    pub nic: Vec<crate::nic::NicFacts>,
 }
 
 /// The engine's control-plane face.
@@ -121,6 +124,7 @@ impl EngineService {
             "bind_mode": if i.zerocopy { "zerocopy" } else { "copy" },
             "queues": self.workers.iter().map(|w| w.queue).collect::<Vec<_>>(),
             "cores": self.workers.iter().map(|w| w.core).collect::<Vec<_>>(),
+            "nic": i.nic,
             "uptime_s": (self.started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
             "version": env!("CARGO_PKG_VERSION"),
             "pid": std::process::id(),

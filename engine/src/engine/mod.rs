@@ -458,6 +458,7 @@ impl<A: App + 'static> Engine<A> {
                 app: app_name.to_string(),
                 xdp_mode: granted,
                 zerocopy,
+                nic: plan.nic.clone(),
             },
             steering: steering.clone(),
             workers: workers_view,

@@ -5,6 +5,7 @@ use crate::apps::dns::zone::{ZoneFile, Zones};
 use crate::apps::lb::config::LbConfig;
 use crate::config::{ConfigError, EngineConfig, QueueSpec};
 use crate::control::{link, netlink::Netlink};
+use crate::nic::{self, NicFacts};
 use crate::steer::Rule;
 use crate::sys;
 use crate::worker;
@@ -37,6 +38,9 @@ pub(super) struct Plan {
     pub(super) lb: Option<(PathBuf, LbConfig)>,
     /// The dns app's zones, loaded.
     pub(super) dns: Option<Zones>,
+    /// What the host says about each port (driver, channels, rings, XDP features, queue
+    /// interrupts), in port order.
+    pub(super) nic: Vec<NicFacts>,
 }
 
 /// Check what the configuration asks of this host — privileges, the interface, its queues and
@@ -102,6 +106,17 @@ pub(super) fn plan(cfg: &EngineConfig) -> Result<Plan, RunError> {
     }
     let queues: Vec<u32> = (0..n).collect();
 
+    // The NIC facts: one log block per port, kept for `ctl status`.
+    let nic: Vec<NicFacts> = cfg
+        .ifaces
+        .iter()
+        .zip(&ifindexes)
+        .map(|(iface, &index)| NicFacts::gather(iface, index))
+        .collect();
+    for f in &nic {
+        log::info!("{}", f.lines().join("\n"));
+    }
+
     // Cores.
     let allowed = worker::allowed_cpus();
     let cores: Vec<Option<usize>> = match &cfg.cores {
@@ -123,9 +138,7 @@ pub(super) fn plan(cfg: &EngineConfig) -> Result<Plan, RunError> {
             list.iter().copied().map(Some).take(queues.len()).collect()
         }
         None if allowed.is_empty() => vec![None; queues.len()],
-        None => (0..queues.len())
-            .map(|i| Some(allowed[i % allowed.len()]))
-            .collect(),
+        None => default_cores(&allowed, &queues, &nic),
     };
 
     // Locked memory for the UMEMs.
@@ -155,7 +168,36 @@ pub(super) fn plan(cfg: &EngineConfig) -> Result<Plan, RunError> {
         rules,
         lb,
         dns,
+        nic,
     })
+}
+
+/// Workers spread over `allowed`, each kept off the CPUs that service its queue's interrupts
+/// on any port where those are known, and one log line saying what could be done.
+fn default_cores(allowed: &[usize], queues: &[u32], nic: &[NicFacts]) -> Vec<Option<usize>> {
+    let irq_cpus = |q: u32| nic.iter().flat_map(|f| f.irq_cpus(q)).collect();
+    let (cores, avoided) = nic::place_workers(allowed, queues, irq_cpus);
+    let ifaces: Vec<&str> = nic.iter().map(|f| f.iface.as_str()).collect();
+    if avoided.iter().all(Option::is_none) {
+        log::info!(
+            "{}: no queue interrupts known, so the default --cores cannot keep workers off the \
+             CPUs doing the kernel's receive work (veth does it on the sending CPU): keep \
+             senders and workers on different CPUs with --cores",
+            ifaces.join("+")
+        );
+    } else if let Some(q) = avoided.iter().position(|a| *a == Some(false)) {
+        log::warn!(
+            "{}: every allowed CPU services queue {q}'s interrupts; its worker shares a CPU \
+             with them (give --cores, or move the interrupts)",
+            ifaces.join("+")
+        );
+    } else {
+        log::info!(
+            "{}: workers placed off their queues' interrupt CPUs: cores {cores:?}",
+            ifaces.join("+")
+        );
+    }
+    cores.into_iter().map(Some).collect()
 }
 
 /// One port: exists, is up, its MTU fits a UMEM frame. Returns its ifindex, RX queue count and
