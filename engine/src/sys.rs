@@ -165,6 +165,7 @@ const ETHTOOL_GRINGPARAM: u32 = 0x10;
 
 /// `struct ethtool_drvinfo`.
 #[repr(C)]
+#[derive(Default)]
 struct EthtoolDrvinfo {
     cmd: u32,
     driver: [u8; 32],
@@ -178,25 +179,6 @@ struct EthtoolDrvinfo {
     testinfo_len: u32,
     eedump_len: u32,
     regdump_len: u32,
-}
-
-impl Default for EthtoolDrvinfo {
-    fn default() -> Self {
-        EthtoolDrvinfo {
-            cmd: 0,
-            driver: [0; 32],
-            version: [0; 32],
-            fw_version: [0; 32],
-            bus_info: [0; 32],
-            erom_version: [0; 32],
-            reserved2: [0; 12],
-            n_priv_flags: 0,
-            n_stats: 0,
-            testinfo_len: 0,
-            eedump_len: 0,
-            regdump_len: 0,
-        }
-    }
 }
 
 /// `struct ethtool_ringparam`.

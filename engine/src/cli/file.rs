@@ -95,7 +95,7 @@ pub struct Entry {
 pub struct RunFile {
     /// The file, as given.
     pub path: PathBuf,
-    /// Its keys, in key order.
+    /// Its keys, in file order.
     pub entries: Vec<Entry>,
 }
 
@@ -141,7 +141,10 @@ impl RunFile {
         })?;
         let cmd = run_command();
         let mut entries = Vec::new();
-        for (k, v) in table.get_ref().iter() {
+        // In file order, so the first error reported is the first in the file.
+        let mut keys: Vec<_> = table.get_ref().iter().collect();
+        keys.sort_by_key(|(k, _)| k.span().start);
+        for (k, v) in keys {
             let key: &str = k.get_ref();
             let key_at = Some(k.span().start);
             let value_at = Some(v.span().start);
@@ -290,23 +293,23 @@ mod test {
             "iface = [\"eth0\", \"eth1\"]\nudp = \"9000,9100-9110\"\nqueues = 2\n\
              busy-poll = true\njson = false\nstats-interval = 0.5\nbatch = 0x20\n",
         );
-        // Keys come in key order.
+        // Keys come in file order.
         assert_eq!(
             t,
             [
-                "--batch",
-                "32",
-                "--busy-poll",
                 "--iface",
                 "eth0",
                 "--iface",
                 "eth1",
+                "--udp",
+                "9000,9100-9110",
                 "--queues",
                 "2",
+                "--busy-poll",
                 "--stats-interval",
                 "0.5",
-                "--udp",
-                "9000,9100-9110"
+                "--batch",
+                "32",
             ]
         );
     }
@@ -334,7 +337,7 @@ mod test {
             "run.toml:2:9: batch: invalid value '999' for '--batch <BATCH>': 999 is not in 1..=256"
         );
         assert_eq!(
-            parse("iface = \"eth0\"\n\nframe_size = 4096\n").unwrap_err(),
+            parse("iface = \"eth0\"\n\nframe_size = 4096\nbatch = 999\n").unwrap_err(),
             "run.toml:3:1: frame_size: unknown key; keys are spelled like the flags: `frame-size`"
         );
         assert!(parse("bogus = 1").unwrap_err().starts_with(
