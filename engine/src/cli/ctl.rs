@@ -12,20 +12,25 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 /// Arguments of `sluice ctl`.
+///
+/// `--iface`, `--json` and `--timeout` are global: they may come before or after the command
+/// (`sluice ctl --iface X stats --json`, `sluice ctl stats -i X`), as a user types them. clap
+/// does not let a global flag be required, so a missing `--iface` is refused by [`run`] (exit
+/// 2), not by the parser.
 #[derive(Args, Debug, Clone)]
 #[command(after_help = CTL_EXAMPLES)]
 pub struct CtlArgs {
     /// Interface whose engine to talk to (its control socket is @sluice/IF in this network
-    /// namespace).
-    #[arg(long, short = 'i', value_name = "IF")]
-    pub iface: String,
+    /// namespace). Required.
+    #[arg(long, short = 'i', value_name = "IF", global = true)]
+    pub iface: Option<String>,
 
     /// Print the engine's reply as raw JSON (one line) instead of text.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub json: bool,
 
     /// Seconds to wait for each reply.
-    #[arg(long, value_name = "SECS", default_value_t = 5.0)]
+    #[arg(long, value_name = "SECS", default_value_t = 5.0, global = true)]
     pub timeout: f64,
 
     /// What to ask.
@@ -273,7 +278,8 @@ impl RulePorts {
 }
 
 /// Runs `sluice ctl`; returns the process exit code: 0 when every request succeeded, 1 when the
-/// engine refused or failed one (or could not be reached), 2 for a bad `--timeout`.
+/// engine refused or failed one (or could not be reached), 2 for a bad `--timeout` or no
+/// `--iface`.
 pub fn run(args: &CtlArgs) -> i32 {
     let stdout = io::stdout();
     let stderr = io::stderr();
@@ -281,6 +287,13 @@ pub fn run(args: &CtlArgs) -> i32 {
 }
 
 fn run_to(args: &CtlArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
+    let Some(iface) = args.iface.as_deref() else {
+        let _ = writeln!(
+            err,
+            "sluice ctl: --iface IF is required (the interface whose engine to talk to)"
+        );
+        return 2;
+    };
     if !(args.timeout.is_finite() && args.timeout > 0.0 && args.timeout < 1e6) {
         let _ = writeln!(
             err,
@@ -290,7 +303,7 @@ fn run_to(args: &CtlArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
         return 2;
     }
     let timeout = Duration::from_secs_f64(args.timeout);
-    run_requests(&args.iface, timeout, &args.requests(), args.json, out, err)
+    run_requests(iface, timeout, &args.requests(), args.json, out, err)
 }
 
 #[cfg(test)]
@@ -445,9 +458,48 @@ mod test {
         );
         let e = p(&["-i", "x", "rules", "add", "--udp", "0"]).unwrap_err();
         assert!(e.to_string().contains("port 0"), "{e}");
-        assert!(p(&["status"]).is_err(), "needs --iface");
         use clap::CommandFactory;
         Wrap::command().debug_assert();
+    }
+
+    #[test]
+    fn global_flags_go_anywhere() {
+        for argv in [
+            &["--iface", "x", "stats", "--json"][..],
+            &["stats", "--iface", "x", "--json"],
+            &["--json", "stats", "-i", "x"],
+            &["-i", "x", "--timeout", "2", "stats", "--json"],
+            &["stats", "--json", "--timeout", "2", "--iface", "x"],
+        ] {
+            let a = parse(argv);
+            assert_eq!(
+                (a.iface.as_deref(), a.json, a.requests()),
+                (Some("x"), true, vec![Request::Stats]),
+                "{argv:?}"
+            );
+        }
+        // Deeper in the command tree too, and the last one given wins.
+        let a = parse(&["rules", "list", "--iface", "y", "--timeout", "3"]);
+        assert_eq!((a.iface.as_deref(), a.timeout), (Some("y"), 3.0));
+        assert_eq!(a.requests(), [Request::Rules(RulesRequest::List)]);
+        let a = parse(&["-i", "x", "stats", "-i", "z"]);
+        assert_eq!(a.iface.as_deref(), Some("z"));
+        // Through the real command line (`sluice ctl …`), as a user types it.
+        use crate::cli::{Cli, Command};
+        let cli = Cli::try_parse_from(["sluice", "ctl", "--iface", "x", "stats", "--json"])
+            .expect("global flags after the command");
+        let Command::Ctl(a) = cli.command else {
+            panic!("not ctl")
+        };
+        assert_eq!((a.iface.as_deref(), a.json), (Some("x"), true));
+    }
+
+    #[test]
+    fn no_iface_exits_2() {
+        let args = parse(&["status"]);
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        assert_eq!(run_to(&args, &mut out, &mut err), 2);
+        assert!(String::from_utf8(err).unwrap().contains("--iface"));
     }
 
     #[test]
