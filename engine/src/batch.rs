@@ -110,11 +110,24 @@ pub enum DropReason {
     BadL4Checksum,
     /// A DNS message that gets no reply: a response (QR=1), or shorter than a DNS header.
     NotAQuery,
+    /// A UDP or TCP source or destination port 0: never answered or passed on (an answer would
+    /// come from, or go to, a port no socket has).
+    PortZero,
+    /// `reflect`: a TCP segment with RST set is never answered (a reflected RST could reset a
+    /// connection of the address it claims to come from, and two reflectors would bounce it
+    /// forever).
+    TcpReset,
+    /// The UDP/TCP checksum field holds exactly the pseudo-header sum: what a sender's TX
+    /// checksum offload leaves for the NIC to finish (`CHECKSUM_PARTIAL`). A kernel sender on a
+    /// veth with TX offload on sends these; the frame reaches XDP without the "checksum partial"
+    /// mark, so like any checksum that does not verify it is dropped (`ethtool -K PEER tx off`
+    /// on the sender's side fixes it).
+    PartialL4Checksum,
 }
 
 impl DropReason {
     /// Number of reasons; sizes the per-worker counter arrays.
-    pub const COUNT: usize = 26;
+    pub const COUNT: usize = 29;
 
     /// Every reason, in counter-index order.
     pub const ALL: [DropReason; Self::COUNT] = [
@@ -144,6 +157,9 @@ impl DropReason {
         DropReason::GroupDestination,
         DropReason::BadL4Checksum,
         DropReason::NotAQuery,
+        DropReason::PortZero,
+        DropReason::TcpReset,
+        DropReason::PartialL4Checksum,
     ];
 
     /// Index into per-reason counter arrays.
@@ -181,6 +197,9 @@ impl DropReason {
             DropReason::GroupDestination => "group_destination",
             DropReason::BadL4Checksum => "bad_l4_checksum",
             DropReason::NotAQuery => "not_a_query",
+            DropReason::PortZero => "port_zero",
+            DropReason::TcpReset => "tcp_reset",
+            DropReason::PartialL4Checksum => "partial_l4_checksum",
         }
     }
 }

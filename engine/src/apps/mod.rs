@@ -7,10 +7,13 @@
 
 pub mod dns;
 pub mod drop;
+#[cfg(test)]
+pub(crate) mod fuzz;
 pub mod forward;
 pub mod lb;
 pub mod patch;
 pub mod reflect;
+pub mod safety;
 
 pub use crate::batch::{Batch, DropReason, Verdict};
 

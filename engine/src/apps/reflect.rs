@@ -1,39 +1,83 @@
 //! The `reflect` app: send every valid UDP/TCP frame back where it came from.
 //!
 //! Per frame: parse Ethernet, up to two VLAN tags (kept in place), IPv4 or IPv6, then UDP or TCP;
-//! validate lengths; swap MAC addresses, IP addresses and ports in place; verdict `Tx`. Anything
-//! else is dropped with the [`DropReason`] documented in [`crate::apps`], and a dropped frame is
-//! left byte-for-byte unchanged. The frame length never changes.
+//! validate lengths; refuse what a responder must never answer (see below); verify the L4
+//! checksum; swap MAC addresses, IP addresses and ports in place; verdict `Tx`. Anything else is
+//! dropped with the [`DropReason`] documented in [`crate::apps`] and [`crate::apps::safety`],
+//! and a dropped frame is left byte-for-byte unchanged. The frame length never changes.
 //!
-//! # Why no checksum is touched
+//! # What is never answered
 //!
-//! Swapping is checksum-neutral. The IPv4 header checksum and the UDP/TCP checksum are
+//! The [responder rules](crate::apps::safety), checked after the headers are known to be
+//! well-formed and before the checksum: a group source MAC or a martian source address
+//! (multicast, broadcast — limited or one of the host's directed broadcasts given at
+//! construction, [`Reflect::with_broadcasts`] — `0.0.0.0/8`, loopback, `::`, `::1`,
+//! IPv4-mapped): `martian_source`; a group destination MAC or a multicast/broadcast destination
+//! (the answer would come *from* it): `group_destination`; an unspecified or loopback
+//! destination: `martian_destination`; source or destination port 0: `port_zero`.
+//!
+//! **TCP.** A segment with RST is never answered (`tcp_reset`): a reflected RST carries the
+//! sequence number the sender chose, so a forged one (source = a victim's connection) would
+//! reset that connection, and two reflectors would bounce it forever. Every other segment is
+//! reflected like a datagram — `reflect` is a frame mirror for generators and benchmarks, not
+//! a TCP endpoint. That is safe for a real TCP stack at the other end: a reflected segment
+//! carries the stack's own sequence numbers, so it is unacceptable to it and draws at most an
+//! RST (not reflected: the exchange ends) or a rate-limited challenge ACK (RFC 5961, Linux's
+//! `tcp_invalid_ratelimit`), never an unbounded loop. Answering TCP *as TCP* (SYN-ACK, ACKs)
+//! would make it a stack, which it is not.
+//!
+//! # Checksums
+//!
+//! The L4 checksum is verified before answering, as the kernel's receive path would: a UDP or
+//! TCP segment whose checksum does not verify is dropped (`bad_l4_checksum`; over IPv4 a UDP
+//! checksum of 0 means "none" and is accepted, over IPv6 it is invalid). A field holding exactly
+//! the pseudo-header sum is what a sender's TX checksum offload leaves unfinished — a kernel
+//! sender on a veth with offload on — and is counted apart (`partial_l4_checksum`) so the
+//! engine can say once which interface gets them and how to fix the sender (`ethtool -K PEER tx
+//! off`); it is dropped too, since on a wire it is as corrupt as any other value. Verifying costs
+//! one pass over the segment (measured in BENCHMARKS.md's pipeline scenario).
+//!
+//! Swapping itself is checksum-neutral. The IPv4 header checksum and the UDP/TCP checksum are
 //! ones-complement sums of 16-bit words, and the two addresses appear in them (the latter through
 //! the pseudo-header) only as summands; exchanging source and destination, or the two ports,
 //! permutes the summands, and ones-complement addition is commutative and associative. Every
-//! checksum field stays exactly what it was and stays valid if it was valid (the tests recompute
-//! all of them with etherparse to show it). So the reflector neither verifies nor rewrites an L4
-//! checksum: a corrupt datagram goes back just as corrupt, and its sender's stack drops it.
+//! checksum field stays exactly what it was and stays valid (the tests recompute all of them
+//! with etherparse to show it). The IPv4 header checksum is not verified (the header's lengths
+//! are, and a corrupt address would have failed the L4 checksum, which covers both addresses).
 //!
 //! This module must never allocate, log, block or panic: it runs in the worker's hot loop. Every
 //! access goes through the checked views in [`crate::wire`].
 
+use super::safety::{self, Broadcasts};
 use super::{App, Batch, DropReason, Verdict};
 use crate::wire::{
-    self, EtherType, EthernetFrame, IpProtocol, Ipv4Packet, Ipv6Packet, TcpPacket, UdpPacket, ipv4,
-    ipv6, vlan,
+    self, EtherType, EthernetFrame, IpProtocol, Ipv4Packet, Ipv6Packet, TcpPacket, UdpPacket,
+    checksum, ipv4, ipv6, vlan,
 };
 
 /// Reflects UDP and TCP frames back to their sender (MACs, IPs and ports swapped).
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 pub struct Reflect {
-    _private: (),
+    broadcasts: Broadcasts,
 }
 
+/// No directed broadcast known.
+static NO_BROADCASTS: Broadcasts = Broadcasts::none();
+
 impl Reflect {
-    /// A new reflector. It has no state.
+    /// A reflector that knows no directed broadcast address (only the limited broadcast
+    /// `255.255.255.255` is one): for tests, benchmarks and embedders without the host's
+    /// addresses. `sluice run` uses [`Reflect::with_broadcasts`].
     pub const fn new() -> Self {
-        Reflect { _private: () }
+        Reflect {
+            broadcasts: Broadcasts::none(),
+        }
+    }
+
+    /// A reflector that also refuses packets to and from `broadcasts` (the host's directed
+    /// broadcast addresses, [`Broadcasts::from_snapshot`]).
+    pub fn with_broadcasts(broadcasts: Broadcasts) -> Self {
+        Reflect { broadcasts }
     }
 }
 
@@ -44,8 +88,9 @@ impl App for Reflect {
 
     #[inline]
     fn process(&mut self, batch: &mut Batch<'_, '_>) {
+        let broadcasts = &self.broadcasts;
         for (frame, verdict) in batch.iter_mut() {
-            *verdict = match reflect_frame(frame) {
+            *verdict = match reflect_frame_with(frame, broadcasts) {
                 Ok(()) => Verdict::Tx,
                 Err(reason) => Verdict::Drop(reason),
             };
@@ -53,9 +98,15 @@ impl App for Reflect {
     }
 }
 
+/// [`reflect_frame_with`] knowing no directed broadcast address.
+#[inline]
+pub fn reflect_frame(frame: &mut [u8]) -> Result<(), DropReason> {
+    reflect_frame_with(frame, &NO_BROADCASTS)
+}
+
 /// Validate one Ethernet frame and, if it is a well-formed unfragmented UDP or TCP packet over
-/// IPv4 or IPv6 (optionally behind one or two VLAN tags), swap its MAC addresses, IP addresses
-/// and ports in place. On error the frame is unchanged.
+/// IPv4 or IPv6 (optionally behind one or two VLAN tags) that a responder may answer, swap its
+/// MAC addresses, IP addresses and ports in place. On error the frame is unchanged.
 ///
 /// Checks, in order (the first failure wins): Ethernet header and tags present (`Truncated`);
 /// EtherType IPv4/IPv6 (`NotIp`); fixed IP header present (`Truncated`); version, and IHL ≥ 5
@@ -63,32 +114,73 @@ impl App for Reflect {
 /// [IHL·4, available] or IPv6 payload length ≤ available (`IpLength`); not an IPv4 fragment
 /// (`Fragment`); UDP or TCP (`UnsupportedProtocol`); L4 header present in the IP payload
 /// (`Truncated`); UDP length ≥ 8 and equal to the IP payload length, TCP data offset ≥ 5 and
-/// within the IP payload (`L4Length`).
+/// within the IP payload (`L4Length`); then the responder rules: MACs (`MartianSource`,
+/// `GroupDestination`), source address (`MartianSource`), destination address
+/// (`GroupDestination`, `MartianDestination`), ports (`PortZero`), TCP RST (`TcpReset`); last
+/// the L4 checksum (`PartialL4Checksum`, `BadL4Checksum`).
 #[inline]
-pub fn reflect_frame(frame: &mut [u8]) -> Result<(), DropReason> {
-    let encap = vlan::walk(frame).map_err(|_| DropReason::Truncated)?;
-    let l3 = frame
-        .get_mut(encap.l3_offset..)
-        .ok_or(DropReason::Truncated)?;
-    match encap.ether_type {
-        EtherType::IPV4 => reflect_ipv4(l3)?,
-        EtherType::IPV6 => reflect_ipv6(l3)?,
-        _ => return Err(DropReason::NotIp),
+pub fn reflect_frame_with(frame: &mut [u8], broadcasts: &Broadcasts) -> Result<(), DropReason> {
+    let (l3, v6) = judge(frame, broadcasts)?;
+    // `judge` has checked every header the swaps below touch.
+    EthernetFrame::new_unchecked(&mut *frame).swap_addrs();
+    let l3 = &mut frame[l3..];
+    if v6 {
+        let mut ip = Ipv6Packet::new_unchecked(l3);
+        ip.swap_addrs();
+        swap_ports(ip.next_header(), ip.payload_mut());
+    } else {
+        let mut ip = Ipv4Packet::new_unchecked(l3);
+        ip.swap_addrs();
+        swap_ports(ip.protocol(), ip.payload_mut());
     }
-    // `walk` has checked that the frame holds a whole Ethernet header.
-    EthernetFrame::new_unchecked(frame).swap_addrs();
     Ok(())
 }
 
-/// IPv4 part of [`reflect_frame`]: validate, reflect the L4 ports, swap the addresses.
 #[inline]
-fn reflect_ipv4(l3: &mut [u8]) -> Result<(), DropReason> {
+fn swap_ports(protocol: IpProtocol, segment: &mut [u8]) {
+    if protocol == IpProtocol::UDP {
+        UdpPacket::new_unchecked(segment).swap_ports();
+    } else {
+        TcpPacket::new_unchecked(segment).swap_ports();
+    }
+}
+
+/// Every check of [`reflect_frame_with`], without changing the frame: the IP header's offset and
+/// whether it is IPv6.
+#[inline]
+fn judge(frame: &[u8], broadcasts: &Broadcasts) -> Result<(usize, bool), DropReason> {
+    let encap = vlan::walk(frame).map_err(|_| DropReason::Truncated)?;
+    let l3 = frame.get(encap.l3_offset..).ok_or(DropReason::Truncated)?;
+    // `walk` has checked that the frame holds a whole Ethernet header; the MACs' verdict counts
+    // once the headers are known to be well-formed.
+    let macs = safety::macs(&EthernetFrame::new_unchecked(frame));
+    let v6 = match encap.ether_type {
+        EtherType::IPV4 => {
+            judge_ipv4(l3, macs, broadcasts)?;
+            false
+        }
+        EtherType::IPV6 => {
+            judge_ipv6(l3, macs)?;
+            true
+        }
+        _ => return Err(DropReason::NotIp),
+    };
+    Ok((encap.l3_offset, v6))
+}
+
+/// IPv4 part of [`judge`].
+#[inline]
+fn judge_ipv4(
+    l3: &[u8],
+    macs: Result<(), DropReason>,
+    broadcasts: &Broadcasts,
+) -> Result<(), DropReason> {
     if l3.len() < ipv4::HEADER_LEN {
         return Err(DropReason::Truncated);
     }
     // Length established above; the version decides how to read the rest, so it comes before
     // the IHL/total-length checks of `check_len`.
-    let mut ip = Ipv4Packet::new_unchecked(l3);
+    let ip = Ipv4Packet::new_unchecked(l3);
     if ip.version() != 4 {
         return Err(DropReason::BadIpHeader);
     }
@@ -100,53 +192,97 @@ fn reflect_ipv4(l3: &mut [u8]) -> Result<(), DropReason> {
     if ip.is_fragment() {
         return Err(DropReason::Fragment);
     }
-    let protocol = ip.protocol();
-    reflect_l4(protocol, ip.payload_mut())?;
-    ip.swap_addrs();
-    Ok(())
+    let (src, dst, protocol) = (ip.src_addr(), ip.dst_addr(), ip.protocol());
+    let segment = ip.into_payload();
+    let l4 = judge_l4(protocol, segment)?;
+    macs?;
+    safety::source_v4(src, broadcasts)?;
+    safety::destination_v4(dst, broadcasts)?;
+    let pseudo = || checksum::pseudo_header_v4(src, dst, protocol, segment.len() as u32);
+    l4.finish(false, pseudo)
 }
 
-/// IPv6 part of [`reflect_frame`]: validate, reflect the L4 ports, swap the addresses.
+/// IPv6 part of [`judge`].
 #[inline]
-fn reflect_ipv6(l3: &mut [u8]) -> Result<(), DropReason> {
+fn judge_ipv6(l3: &[u8], macs: Result<(), DropReason>) -> Result<(), DropReason> {
     if l3.len() < ipv6::HEADER_LEN {
         return Err(DropReason::Truncated);
     }
-    let mut ip = Ipv6Packet::new_unchecked(l3);
+    let ip = Ipv6Packet::new_unchecked(l3);
     if ip.version() != 6 {
         return Err(DropReason::BadIpHeader);
     }
     // With 40 bytes present the only failure left is a payload length past the frame.
     ip.check_len().map_err(|_| DropReason::IpLength)?;
-    let next_header = ip.next_header();
-    reflect_l4(next_header, ip.payload_mut())?;
-    ip.swap_addrs();
-    Ok(())
+    let (src, dst, protocol) = (ip.src_addr(), ip.dst_addr(), ip.next_header());
+    let segment = ip.into_payload();
+    let l4 = judge_l4(protocol, segment)?;
+    macs?;
+    safety::source_v6(src)?;
+    safety::destination_v6(dst)?;
+    let pseudo = || checksum::pseudo_header_v6(&src, &dst, protocol, segment.len() as u32);
+    l4.finish(true, pseudo)
 }
 
-/// L4 part of [`reflect_frame`]: `segment` is exactly the IP payload (padding excluded).
+/// A well-formed UDP or TCP segment, not yet judged by the responder rules.
+struct L4<'a> {
+    segment: &'a [u8],
+    udp: bool,
+}
+
+/// L4 part of [`judge`]: `segment` is exactly the IP payload (padding excluded).
 #[inline]
-fn reflect_l4(protocol: IpProtocol, segment: &mut [u8]) -> Result<(), DropReason> {
+fn judge_l4(protocol: IpProtocol, segment: &[u8]) -> Result<L4<'_>, DropReason> {
     let available = segment.len();
     let l4_err = |e: wire::Error| match e {
         wire::Error::Truncated => DropReason::Truncated,
         wire::Error::Malformed | wire::Error::Length => DropReason::L4Length,
     };
-    match protocol {
+    let udp = match protocol {
         IpProtocol::UDP => {
-            let mut udp = UdpPacket::new_checked(segment).map_err(l4_err)?;
+            let udp = UdpPacket::new_checked(segment).map_err(l4_err)?;
             if usize::from(udp.len()) != available {
                 return Err(DropReason::L4Length);
             }
-            udp.swap_ports();
+            true
         }
         IpProtocol::TCP => {
-            let mut tcp = TcpPacket::new_checked(segment).map_err(l4_err)?;
-            tcp.swap_ports();
+            TcpPacket::new_checked(segment).map_err(l4_err)?;
+            false
         }
         _ => return Err(DropReason::UnsupportedProtocol),
+    };
+    Ok(L4 { segment, udp })
+}
+
+impl L4<'_> {
+    /// Ports, RST and the checksum (`pseudo` gives the pseudo-header sum; only computed when
+    /// the checksum is verified).
+    #[inline]
+    fn finish(&self, v6: bool, pseudo: impl FnOnce() -> u16) -> Result<(), DropReason> {
+        let (field, ok) = if self.udp {
+            let u = UdpPacket::new_unchecked(self.segment);
+            safety::ports(u.src_port(), u.dst_port())?;
+            // Over IPv4 a checksum of 0 means "not computed"; over IPv6 it is invalid.
+            if !v6 && u.checksum() == 0 {
+                return Ok(());
+            }
+            let pseudo = pseudo();
+            (u.checksum(), (pseudo, u.verify_checksum(pseudo)))
+        } else {
+            let t = TcpPacket::new_unchecked(self.segment);
+            safety::ports(t.src_port(), t.dst_port())?;
+            if t.rst() {
+                return Err(DropReason::TcpReset);
+            }
+            let pseudo = pseudo();
+            (t.checksum(), (pseudo, t.verify_checksum(pseudo)))
+        };
+        match ok {
+            (_, true) => Ok(()),
+            (pseudo, false) => Err(safety::l4_checksum(field, pseudo)),
+        }
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -315,6 +451,49 @@ mod test {
         let mut again = out.to_vec();
         assert_eq!(reflect_frame(&mut again), Ok(()));
         assert_eq!(again, orig);
+    }
+
+    /// An answer breaks no responder rule: unicast source MAC, a source address that may send
+    /// and a destination that is no group, ports not 0, no RST, an L4 checksum that verifies.
+    fn assert_safe_answer(out: &[u8]) {
+        use std::net::IpAddr;
+        let p = SlicedPacket::from_ethernet(out).expect("an answer parses");
+        let Some(etherparse::LinkSlice::Ethernet2(e)) = &p.link else {
+            panic!("not Ethernet II")
+        };
+        assert_eq!(e.source()[0] & 1, 0, "group source MAC");
+        assert_eq!(e.destination()[0] & 1, 0, "group destination MAC");
+        let (src, dst): (IpAddr, IpAddr) = match p.net.as_ref().unwrap() {
+            NetSlice::Ipv4(n) => (
+                n.header().source_addr().into(),
+                n.header().destination_addr().into(),
+            ),
+            NetSlice::Ipv6(n) => (
+                n.header().source_addr().into(),
+                n.header().destination_addr().into(),
+            ),
+            NetSlice::Arp(_) => panic!("ARP"),
+        };
+        let none = Broadcasts::none();
+        match (src, dst) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => {
+                assert!(super::safety::unicast_source_v4(s, &none), "source {s}");
+                assert!(super::safety::unicast_source_v4(d, &none), "destination {d}");
+            }
+            (IpAddr::V6(s), IpAddr::V6(d)) => {
+                assert!(super::safety::unicast_source_v6(s), "source {s}");
+                assert!(super::safety::unicast_source_v6(d), "destination {d}");
+            }
+            _ => panic!("mixed families"),
+        }
+        match p.transport.as_ref().unwrap() {
+            TransportSlice::Udp(u) => assert!(u.source_port() != 0 && u.destination_port() != 0),
+            TransportSlice::Tcp(t) => {
+                assert!(t.source_port() != 0 && t.destination_port() != 0);
+                assert!(!t.rst(), "an RST answered");
+            }
+            _ => panic!("not UDP/TCP"),
+        }
     }
 
     fn assert_tx(frame: &[u8]) {
@@ -563,18 +742,282 @@ mod test {
     }
 
     #[test]
-    fn checksums_are_not_verified() {
-        // A UDP datagram with a wrong checksum is reflected as is (no per-frame checksum cost);
-        // its field is untouched.
-        let f = v4_udp_with(&[(40, &[0x12, 0x34])]);
-        let mut out = f.clone();
-        assert_eq!(run(&mut out), Verdict::Tx);
-        assert_eq!(out[40..42], [0x12, 0x34]);
-        // A zero (absent) IPv4 UDP checksum stays zero.
+    fn checksums_are_verified() {
+        // A UDP datagram with a wrong checksum is dropped, unchanged, as the kernel would.
+        assert_drop(
+            &v4_udp_with(&[(40, &[0x12, 0x34])]),
+            DropReason::BadL4Checksum,
+        );
+        // A zero (absent) IPv4 UDP checksum is accepted and stays zero.
         let f = v4_udp_with(&[(40, &[0, 0])]);
         let mut out = f.clone();
         assert_eq!(run(&mut out), Verdict::Tx);
         assert_eq!(out[40..42], [0, 0]);
+        // Over IPv6 a zero checksum is invalid.
+        let mut v6 = CAPTURED_ETH_IPV6_UDP;
+        v6[60..62].fill(0);
+        assert_drop(&v6, DropReason::BadL4Checksum);
+        // TCP too: one payload bit flipped.
+        let mut tcp = CAPTURED_ETH_IPV4_TCP_DATA;
+        let n = tcp.len();
+        tcp[n - 1] ^= 1;
+        assert_drop(&tcp, DropReason::BadL4Checksum);
+        // Behind VLAN tags.
+        let tagged = with_tags(&v4_udp_with(&[(40, &[0x12, 0x34])]), &[(0x8100, 3)]);
+        assert_drop(&tagged, DropReason::BadL4Checksum);
+    }
+
+    /// What a sender with TX checksum offload puts in the field: the pseudo-header sum only.
+    fn partial(frame: &[u8]) -> Vec<u8> {
+        let mut f = frame.to_vec();
+        let encap = vlan::walk(&f).unwrap();
+        let l3 = encap.l3_offset;
+        let (pseudo, at) = if encap.ether_type == EtherType::IPV4 {
+            let ip = Ipv4Packet::new_checked(&f[l3..]).unwrap();
+            let p = checksum::pseudo_header_v4(
+                ip.src_addr(),
+                ip.dst_addr(),
+                ip.protocol(),
+                ip.payload().len() as u32,
+            );
+            let off = if ip.protocol() == IpProtocol::UDP { 6 } else { 16 };
+            (p, l3 + ip.header_len() + off)
+        } else {
+            let ip = Ipv6Packet::new_checked(&f[l3..]).unwrap();
+            let p = checksum::pseudo_header_v6(
+                &ip.src_addr(),
+                &ip.dst_addr(),
+                ip.next_header(),
+                ip.payload().len() as u32,
+            );
+            let off = if ip.next_header() == IpProtocol::UDP { 6 } else { 16 };
+            (p, l3 + 40 + off)
+        };
+        f[at..at + 2].copy_from_slice(&pseudo.to_be_bytes());
+        f
+    }
+
+    #[test]
+    fn partial_checksums_are_told_apart() {
+        for f in ALL_CAPTURED {
+            assert_drop(&partial(f), DropReason::PartialL4Checksum);
+        }
+        let tagged = with_tags(&CAPTURED_ETH_IPV6_UDP, &[(0x88a8, 1), (0x8100, 2)]);
+        assert_drop(&partial(&tagged), DropReason::PartialL4Checksum);
+    }
+
+    const CLIENT_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0xaa];
+    const SERVER_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x02];
+
+    /// A UDP (or TCP, with `rst`) frame from `src`:`sport` to `dst`:9000 built by etherparse.
+    fn frame(src: &str, dst: &str, sport: u16, tcp_rst: Option<bool>) -> Vec<u8> {
+        use std::net::IpAddr;
+        let eth = etherparse::PacketBuilder::ethernet2(CLIENT_MAC, SERVER_MAC);
+        let mut out = Vec::new();
+        macro_rules! l4 {
+            ($ip:expr) => {
+                match tcp_rst {
+                    None => $ip.udp(sport, 9000).write(&mut out, b"echo me"),
+                    Some(false) => $ip.tcp(sport, 9000, 7, 1024).ack(9).write(&mut out, b"x"),
+                    Some(true) => $ip.tcp(sport, 9000, 7, 1024).rst().write(&mut out, b""),
+                }
+            };
+        }
+        match (
+            src.parse::<IpAddr>().unwrap(),
+            dst.parse::<IpAddr>().unwrap(),
+        ) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => l4!(eth.ipv4(s.octets(), d.octets(), 64)),
+            (IpAddr::V6(s), IpAddr::V6(d)) => l4!(eth.ipv6(s.octets(), d.octets(), 64)),
+            _ => unreachable!(),
+        }
+        .unwrap();
+        out
+    }
+
+    /// Every kind of frame a responder must not answer, with the reason it is counted under;
+    /// `10.0.0.255` is a directed broadcast of the host.
+    pub(crate) fn hostile_frames() -> Vec<(&'static str, Vec<u8>, DropReason)> {
+        use DropReason::*;
+        let ok4 = frame("10.0.0.7", "10.0.0.1", 40000, None);
+        let mut group_src = ok4.clone();
+        group_src[6] |= 1;
+        let mut group_dst = ok4.clone();
+        group_dst[0] |= 1;
+        let mut bcast_dst_mac = ok4.clone();
+        bcast_dst_mac[..6].fill(0xff);
+        vec![
+            ("group source MAC", group_src, MartianSource),
+            ("group destination MAC", group_dst, GroupDestination),
+            ("broadcast destination MAC", bcast_dst_mac, GroupDestination),
+            (
+                "multicast source",
+                frame("224.0.0.1", "10.0.0.1", 4, None),
+                MartianSource,
+            ),
+            (
+                "limited broadcast source",
+                frame("255.255.255.255", "10.0.0.1", 4, None),
+                MartianSource,
+            ),
+            (
+                "directed broadcast source",
+                frame("10.0.0.255", "10.0.0.1", 4, None),
+                MartianSource,
+            ),
+            (
+                "unspecified source",
+                frame("0.0.0.0", "10.0.0.1", 68, None),
+                MartianSource,
+            ),
+            (
+                "this-network source",
+                frame("0.1.2.3", "10.0.0.1", 68, None),
+                MartianSource,
+            ),
+            (
+                "loopback source",
+                frame("127.0.0.1", "10.0.0.1", 4, None),
+                MartianSource,
+            ),
+            (
+                "IPv6 multicast source",
+                frame("ff02::1", "2001:db8::1", 4, None),
+                MartianSource,
+            ),
+            (
+                "IPv6 unspecified source",
+                frame("::", "2001:db8::1", 4, None),
+                MartianSource,
+            ),
+            (
+                "IPv6 loopback source",
+                frame("::1", "2001:db8::1", 4, None),
+                MartianSource,
+            ),
+            (
+                "IPv4-mapped source",
+                frame("::ffff:10.0.0.7", "2001:db8::1", 4, None),
+                MartianSource,
+            ),
+            (
+                "multicast destination",
+                frame("10.0.0.7", "239.1.1.1", 4, None),
+                GroupDestination,
+            ),
+            (
+                "limited broadcast destination",
+                frame("10.0.0.7", "255.255.255.255", 4, None),
+                GroupDestination,
+            ),
+            (
+                "directed broadcast destination",
+                frame("10.0.0.7", "10.0.0.255", 4, None),
+                GroupDestination,
+            ),
+            (
+                "IPv6 multicast destination",
+                frame("2001:db8::7", "ff02::1", 4, None),
+                GroupDestination,
+            ),
+            (
+                "unspecified destination",
+                frame("10.0.0.7", "0.0.0.0", 4, None),
+                MartianDestination,
+            ),
+            (
+                "loopback destination",
+                frame("10.0.0.7", "127.0.0.1", 4, None),
+                MartianDestination,
+            ),
+            (
+                "IPv6 loopback destination",
+                frame("2001:db8::7", "::1", 4, None),
+                MartianDestination,
+            ),
+            (
+                "IPv6 unspecified destination",
+                frame("2001:db8::7", "::", 4, None),
+                MartianDestination,
+            ),
+            (
+                "UDP source port 0",
+                frame("10.0.0.7", "10.0.0.1", 0, None),
+                PortZero,
+            ),
+            (
+                "TCP source port 0",
+                frame("10.0.0.7", "10.0.0.1", 0, Some(false)),
+                PortZero,
+            ),
+            (
+                "IPv6 UDP source port 0",
+                frame("2001:db8::7", "2001:db8::1", 0, None),
+                PortZero,
+            ),
+            (
+                "TCP RST",
+                frame("10.0.0.7", "10.0.0.1", 40000, Some(true)),
+                TcpReset,
+            ),
+            (
+                "IPv6 TCP RST",
+                frame("2001:db8::7", "2001:db8::1", 40000, Some(true)),
+                TcpReset,
+            ),
+            (
+                "bad UDP checksum",
+                {
+                    let mut f = ok4.clone();
+                    let n = f.len();
+                    f[n - 1] ^= 0x55;
+                    f
+                },
+                BadL4Checksum,
+            ),
+            (
+                "partial UDP checksum",
+                partial(&ok4),
+                PartialL4Checksum,
+            ),
+            (
+                "partial TCP checksum",
+                partial(&frame("2001:db8::7", "2001:db8::1", 40000, Some(false))),
+                PartialL4Checksum,
+            ),
+        ]
+    }
+
+    #[test]
+    fn what_a_responder_must_not_answer_is_dropped_by_reason() {
+        let bc = Broadcasts::from_addrs(["10.0.0.255".parse().unwrap()]);
+        let mut app = Reflect::with_broadcasts(bc);
+        for (what, f, reason) in hostile_frames() {
+            let mut out = f.clone();
+            let mut frames: [&mut [u8]; 1] = [&mut out];
+            let mut verdicts = [Verdict::Tx];
+            let mut batch = Batch::new(&mut frames, &mut verdicts);
+            app.process(&mut batch);
+            assert_eq!(batch.verdict(0), Verdict::Drop(reason), "{what}");
+            assert_eq!(out, f, "{what}: a dropped frame is unchanged");
+        }
+        // The same frames, well-formed and unicast, are answered: TCP data included.
+        for f in [
+            frame("10.0.0.7", "10.0.0.1", 40000, None),
+            frame("10.0.0.7", "10.0.0.1", 40000, Some(false)),
+            frame("2001:db8::7", "2001:db8::1", 40000, None),
+            frame("10.0.1.255", "10.0.0.1", 40000, None),
+        ] {
+            let mut out = f.clone();
+            let mut frames: [&mut [u8]; 1] = [&mut out];
+            let mut verdicts = [Verdict::Tx];
+            let mut batch = Batch::new(&mut frames, &mut verdicts);
+            app.process(&mut batch);
+            assert_eq!(batch.verdict(0), Verdict::Tx);
+            assert_reflected(&f, &out);
+        }
+        // Without the host's broadcasts a directed broadcast is not known to be one (no guess).
+        assert_tx(&frame("10.0.0.7", "10.0.0.255", 4, None));
     }
 
     /// A random well-formed UDP or TCP frame built by etherparse: IPv4 or IPv6, zero to two VLAN
@@ -613,6 +1056,13 @@ mod test {
                     payload,
                     pad,
                 )| {
+                    // Unicast MACs, addresses and ports: what a responder may answer.
+                    let (mut sm, mut dm, mut s, mut d) = (sm, dm, s, d);
+                    sm[0] &= 0xfe;
+                    dm[0] &= 0xfe;
+                    s[0] = if v6 { 0x20 } else { 1 + s[0] % 126 };
+                    d[0] = if v6 { 0x20 } else { 1 + d[0] % 126 };
+                    let (sp, dp) = (sp.max(1), dp.max(1));
                     let eth = etherparse::PacketBuilder::ethernet2(sm, dm);
                     let vid = |v| etherparse::VlanId::try_new(v).unwrap();
                     let mut out = Vec::new();
@@ -651,7 +1101,7 @@ mod test {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+        #![proptest_config(crate::apps::fuzz::config())]
 
         /// Any bytes: never panics; a dropped frame is unchanged; a reflected one reflects back.
         #[test]
@@ -659,6 +1109,7 @@ mod test {
             let mut f = bytes.clone();
             match run(&mut f) {
                 Verdict::Tx => {
+                    assert_safe_answer(&f);
                     prop_assert_eq!(reflect_frame(&mut f), Ok(()));
                     prop_assert_eq!(f, bytes);
                 }
@@ -696,6 +1147,35 @@ mod test {
             let mut out = frame.clone();
             prop_assert_eq!(run(&mut out), Verdict::Tx);
             assert_reflected(&frame, &out);
+        }
+
+        /// Valid frames with a few bytes overwritten and maybe cut short: never a panic; a
+        /// dropped frame is unchanged; an answered one breaks no responder rule and reflects
+        /// back to the mutated frame.
+        #[test]
+        fn mutated_valid_frames_never_panic(
+            frame in valid_frame(),
+            flips in proptest::collection::vec((any::<proptest::sample::Index>(), any::<u8>()), 1..6),
+            cut in proptest::option::weighted(0.2, any::<proptest::sample::Index>()),
+        ) {
+            let mut f = frame;
+            for (at, v) in flips {
+                let i = at.index(f.len());
+                f[i] = v;
+            }
+            if let Some(c) = cut {
+                f.truncate(c.index(f.len() + 1));
+            }
+            let orig = f.clone();
+            match run(&mut f) {
+                Verdict::Tx => {
+                    assert_safe_answer(&f);
+                    prop_assert_eq!(reflect_frame(&mut f), Ok(()));
+                    prop_assert_eq!(f, orig);
+                }
+                Verdict::Drop(_) => prop_assert_eq!(f, orig),
+                other => prop_assert!(false, "reflect never gives {:?}", other),
+            }
         }
 
         /// Truncating a valid frame anywhere inside its headers gives a drop, never a panic, and

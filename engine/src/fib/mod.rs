@@ -51,12 +51,14 @@
 //! put behind the same interface. The hasher is a multiply-and-mix one rather than SipHash: the
 //! keys are the administrator's routes, so there is no flooding to resist.
 
+mod broadcast;
 mod handle;
 mod lpm;
 
 #[cfg(test)]
 mod tests;
 
+pub use broadcast::Broadcasts;
 pub use handle::FibHandle;
 
 use crate::netstate::{MirLink, MirRoute, NeighState, RouteKind, Snapshot};
@@ -190,6 +192,8 @@ pub struct Fib {
     neigh_v6: IntMap<(u32, u128), MacAddr>,
     addrs: IntMap<u32, IfAddrs>,
     ports: Vec<u32>,
+    /// The `local` table's IPv4 broadcast addresses (martian as a source).
+    broadcasts: Broadcasts,
 }
 
 /// Whether a neighbour entry in state `s` may be used to send.
@@ -234,6 +238,7 @@ impl Fib {
     pub fn from_snapshot(snap: &Snapshot, ports: &[u32]) -> Fib {
         let mut fib = Fib {
             ports: ports.to_vec(),
+            broadcasts: Broadcasts::from_snapshot(snap),
             ..Fib::default()
         };
         for n in snap.neighbours() {
@@ -451,6 +456,13 @@ impl Fib {
     /// A link-local (`fe80::/10`) IPv6 address of `ifindex`.
     pub fn ipv6_link_local_of(&self, ifindex: u32) -> Option<Ipv6Addr> {
         self.addrs.get(&ifindex).and_then(|a| a.v6_link_local)
+    }
+
+    /// The host's IPv4 broadcast addresses (the `local` table's `broadcast` routes): a packet
+    /// from one is a martian.
+    #[inline]
+    pub fn broadcasts(&self) -> &Broadcasts {
+        &self.broadcasts
     }
 
     /// Whether the engine serves `ifindex` (it was among the `ports` the table was built with).
