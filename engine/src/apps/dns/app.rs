@@ -8,14 +8,20 @@
 //!
 //! # What is never answered (each a counted drop)
 //!
-//! - a group (multicast/broadcast) source MAC, a source address that is multicast, broadcast,
-//!   unspecified, `0.0.0.0/8` or loopback, or source port 0 (`martian_source`): an answer would
-//!   go to a whole group, or to a forged victim;
-//! - a group destination MAC, or a multicast or broadcast destination address
-//!   (`group_destination`): DNS on port 53 is unicast; answering a broadcast query invites
-//!   amplification;
+//! The [responder rules](crate::apps::safety):
+//!
+//! - a group (multicast/broadcast) source MAC, a source address that is multicast, broadcast
+//!   (limited, or one of the host's directed broadcasts given by [`Dns::with_broadcasts`]),
+//!   unspecified, `0.0.0.0/8`, loopback or IPv4-mapped (`martian_source`): an answer would go
+//!   to a whole group, or to a forged victim;
+//! - a group destination MAC, or a multicast or broadcast destination address (limited or
+//!   directed: `group_destination`): DNS on port 53 is unicast; answering a broadcast query
+//!   invites amplification, and the answer would come from a broadcast address;
+//! - an unspecified or loopback destination (`martian_destination`): the answer's source;
+//! - source or destination port 0 (`port_zero`);
 //! - a UDP checksum that does not verify (`bad_l4_checksum`; IPv6's mandatory checksum of 0
-//!   too): the kernel would drop it, so does sluice;
+//!   too; `partial_l4_checksum` when the field holds only the pseudo-header sum, as a sender's
+//!   unfinished TX offload leaves it): the kernel would drop it, so does sluice;
 //! - IPv4 fragments (`fragment`), other protocols or IPv6 extension headers
 //!   (`unsupported_protocol`), malformed headers (`truncated`, `bad_ip_header`, `ip_length`,
 //!   `bad_ip_checksum`, `l4_length`);
@@ -29,6 +35,7 @@
 
 use super::answer::{Limits, Outcome};
 use super::zone::Zones;
+use crate::apps::safety::{self, Broadcasts};
 use crate::apps::{App, Batch, DropReason, Verdict};
 use crate::wire::{
     EtherType, EthernetFrame, IpProtocol, Ipv4Packet, Ipv6Packet, UdpPacket, checksum, ipv4, ipv6,
@@ -36,7 +43,7 @@ use crate::wire::{
 };
 use arc_swap::ArcSwap;
 use crossbeam_utils::CachePadded;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -138,6 +145,7 @@ pub struct Dns {
     mtu_payload_v6: usize,
     counts: [u64; OUTCOMES.len()],
     stats: Arc<DnsWorkerStats>,
+    broadcasts: Broadcasts,
 }
 
 impl Dns {
@@ -151,7 +159,15 @@ impl Dns {
             mtu_payload_v6: mtu.saturating_sub(ipv6::HEADER_LEN + udp::HEADER_LEN),
             counts: [0; OUTCOMES.len()],
             stats,
+            broadcasts: Broadcasts::none(),
         }
+    }
+
+    /// The same responder, also refusing queries to and from `broadcasts` (the host's directed
+    /// broadcast addresses, [`Broadcasts::from_snapshot`]).
+    pub fn with_broadcasts(mut self, broadcasts: Broadcasts) -> Self {
+        self.broadcasts = broadcasts;
+        self
     }
 
     fn answer(
@@ -160,7 +176,7 @@ impl Dns {
         batch: &mut Batch<'_, '_>,
         i: usize,
     ) -> Result<(), DropReason> {
-        let q = parse(batch.frame(i))?;
+        let q = parse(batch.frame(i), &self.broadcasts)?;
         let query = &batch.frame(i)[q.payload.clone()];
         let n = query.len();
         let scratch = self.scratch.get_mut(..n).ok_or(DropReason::L4Length)?;
@@ -266,15 +282,10 @@ struct Query {
     payload: std::ops::Range<usize>,
 }
 
-fn parse(frame: &[u8]) -> Result<Query, DropReason> {
+fn parse(frame: &[u8], broadcasts: &Broadcasts) -> Result<Query, DropReason> {
     let encap = vlan::walk(frame).map_err(|_| DropReason::Truncated)?;
     let eth = EthernetFrame::new_checked(frame).map_err(|_| DropReason::Truncated)?;
-    if eth.src_addr().is_multicast() {
-        return Err(DropReason::MartianSource);
-    }
-    if eth.dst_addr().is_multicast() {
-        return Err(DropReason::GroupDestination);
-    }
+    safety::macs(&eth)?;
     let l3 = encap.l3_offset;
     let packet = frame.get(l3..).ok_or(DropReason::Truncated)?;
     let (src, dst, udp_at, udp_bytes, pseudo, v6) = match encap.ether_type {
@@ -295,12 +306,8 @@ fn parse(frame: &[u8]) -> Result<Query, DropReason> {
                 return Err(DropReason::BadIpChecksum);
             }
             let (s, d) = (ip.src_addr(), ip.dst_addr());
-            if !unicast_v4(s) {
-                return Err(DropReason::MartianSource);
-            }
-            if d.is_multicast() || d.is_broadcast() {
-                return Err(DropReason::GroupDestination);
-            }
+            safety::source_v4(s, broadcasts)?;
+            safety::destination_v4(d, broadcasts)?;
             if ip.is_fragment() {
                 return Err(DropReason::Fragment);
             }
@@ -329,12 +336,8 @@ fn parse(frame: &[u8]) -> Result<Query, DropReason> {
             }
             ip.check_len().map_err(|_| DropReason::IpLength)?;
             let (s, d) = (ip.src_addr(), ip.dst_addr());
-            if !unicast_v6(s) {
-                return Err(DropReason::MartianSource);
-            }
-            if d.is_multicast() {
-                return Err(DropReason::GroupDestination);
-            }
+            safety::source_v6(s)?;
+            safety::destination_v6(d)?;
             if ip.next_header() != IpProtocol::UDP {
                 return Err(DropReason::UnsupportedProtocol);
             }
@@ -358,13 +361,11 @@ fn parse(frame: &[u8]) -> Result<Query, DropReason> {
     if usize::from(u.len()) != udp_bytes || udp_bytes < udp::HEADER_LEN {
         return Err(DropReason::L4Length);
     }
-    if u.src_port() == 0 || u.dst_port() == 0 {
-        return Err(DropReason::MartianSource);
-    }
+    safety::ports(u.src_port(), u.dst_port())?;
     // Over IPv4 a checksum of 0 means "not computed"; over IPv6 it is invalid.
     let not_computed = !v6 && u.checksum() == 0;
     if !not_computed && !u.verify_checksum(pseudo) {
-        return Err(DropReason::BadL4Checksum);
+        return Err(safety::l4_checksum(u.checksum(), pseudo));
     }
     Ok(Query {
         l3,
@@ -375,16 +376,6 @@ fn parse(frame: &[u8]) -> Result<Query, DropReason> {
         dst_port: u.dst_port(),
         payload: udp_at + udp::HEADER_LEN..udp_at + udp_bytes,
     })
-}
-
-/// Not a martian source: excludes multicast, broadcast, `0.0.0.0/8` and loopback.
-fn unicast_v4(a: Ipv4Addr) -> bool {
-    !(a.is_multicast() || a.is_broadcast() || a.octets()[0] == 0 || a.is_loopback())
-}
-
-/// Not a martian source: excludes multicast, `::`, `::1` and IPv4-mapped addresses.
-fn unicast_v6(a: Ipv6Addr) -> bool {
-    !(a.is_multicast() || a.is_unspecified() || a.is_loopback() || a.to_ipv4_mapped().is_some())
 }
 
 #[cfg(test)]
@@ -524,7 +515,8 @@ mod test {
 
     #[test]
     fn what_a_responder_must_not_answer_is_dropped_by_reason() {
-        let (mut app, stats) = app();
+        let (app, stats) = app();
+        let mut app = app.with_broadcasts(Broadcasts::from_addrs(["192.0.2.255".parse().unwrap()]));
         let good = frame("198.51.100.7", "192.0.2.53", 40000, &query(0x0100));
         let mut group_dst = good.clone();
         group_dst[0] |= 1;
@@ -533,6 +525,15 @@ mod test {
         let mut bad_sum = good.clone();
         let n = bad_sum.len();
         bad_sum[n - 1] ^= 0xff;
+        // What a sender's TX checksum offload leaves: the pseudo-header sum only.
+        let mut partial_sum = good.clone();
+        let pseudo = checksum::pseudo_header_v4(
+            "198.51.100.7".parse().unwrap(),
+            "192.0.2.53".parse().unwrap(),
+            IpProtocol::UDP,
+            (n - 34) as u32,
+        );
+        partial_sum[40..42].copy_from_slice(&pseudo.to_be_bytes());
         let cases = [
             (group_dst, DropReason::GroupDestination),
             (group_src, DropReason::MartianSource),
@@ -563,8 +564,29 @@ mod test {
             ),
             (
                 frame("198.51.100.7", "192.0.2.53", 0, &query(0x0100)),
+                DropReason::PortZero,
+            ),
+            (
+                frame("192.0.2.255", "192.0.2.53", 40000, &query(0x0100)),
                 DropReason::MartianSource,
             ),
+            (
+                frame("198.51.100.7", "192.0.2.255", 40000, &query(0x0100)),
+                DropReason::GroupDestination,
+            ),
+            (
+                frame("198.51.100.7", "127.0.0.1", 40000, &query(0x0100)),
+                DropReason::MartianDestination,
+            ),
+            (
+                frame("2001:db8::7", "::1", 40000, &query(0x0100)),
+                DropReason::MartianDestination,
+            ),
+            (
+                frame("::ffff:198.51.100.7", "2001:db8::53", 40000, &query(0x0100)),
+                DropReason::MartianSource,
+            ),
+            (partial_sum, DropReason::PartialL4Checksum),
             // A response is never answered: no reflection loops.
             (
                 frame("198.51.100.7", "192.0.2.53", 40000, &query(0x8100)),
@@ -597,24 +619,83 @@ mod test {
         );
     }
 
+    /// An answer breaks no responder rule: unicast MACs, unicast addresses, ports not 0, and
+    /// the UDP checksum verifies.
+    fn assert_safe_answer(out: &[u8]) {
+        let p = SlicedPacket::from_ethernet(out).expect("an answer parses");
+        let Some(etherparse::LinkSlice::Ethernet2(e)) = &p.link else {
+            panic!("not Ethernet II")
+        };
+        assert_eq!((e.source()[0] & 1, e.destination()[0] & 1), (0, 0));
+        let Some(TransportSlice::Udp(u)) = &p.transport else {
+            panic!("not UDP")
+        };
+        assert!(u.source_port() != 0 && u.destination_port() != 0);
+        let payload = u.payload();
+        let none = Broadcasts::none();
+        match p.net.as_ref().unwrap() {
+            NetSlice::Ipv4(n) => {
+                let h = n.header().to_header();
+                assert!(safety::unicast_source_v4(h.source.into(), &none));
+                assert!(safety::unicast_source_v4(h.destination.into(), &none));
+                let want = u.to_header().calc_checksum_ipv4(&h, payload).unwrap();
+                assert_eq!(u.checksum(), want);
+            }
+            NetSlice::Ipv6(n) => {
+                let h = n.header().to_header();
+                assert!(safety::unicast_source_v6(h.source.into()));
+                assert!(safety::unicast_source_v6(h.destination.into()));
+                let want = u.to_header().calc_checksum_ipv6(&h, payload).unwrap();
+                assert_eq!(u.checksum(), want);
+            }
+            NetSlice::Arp(_) => panic!("ARP"),
+        }
+    }
+
     proptest::proptest! {
+        #![proptest_config(crate::apps::fuzz::config())]
+
+        /// Any bytes: never a panic; a dropped frame is unchanged; an answer is safe.
         #[test]
-        fn any_frame_gets_a_verdict_without_panicking(
+        fn random_bytes_never_panic(
             bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
-            flips in proptest::collection::vec((0usize..120, proptest::prelude::any::<u8>()), 0..6),
         ) {
             let (mut app, _) = app();
-            let _ = run(&mut app, &bytes);
-            let mut f = frame("198.51.100.7", "192.0.2.53", 40000, &query(0x0100));
+            let (out, v) = run(&mut app, &bytes);
+            match v {
+                Verdict::Tx => assert_safe_answer(&out),
+                _ => proptest::prop_assert_eq!(out, bytes),
+            }
+        }
+
+        /// Valid queries (IPv4 or IPv6) with a few bytes overwritten and maybe cut short: never a
+        /// panic; a dropped frame is unchanged; an answer is a well-formed, safe UDP packet.
+        #[test]
+        fn mutated_queries_never_panic(
+            v6 in proptest::prelude::any::<bool>(),
+            flips in proptest::collection::vec(
+                (proptest::prelude::any::<proptest::sample::Index>(), proptest::prelude::any::<u8>()),
+                1..6,
+            ),
+            cut in proptest::option::weighted(0.2, proptest::prelude::any::<proptest::sample::Index>()),
+        ) {
+            let (mut app, _) = app();
+            let mut f = if v6 {
+                frame("2001:db8::7", "2001:db8::53", 40000, &query(0x0100))
+            } else {
+                frame("198.51.100.7", "192.0.2.53", 40000, &query(0x0100))
+            };
             for (at, v) in flips {
-                if let Some(b) = f.get_mut(at) {
-                    *b = v;
-                }
+                let i = at.index(f.len());
+                f[i] = v;
+            }
+            if let Some(c) = cut {
+                f.truncate(c.index(f.len() + 1));
             }
             let (out, v) = run(&mut app, &f);
-            if let Verdict::Tx = v {
-                // Whatever went out is a well-formed UDP packet.
-                proptest::prop_assert!(SlicedPacket::from_ethernet(&out).is_ok());
+            match v {
+                Verdict::Tx => assert_safe_answer(&out),
+                _ => proptest::prop_assert_eq!(out, f),
             }
         }
     }

@@ -24,10 +24,16 @@
 //!    it here instead would break those protocols whenever the table and the XDP program
 //!    disagree. So does a packet with IPv4 options or an IPv6 hop-by-hop header (router alert,
 //!    …): the kernel processes options.
-//! 3. **Martians → drop.** Source: a group MAC, or a multicast, broadcast, `0.0.0.0/8`,
-//!    loopback, `::`, `::1` or IPv4-mapped address (`martian_source`); destination:
+//! 3. **Martians → drop.** Source: a group MAC, or a multicast, broadcast (limited, or one of
+//!    the host's directed broadcasts: the `broadcast` routes of the kernel's `local` table, as
+//!    [`Fib::broadcasts`] has them), `0.0.0.0/8`, loopback, `::`, `::1` or IPv4-mapped address
+//!    (`martian_source`: the [responder rules](crate::apps::safety)); destination:
 //!    `0.0.0.0/8`, loopback, `::`, `::1` (`martian_destination`). These mirror the kernel's own
-//!    checks on input.
+//!    checks on input. A directed broadcast *destination* is a `local`-table broadcast route:
+//!    the lookup answers `Local` and the kernel gets the frame, so sluice never forwards one.
+//!    Ports are not looked at (a router forwards port 0 as the kernel does; it answers no
+//!    port), nor are L4 checksums (a router does not verify them, the kernel neither: the
+//!    receiving host does).
 //! 4. **Lookup** with a per-flow hash (see [`flow_hash`]), then by answer:
 //!    - `Forward(hop)` on one of the app's ports: TTL/hop limit ≤ 1 → ICMP time exceeded. An
 //!      IPv6 link-local source about to leave its link → ICMPv6 unreachable, beyond scope
@@ -70,6 +76,7 @@ mod tests;
 
 pub use limit::IcmpLimit;
 
+use super::safety::{self, Broadcasts};
 use super::{App, Batch, DropReason, Verdict};
 use crate::batch::PortId;
 use crate::fib::{Fib, FibHandle, Hop, Lookup};
@@ -255,7 +262,7 @@ fn decide_v4(cx: &Ctx<'_>, link: Link, l3: &[u8]) -> Result<Action, DropReason> 
     if link.group_dst || dst.is_multicast() || dst.is_broadcast() {
         return Ok(KERNEL);
     }
-    if link.group_src || !unicast_v4(src) {
+    if link.group_src || !safety::unicast_source_v4(src, cx.fib.broadcasts()) {
         return Err(DropReason::MartianSource);
     }
     if dst.octets()[0] == 0 || dst.is_loopback() {
@@ -309,7 +316,7 @@ fn decide_v6(cx: &Ctx<'_>, link: Link, l3: &[u8]) -> Result<Action, DropReason> 
     if link.group_dst || dst.is_multicast() {
         return Ok(KERNEL);
     }
-    if link.group_src || !unicast_v6(src) {
+    if link.group_src || !safety::unicast_source_v6(src) {
         return Err(DropReason::MartianSource);
     }
     if dst.is_unspecified() || dst.is_loopback() {
@@ -361,7 +368,7 @@ fn icmp_v4(link: Link, ip: &Ipv4Packet<&[u8]>, err: IcmpError) -> Result<Action,
         || link.group_src
         || dst.is_multicast()
         || dst.is_broadcast()
-        || !unicast_v4(src)
+        || !safety::unicast_source_v4(src, &Broadcasts::none())
         || ip.frag_offset() != 0
         || ip.protocol() == IpProtocol::ICMP
             && Icmpv4Packet::new_checked(ip.payload())
@@ -395,7 +402,7 @@ fn icmp_v6(link: Link, ip: &Ipv6Packet<&[u8]>, err: IcmpError) -> Result<Action,
                 .and_then(|m| Icmpv6Packet::new_checked(m).ok())
                 .is_none_or(|m| m.msg_type().is_error())
     };
-    if link.group_dst || link.group_src || dst.is_multicast() || !unicast_v6(src) || about_error() {
+    if link.group_dst || link.group_src || dst.is_multicast() || !safety::unicast_source_v6(src) || about_error() {
         return Err(DropReason::IcmpSuppressed);
     }
     Ok(Action::Icmp(IcmpJob {
@@ -566,17 +573,6 @@ fn l4_ports(protocol: IpProtocol, segment: &[u8]) -> u32 {
         _ => None,
     };
     pair.map_or(0, |(s, d)| u32::from(s) << 16 | u32::from(d))
-}
-
-/// Not a martian source: excludes multicast, broadcast, `0.0.0.0/8` and loopback.
-fn unicast_v4(a: Ipv4Addr) -> bool {
-    !(a.is_multicast() || a.is_broadcast() || a.octets()[0] == 0 || a.is_loopback())
-}
-
-/// Not a martian source: excludes multicast, `::`, `::1` and IPv4-mapped addresses (Linux drops
-/// the last on input: they could pass for IPv4 ones).
-fn unicast_v6(a: Ipv6Addr) -> bool {
-    !(a.is_multicast() || a.is_unspecified() || a.is_loopback() || a.to_ipv4_mapped().is_some())
 }
 
 fn ip_error(e: wire::Error) -> DropReason {

@@ -79,6 +79,7 @@ fn fib(with_addrs: bool) -> Fib {
         route(MAIN, RouteType::Unreachable, "10.67.0.0/16", &[]),
         route(MAIN, RouteType::Prohibit, "10.68.0.0/16", &[]),
         route(LOCAL, RouteType::Local, "10.0.0.254/32", &[(None, 2)]),
+        route(LOCAL, RouteType::Broadcast, "10.0.0.255/32", &[(None, 2)]),
         unicast("2001:db8::/64", None, 2),
         unicast("2001:db8:1::/64", None, 3),
         unicast("2001:db8:99::/48", Some("2001:db8:1::1"), 3),
@@ -865,6 +866,7 @@ fn martians_are_dropped_unchanged() {
         "0.0.0.0",
         "0.1.2.3",
         "127.0.0.1",
+        "10.0.0.255", // the directed broadcast of port 0's subnet (a local broadcast route)
     ] {
         assert_unchanged(
             &Pkt {
@@ -874,6 +876,14 @@ fn martians_are_dropped_unchanged() {
             ms,
         );
     }
+    // To a directed broadcast: the kernel's (never forwarded by sluice).
+    assert_unchanged(
+        &Pkt {
+            dst: "10.0.0.255",
+            ..Pkt::default()
+        },
+        Verdict::Kernel,
+    );
     for src in ["ff02::1", "::", "::1", "::ffff:10.0.0.1"] {
         assert_unchanged(&Pkt { src, ..v6pkt() }, ms);
     }
@@ -997,7 +1007,7 @@ fn through_the_worker_step_on_two_ports() {
 // ---- properties ----
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+    #![proptest_config(crate::apps::fuzz::config())]
 
     /// Any bytes: never panics; a frame not sent is unchanged.
     #[test]
@@ -1005,6 +1015,50 @@ proptest! {
         let (out, v) = run1(&mut app(), &bytes);
         if matches!(v, Verdict::Drop(_) | Verdict::Kernel) {
             prop_assert_eq!(out, bytes);
+        }
+    }
+
+    /// Valid packets (IPv4/IPv6, UDP or ICMP, tagged or not) with a few bytes overwritten and
+    /// maybe cut short: never a panic; a frame not sent is unchanged; whatever is sent has a
+    /// unicast source MAC and a source address that may send.
+    #[test]
+    fn mutated_frames_never_panic(
+        which in 0usize..4,
+        flips in proptest::collection::vec((any::<proptest::sample::Index>(), any::<u8>()), 1..6),
+        cut in proptest::option::weighted(0.2, any::<proptest::sample::Index>()),
+    ) {
+        let p = match which {
+            0 => Pkt::default(),
+            1 => v6pkt(),
+            2 => Pkt { tags: 2, ..Pkt::default() },
+            _ => Pkt { ttl: 1, ..Pkt::default() },
+        };
+        let mut f = frame(&p);
+        for (at, v) in flips {
+            let i = at.index(f.len());
+            f[i] = v;
+        }
+        if let Some(c) = cut {
+            f.truncate(c.index(f.len() + 1));
+        }
+        let (out, v) = run1(&mut app(), &f);
+        match v {
+            Verdict::Drop(_) | Verdict::Kernel => prop_assert_eq!(out, f),
+            Verdict::Tx | Verdict::TxOn(_) => {
+                prop_assert_eq!(out[6] & 1, 0, "group source MAC");
+                let encap = vlan::walk(&out).expect("what is sent has an Ethernet header");
+                let l3 = &out[encap.l3_offset..];
+                match encap.ether_type {
+                    EtherType::IPV4 => prop_assert!(safety::unicast_source_v4(
+                        Ipv4Packet::new_checked(l3).expect("an IPv4 header").src_addr(),
+                        &Broadcasts::none()
+                    )),
+                    EtherType::IPV6 => prop_assert!(safety::unicast_source_v6(
+                        Ipv6Packet::new_checked(l3).expect("an IPv6 header").src_addr()
+                    )),
+                    _ => prop_assert!(false, "sent a frame that is not IP"),
+                }
+            }
         }
     }
 
