@@ -8,10 +8,17 @@
 //! 1. **Parse**: untagged Ethernet (the XDP program steers only untagged frames), IPv4 (header
 //!    checksum verified) or IPv6 (fixed header), then TCP/UDP ports or an ICMP error's quote.
 //!    Malformed → `truncated`, `bad_ip_header`, `ip_length`, `bad_ip_checksum`, `l4_length`.
-//! 2. **Refuse what a balancer must not pass on**: a group source MAC, a source that is not a
-//!    unicast host, a source or destination port 0 (`martian_source`); a fragment
+//! 2. **Refuse what a balancer must not pass on** (the [responder
+//!    rules](crate::apps::safety)): a group source MAC, a source that is not a unicast host —
+//!    multicast, broadcast (limited, or one of the host's directed broadcasts, from the
+//!    forwarding table's `local` broadcast routes), `0.0.0.0/8`, loopback, `::`, `::1`,
+//!    IPv4-mapped — (`martian_source`); a group destination MAC or a multicast/broadcast
+//!    destination (`group_destination`), an unspecified or loopback one
+//!    (`martian_destination`); a source or destination port 0 (`port_zero`); a fragment
 //!    (`fragment`: the later fragments carry no ports, so they could not follow the first to
-//!    its backend; Katran drops them too); a multicast/broadcast destination (`not_vip`).
+//!    its backend; Katran drops them too). L4 checksums are not verified: the packet goes on
+//!    unchanged inside (DSR: as it came; IPIP: encapsulated), and the backend's kernel verifies
+//!    it end to end, as it would behind the kernel's own balancer (IPVS) or any router.
 //! 3. **VIP**: the table's VIP for (destination, protocol, port), else (…, port 0); none →
 //!    `not_vip` (a VIP deleted while the XDP map still had it, for a moment).
 //! 4. **Backend**: the connection table's, if it remembers the flow and the backend is still
@@ -50,6 +57,7 @@ use super::table::{BackendEntry, Forwarding, LbHandle, LbTable};
 use crate::apps::forward::PortInfo;
 use crate::apps::forward::icmp::{self, IcmpError};
 use crate::apps::forward::limit::TokenBucket;
+use crate::apps::safety::{self, Broadcasts};
 use crate::apps::{App, Batch, DropReason, Verdict};
 use crate::batch::PortId;
 use crate::fib::{Fib, FibHandle, Hop, Lookup};
@@ -268,7 +276,7 @@ enum Kind {
 
 impl Cx<'_> {
     fn handle(&mut self, batch: &mut Batch<'_, '_>, i: usize) -> Result<Verdict, DropReason> {
-        let (kind, inner) = parse(batch.frame(i))?;
+        let (kind, inner) = parse(batch.frame(i), self.fib.broadcasts())?;
         let (key, is_flow) = match kind {
             Kind::Flow { key, .. } | Kind::IcmpAbout { key } => {
                 (key, matches!(kind, Kind::Flow { .. }))
@@ -488,24 +496,19 @@ impl Cx<'_> {
 }
 
 /// Steps 1–2: what the frame is, or why it is dropped.
-fn parse(frame: &[u8]) -> Result<(Kind, Inner), DropReason> {
+fn parse(frame: &[u8], broadcasts: &Broadcasts) -> Result<(Kind, Inner), DropReason> {
     let eth = EthernetFrame::new_checked(frame).map_err(|_| DropReason::Truncated)?;
-    if eth.src_addr().is_multicast() {
-        return Err(DropReason::MartianSource);
-    }
-    if eth.dst_addr().is_multicast() {
-        return Err(DropReason::NotVip);
-    }
+    safety::macs(&eth)?;
     let l3 = &frame[ethernet::HEADER_LEN..];
     match eth.ether_type() {
-        EtherType::IPV4 => parse_v4(l3),
+        EtherType::IPV4 => parse_v4(l3, broadcasts),
         EtherType::IPV6 => parse_v6(l3),
         // The XDP program steers only untagged IP frames here.
         _ => Err(DropReason::NotIp),
     }
 }
 
-fn parse_v4(l3: &[u8]) -> Result<(Kind, Inner), DropReason> {
+fn parse_v4(l3: &[u8], broadcasts: &Broadcasts) -> Result<(Kind, Inner), DropReason> {
     if l3.len() < ipv4::HEADER_LEN {
         return Err(DropReason::Truncated);
     }
@@ -518,12 +521,8 @@ fn parse_v4(l3: &[u8]) -> Result<(Kind, Inner), DropReason> {
         return Err(DropReason::BadIpChecksum);
     }
     let (src, dst) = (ip.src_addr(), ip.dst_addr());
-    if !unicast_v4(src) {
-        return Err(DropReason::MartianSource);
-    }
-    if dst.is_multicast() || dst.is_broadcast() {
-        return Err(DropReason::NotVip);
-    }
+    safety::source_v4(src, broadcasts)?;
+    safety::destination_v4(dst, broadcasts)?;
     if ip.is_fragment() {
         return Err(DropReason::Fragment);
     }
@@ -550,12 +549,8 @@ fn parse_v6(l3: &[u8]) -> Result<(Kind, Inner), DropReason> {
     }
     ip.check_len().map_err(|_| DropReason::IpLength)?;
     let (src, dst) = (ip.src_addr(), ip.dst_addr());
-    if !unicast_v6(src) {
-        return Err(DropReason::MartianSource);
-    }
-    if dst.is_multicast() {
-        return Err(DropReason::NotVip);
-    }
+    safety::source_v6(src)?;
+    safety::destination_v6(dst)?;
     let inner = Inner {
         len: ip.total_len(),
         v6: true,
@@ -582,9 +577,7 @@ fn flow(src: IpAddr, dst: IpAddr, protocol: IpProtocol, l4: &[u8]) -> Result<Kin
         }
         _ => return Err(DropReason::UnsupportedProtocol),
     };
-    if src_port == 0 || dst_port == 0 {
-        return Err(DropReason::MartianSource);
-    }
+    safety::ports(src_port, dst_port)?;
     Ok(Kind::Flow {
         key: FlowKey {
             src,
@@ -675,16 +668,6 @@ fn about(
             protocol,
         },
     })
-}
-
-/// Not a martian source: excludes multicast, broadcast, `0.0.0.0/8` and loopback.
-fn unicast_v4(a: Ipv4Addr) -> bool {
-    !(a.is_multicast() || a.is_broadcast() || a.octets()[0] == 0 || a.is_loopback())
-}
-
-/// Not a martian source: excludes multicast, `::`, `::1` and IPv4-mapped addresses.
-fn unicast_v6(a: Ipv6Addr) -> bool {
-    !(a.is_multicast() || a.is_unspecified() || a.is_loopback() || a.to_ipv4_mapped().is_some())
 }
 
 fn ip_error(e: wire::Error) -> DropReason {
