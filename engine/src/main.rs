@@ -131,7 +131,7 @@ fn check_config(file: &Path) -> anyhow::Result<String> {
 /// The app `--app` names, boxed so one worker type serves every choice.
 fn make_app(kind: AppKind, ctx: &AppContext<'_>, icmp: IcmpLimit) -> Box<dyn App> {
     match kind {
-        AppKind::Reflect => Box::new(Reflect::new()),
+        AppKind::Reflect => Box::new(Reflect::with_broadcasts(ctx.broadcasts.clone())),
         AppKind::Drop => Box::new(DropAll::new()),
         AppKind::Patch => Box::new(Patch::new(ctx.ports.len() as u16)),
         AppKind::Forward => {
@@ -148,7 +148,10 @@ fn make_app(kind: AppKind, ctx: &AppContext<'_>, icmp: IcmpLimit) -> Box<dyn App
                 .clone()
                 .expect("the engine loads the zones when it answers DNS");
             let mtu = ctx.ports.first().map_or(1500, |p| p.mtu);
-            Box::new(Dns::new(dns.zones.clone(), mtu, dns.stats))
+            Box::new(
+                Dns::new(dns.zones.clone(), mtu, dns.stats)
+                    .with_broadcasts(ctx.broadcasts.clone()),
+            )
         }
         AppKind::Lb => {
             let lb = ctx

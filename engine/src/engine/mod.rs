@@ -36,7 +36,7 @@ use crate::control::fib_updater::FibUpdater;
 use crate::control::health::HealthParams;
 use crate::control::lb::{LbService, LbSetup};
 use crate::control::{self, ControlPlane, EngineFacts, RunInfo, WorkerView};
-use crate::fib::FibHandle;
+use crate::fib::{Broadcasts, FibHandle};
 use crate::steer::{Counters, SteerError, SteerMode, SteeringSet, XdpMode};
 use crate::sys;
 use crate::worker::{self, KernelPath, Local, WorkerConfig, WorkerHandle};
@@ -207,6 +207,9 @@ pub struct AppContext<'a> {
     pub lb: Option<LbContext<'a>>,
     /// The zones and this worker's counters, when the engine answers DNS.
     pub dns: Option<DnsContext<'a>>,
+    /// The host's IPv4 broadcast addresses when the engine started (the kernel's `local`
+    /// broadcast routes): a responder answers no packet to or from one.
+    pub broadcasts: &'a Broadcasts,
 }
 
 /// What a DNS app of one queue is given.
@@ -397,6 +400,7 @@ impl<A: App + 'static> Engine<A> {
             _ => None,
         };
 
+        let broadcasts = Broadcasts::from_snapshot(&mirror.snapshot());
         let stop = Arc::new(AtomicBool::new(false));
         let park = Arc::new(AtomicBool::new(false));
         let mut workers: Vec<WorkerHandle<A>> = Vec::new();
@@ -424,6 +428,7 @@ impl<A: App + 'static> Engine<A> {
                     zones: d.zones(),
                     stats: d.worker_stats(queue),
                 }),
+                broadcasts: &broadcasts,
             });
             app_name = app.name();
             match worker::spawn(s, app, wcfg, stop.clone()) {
@@ -509,6 +514,7 @@ impl<A: App + 'static> Engine<A> {
         let mut reporter =
             report::Reporter::new(self.cfg.json, &self.workers, self.cfg.ifaces.clone());
         let mut next_report = interval.map(|i| started + i);
+        let mut checksums = report::ChecksumWatch::new(self.cfg.ifaces.clone());
         let ports = self
             .cfg
             .ifaces
@@ -545,6 +551,7 @@ impl<A: App + 'static> Engine<A> {
                     Err(e) => log::error!("SIGHUP: reload refused, the running set stays: {e}"),
                 }
             }
+            checksums.check(self.workers.iter().map(|w| w.shared.snapshot()));
             while let Ok(ev) = self.control.link_events().try_recv() {
                 if let Some(e) = supervisor.on_event(&ev) {
                     died.get_or_insert(e);
@@ -553,6 +560,7 @@ impl<A: App + 'static> Engine<A> {
             std::thread::sleep(Duration::from_millis(20));
         }
         let summary = self.shutdown(&mut died);
+        checksums.check(summary.queues.iter().map(|q| q.1));
         reporter.final_report(out, &summary, started);
         match died {
             Some(e) => Err(e),

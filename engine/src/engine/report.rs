@@ -168,6 +168,63 @@ impl Reporter {
     }
 }
 
+/// Watches the workers' L4 checksum counters and says once per interface, in the log, what
+/// their going up means — so a user whose veth peer leaves checksums partial learns why nothing
+/// is answered and how to fix it, while the workers themselves never log.
+pub(super) struct ChecksumWatch {
+    ports: Vec<String>,
+    /// Per port: (partial reported, bad reported).
+    warned: Vec<(bool, bool)>,
+}
+
+impl ChecksumWatch {
+    pub(super) fn new(ports: Vec<String>) -> Self {
+        let warned = vec![(false, false); ports.len()];
+        ChecksumWatch { ports, warned }
+    }
+
+    /// Look at the workers' counters (cheap: relaxed loads) and log what is new.
+    pub(super) fn check(&mut self, workers: impl IntoIterator<Item = Local>) {
+        let mut total = Local::default();
+        for l in workers {
+            total.add(&l);
+        }
+        for line in self.news(&total) {
+            log::warn!("{line}");
+        }
+    }
+
+    /// The log lines `total` calls for that were not given yet.
+    fn news(&mut self, total: &Local) -> Vec<String> {
+        let mut out = Vec::new();
+        for ((name, w), p) in self.ports.iter().zip(&mut self.warned).zip(&total.ports) {
+            if !w.0 && p.l4_checksum_partial > 0 {
+                w.0 = true;
+                out.push(format!(
+                    "{name}: dropping UDP/TCP frames whose checksum is only partial \
+                     (partial_l4_checksum, {} so far): the sender leaves the checksum to TX \
+                     checksum offload, which no NIC finishes on a virtual link (veth), and the \
+                     frame reaches XDP without the kernel's note that it is unfinished. Turn the \
+                     offload off where the frames are sent from: `ethtool -K PEER tx off` \
+                     (PEER: the sending interface, e.g. the other end of {name}'s veth pair). \
+                     Logged once; counted as l4_checksum_partial per port in stats and metrics",
+                    p.l4_checksum_partial
+                ));
+            }
+            if !w.1 && p.l4_checksum_bad > 0 {
+                w.1 = true;
+                out.push(format!(
+                    "{name}: dropping UDP/TCP frames whose checksum does not verify \
+                     (bad_l4_checksum, {} so far), as the kernel would. Logged once; counted \
+                     as l4_checksum_bad per port in stats and metrics",
+                    p.l4_checksum_bad
+                ));
+            }
+        }
+        out
+    }
+}
+
 impl Reporter {
     /// Each port's counters with its interface name.
     fn ports_json(&self, total: &Local) -> Value {
@@ -229,6 +286,27 @@ fn drops_text(l: &Local) -> String {
 #[cfg(test)]
 mod test {
     use super::*;
+
+    #[test]
+    fn checksum_failures_are_told_once_per_interface() {
+        let mut w = ChecksumWatch::new(vec!["veth0".into(), "veth1".into()]);
+        let mut l = Local::default();
+        assert!(w.news(&l).is_empty());
+        l.ports[1].l4_checksum_partial = 3;
+        let news = w.news(&l);
+        assert_eq!(news.len(), 1);
+        assert!(news[0].starts_with("veth1: "), "{}", news[0]);
+        assert!(news[0].contains("ethtool -K PEER tx off"), "{}", news[0]);
+        l.ports[1].l4_checksum_partial = 9;
+        assert!(w.news(&l).is_empty(), "once");
+        l.ports[0].l4_checksum_partial = 1;
+        l.ports[0].l4_checksum_bad = 1;
+        let news = w.news(&l);
+        assert_eq!(news.len(), 2);
+        assert!(news.iter().all(|n| n.starts_with("veth0: ")));
+        assert!(news[1].contains("bad_l4_checksum"));
+        assert!(w.news(&l).is_empty());
+    }
 
     #[test]
     fn drops_text_lists_nonzero_reasons() {

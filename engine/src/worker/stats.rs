@@ -43,6 +43,9 @@ macro_rules! counters {
     };
 }
 
+/// Number of counters in [`PortCounters`].
+const PORT_VALUES: usize = 6;
+
 /// What one worker moved through one port.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct PortCounters {
@@ -54,24 +57,33 @@ pub struct PortCounters {
     pub tx_packets: u64,
     /// Bytes queued for transmission on the port.
     pub tx_bytes: u64,
+    /// Frames received on the port that an app dropped as `bad_l4_checksum`.
+    pub l4_checksum_bad: u64,
+    /// Frames received on the port that an app dropped as `partial_l4_checksum` (a sender's TX
+    /// checksum offload left the checksum unfinished).
+    pub l4_checksum_partial: u64,
 }
 
 impl PortCounters {
-    fn values(&self) -> [u64; 4] {
+    fn values(&self) -> [u64; PORT_VALUES] {
         [
             self.rx_packets,
             self.rx_bytes,
             self.tx_packets,
             self.tx_bytes,
+            self.l4_checksum_bad,
+            self.l4_checksum_partial,
         ]
     }
 
-    fn values_mut(&mut self) -> [&mut u64; 4] {
+    fn values_mut(&mut self) -> [&mut u64; PORT_VALUES] {
         [
             &mut self.rx_packets,
             &mut self.rx_bytes,
             &mut self.tx_packets,
             &mut self.tx_bytes,
+            &mut self.l4_checksum_bad,
+            &mut self.l4_checksum_partial,
         ]
     }
 }
@@ -105,9 +117,30 @@ counters! {
     fill_shortfall,
     /// Frames handed to the kernel's stack through the exception path (`Verdict::Kernel`).
     to_kernel,
+    /// Frames an app dropped because their UDP/TCP checksum did not verify
+    /// (`bad_l4_checksum` + `partial_l4_checksum`; per port in [`PortCounters`]).
+    l4_checksum_errors,
 }
 
 impl Local {
+    /// Count one frame received on `port` that the app dropped for `reason` (the worker's one
+    /// place for it: the reason's counter, and the checksum counters for a checksum failure).
+    #[inline]
+    pub fn count_drop(&mut self, port: usize, reason: DropReason) {
+        self.drops[reason.index()] += 1;
+        match reason {
+            DropReason::BadL4Checksum => {
+                self.l4_checksum_errors += 1;
+                self.ports[port].l4_checksum_bad += 1;
+            }
+            DropReason::PartialL4Checksum => {
+                self.l4_checksum_errors += 1;
+                self.ports[port].l4_checksum_partial += 1;
+            }
+            _ => {}
+        }
+    }
+
     /// Frames dropped for any reason (app verdicts, full TX ring, bad descriptors).
     pub fn dropped(&self) -> u64 {
         self.drops.iter().sum::<u64>() + self.tx_ring_full + self.bad_desc
@@ -154,7 +187,9 @@ impl Local {
                 .enumerate()
                 .map(|(i, p)| {
                     json!({"port": i, "rx_packets": p.rx_packets, "rx_bytes": p.rx_bytes,
-                           "tx_packets": p.tx_packets, "tx_bytes": p.tx_bytes})
+                           "tx_packets": p.tx_packets, "tx_bytes": p.tx_bytes,
+                           "l4_checksum_bad": p.l4_checksum_bad,
+                           "l4_checksum_partial": p.l4_checksum_partial})
                 })
                 .collect(),
         )
@@ -192,7 +227,7 @@ pub fn rates_json(now: &Local, prev: &Local, dt: f64) -> Value {
     })
 }
 
-const N_COUNTERS: usize = N_SCALARS + DropReason::COUNT + 4 * MAX_PORTS;
+const N_COUNTERS: usize = N_SCALARS + DropReason::COUNT + PORT_VALUES * MAX_PORTS;
 const N_CENSUS: usize = 7;
 const N_KERNEL: usize = 6;
 
@@ -329,7 +364,18 @@ mod test {
         assert_eq!(got.fill_shortfall, 100 + 12);
         assert_eq!(got.dropped(), 2 + l.tx_ring_full + l.bad_desc);
         assert_eq!(Local::NAMES[0], "rx_packets");
-        assert_eq!(Local::NAMES.len(), 14);
+        assert_eq!(Local::NAMES.len(), 15);
+        l.count_drop(1, DropReason::PartialL4Checksum);
+        l.count_drop(0, DropReason::BadL4Checksum);
+        l.count_drop(0, DropReason::NotIp);
+        s.publish(&l);
+        let got = s.snapshot();
+        assert_eq!(got, l);
+        assert_eq!(got.l4_checksum_errors, 100 + 14 + 2);
+        assert_eq!(
+            (got.ports[0].l4_checksum_bad, got.ports[1].l4_checksum_partial),
+            (1, 1)
+        );
     }
 
     #[test]

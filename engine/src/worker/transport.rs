@@ -240,7 +240,7 @@ pub fn step<T: Transport, A: App + ?Sized>(
                 ntx += 1;
             }
             Err(reason) => {
-                c.drops[reason.index()] += 1;
+                c.count_drop(port, reason);
                 s.back[nback] = received;
                 nback += 1;
             }

@@ -93,6 +93,11 @@ const QUEUE_COUNTERS: &[QueueCounter] = &[
         |q| q.counters.fill_shortfall,
     ),
     (
+        "l4_checksum_errors",
+        "Frames dropped because their UDP/TCP checksum did not verify (bad or partial)",
+        |q| q.counters.l4_checksum_errors,
+    ),
+    (
         "kernel_rx_ring_full",
         "Frames the kernel dropped because the RX ring was full (the worker fell behind)",
         |q| q.kernel.rx_ring_full,
@@ -168,6 +173,16 @@ const PORT_COUNTERS: &[PortCounter] = &[
         "port_tx_bytes",
         "Bytes queued for transmission on the port",
         |p| p.tx_bytes,
+    ),
+    (
+        "port_l4_checksum_bad",
+        "Frames received on the port dropped because their UDP/TCP checksum did not verify",
+        |p| p.l4_checksum_bad,
+    ),
+    (
+        "port_l4_checksum_partial",
+        "Frames received on the port dropped because their UDP/TCP checksum was left partial by the sender's TX offload",
+        |p| p.l4_checksum_partial,
     ),
 ];
 
