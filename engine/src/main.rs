@@ -149,8 +149,7 @@ fn make_app(kind: AppKind, ctx: &AppContext<'_>, icmp: IcmpLimit) -> Box<dyn App
                 .expect("the engine loads the zones when it answers DNS");
             let mtu = ctx.ports.first().map_or(1500, |p| p.mtu);
             Box::new(
-                Dns::new(dns.zones.clone(), mtu, dns.stats)
-                    .with_broadcasts(ctx.broadcasts.clone()),
+                Dns::new(dns.zones.clone(), mtu, dns.stats).with_broadcasts(ctx.broadcasts.clone()),
             )
         }
         AppKind::Lb => {

@@ -218,7 +218,9 @@ fn hostile_frames_are_never_answered_and_counted_by_reason() {
     let bed = bed(1);
     let mut engine = Engine::start(
         &bed,
-        &["--app", "reflect", "--udp", "9000", "--tcp", "9000", "--queues", "1"],
+        &[
+            "--app", "reflect", "--udp", "9000", "--tcp", "9000", "--queues", "1",
+        ],
     );
     wait_echo_ready(&bed, &mut engine, false, PORT);
     let sock = PacketSocket::open(bed.peer().ns(), bed.peer().iface()).expect("packet socket");
@@ -339,7 +341,8 @@ fn partial_checksums_from_a_kernel_sender_are_counted_and_explained_once() {
         .ns()
         .run(move || {
             let s = UdpSocket::bind("0.0.0.0:0").unwrap();
-            s.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+            s.set_read_timeout(Some(Duration::from_millis(300)))
+                .unwrap();
             for i in 0..SENT {
                 s.send_to(&[i as u8; 64], to).unwrap();
             }
@@ -369,7 +372,10 @@ fn partial_checksums_from_a_kernel_sender_are_counted_and_explained_once() {
         count(&fin["queues"][0]["counters"]["l4_checksum_errors"]) >= SENT,
         "{fin}"
     );
-    assert!(count(&fin["ports"][0]["l4_checksum_partial"]) >= SENT, "{fin}");
+    assert!(
+        count(&fin["ports"][0]["l4_checksum_partial"]) >= SENT,
+        "{fin}"
+    );
     // Once: no second line for the same interface.
     let rest = engine.stderr_text();
     assert!(

@@ -7,9 +7,9 @@
 
 pub mod dns;
 pub mod drop;
+pub mod forward;
 #[cfg(test)]
 pub(crate) mod fuzz;
-pub mod forward;
 pub mod lb;
 pub mod patch;
 pub mod reflect;

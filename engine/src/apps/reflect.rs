@@ -478,7 +478,10 @@ mod test {
         match (src, dst) {
             (IpAddr::V4(s), IpAddr::V4(d)) => {
                 assert!(super::safety::unicast_source_v4(s, &none), "source {s}");
-                assert!(super::safety::unicast_source_v4(d, &none), "destination {d}");
+                assert!(
+                    super::safety::unicast_source_v4(d, &none),
+                    "destination {d}"
+                );
             }
             (IpAddr::V6(s), IpAddr::V6(d)) => {
                 assert!(super::safety::unicast_source_v6(s), "source {s}");
@@ -780,7 +783,11 @@ mod test {
                 ip.protocol(),
                 ip.payload().len() as u32,
             );
-            let off = if ip.protocol() == IpProtocol::UDP { 6 } else { 16 };
+            let off = if ip.protocol() == IpProtocol::UDP {
+                6
+            } else {
+                16
+            };
             (p, l3 + ip.header_len() + off)
         } else {
             let ip = Ipv6Packet::new_checked(&f[l3..]).unwrap();
@@ -790,7 +797,11 @@ mod test {
                 ip.next_header(),
                 ip.payload().len() as u32,
             );
-            let off = if ip.next_header() == IpProtocol::UDP { 6 } else { 16 };
+            let off = if ip.next_header() == IpProtocol::UDP {
+                6
+            } else {
+                16
+            };
             (p, l3 + 40 + off)
         };
         f[at..at + 2].copy_from_slice(&pseudo.to_be_bytes());
@@ -975,11 +986,7 @@ mod test {
                 },
                 BadL4Checksum,
             ),
-            (
-                "partial UDP checksum",
-                partial(&ok4),
-                PartialL4Checksum,
-            ),
+            ("partial UDP checksum", partial(&ok4), PartialL4Checksum),
             (
                 "partial TCP checksum",
                 partial(&frame("2001:db8::7", "2001:db8::1", 40000, Some(false))),

@@ -169,7 +169,11 @@ mod test {
             "127.0.0.1",
             "127.9.9.9",
         ] {
-            assert_eq!(source_v4(v4(bad), &b), Err(DropReason::MartianSource), "{bad}");
+            assert_eq!(
+                source_v4(v4(bad), &b),
+                Err(DropReason::MartianSource),
+                "{bad}"
+            );
             assert!(destination_v4(v4(bad), &b).is_err(), "{bad}");
         }
         for good in ["10.0.0.1", "10.0.1.255", "10.0.0.0", "192.0.2.255"] {

@@ -373,7 +373,10 @@ mod test {
         assert_eq!(got, l);
         assert_eq!(got.l4_checksum_errors, 100 + 14 + 2);
         assert_eq!(
-            (got.ports[0].l4_checksum_bad, got.ports[1].l4_checksum_partial),
+            (
+                got.ports[0].l4_checksum_bad,
+                got.ports[1].l4_checksum_partial
+            ),
             (1, 1)
         );
     }

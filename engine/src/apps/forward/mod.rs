@@ -402,7 +402,12 @@ fn icmp_v6(link: Link, ip: &Ipv6Packet<&[u8]>, err: IcmpError) -> Result<Action,
                 .and_then(|m| Icmpv6Packet::new_checked(m).ok())
                 .is_none_or(|m| m.msg_type().is_error())
     };
-    if link.group_dst || link.group_src || dst.is_multicast() || !safety::unicast_source_v6(src) || about_error() {
+    if link.group_dst
+        || link.group_src
+        || dst.is_multicast()
+        || !safety::unicast_source_v6(src)
+        || about_error()
+    {
         return Err(DropReason::IcmpSuppressed);
     }
     Ok(Action::Icmp(IcmpJob {

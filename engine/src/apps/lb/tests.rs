@@ -54,7 +54,13 @@ fn fib(mtu: u32) -> Fib {
         ),
         testmsg::addr(2, "10.0.0.254", 24, false),
         testmsg::addr(2, "2001:db8::fe", 64, false),
-        testmsg::route(LOCAL, RouteType::Broadcast, "10.0.0.255/32", 0, &[(None, 2, 0)]),
+        testmsg::route(
+            LOCAL,
+            RouteType::Broadcast,
+            "10.0.0.255/32",
+            0,
+            &[(None, 2, 0)],
+        ),
     ];
     Fib::from_snapshot(&Snapshot::from_messages(m), &[2])
 }
@@ -861,7 +867,7 @@ proptest! {
         flips in proptest::collection::vec((0usize..120, any::<u8>()), 1..6),
         cut in 0usize..130,
     ) {
-        
+
         let mut f = match which {
             0 => frame(&Pkt::default()),
             1 => frame(&pkt("198.51.100.7", "10.0.0.100", 53, false)),
