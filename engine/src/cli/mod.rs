@@ -207,6 +207,12 @@ pub struct RunArgs {
     #[arg(long, value_name = "SECS")]
     pub duration: Option<f64>,
 
+    /// Hot upgrade: take the data plane over from the sluice serving these interfaces (same
+    /// interfaces, queues, frame and ring sizes), without detaching XDP or losing frames; that
+    /// engine exits 0. If the hand-over fails it keeps serving and this one exits non-zero.
+    #[arg(long)]
+    pub takeover: bool,
+
     /// UMEM frame size in bytes: 2048 holds frames up to 1792 bytes (MTU 1774 with a VLAN
     /// tag), 4096 up to 3840 (copy mode reserves 256 bytes of headroom).
     #[arg(long, default_value_t = 2048, help_heading = "Ring and UMEM sizes")]
@@ -341,6 +347,7 @@ impl TryFrom<&RunArgs> for EngineConfig {
         c.stats_interval = (!every.is_zero()).then_some(every);
         c.json = a.json;
         c.admin_group = a.admin_group.clone();
+        c.takeover = a.takeover;
         c.metrics = a.metrics;
         c.user = a.user.clone();
         c.duration = match a.duration {
