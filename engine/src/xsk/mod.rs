@@ -734,6 +734,14 @@ impl XskQueue {
         if st.stash.len() > self.cfg.frame_count as usize {
             return Err(bad(format!("{} stashed frames", st.stash.len())));
         }
+        // The predecessor went on using the rings after they were mapped here: start from
+        // where it stopped.
+        for p in &mut self.ports {
+            p.rx.resync();
+            p.tx.resync();
+            p.fill.resync();
+            p.comp.resync();
+        }
         self.stash.clear();
         self.stash.extend_from_slice(&st.stash);
         for (p, &n) in self.ports.iter_mut().zip(&st.tx_outstanding) {

@@ -132,6 +132,13 @@ impl Ring {
         })
     }
 
+    /// Reload both cached indices from the shared memory: after another process (the
+    /// predecessor of a hot upgrade) has used the ring since it was mapped here.
+    pub(super) fn resync(&mut self) {
+        self.cached_prod = self.prod().load(Ordering::Acquire);
+        self.cached_cons = self.cons().load(Ordering::Acquire);
+    }
+
     #[inline]
     fn prod(&self) -> &AtomicU32 {
         // SAFETY: points into the mapping, which lives as long as `self`.
