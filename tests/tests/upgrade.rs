@@ -104,9 +104,16 @@ fn takeover_under_load_loses_nothing_and_keeps_the_program() {
         s.mismatched
     );
     assert_eq!(s.mismatched, 0, "{s:?}");
-    assert!(loss < 0.001, "lost {:.4}% of the echoes: {s:?}", loss * 100.0);
+    assert!(
+        loss < 0.001,
+        "lost {:.4}% of the echoes: {s:?}",
+        loss * 100.0
+    );
     // Both engines did part of the work.
-    assert!(old_fin["total"]["rx_packets"].as_u64().unwrap() > 0, "{old_fin}");
+    assert!(
+        old_fin["total"]["rx_packets"].as_u64().unwrap() > 0,
+        "{old_fin}"
+    );
     wait_echo_ready(&bed, &mut new, false, PORT);
     let fin = new.stop();
     assert!(fin["total"]["rx_packets"].as_u64().unwrap() > 0, "{fin}");
@@ -128,7 +135,10 @@ fn refused_takeover_leaves_the_old_engine_serving() {
     let (status, _) = new.stop_with_wait(Duration::from_secs(20));
     assert!(!status.success());
     let err = new.stderr_text();
-    assert!(err.contains("--frame-count") && err.contains("refused"), "{err}");
+    assert!(
+        err.contains("--frame-count") && err.contains("refused"),
+        "{err}"
+    );
     assert!(old.is_running());
     assert_eq!(xdp_prog_id(bed.engine().ns(), bed.engine().iface()), id);
     let mut cfg = echo_cfg(&bed, false, PORT);

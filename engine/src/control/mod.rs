@@ -37,10 +37,10 @@ pub mod metrics;
 pub mod mirror;
 pub mod netlink;
 pub mod proto;
-pub mod takeover;
 mod render;
 pub(crate) mod service;
 pub(crate) mod socket;
+pub mod takeover;
 
 pub use service::{RunInfo, WorkerView};
 pub use socket::{ControlError, Peer};

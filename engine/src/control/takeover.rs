@@ -84,11 +84,7 @@ impl Setup {
             ))
         };
         if self.ifaces != theirs.ifaces {
-            return differ(
-                "--iface",
-                self.ifaces.join(","),
-                theirs.ifaces.join(","),
-            );
+            return differ("--iface", self.ifaces.join(","), theirs.ifaces.join(","));
         }
         if self.queues != theirs.queues {
             return differ(
@@ -177,7 +173,11 @@ impl Msg {
     pub fn is_takeover(buf: &[u8]) -> bool {
         serde_json::from_slice::<serde_json::Value>(buf)
             .ok()
-            .and_then(|v| v.get("msg").and_then(|m| m.as_str()).map(|m| m == "takeover"))
+            .and_then(|v| {
+                v.get("msg")
+                    .and_then(|m| m.as_str())
+                    .map(|m| m == "takeover")
+            })
             .unwrap_or(false)
     }
 
@@ -198,13 +198,18 @@ pub fn send(conn: BorrowedFd<'_>, msg: &Msg, fds: &[BorrowedFd<'_>]) -> io::Resu
     if fds.len() > MAX_FDS {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!("{} fds to pass, at most {MAX_FDS} fit one message", fds.len()),
+            format!(
+                "{} fds to pass, at most {MAX_FDS} fit one message",
+                fds.len()
+            ),
         ));
     }
     let mut space = vec![MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
     let mut control = SendAncillaryBuffer::new(&mut space);
     if !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(fds)) {
-        return Err(io::Error::other("no room for the fds in the control buffer"));
+        return Err(io::Error::other(
+            "no room for the fds in the control buffer",
+        ));
     }
     let sent = rustix::net::sendmsg(
         conn,
@@ -222,7 +227,10 @@ pub fn send(conn: BorrowedFd<'_>, msg: &Msg, fds: &[BorrowedFd<'_>]) -> io::Resu
 /// EOF is `UnexpectedEof`, a timeout `TimedOut`.
 pub fn recv(conn: BorrowedFd<'_>, timeout: Duration) -> io::Result<(Msg, Vec<OwnedFd>)> {
     let ts = rustix::event::Timespec::try_from(timeout).map_err(io::Error::other)?;
-    let mut pfd = [rustix::event::PollFd::new(&conn, rustix::event::PollFlags::IN)];
+    let mut pfd = [rustix::event::PollFd::new(
+        &conn,
+        rustix::event::PollFlags::IN,
+    )];
     loop {
         match rustix::event::poll(&mut pfd, Some(&ts)) {
             Ok(0) => {
@@ -334,7 +342,10 @@ mod test {
             ..setup()
         };
         let e = a.check(&b).unwrap_err();
-        assert!(e.contains("--frame-size") && e.contains("2048") && e.contains("4096"), "{e}");
+        assert!(
+            e.contains("--frame-size") && e.contains("2048") && e.contains("4096"),
+            "{e}"
+        );
         let b = Setup {
             queues: vec![0],
             ..setup()

@@ -124,7 +124,13 @@ impl<A: App + 'static> Engine<A> {
     pub(super) fn hand_over(&mut self, tc: TakeoverConn) -> Result<(), String> {
         let conn = tc.conn;
         let fail = |reason: String| {
-            let _ = proto::send(conn.as_fd(), &Msg::Refused { reason: reason.clone() }, &[]);
+            let _ = proto::send(
+                conn.as_fd(),
+                &Msg::Refused {
+                    reason: reason.clone(),
+                },
+                &[],
+            );
             Err(reason)
         };
         let theirs = match Msg::decode(&tc.first) {
@@ -213,8 +219,7 @@ impl<A: App + 'static> Engine<A> {
             Err(reason) => {
                 // Back to serving on the same rings, with the same counters.
                 self.stop.store(false, Ordering::Relaxed);
-                for ((queue, _core, shared, app, q), wcfg) in stopped.into_iter().zip(&self.wcfgs)
-                {
+                for ((queue, _core, shared, app, q), wcfg) in stopped.into_iter().zip(&self.wcfgs) {
                     match worker::spawn_with(q, app, wcfg.clone(), self.stop.clone(), shared) {
                         Ok(h) => self.workers.push(h),
                         Err(e) => log::error!("queue {queue}: restarting the worker: {e}"),
@@ -262,8 +267,14 @@ impl Successor {
             return Err(err(reason));
         }
         let conn = proto::connect(cfg.iface()).map_err(|e| err(e.to_string()))?;
-        proto::send(conn.as_fd(), &Msg::Takeover { setup: setup.clone() }, &[])
-            .map_err(|e| err(format!("asking for the data plane: {e}")))?;
+        proto::send(
+            conn.as_fd(),
+            &Msg::Takeover {
+                setup: setup.clone(),
+            },
+            &[],
+        )
+        .map_err(|e| err(format!("asking for the data plane: {e}")))?;
         let (offer, fds) = match proto::recv(conn.as_fd(), STEP_TIMEOUT) {
             Ok((Msg::Offer(o), fds)) => (o, fds),
             Ok((Msg::Refused { reason }, _)) => return Err(err(format!("refused: {reason}"))),
@@ -316,7 +327,10 @@ impl Successor {
             ));
         }
         let mut fds = fds.into_iter();
-        let steer_fds: Vec<OwnedFd> = fds.by_ref().take(ports * SteeringSet::FDS_PER_PORT).collect();
+        let steer_fds: Vec<OwnedFd> = fds
+            .by_ref()
+            .take(ports * SteeringSet::FDS_PER_PORT)
+            .collect();
         let steering = SteeringSet::adopt(
             &cfg.ifaces,
             offer.xdp_mode,
@@ -359,7 +373,9 @@ impl Successor {
             .map_err(|e| err(format!("telling the predecessor to stop: {e}")))?;
         let states = match proto::recv(conn.as_fd(), STEP_TIMEOUT) {
             Ok((Msg::State { queues }, _)) => queues,
-            Ok((other, _)) => return Err(abort(format!("unexpected {other:?} instead of the state"))),
+            Ok((other, _)) => {
+                return Err(abort(format!("unexpected {other:?} instead of the state")));
+            }
             Err(e) => return Err(err(format!("waiting for the predecessor's state: {e}"))),
         };
         if states.len() != queues.len() {

@@ -453,8 +453,13 @@ impl XskQueue {
             source,
         };
         let area_len = cfg.frame_count as usize * cfg.frame_size as usize;
-        let area = UmemArea::new(area_len, &format!("sluice-umem-q{queue}"))
-            .map_err(|e| fail(first, "mapping the UMEM", SyscallError::new("memfd/mmap", e)))?;
+        let area = UmemArea::new(area_len, &format!("sluice-umem-q{queue}")).map_err(|e| {
+            fail(
+                first,
+                "mapping the UMEM",
+                SyscallError::new("memfd/mmap", e),
+            )
+        })?;
         let owner = new_socket()?;
         let reg = rustix::net::xdp::XdpUmemReg {
             addr: area.base() as u64,
@@ -558,7 +563,11 @@ impl XskQueue {
         let bound = match shared {
             None => rustix::net::bind(
                 &sock,
-                &SocketAddrXdp::new(mode | SocketAddrXdpFlags::XDP_USE_NEED_WAKEUP, ifindex, queue),
+                &SocketAddrXdp::new(
+                    mode | SocketAddrXdpFlags::XDP_USE_NEED_WAKEUP,
+                    ifindex,
+                    queue,
+                ),
             ),
             Some(umem_fd) => rustix::net::bind(
                 &sock,
@@ -729,7 +738,9 @@ impl XskQueue {
             .iter()
             .find(|&&a| a >= len || a & !self.frame_mask != 0)
         {
-            return Err(bad(format!("frame address {a:#x} is not a frame of the UMEM")));
+            return Err(bad(format!(
+                "frame address {a:#x} is not a frame of the UMEM"
+            )));
         }
         if st.stash.len() > self.cfg.frame_count as usize {
             return Err(bad(format!("{} stashed frames", st.stash.len())));
@@ -807,8 +818,7 @@ impl XskQueue {
             if n == 0 {
                 continue;
             }
-            self.stash
-                .extend((0..n).map(|i| port.comp.read_addr(i)));
+            self.stash.extend((0..n).map(|i| port.comp.read_addr(i)));
             port.comp.release(n);
             port.tx_outstanding = port.tx_outstanding.saturating_sub(n);
             done += n;
