@@ -7,6 +7,7 @@
 //! the engine starts. Settings are named as `sluice run`'s long flags (`rx-ring`,
 //! `stats-interval`), so an error names the same thing in every front end.
 
+use crate::control::{CtlLimits, metrics};
 use crate::steer::{Action, L4Proto, PortList, Rule, XdpMode};
 use crate::xsk::{MAX_PORTS, XskConfig, XskError};
 use std::fmt;
@@ -108,6 +109,12 @@ pub struct EngineConfig {
     pub admin_group: Option<String>,
     /// Where to serve Prometheus metrics, if anywhere.
     pub metrics: Option<SocketAddr>,
+    /// What control socket clients may hold (`--ctl-max-connections`, `--ctl-admin-reserve`,
+    /// `--ctl-max-per-user`, `--ctl-idle-timeout`).
+    pub ctl: CtlLimits,
+    /// What metrics clients may hold (`--metrics-max-connections`,
+    /// `--metrics-max-per-address`, `--metrics-header-timeout`).
+    pub metrics_limits: metrics::Limits,
     /// User to switch to after start-up.
     pub user: Option<String>,
     /// Stop by itself after this long.
@@ -136,6 +143,8 @@ impl EngineConfig {
             json: false,
             admin_group: None,
             metrics: None,
+            ctl: CtlLimits::default(),
+            metrics_limits: metrics::Limits::default(),
             user: None,
             duration: None,
             takeover: false,
@@ -248,24 +257,6 @@ impl EngineConfig {
             XskError::Config { field, reason } => ConfigError::new(setting_of(field), reason),
             other => ConfigError::new("iface", other.to_string()),
         })?;
-        if self.forward && !self.rules.is_empty() {
-            return Err(ConfigError::new(
-                "udp",
-                "forwarding steers every forwardable packet: --udp/--tcp do not apply",
-            ));
-        }
-        if self.lb.is_some() && self.forward {
-            return Err(ConfigError::new(
-                "app",
-                "an engine either forwards or load-balances, not both",
-            ));
-        }
-        if self.lb.is_some() && !self.rules.is_empty() {
-            return Err(ConfigError::new(
-                "udp",
-                "the lb app steers its VIPs (from --config): --udp/--tcp do not apply",
-            ));
-        }
         if !self.dns.is_empty() {
             if self.forward || self.lb.is_some() {
                 return Err(ConfigError::new(
@@ -285,6 +276,24 @@ impl EngineConfig {
                      through the kernel): give at most one --udp PORT and no --tcp",
                 ));
             }
+        }
+        if self.forward && !self.rules.is_empty() {
+            return Err(ConfigError::new(
+                "udp",
+                "forwarding steers every forwardable packet: --udp/--tcp do not apply",
+            ));
+        }
+        if self.lb.is_some() && self.forward {
+            return Err(ConfigError::new(
+                "app",
+                "an engine either forwards or load-balances, not both",
+            ));
+        }
+        if self.lb.is_some() && !self.rules.is_empty() {
+            return Err(ConfigError::new(
+                "udp",
+                "the lb app steers its VIPs (from --config): --udp/--tcp do not apply",
+            ));
         }
         if !self.forward && self.lb.is_none() && self.rules.is_empty() {
             return Err(ConfigError::new(
@@ -319,6 +328,10 @@ impl EngineConfig {
                 "must be a positive number of seconds",
             ));
         }
+        self.ctl
+            .check()
+            .and_then(|()| self.metrics_limits.check())
+            .map_err(|(field, reason)| ConfigError::new(field, reason))?;
         Ok(())
     }
 }

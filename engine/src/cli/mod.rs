@@ -4,6 +4,7 @@
 //! names the flag.
 
 pub mod ctl;
+pub mod endpoints;
 
 use crate::config::{self, ConfigError, EngineConfig, QueueSpec};
 use crate::steer::{L4Proto, PortList, XdpMode};
@@ -193,10 +194,10 @@ pub struct RunArgs {
     #[arg(long, value_name = "GROUP")]
     pub admin_group: Option<String>,
 
-    /// Serve Prometheus metrics on http://ADDR:PORT/metrics (off by default). Bound after
-    /// privileges are dropped: use a port >= 1024.
-    #[arg(long, value_name = "ADDR:PORT")]
-    pub metrics: Option<std::net::SocketAddr>,
+    /// --metrics and the limits of the control socket and the metrics endpoint (boxed: they
+    /// would make every `Command` as large as `run`'s flags).
+    #[command(flatten)]
+    pub endpoints: Box<endpoints::EndpointArgs>,
 
     /// Switch to this user (its uid and primary group) once start-up is done. Capabilities are
     /// dropped after start-up in any case.
@@ -347,8 +348,8 @@ impl TryFrom<&RunArgs> for EngineConfig {
         c.stats_interval = (!every.is_zero()).then_some(every);
         c.json = a.json;
         c.admin_group = a.admin_group.clone();
+        (c.metrics, c.ctl, c.metrics_limits) = a.endpoints.to_config()?;
         c.takeover = a.takeover;
-        c.metrics = a.metrics;
         c.user = a.user.clone();
         c.duration = match a.duration {
             Some(d) => Some(config::seconds("duration", d)?),

@@ -296,7 +296,7 @@ mod test {
             assert_eq!(code, 1);
             assert!(err.contains("no sluice serves"), "{err}");
 
-            let server = ControlServer::bind(&iface, None)
+            let server = ControlServer::bind(&iface, None, Default::default())
                 .unwrap()
                 .spawn(Arc::new(Fake))
                 .unwrap();

@@ -43,7 +43,7 @@ pub(crate) mod socket;
 pub mod takeover;
 
 pub use service::{RunInfo, WorkerView};
-pub use socket::{ControlError, Peer};
+pub use socket::{ControlError, CtlLimits, Peer};
 
 use crate::steer::{Counters, SteeringSet};
 use metrics::MetricsServer;
@@ -165,11 +165,16 @@ pub struct ControlPlane {
 impl ControlPlane {
     /// Claim `sluice/<iface>` for every interface of `ifaces` (the single-instance lock), so
     /// `sluice ctl --iface X` reaches the engine through any of its ports. Members of
-    /// `admin_gid` (and root) may change the engine once it serves.
-    pub fn claim(ifaces: &[String], admin_gid: Option<u32>) -> Result<Claim, ControlError> {
+    /// `admin_gid` (and root) may change the engine once it serves; `limits` bound the
+    /// connections of each socket.
+    pub fn claim(
+        ifaces: &[String],
+        admin_gid: Option<u32>,
+        limits: CtlLimits,
+    ) -> Result<Claim, ControlError> {
         let servers = ifaces
             .iter()
-            .map(|iface| ControlServer::bind(iface, admin_gid))
+            .map(|iface| ControlServer::bind(iface, admin_gid, limits))
             .collect::<Result<_, _>>()?;
         Ok(Claim { servers })
     }
@@ -180,11 +185,12 @@ impl ControlPlane {
         ifaces: &[String],
         listeners: Vec<std::os::fd::OwnedFd>,
         admin_gid: Option<u32>,
+        limits: CtlLimits,
     ) -> Claim {
         let servers = ifaces
             .iter()
             .zip(listeners)
-            .map(|(iface, fd)| ControlServer::from_listener(fd, iface, admin_gid))
+            .map(|(iface, fd)| ControlServer::from_listener(fd, iface, admin_gid, limits))
             .collect();
         Claim { servers }
     }
@@ -196,13 +202,14 @@ impl ControlPlane {
         Mirror::start().map_err(|e| StartError::Mirror(e.to_string()))
     }
 
-    /// Serve the claimed sockets and, with `metrics`, the metrics endpoint, each on threads of
-    /// their own, answering from `engine` and `mirror`. Call after privileges are dropped.
+    /// Serve the claimed sockets and, with `metrics` (an address and its limits), the metrics
+    /// endpoint, each on threads of their own, answering from `engine` and `mirror`. Call after
+    /// privileges are dropped.
     pub fn start(
         claim: Claim,
         engine: EngineFacts,
         mirror: MirrorHandle,
-        metrics: Option<SocketAddr>,
+        metrics: Option<(SocketAddr, metrics::Limits)>,
     ) -> Result<ControlPlane, StartError> {
         let link_events = mirror.events();
         let service = Arc::new(EngineService::new(
@@ -223,8 +230,8 @@ impl ControlPlane {
             servers.push(server.spawn(front.clone())?);
         }
         let metrics = match metrics {
-            Some(addr) => Some(
-                MetricsServer::start(addr, service.clone())
+            Some((addr, limits)) => Some(
+                MetricsServer::start_with(addr, service.clone(), limits)
                     .map_err(|source| StartError::Metrics { addr, source })?,
             ),
             None => None,

@@ -6,6 +6,22 @@
 //! from the peer's `SO_PEERCRED`. What a command does is the [`Handler`]'s business; this module
 //! never touches the data plane and must never block the workers.
 //!
+//! Any local user may connect, so what a connection may hold is bounded ([`CtlLimits`]), and the
+//! kernel's word on who is asking decides whose connections those are:
+//!
+//! - a connection that sends no request for [`CtlLimits::idle_timeout`] is closed;
+//! - a uid outside root and the admin group may hold [`CtlLimits::max_per_user`] connections at
+//!   once, and such uids together at most [`CtlLimits::max_connections`] less
+//!   [`CtlLimits::admin_reserve`]: the reserve is root's and the admin group's alone, so no
+//!   number of other users' connections keeps an operator from `sluice ctl status` or
+//!   `shutdown`;
+//! - a peer that never reads its replies holds its connection for at most [`SEND_TIMEOUT`] per
+//!   reply before it is closed, and the accept loop never waits on a peer (its one message to a
+//!   refused peer is sent without blocking), so nothing a peer does stalls the server;
+//! - a refused connection gets one error reply and is closed; refusals (and refused changes) are
+//!   logged at most once per uid per [`REFUSAL_LOG_INTERVAL`], naming the uid and pid and how
+//!   many went unlogged, so a flood of them cannot flood the log.
+//!
 //! Abstract names are per network namespace, so "one engine per interface" holds per namespace,
 //! which is also where interface names are unique.
 
@@ -16,28 +32,85 @@ use rustix::net::{
     AddressFamily, RecvFlags, SendFlags, SocketAddrUnix, SocketFlags, SocketType, accept_with,
     bind, connect, listen, recv, send, socket_with, sockopt,
 };
+use std::collections::HashMap;
 use std::fmt;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-/// Connections served at once; one more is told to retry later and closed. Operators and
-/// scripts, not a fleet: 16 is plenty and bounds the threads.
-pub const MAX_CONNECTIONS: usize = 16;
+/// What the control socket lets its clients hold; `sluice run --ctl-*`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CtlLimits {
+    /// Connections served at once, each on a thread of its own (`--ctl-max-connections`).
+    pub max_connections: usize,
+    /// Of those, how many only root and the admin group may use (`--ctl-admin-reserve`).
+    pub admin_reserve: usize,
+    /// Connections one uid outside root and the admin group may hold at once
+    /// (`--ctl-max-per-user`).
+    pub max_per_user: usize,
+    /// A connection that sends no request for this long is closed (`--ctl-idle-timeout`).
+    pub idle_timeout: Duration,
+}
 
-/// Pending connections the kernel queues before `accept`.
-const BACKLOG: i32 = 16;
+impl Default for CtlLimits {
+    /// 32 connections, 8 of them kept for root and the admin group, 4 per other user, closed
+    /// after 5 s without a request. Operators and scripts, not a fleet: `sluice ctl` makes one
+    /// connection, sends at once and closes.
+    fn default() -> Self {
+        CtlLimits {
+            max_connections: 32,
+            admin_reserve: 8,
+            max_per_user: 4,
+            idle_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl CtlLimits {
+    /// Every value workable, or the `sluice run` flag (without dashes) that is not and why.
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
+        if !(1..=1024).contains(&self.max_connections) {
+            return Err((
+                "ctl-max-connections",
+                format!("{} is not 1 to 1024", self.max_connections),
+            ));
+        }
+        if self.admin_reserve >= self.max_connections {
+            return Err((
+                "ctl-admin-reserve",
+                format!(
+                    "{} leaves no connection of the {} for other users, who may read",
+                    self.admin_reserve, self.max_connections
+                ),
+            ));
+        }
+        if self.max_per_user == 0 {
+            return Err(("ctl-max-per-user", "must be at least 1".into()));
+        }
+        if self.idle_timeout.is_zero() {
+            return Err(("ctl-idle-timeout", "must be more than 0 seconds".into()));
+        }
+        Ok(())
+    }
+}
+
+/// Pending connections the kernel queues before `accept`: room for a burst of refusals while a
+/// real client waits its turn.
+const BACKLOG: i32 = 64;
 
 /// How long the accept loop and every connection wait in `poll` before looking at the stop flag;
-/// bounds [`ServerHandle::stop`].
+/// bounds [`ServerHandle::stop`] and is the idle timeout's granularity.
 const POLL_INTERVAL: Duration = Duration::from_millis(150);
 
 /// How long a reply may wait for room in a stuck peer's receive queue before the connection is
 /// dropped, so one client that never reads cannot pin a connection thread.
-const SEND_TIMEOUT: Duration = Duration::from_secs(2);
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Refused connections and refused changes are logged at most once per uid this often.
+pub const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// The abstract socket name for `iface` (without the leading NUL).
 pub(crate) fn socket_name(iface: &str) -> String {
@@ -135,6 +208,7 @@ pub struct ControlServer {
     listener: OwnedFd,
     iface: String,
     admin: Option<AdminGroup>,
+    limits: CtlLimits,
 }
 
 impl fmt::Debug for ControlServer {
@@ -142,17 +216,22 @@ impl fmt::Debug for ControlServer {
         f.debug_struct("ControlServer")
             .field("iface", &self.iface)
             .field("admin", &self.admin)
+            .field("limits", &self.limits)
             .finish()
     }
 }
 
 impl ControlServer {
     /// Binds `sluice/<iface>` and listens. Changes are allowed to root and, if given, to members
-    /// of group `admin_gid`.
+    /// of group `admin_gid`; connections are bounded by `limits`.
     ///
     /// Fails with [`ControlError::AlreadyRunning`] when another process holds the name; its pid
     /// comes from the credentials of its listening socket.
-    pub fn bind(iface: &str, admin_gid: Option<u32>) -> Result<ControlServer, ControlError> {
+    pub fn bind(
+        iface: &str,
+        admin_gid: Option<u32>,
+        limits: CtlLimits,
+    ) -> Result<ControlServer, ControlError> {
         let io_err = |what: &'static str| {
             move |e: io::Error| ControlError::Io {
                 what,
@@ -188,12 +267,18 @@ impl ControlServer {
             listener,
             iface: iface.to_string(),
             admin,
+            limits,
         })
     }
 
     /// Serves `listener`, a bound and listening control socket another engine passed over in a
     /// hot upgrade (the name, and with it the single-instance lock, moves with the fd).
-    pub fn from_listener(listener: OwnedFd, iface: &str, admin_gid: Option<u32>) -> ControlServer {
+    pub fn from_listener(
+        listener: OwnedFd,
+        iface: &str,
+        admin_gid: Option<u32>,
+        limits: CtlLimits,
+    ) -> ControlServer {
         let _ = rustix::io::ioctl_fionbio(&listener, true);
         ControlServer {
             listener,
@@ -202,6 +287,7 @@ impl ControlServer {
                 gid,
                 name: group_name(gid).unwrap_or_else(|| gid.to_string()),
             }),
+            limits,
         }
     }
 
@@ -234,7 +320,11 @@ impl ControlServer {
             admin: self.admin.clone(),
             stop: stop.clone(),
             handler: handler.clone(),
+            idle_timeout: self.limits.idle_timeout,
+            refusals: Mutex::new(RefusalLog::new(REFUSAL_LOG_INTERVAL)),
+            iface: self.iface.clone(),
         });
+        let slots = Arc::new(Slots::new(self.limits));
         let mut conns: Vec<JoinHandle<()>> = Vec::new();
         while !stop.load(Ordering::Relaxed) {
             if !wait_readable(&self.listener) {
@@ -251,30 +341,205 @@ impl ControlServer {
                 }
             };
             conns.retain(|t| !t.is_finished());
-            if conns.len() >= MAX_CONNECTIONS {
-                let busy = Reply::Err(ErrorReply::new(
-                    ErrorCode::Failed,
-                    format!("too many control connections ({MAX_CONNECTIONS}); try again"),
-                ));
-                let _ = send(
-                    &conn,
-                    &busy.encode(),
-                    SendFlags::NOSIGNAL | SendFlags::DONTWAIT,
-                );
+            // Credentials as of the peer's connect; without them the peer cannot be placed.
+            let Ok(peer) = peer_of(&conn) else {
                 continue;
-            }
+            };
+            let admin = authorize(&peer, self.admin.as_ref()).is_ok();
+            let slot = match slots.take(peer.uid, admin) {
+                Ok(slot) => slot,
+                Err(refusal) => {
+                    let message = refusal.to_string();
+                    ctx.log_refusal(&peer, "connection", &message);
+                    let reply = Reply::Err(ErrorReply::new(ErrorCode::Failed, message));
+                    // Never waits: a peer whose queue is full simply gets no explanation.
+                    let _ = send(
+                        &conn,
+                        &reply.encode(),
+                        SendFlags::NOSIGNAL | SendFlags::DONTWAIT,
+                    );
+                    continue;
+                }
+            };
             let ctx = ctx.clone();
             let spawned = std::thread::Builder::new()
                 .name(format!("ctl-{}-conn", self.iface))
-                .spawn(move || serve_connection(&conn, &ctx));
+                .spawn(move || {
+                    let _slot = slot;
+                    serve_connection(&conn, &peer, &ctx);
+                });
             match spawned {
                 Ok(t) => conns.push(t),
+                // The closure, and with it the connection and its slot, is gone.
                 Err(e) => log::warn!("control socket sluice/{}: no thread: {e}", self.iface),
             }
         }
         for t in conns {
             let _ = t.join();
         }
+    }
+}
+
+/// Why a connection was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum Refusal {
+    /// Every slot is taken.
+    #[error("too many control connections ({max}); try again")]
+    Full {
+        /// All slots.
+        max: usize,
+    },
+    /// The slots open to users outside root and the admin group are taken.
+    #[error(
+        "too many control connections ({open} held by users outside the admin group; the other {reserve} are kept for root and the admin group); try again"
+    )]
+    Shared {
+        /// Slots open to them.
+        open: usize,
+        /// Slots kept for root and the admin group.
+        reserve: usize,
+    },
+    /// This uid holds as many as one user may.
+    #[error(
+        "too many control connections from uid {uid} (at most {max} per user); close one and try again"
+    )]
+    PerUser {
+        /// The peer's uid.
+        uid: u32,
+        /// The cap.
+        max: usize,
+    },
+}
+
+/// The connections held, by whom: the accept loop takes a [`Slot`] for each connection it
+/// serves, and the connection's thread gives it back when it ends.
+struct Slots {
+    limits: CtlLimits,
+    state: Mutex<SlotState>,
+}
+
+#[derive(Default)]
+struct SlotState {
+    /// All connections.
+    open: usize,
+    /// Connections of users outside root and the admin group, in all and per uid.
+    shared: usize,
+    per_uid: HashMap<u32, usize>,
+}
+
+impl Slots {
+    fn new(limits: CtlLimits) -> Slots {
+        Slots {
+            limits,
+            state: Mutex::default(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, SlotState> {
+        // Consistent after every statement: a panic elsewhere does not spoil it.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A slot for a connection of `uid`, an administrator (root or the admin group) or not.
+    fn take(self: &Arc<Self>, uid: u32, admin: bool) -> Result<Slot, Refusal> {
+        let l = &self.limits;
+        let mut s = self.lock();
+        if s.open >= l.max_connections {
+            return Err(Refusal::Full {
+                max: l.max_connections,
+            });
+        }
+        if !admin {
+            let shared_max = l.max_connections.saturating_sub(l.admin_reserve);
+            if s.shared >= shared_max {
+                return Err(Refusal::Shared {
+                    open: shared_max,
+                    reserve: l.admin_reserve,
+                });
+            }
+            let mine = s.per_uid.entry(uid).or_default();
+            if *mine >= l.max_per_user {
+                return Err(Refusal::PerUser {
+                    uid,
+                    max: l.max_per_user,
+                });
+            }
+            *mine += 1;
+            s.shared += 1;
+        }
+        s.open += 1;
+        Ok(Slot {
+            slots: self.clone(),
+            shared_uid: (!admin).then_some(uid),
+        })
+    }
+}
+
+/// One connection's place; given back on drop.
+struct Slot {
+    slots: Arc<Slots>,
+    /// The uid it counts against, if it is a shared slot.
+    shared_uid: Option<u32>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut s = self.slots.lock();
+        s.open -= 1;
+        if let Some(uid) = self.shared_uid {
+            s.shared -= 1;
+            if let Some(n) = s.per_uid.get_mut(&uid) {
+                *n -= 1;
+                if *n == 0 {
+                    s.per_uid.remove(&uid);
+                }
+            }
+        }
+    }
+}
+
+/// Which refusals get a log line: the first of each kind per uid per interval; the rest are
+/// counted and the count goes out with the next line.
+struct RefusalLog {
+    interval: Duration,
+    /// (uid, kind) → when last logged, and how many since went unlogged.
+    last: HashMap<(u32, &'static str), (Instant, u64)>,
+}
+
+/// Entries kept before stale ones are swept (a host has only so many uids, but the map must not
+/// grow without bound in any case).
+const REFUSAL_LOG_ENTRIES: usize = 1024;
+
+impl RefusalLog {
+    fn new(interval: Duration) -> RefusalLog {
+        RefusalLog {
+            interval,
+            last: HashMap::new(),
+        }
+    }
+
+    /// `Some(unlogged since the last line)` if this refusal should be logged at `now`.
+    fn note(&mut self, uid: u32, kind: &'static str, now: Instant) -> Option<u64> {
+        if let Some((at, skipped)) = self.last.get_mut(&(uid, kind)) {
+            if now.duration_since(*at) < self.interval {
+                *skipped += 1;
+                return None;
+            }
+            let n = *skipped;
+            *at = now;
+            *skipped = 0;
+            return Some(n);
+        }
+        if self.last.len() >= REFUSAL_LOG_ENTRIES {
+            let interval = self.interval;
+            self.last
+                .retain(|_, (at, _)| now.duration_since(*at) < interval);
+            if self.last.len() >= REFUSAL_LOG_ENTRIES {
+                return None; // a flood of distinct uids: stay quiet rather than grow
+            }
+        }
+        self.last.insert((uid, kind), (now, 0));
+        Some(0)
     }
 }
 
@@ -315,6 +580,35 @@ struct ConnCtx {
     admin: Option<AdminGroup>,
     stop: Arc<AtomicBool>,
     handler: Arc<dyn Handler>,
+    idle_timeout: Duration,
+    refusals: Mutex<RefusalLog>,
+    iface: String,
+}
+
+impl ConnCtx {
+    /// Log a refusal of `what` to `peer`, rate-limited per uid (see [`RefusalLog`]).
+    fn log_refusal(&self, peer: &Peer, what: &'static str, why: &str) {
+        let noted = self
+            .refusals
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .note(peer.uid, what, Instant::now());
+        let Some(unlogged) = noted else { return };
+        let more = match unlogged {
+            0 => String::new(),
+            n => format!(
+                " ({n} more {what} refusals of uid {} in the last {}s went unlogged)",
+                peer.uid,
+                REFUSAL_LOG_INTERVAL.as_secs()
+            ),
+        };
+        log::warn!(
+            "control socket sluice/{}: refused a {what} from pid {} uid {}: {why}{more}",
+            self.iface,
+            peer.pid,
+            peer.uid
+        );
+    }
 }
 
 /// Waits up to [`POLL_INTERVAL`] for `fd` to become readable (or hung up).
@@ -324,16 +618,28 @@ fn wait_readable(fd: &OwnedFd) -> bool {
     matches!(poll(&mut fds, Some(&timeout)), Ok(n) if n > 0)
 }
 
-/// Serves one connection until the peer closes it, an I/O error, or the server stops.
-fn serve_connection(conn: &OwnedFd, ctx: &ConnCtx) {
+/// Serves one connection until the peer closes it, stays silent for the idle timeout, an I/O
+/// error (a reply it did not take within [`SEND_TIMEOUT`] included), or the server stops.
+fn serve_connection(conn: &OwnedFd, peer: &Peer, ctx: &ConnCtx) {
     // The kernel refuses a SEQPACKET message larger than the send buffer; raise it so a reply of
     // MAX_REPLY_SIZE fits (it caps the value at net.core.wmem_max, and doubles it).
     let _ = sockopt::set_socket_send_buffer_size(conn, MAX_REPLY_SIZE + 4096);
-    let _ = sockopt::set_socket_timeout(conn, sockopt::Timeout::Send, Some(SEND_TIMEOUT));
+    if sockopt::set_socket_timeout(conn, sockopt::Timeout::Send, Some(SEND_TIMEOUT)).is_err() {
+        return; // without it a peer that never reads could pin this thread
+    }
     // One byte more than the limit, and MSG_TRUNC for the real length, tells "too large" apart.
     let mut buf = vec![0u8; MAX_REQUEST_SIZE + 1];
+    let mut last = Instant::now();
     while !ctx.stop.load(Ordering::Relaxed) {
         if !wait_readable(conn) {
+            if last.elapsed() >= ctx.idle_timeout {
+                log::debug!(
+                    "control socket sluice/{}: closed {peer}'s connection after {:?} without a request",
+                    ctx.iface,
+                    ctx.idle_timeout
+                );
+                return;
+            }
             continue;
         }
         let len = match recv(conn, &mut buf[..], RecvFlags::TRUNC | RecvFlags::DONTWAIT) {
@@ -349,13 +655,7 @@ fn serve_connection(conn: &OwnedFd, ctx: &ConnCtx) {
             }
             continue;
         }
-        let reply = match peer_of(conn) {
-            Ok(peer) => answer(msg, len, &peer, ctx),
-            Err(e) => Reply::Err(ErrorReply::new(
-                ErrorCode::Failed,
-                format!("reading the peer's credentials (SO_PEERCRED): {e}"),
-            )),
-        };
+        let reply = answer(msg, len, peer, ctx);
         let mut bytes = reply.encode();
         if bytes.len() > MAX_REPLY_SIZE {
             bytes = Reply::Err(ErrorReply::new(
@@ -370,6 +670,7 @@ fn serve_connection(conn: &OwnedFd, ctx: &ConnCtx) {
         if send(conn, &bytes, SendFlags::NOSIGNAL).is_err() {
             return;
         }
+        last = Instant::now();
     }
 }
 
@@ -420,7 +721,7 @@ fn answer(buf: &[u8], real_len: usize, peer: &Peer, ctx: &ConnCtx) -> Reply {
     };
     if req.is_change() {
         if let Err(required) = authorize(peer, ctx.admin.as_ref()) {
-            log::warn!("control: refused `{req}` from {peer}: {required}");
+            ctx.log_refusal(peer, "change", &format!("`{req}`: {required}"));
             return Reply::Err(ErrorReply::new(ErrorCode::PermissionDenied, required));
         }
         log::info!(
@@ -561,7 +862,11 @@ mod test {
     }
 
     fn serve(iface: &str, admin: Option<u32>) -> ServerHandle {
-        ControlServer::bind(iface, admin)
+        serve_with(iface, admin, CtlLimits::default())
+    }
+
+    fn serve_with(iface: &str, admin: Option<u32>, limits: CtlLimits) -> ServerHandle {
+        ControlServer::bind(iface, admin, limits)
             .unwrap()
             .spawn(Arc::new(Fake))
             .unwrap()
@@ -636,7 +941,7 @@ mod test {
     fn second_bind_names_the_running_pid() {
         isolated(|iface| {
             let server = serve(&iface, None);
-            let err = ControlServer::bind(&iface, None).unwrap_err();
+            let err = ControlServer::bind(&iface, None, CtlLimits::default()).unwrap_err();
             match &err {
                 ControlError::AlreadyRunning { iface: i, pid } => {
                     assert_eq!(i, &iface);
@@ -696,7 +1001,7 @@ mod test {
         isolated(|iface| {
             let server = serve(&iface, None);
             let mut held = Vec::new();
-            for _ in 0..MAX_CONNECTIONS {
+            for _ in 0..CtlLimits::default().max_connections {
                 let mut c = Client::connect(&iface).unwrap();
                 assert!(matches!(c.request(&Request::Status).unwrap(), Reply::Ok(_)));
                 held.push(c);
@@ -811,6 +1116,202 @@ mod test {
             String::from_utf8_lossy(&out.stderr)
         );
         server.stop();
+    }
+
+    /// A bare connection to the server of `iface`, for tests that misbehave on purpose.
+    fn raw_connect(iface: &str) -> OwnedFd {
+        let fd = socket_with(
+            AddressFamily::UNIX,
+            SocketType::SEQPACKET,
+            SocketFlags::CLOEXEC,
+            None,
+        )
+        .unwrap();
+        connect(&fd, &socket_addr(iface).unwrap()).unwrap();
+        fd
+    }
+
+    /// Sends `stats` on `fd` and waits (bounded) for the reply.
+    fn ask(fd: &OwnedFd) -> Reply {
+        send(fd, &Request::Stats.encode(), SendFlags::NOSIGNAL).unwrap();
+        let mut fds = [PollFd::new(fd, PollFlags::IN)];
+        let two = Timespec::try_from(Duration::from_secs(2)).unwrap();
+        assert!(matches!(poll(&mut fds, Some(&two)), Ok(1)), "no reply");
+        let mut buf = vec![0u8; MAX_REPLY_SIZE];
+        let (_, n) = recv(fd, &mut buf[..], RecvFlags::DONTWAIT).unwrap();
+        Reply::decode(&buf[..n]).unwrap()
+    }
+
+    /// Whether the server has closed `fd`'s connection within `within` (EOF on a read).
+    fn closed_within(fd: &OwnedFd, within: Duration) -> bool {
+        let end = Instant::now() + within;
+        let mut buf = [0u8; 256];
+        while Instant::now() < end {
+            let mut fds = [PollFd::new(fd, PollFlags::IN)];
+            let slice = Timespec::try_from(Duration::from_millis(20)).unwrap();
+            if matches!(poll(&mut fds, Some(&slice)), Ok(n) if n > 0) {
+                match recv(fd, &mut buf[..], RecvFlags::DONTWAIT) {
+                    Ok((_, 0)) | Err(Errno::CONNRESET) => return true,
+                    _ => {}
+                }
+            }
+        }
+        false
+    }
+
+    #[test]
+    fn idle_connections_are_closed() {
+        isolated(|iface| {
+            let limits = CtlLimits {
+                idle_timeout: Duration::from_millis(400),
+                ..CtlLimits::default()
+            };
+            let server = serve_with(&iface, None, limits);
+            let silent = raw_connect(&iface);
+            let busy = raw_connect(&iface);
+            let t = Instant::now();
+            // A client that keeps asking is not idle, however long it stays.
+            while t.elapsed() < Duration::from_millis(900) {
+                assert!(matches!(ask(&busy), Reply::Ok(_)));
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            assert!(closed_within(&silent, Duration::from_millis(10)));
+            assert!(!closed_within(&busy, Duration::from_millis(10)));
+            assert!(closed_within(&busy, Duration::from_secs(2)));
+            server.stop();
+        });
+    }
+
+    #[test]
+    fn a_peer_that_never_reads_stalls_nobody() {
+        isolated(|iface| {
+            let server = serve(&iface, None);
+            let deaf = raw_connect(&iface);
+            let request = Request::Stats.encode();
+            // Requests until the server stops taking them: it stops when its replies fill the
+            // connection's send buffer (a connected SEQPACKET pair is bounded by the sender's
+            // buffer only), and it then waits at most SEND_TIMEOUT for room before giving up.
+            sockopt::set_socket_timeout(
+                &deaf,
+                sockopt::Timeout::Send,
+                Some(Duration::from_millis(200)),
+            )
+            .unwrap();
+            let mut sent = 0;
+            for _ in 0..1_000_000 {
+                match send(&deaf, &request, SendFlags::NOSIGNAL) {
+                    Ok(_) => sent += 1,
+                    Err(_) => break,
+                }
+            }
+            assert!(sent > 20, "{sent}");
+            let t = Instant::now();
+            for _ in 0..5 {
+                let r = crate::control::ctl::request(&iface, &Request::Status).unwrap();
+                assert!(matches!(r, Reply::Ok(_)), "{r:?}");
+            }
+            assert!(
+                t.elapsed() < Duration::from_millis(500),
+                "{:?}",
+                t.elapsed()
+            );
+            // And its own connection is dropped once a reply has waited SEND_TIMEOUT.
+            let t = Instant::now();
+            let mut buf = vec![0u8; MAX_REPLY_SIZE];
+            let mut replies = 0;
+            loop {
+                // Read slowly only after the server gave up: what is queued, then EOF.
+                if t.elapsed() < SEND_TIMEOUT + Duration::from_secs(1) {
+                    std::thread::sleep(Duration::from_millis(100));
+                    continue;
+                }
+                match recv(&deaf, &mut buf[..], RecvFlags::DONTWAIT) {
+                    Ok((_, 0)) | Err(Errno::CONNRESET) => break,
+                    Ok(_) => replies += 1,
+                    Err(Errno::AGAIN) => panic!("still open after {:?}", t.elapsed()),
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            assert!(replies < sent, "{replies} of {sent}");
+            server.stop();
+        });
+    }
+
+    #[test]
+    fn slots_keep_a_reserve_and_cap_each_user() {
+        let limits = CtlLimits {
+            max_connections: 6,
+            admin_reserve: 2,
+            max_per_user: 2,
+            idle_timeout: Duration::from_secs(5),
+        };
+        let slots = Arc::new(Slots::new(limits));
+        let a1 = slots.take(1000, false).unwrap();
+        let _a2 = slots.take(1000, false).unwrap();
+        assert_eq!(
+            slots.take(1000, false).err(),
+            Some(Refusal::PerUser { uid: 1000, max: 2 })
+        );
+        let _b = (
+            slots.take(1001, false).unwrap(),
+            slots.take(1001, false).unwrap(),
+        );
+        // Four shared slots are taken: the last two are root's and the admin group's.
+        let e = slots.take(1002, false).err().unwrap();
+        assert_eq!(
+            e,
+            Refusal::Shared {
+                open: 4,
+                reserve: 2
+            }
+        );
+        assert!(
+            e.to_string().contains("kept for root and the admin group"),
+            "{e}"
+        );
+        let r1 = slots.take(0, true).unwrap();
+        let _r2 = slots.take(4242, true).unwrap();
+        assert_eq!(slots.take(0, true).err(), Some(Refusal::Full { max: 6 }));
+        assert!(
+            Refusal::Full { max: 6 }.to_string().contains("too many"),
+            "the client's retry hint"
+        );
+        // Given back on drop, to whoever asks next.
+        drop(r1);
+        drop(a1);
+        let _c = slots.take(1002, false).unwrap();
+        assert!(
+            slots.take(1000, false).is_err(),
+            "shared slots are full again"
+        );
+        let _r = slots.take(0, true).unwrap();
+        let s = slots.lock();
+        assert_eq!((s.open, s.shared), (6, 4));
+        assert_eq!(s.per_uid.get(&1000), Some(&1));
+    }
+
+    #[test]
+    fn refusals_are_logged_once_per_uid_per_interval() {
+        let mut log = RefusalLog::new(Duration::from_secs(10));
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        assert_eq!(log.note(1000, "connection", at(0)), Some(0));
+        assert_eq!(log.note(1000, "connection", at(1)), None);
+        assert_eq!(log.note(1000, "connection", at(9)), None);
+        assert_eq!(log.note(1000, "change", at(9)), Some(0), "another kind");
+        assert_eq!(log.note(1001, "connection", at(9)), Some(0), "another uid");
+        assert_eq!(log.note(1000, "connection", at(10)), Some(2));
+        assert_eq!(log.note(1000, "connection", at(11)), None);
+        // Bounded: stale entries are swept, and past the bound new uids go unlogged.
+        for uid in 0..REFUSAL_LOG_ENTRIES as u32 * 2 {
+            let _ = log.note(10_000 + uid, "connection", at(12));
+        }
+        assert!(log.last.len() <= REFUSAL_LOG_ENTRIES);
+        assert_eq!(
+            log.note(1, "connection", at(100)),
+            Some(0),
+            "swept once stale"
+        );
     }
 
     #[test]

@@ -290,7 +290,7 @@ impl<A: App + 'static> Engine<A> {
             // The control socket first: its name is the single-instance lock for the
             // interface, so a second engine fails here, naming the first, before it touches
             // the queues or XDP.
-            let claim = ControlPlane::claim(&cfg.ifaces, plan.admin_gid)?;
+            let claim = ControlPlane::claim(&cfg.ifaces, plan.admin_gid, cfg.ctl)?;
 
             let mut sockets = Vec::with_capacity(plan.queues.len());
             for &q in &plan.queues {
@@ -501,7 +501,8 @@ impl<A: App + 'static> Engine<A> {
             dns: dns.clone(),
             takeover: Some(handover.sender()),
         };
-        let control = ControlPlane::start(claim, facts, mirror, cfg.metrics)?;
+        let metrics = cfg.metrics.map(|addr| (addr, cfg.metrics_limits));
+        let control = ControlPlane::start(claim, facts, mirror, metrics)?;
         if let Some((service, lb_cfg)) = &lb {
             service.start_threads(HealthParams::from(lb_cfg.health))?;
         }

@@ -350,7 +350,7 @@ impl Successor {
             sockets.push(xq);
         }
         let listeners: Vec<OwnedFd> = fds.collect();
-        let claim = ControlPlane::claim_passed(&cfg.ifaces, listeners, plan.admin_gid);
+        let claim = ControlPlane::claim_passed(&cfg.ifaces, listeners, plan.admin_gid, cfg.ctl);
         Ok((claim, sockets, steering))
     }
 

@@ -1,9 +1,11 @@
-//! Prometheus metrics: `sluice run --metrics ADDR:PORT` serves the engine's counters on
-//! `/metrics`.
+//! Prometheus metrics: `sluice run --metrics [ADDR:]PORT` serves the engine's counters on
+//! `/metrics` (on 127.0.0.1 unless an address is given: see [`parse_listen_addr`]).
 //!
 //! What is exported is a [`MetricsSnapshot`], taken from a [`MetricsSource`] once per scrape.
-//! [`encode`] turns it into OpenMetrics text; [`MetricsServer`] is the deliberately small,
-//! bounded HTTP/1.1 server that answers scrapes with it.
+//! [`encode`] turns it into OpenMetrics text; [`MetricsServer`] answers scrapes with it: hyper's
+//! HTTP/1.1 server on a single-threaded tokio runtime, with caps on connections (in all and per
+//! peer address) and a header-read timeout, so idle and slow clients by the hundred cost little
+//! and delay no scrape (the module `http` says why hyper, and how the caps choose whom to close).
 //!
 //! It must never touch a worker's hot loop: a [`MetricsSource`] reads what the workers already
 //! publish (relaxed atomics).
@@ -18,6 +20,18 @@ use crate::apps::lb::ConnTableFigures;
 use crate::steer::Counters;
 use crate::worker::Local;
 use crate::xsk::{Census, KernelStats};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+/// Where `--metrics` listens: `PORT` alone means `127.0.0.1:PORT` (loopback: reachable from this
+/// host only), `ADDR:PORT` (`0.0.0.0:9464`, `[::1]:9464`, `10.0.0.1:9464`) that address.
+pub fn parse_listen_addr(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(port) = s.parse::<u16>() {
+        return Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port));
+    }
+    s.parse().map_err(|_| {
+        format!("{s:?} is neither PORT nor ADDR:PORT (e.g. 9464, 127.0.0.1:9464, [::1]:9464)")
+    })
+}
 
 /// Where the engine's counters come from; called once per scrape, on the server's thread.
 ///
@@ -95,4 +109,29 @@ pub struct BackendMetrics {
     pub in_table: bool,
     /// Whether it passes its health checks (`None`: not checked).
     pub healthy: Option<bool>,
+}
+
+#[cfg(test)]
+mod listen_test {
+    use super::parse_listen_addr;
+
+    #[test]
+    fn a_bare_port_means_loopback() {
+        let a = |s: &str| parse_listen_addr(s).map(|a| a.to_string());
+        assert_eq!(a("9464").as_deref(), Ok("127.0.0.1:9464"));
+        assert_eq!(a("0.0.0.0:9464").as_deref(), Ok("0.0.0.0:9464"));
+        assert_eq!(a("[::1]:80").as_deref(), Ok("[::1]:80"));
+        assert_eq!(a("10.1.2.3:9").as_deref(), Ok("10.1.2.3:9"));
+        for bad in [
+            "",
+            "70000",
+            "localhost:9464",
+            "127.0.0.1",
+            ":9464",
+            "::1:80",
+        ] {
+            let e = parse_listen_addr(bad).unwrap_err();
+            assert!(e.contains("neither PORT nor ADDR:PORT"), "{bad}: {e}");
+        }
+    }
 }
