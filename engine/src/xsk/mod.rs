@@ -12,6 +12,12 @@
 //! In copy mode the kernel holds no frame once traffic stops and the TX ring has drained, so a
 //! census with `kernel != 0` at rest means a frame leaked.
 //!
+//! # Hot upgrade
+//! The UMEM is a `memfd` and every ring is mapped from its socket fd (`ring.rs`), so another
+//! process that is handed those fds maps the same memory: [`XskQueue::handover_fds`] and
+//! [`XskQueue::handover_state`] on the old side, [`XskQueue::adopt`] and [`XskQueue::resume`] on
+//! the new one. The ring indices live in the shared mapping and are read, never reset.
+//!
 //! # Error policy of the I/O calls
 //! - Setup (`XskQueue::open`) returns [`XskError`] naming the interface, queue and step.
 //! - The hot path never returns errors: a TX kick failing with `EBUSY`, `ENOBUFS` or `ENETDOWN`
