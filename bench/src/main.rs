@@ -96,6 +96,8 @@ pub enum ScenarioKind {
     /// forward: Mpps routed client → router → server by sluice --app forward vs the kernel's
     /// IP forwarding vs the in-kernel XDP forwarder (its own three-namespace bed).
     Forward,
+    /// upgrade: frames lost to a hot upgrade (`--takeover`) under 0.3 Mpps of reflect traffic.
+    Upgrade,
     /// Everything above.
     All,
 }
@@ -145,6 +147,7 @@ fn run_bench(a: BenchArgs) -> Result<()> {
             ScenarioKind::Latency,
             ScenarioKind::Sweep,
             ScenarioKind::Idle,
+            ScenarioKind::Upgrade,
             ScenarioKind::Forward,
         ],
         k => vec![k],
@@ -181,6 +184,7 @@ fn run_bench(a: BenchArgs) -> Result<()> {
             (ScenarioKind::Latency, Some(s)) => s.latency(),
             (ScenarioKind::Sweep, Some(s)) => s.sweep(),
             (ScenarioKind::Idle, Some(s)) => s.idle(),
+            (ScenarioKind::Upgrade, Some(s)) => s.upgrade(),
             (ScenarioKind::Lever, Some(s)) => s.levers(&a.lever_app, &a.lever),
             (ScenarioKind::All, _) | (_, None) => unreachable!("kinds are expanded, bed built"),
         }
