@@ -74,6 +74,10 @@ pub struct BenchArgs {
     /// For `--scenario lever`: the app to measure with (reflect or drop).
     #[arg(long, default_value = "reflect", value_parser = ["reflect", "drop"])]
     pub lever_app: String,
+    /// For `--scenario upgrade`: the steady offered rate in frames/s (0.3 Mpps by default;
+    /// lower it where the machine cannot reflect that much without loss to begin with).
+    #[arg(long, default_value_t = 300_000)]
+    pub upgrade_pps: u64,
 }
 
 /// Which scenario.

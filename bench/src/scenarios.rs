@@ -42,6 +42,8 @@ pub struct Session {
     sluice_args: Vec<String>,
     secs: f64,
     rounds: usize,
+    /// The upgrade scenario's offered rate (frames/s).
+    upgrade_pps: u64,
     template: Template,
     generator: Generator,
     /// Median sluice reflect rate (frames/s), for the latency scenario's 10% load.
@@ -167,6 +169,7 @@ impl Session {
             sluice_args: a.sluice_args.split_whitespace().map(String::from).collect(),
             secs,
             rounds: a.rounds,
+            upgrade_pps: a.upgrade_pps,
             template,
             generator,
             reflect_capacity: None,
@@ -883,14 +886,16 @@ impl Session {
 
     // ---- upgrade -------------------------------------------------------------------------
 
-    /// Frames lost to a hot upgrade: sluice reflect at a steady 0.3 Mpps, once without and
+    /// Frames lost to a hot upgrade: sluice reflect at a steady rate (`--upgrade-pps`, 0.3 Mpps
+    /// by default), once without and
     /// once with `sluice run … --takeover` in the middle of the window; the generator's sent
     /// count against an independent AF_XDP receiver's (loss in % of the frames sent).
     pub fn upgrade(&mut self) -> Result<Scenario> {
-        const PPS: u64 = 300_000;
+        let pps = self.upgrade_pps;
+        let mpps = pps as f64 / 1e6;
         let names = [
-            "reflect 0.3 Mpps, no upgrade",
-            "reflect 0.3 Mpps, hot upgrade mid-window",
+            format!("reflect {mpps} Mpps, no upgrade"),
+            format!("reflect {mpps} Mpps, hot upgrade mid-window"),
         ];
         let mut subs: Vec<Subject> = names.iter().map(|n| Subject::new(n, "% lost")).collect();
         let mut limit = Subject::new("target: 0.1% lost", "% lost");
@@ -911,7 +916,7 @@ impl Session {
                     .stdin(std::process::Stdio::null())
                     .stdout(std::process::Stdio::null())
                     .stderr(std::process::Stdio::inherit());
-                let (rep, res) = self.with_traffic(Rate::Pps(PPS), |w| -> Result<_> {
+                let (rep, res) = self.with_traffic(Rate::Pps(pps), |w| -> Result<_> {
                     if !upgrade {
                         std::thread::sleep(w);
                         return Ok((None, Some(old), 0.0));
@@ -973,20 +978,18 @@ impl Session {
         let mut sc = Scenario {
             name: "upgrade".into(),
             setup: format!(
-                "sluice reflect, generator at a steady {:.1} Mpps for warm-up + {:.1} s + tail; in the \
+                "sluice reflect, generator at a steady {:.3} Mpps for warm-up + {:.1} s + tail; in the \
                  second run `sluice run … --takeover` starts halfway through the window and the old \
                  engine hands over and exits. Loss: frames the generator sent that the independent \
                  AF_XDP receiver never saw ({} rounds).",
-                PPS as f64 / 1e6,
-                self.secs,
-                self.rounds
+                mpps, self.secs, self.rounds
             ),
             subjects: subs,
             targets: vec![],
             limits: vec![],
         };
         sc.evaluate(vec![target(
-            names[1],
+            &names[1],
             "target: 0.1% lost",
             1.0,
             false,
@@ -1129,6 +1132,7 @@ pub fn demo(a: &DemoArgs) -> Result<()> {
         lever: Vec::new(),
         lever_app: "reflect".into(),
         dut_napi: false,
+        upgrade_pps: 300_000,
     };
     println!("==> creating a veth pair between two throwaway namespaces");
     let mut s = Session::new(&args, a.seconds as f64)?;
