@@ -114,6 +114,34 @@ impl SluiceDut {
         self.last
     }
 
+    /// Wait (bounded) for sluice to exit by itself (after handing over to a successor, or at
+    /// the end of its `--duration`); returns the final JSON object.
+    pub fn wait_exit(mut self, timeout: Duration) -> io::Result<Value> {
+        let mut child = self.child.take().expect("running");
+        let end = Instant::now() + timeout;
+        let st = loop {
+            if let Some(st) = child.try_wait()? {
+                break st;
+            }
+            if Instant::now() > end {
+                let _ = child.kill();
+                return Err(io::Error::other(format!(
+                    "sluice did not exit within {timeout:?}"
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        if !st.success() {
+            return Err(io::Error::other(format!("sluice exited with {st}")));
+        }
+        while let Ok(v) = self.lines.recv_timeout(Duration::from_secs(2)) {
+            if v["type"] == "final" {
+                return Ok(v);
+            }
+        }
+        Err(io::Error::other("sluice printed no final totals"))
+    }
+
     /// SIGTERM and wait (bounded); returns the final JSON object.
     pub fn stop(mut self) -> io::Result<Value> {
         let mut child = self.child.take().expect("running");

@@ -74,6 +74,10 @@ pub struct BenchArgs {
     /// For `--scenario lever`: the app to measure with (reflect or drop).
     #[arg(long, default_value = "reflect", value_parser = ["reflect", "drop"])]
     pub lever_app: String,
+    /// For `--scenario upgrade`: the steady offered rate in frames/s (0.3 Mpps by default;
+    /// lower it where the machine cannot reflect that much without loss to begin with).
+    #[arg(long, default_value_t = 300_000)]
+    pub upgrade_pps: u64,
 }
 
 /// Which scenario.
@@ -96,6 +100,8 @@ pub enum ScenarioKind {
     /// forward: Mpps routed client → router → server by sluice --app forward vs the kernel's
     /// IP forwarding vs the in-kernel XDP forwarder (its own three-namespace bed).
     Forward,
+    /// upgrade: frames lost to a hot upgrade (`--takeover`) under 0.3 Mpps of reflect traffic.
+    Upgrade,
     /// Everything above.
     All,
 }
@@ -145,6 +151,7 @@ fn run_bench(a: BenchArgs) -> Result<()> {
             ScenarioKind::Latency,
             ScenarioKind::Sweep,
             ScenarioKind::Idle,
+            ScenarioKind::Upgrade,
             ScenarioKind::Forward,
         ],
         k => vec![k],
@@ -181,6 +188,7 @@ fn run_bench(a: BenchArgs) -> Result<()> {
             (ScenarioKind::Latency, Some(s)) => s.latency(),
             (ScenarioKind::Sweep, Some(s)) => s.sweep(),
             (ScenarioKind::Idle, Some(s)) => s.idle(),
+            (ScenarioKind::Upgrade, Some(s)) => s.upgrade(),
             (ScenarioKind::Lever, Some(s)) => s.levers(&a.lever_app, &a.lever),
             (ScenarioKind::All, _) | (_, None) => unreachable!("kinds are expanded, bed built"),
         }

@@ -42,6 +42,8 @@ pub struct Session {
     sluice_args: Vec<String>,
     secs: f64,
     rounds: usize,
+    /// The upgrade scenario's offered rate (frames/s).
+    upgrade_pps: u64,
     template: Template,
     generator: Generator,
     /// Median sluice reflect rate (frames/s), for the latency scenario's 10% load.
@@ -167,6 +169,7 @@ impl Session {
             sluice_args: a.sluice_args.split_whitespace().map(String::from).collect(),
             secs,
             rounds: a.rounds,
+            upgrade_pps: a.upgrade_pps,
             template,
             generator,
             reflect_capacity: None,
@@ -881,6 +884,120 @@ impl Session {
         Ok(sc)
     }
 
+    // ---- upgrade -------------------------------------------------------------------------
+
+    /// Frames lost to a hot upgrade: sluice reflect at a steady rate (`--upgrade-pps`, 0.3 Mpps
+    /// by default), once without and
+    /// once with `sluice run … --takeover` in the middle of the window; the generator's sent
+    /// count against an independent AF_XDP receiver's (loss in % of the frames sent).
+    pub fn upgrade(&mut self) -> Result<Scenario> {
+        let pps = self.upgrade_pps;
+        let mpps = pps as f64 / 1e6;
+        let names = [
+            format!("reflect {mpps} Mpps, no upgrade"),
+            format!("reflect {mpps} Mpps, hot upgrade mid-window"),
+        ];
+        let mut subs: Vec<Subject> = names.iter().map(|n| Subject::new(n, "% lost")).collect();
+        let mut limit = Subject::new("target: 0.1% lost", "% lost");
+        for round in 0..self.rounds {
+            for (i, upgrade) in [false, true].into_iter().enumerate() {
+                let rx = self.start_receiver()?;
+                let old = self.start_sluice("reflect")?;
+                // The successor is started through nsenter: `with_traffic` holds the session.
+                let ns_path = self.bed.engine().ns().path().to_path_buf();
+                let mut cmd = std::process::Command::new("nsenter");
+                cmd.arg(format!("--net={}", ns_path.display()))
+                    .arg(&self.sluice)
+                    .args(["run", "--iface", self.bed.engine().iface(), "--json"])
+                    .args(["--stats-interval", "0", "--app", "reflect", "--udp", "9000"])
+                    .args(["--queues", "1", "--cores", "0", "--takeover"])
+                    .args(self.sluice_args.iter())
+                    .args(self.lever_args.iter())
+                    .stdin(std::process::Stdio::null())
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::inherit());
+                let (rep, res) = self.with_traffic(Rate::Pps(pps), |w| -> Result<_> {
+                    if !upgrade {
+                        std::thread::sleep(w);
+                        return Ok((None, Some(old), 0.0));
+                    }
+                    std::thread::sleep(w / 2);
+                    let t0 = Instant::now();
+                    let new = cmd.spawn().context("starting the successor")?;
+                    let fin = old
+                        .wait_exit(Duration::from_secs(30))
+                        .context("the old engine handing over")?;
+                    let took = t0.elapsed().as_secs_f64() * 1e3;
+                    let rest = w.saturating_sub(w / 2 + t0.elapsed());
+                    std::thread::sleep(rest);
+                    let _ = fin;
+                    Ok((Some(new), None, took))
+                })?;
+                let (new, old, took_ms) = res?;
+                if let Some(old) = old {
+                    old.stop().context("stopping sluice")?;
+                }
+                if let Some(mut new) = new {
+                    let pid = nix::unistd::Pid::from_raw(new.id() as i32);
+                    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+                    let st = new.wait().context("waiting for the successor")?;
+                    if !st.success() {
+                        bail!("the successor exited with {st}");
+                    }
+                }
+                let report = rx.stop();
+                let lost = report.loss(rep.sent);
+                let pct = lost as f64 / rep.sent.max(1) as f64 * 100.0;
+                println!(
+                    "    round {}: {:<44} sent {} lost {} ({pct:.4}%){}",
+                    round + 1,
+                    names[i],
+                    rep.sent,
+                    lost,
+                    if upgrade {
+                        format!(", successor start to old exit {took_ms:.0} ms")
+                    } else {
+                        String::new()
+                    }
+                );
+                subs[i].samples.push(pct);
+                subs[i]
+                    .extra
+                    .entry("offered_mpps".into())
+                    .or_default()
+                    .push(rep.mpps());
+                subs[i]
+                    .extra
+                    .entry("lost_frames".into())
+                    .or_default()
+                    .push(lost as f64);
+            }
+            limit.samples.push(0.1);
+        }
+        subs.push(limit);
+        let mut sc = Scenario {
+            name: "upgrade".into(),
+            setup: format!(
+                "sluice reflect, generator at a steady {:.3} Mpps for warm-up + {:.1} s + tail; in the \
+                 second run `sluice run … --takeover` starts halfway through the window and the old \
+                 engine hands over and exits. Loss: frames the generator sent that the independent \
+                 AF_XDP receiver never saw ({} rounds).",
+                mpps, self.secs, self.rounds
+            ),
+            subjects: subs,
+            targets: vec![],
+            limits: vec![],
+        };
+        sc.evaluate(vec![target(
+            &names[1],
+            "target: 0.1% lost",
+            1.0,
+            false,
+            None,
+        )]);
+        Ok(sc)
+    }
+
     /// SVG plots of what the session measured.
     pub fn plots(&self, dir: &Path) -> Result<()> {
         if !self.sweep.is_empty() {
@@ -1015,6 +1132,7 @@ pub fn demo(a: &DemoArgs) -> Result<()> {
         lever: Vec::new(),
         lever_app: "reflect".into(),
         dut_napi: false,
+        upgrade_pps: 300_000,
     };
     println!("==> creating a veth pair between two throwaway namespaces");
     let mut s = Session::new(&args, a.seconds as f64)?;

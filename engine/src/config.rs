@@ -119,6 +119,9 @@ pub struct EngineConfig {
     pub user: Option<String>,
     /// Stop by itself after this long.
     pub duration: Option<Duration>,
+    /// Take the data plane over from the engine serving these interfaces (a hot upgrade)
+    /// instead of attaching afresh.
+    pub takeover: bool,
 }
 
 impl EngineConfig {
@@ -144,6 +147,7 @@ impl EngineConfig {
             metrics_limits: metrics::Limits::default(),
             user: None,
             duration: None,
+            takeover: false,
         }
     }
 

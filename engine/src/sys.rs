@@ -492,6 +492,40 @@ pub fn drop_privileges(user: Option<&str>) -> Result<(), String> {
     Ok(())
 }
 
+/// A new close-on-exec fd for the bpf_link with kernel id `link_id` that this process holds
+/// open, found through `/proc/self/fdinfo` (every bpf_link fd shows its `link_id:` there).
+///
+/// aya 0.14 keeps a link's fd private and its only way to get one by id (`BPF_LINK_GET_FD_BY_ID`)
+/// needs `CAP_SYS_ADMIN`, which sluice does not ask for; a hot upgrade must pass the link to the
+/// successor, so it takes a duplicate of the fd aya holds.
+pub fn dup_bpf_link_fd(link_id: u32) -> io::Result<std::os::fd::OwnedFd> {
+    let want = format!("link_id:\t{link_id}");
+    for entry in std::fs::read_dir("/proc/self/fdinfo")? {
+        let entry = entry?;
+        let Some(fd) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(info) = std::fs::read_to_string(entry.path()) else {
+            continue; // closed meanwhile
+        };
+        if info.lines().any(|l| l == want) {
+            // SAFETY: the fd is open in this process (its fdinfo was just read) and belongs to
+            // the aya link the caller holds, which keeps it open for this borrow; it is only
+            // duplicated.
+            let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+            return Ok(rustix::io::fcntl_dupfd_cloexec(borrowed, 3)?);
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::NotFound,
+        format!("no fd of bpf_link {link_id} in /proc/self/fdinfo"),
+    ))
+}
+
 #[cfg(test)]
 mod test {
     use super::*;

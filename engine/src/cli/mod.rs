@@ -269,6 +269,12 @@ pub struct RunArgs {
     #[arg(long, value_name = "SECS")]
     pub duration: Option<f64>,
 
+    /// Hot upgrade: take the data plane over from the sluice serving these interfaces (same
+    /// interfaces, queues, frame and ring sizes), without detaching XDP or losing frames; that
+    /// engine exits 0. If the hand-over fails it keeps serving and this one exits non-zero.
+    #[arg(long)]
+    pub takeover: bool,
+
     /// UMEM frame size in bytes: 2048 holds frames up to 1792 bytes (MTU 1774 with a VLAN
     /// tag), 4096 up to 3840 (copy mode reserves 256 bytes of headroom).
     #[arg(long, default_value_t = 2048, help_heading = "Ring and UMEM sizes")]
@@ -410,6 +416,7 @@ impl TryFrom<&RunArgs> for EngineConfig {
         c.json = a.json;
         c.admin_group = a.admin_group.clone();
         (c.metrics, c.ctl, c.metrics_limits) = a.endpoints.to_config()?;
+        c.takeover = a.takeover;
         c.user = a.user.clone();
         c.duration = match a.duration {
             Some(d) => Some(config::seconds("duration", d)?),

@@ -40,9 +40,10 @@ pub mod proto;
 mod render;
 pub(crate) mod service;
 pub(crate) mod socket;
+pub mod takeover;
 
 pub use service::{RunInfo, WorkerView};
-pub use socket::{ControlError, CtlLimits};
+pub use socket::{ControlError, CtlLimits, Peer};
 
 use crate::steer::{Counters, SteeringSet};
 use metrics::MetricsServer;
@@ -81,6 +82,16 @@ pub struct Claim {
     servers: Vec<ControlServer>,
 }
 
+impl Claim {
+    /// Duplicates of the listening sockets, one per interface, to pass to a successor.
+    pub fn listener_fds(&self) -> std::io::Result<Vec<std::os::fd::OwnedFd>> {
+        self.servers
+            .iter()
+            .map(|s| s.listener().try_clone_to_owned())
+            .collect()
+    }
+}
+
 /// What the control plane needs to know about a started engine.
 pub struct EngineFacts {
     /// Static facts for `status`.
@@ -95,6 +106,52 @@ pub struct EngineFacts {
     pub lb: Option<Arc<lb::LbService>>,
     /// The dns app's control side, when the engine runs `dns`.
     pub dns: Option<Arc<dns::DnsService>>,
+    /// Where a successor's `takeover` connection goes (the engine's supervising thread runs
+    /// the hand-over); `None`: takeovers are refused.
+    pub takeover: Option<std::sync::mpsc::Sender<TakeoverConn>>,
+}
+
+/// A successor's control connection, handed to the engine for a hot upgrade.
+pub struct TakeoverConn {
+    /// The connection.
+    pub conn: std::os::fd::OwnedFd,
+    /// Who asked (authorized as for a change).
+    pub peer: socket::Peer,
+    /// Its first message (`takeover`).
+    pub first: Vec<u8>,
+}
+
+/// The engine's service plus the hand-off of `takeover` connections.
+struct Front {
+    service: Arc<EngineService>,
+    takeover: Option<std::sync::mpsc::Sender<TakeoverConn>>,
+}
+
+impl socket::Handler for Front {
+    fn handle(
+        &self,
+        req: &proto::Request,
+        peer: &socket::Peer,
+    ) -> Result<serde_json::Value, socket::HandlerError> {
+        self.service.handle(req, peer)
+    }
+
+    fn takeover(
+        &self,
+        conn: std::os::fd::OwnedFd,
+        peer: &socket::Peer,
+        first: &[u8],
+    ) -> Result<(), String> {
+        let Some(tx) = &self.takeover else {
+            return Err("this engine cannot hand over its data plane".into());
+        };
+        tx.send(TakeoverConn {
+            conn,
+            peer: *peer,
+            first: first.to_vec(),
+        })
+        .map_err(|_| "the engine is stopping".to_string())
+    }
 }
 
 /// A running control plane: mirror, control socket server, optional metrics endpoint.
@@ -120,6 +177,22 @@ impl ControlPlane {
             .map(|iface| ControlServer::bind(iface, admin_gid, limits))
             .collect::<Result<_, _>>()?;
         Ok(Claim { servers })
+    }
+
+    /// A claim made of the listening sockets a predecessor passed in a hot upgrade, one per
+    /// interface of `ifaces`, in order.
+    pub fn claim_passed(
+        ifaces: &[String],
+        listeners: Vec<std::os::fd::OwnedFd>,
+        admin_gid: Option<u32>,
+        limits: CtlLimits,
+    ) -> Claim {
+        let servers = ifaces
+            .iter()
+            .zip(listeners)
+            .map(|(iface, fd)| ControlServer::from_listener(fd, iface, admin_gid, limits))
+            .collect();
+        Claim { servers }
     }
 
     /// Start the rtnetlink mirror (on a thread of its own: call after privileges are dropped).
@@ -148,9 +221,13 @@ impl ControlPlane {
             engine.lb,
             engine.dns,
         ));
+        let front: Arc<dyn socket::Handler> = Arc::new(Front {
+            service: service.clone(),
+            takeover: engine.takeover,
+        });
         let mut servers = Vec::with_capacity(claim.servers.len());
         for server in claim.servers {
-            servers.push(server.spawn(service.clone())?);
+            servers.push(server.spawn(front.clone())?);
         }
         let metrics = match metrics {
             Some((addr, limits)) => Some(

@@ -185,6 +185,14 @@ pub trait Handler: Send + Sync {
     /// Carries out `req` (already decoded and, for a change, authorized) for `peer`; the value
     /// becomes the reply's `data`.
     fn handle(&self, req: &Request, peer: &Peer) -> Result<serde_json::Value, HandlerError>;
+
+    /// Takes over `conn` for a hot upgrade ([`super::takeover`]): `first` is the successor's
+    /// `takeover` message, `peer` already authorized as for a change. `Err` is sent back as a
+    /// refusal and the connection serves on; the default refuses.
+    fn takeover(&self, conn: OwnedFd, peer: &Peer, first: &[u8]) -> Result<(), String> {
+        let _ = (conn, peer, first);
+        Err("this engine cannot hand over its data plane".into())
+    }
 }
 
 /// The group allowed to make changes besides root.
@@ -261,6 +269,31 @@ impl ControlServer {
             admin,
             limits,
         })
+    }
+
+    /// Serves `listener`, a bound and listening control socket another engine passed over in a
+    /// hot upgrade (the name, and with it the single-instance lock, moves with the fd).
+    pub fn from_listener(
+        listener: OwnedFd,
+        iface: &str,
+        admin_gid: Option<u32>,
+        limits: CtlLimits,
+    ) -> ControlServer {
+        let _ = rustix::io::ioctl_fionbio(&listener, true);
+        ControlServer {
+            listener,
+            iface: iface.to_string(),
+            admin: admin_gid.map(|gid| AdminGroup {
+                gid,
+                name: group_name(gid).unwrap_or_else(|| gid.to_string()),
+            }),
+            limits,
+        }
+    }
+
+    /// The listening socket, to pass to a successor in a hot upgrade.
+    pub fn listener(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.listener.as_fd()
     }
 
     /// Starts serving on a thread of its own until [`ServerHandle::stop`] (or drop).
@@ -615,7 +648,14 @@ fn serve_connection(conn: &OwnedFd, peer: &Peer, ctx: &ConnCtx) {
             Err(Errno::AGAIN | Errno::INTR) => continue,
             Err(_) => return,
         };
-        let reply = answer(&buf[..len.min(buf.len())], len, peer, ctx);
+        let msg = &buf[..len.min(buf.len())];
+        if len <= MAX_REQUEST_SIZE && super::takeover::Msg::is_takeover(msg) {
+            if takeover(conn, msg, ctx) {
+                return; // the engine has the connection now
+            }
+            continue;
+        }
+        let reply = answer(msg, len, peer, ctx);
         let mut bytes = reply.encode();
         if bytes.len() > MAX_REPLY_SIZE {
             bytes = Reply::Err(ErrorReply::new(
@@ -631,6 +671,33 @@ fn serve_connection(conn: &OwnedFd, peer: &Peer, ctx: &ConnCtx) {
             return;
         }
         last = Instant::now();
+    }
+}
+
+/// A `takeover` on `conn`: authorized like a change, then the connection goes to the handler.
+/// Returns true if the handler took it; otherwise a refusal was sent.
+fn takeover(conn: &OwnedFd, msg: &[u8], ctx: &ConnCtx) -> bool {
+    use super::takeover::{Msg, send};
+    let refuse = |reason: String| {
+        log::warn!("control: takeover refused: {reason}");
+        let _ = send(conn.as_fd(), &Msg::Refused { reason }, &[]);
+        false
+    };
+    let peer = match peer_of(conn) {
+        Ok(p) => p,
+        Err(e) => return refuse(format!("reading the peer's credentials (SO_PEERCRED): {e}")),
+    };
+    if let Err(required) = authorize(&peer, ctx.admin.as_ref()) {
+        return refuse(required);
+    }
+    log::info!("control: takeover asked by {peer}");
+    let dup = match conn.try_clone() {
+        Ok(d) => d,
+        Err(e) => return refuse(format!("duplicating the connection: {e}")),
+    };
+    match ctx.handler.takeover(dup, &peer, msg) {
+        Ok(()) => true,
+        Err(reason) => refuse(reason),
     }
 }
 

@@ -24,6 +24,7 @@ mod coexist;
 mod preflight;
 mod report;
 mod supervisor;
+mod takeover;
 
 use crate::apps::App;
 use crate::apps::dns::app::{DnsWorkerStats, ZonesHandle};
@@ -157,6 +158,10 @@ pub enum RunError {
     /// The steered interface disappeared.
     #[error("interface {0} was deleted; stopped")]
     InterfaceDeleted(String),
+    /// A hot upgrade (`--takeover`) could not take the data plane over; the running engine
+    /// keeps serving.
+    #[error("hot upgrade: {0}")]
+    Takeover(String),
     /// Installing the signal handlers failed.
     #[error("installing SIGINT/SIGTERM handlers")]
     Signals(#[source] io::Error),
@@ -250,6 +255,12 @@ pub struct Engine<A: App> {
     term: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
     park: Arc<AtomicBool>,
+    /// What a hot upgrade passes on, and where successors' connections arrive.
+    handover: takeover::Held,
+    /// Each worker's configuration, to restart it after a failed hand-over.
+    wcfgs: Vec<WorkerConfig>,
+    /// Set once a successor owns the data plane: shut down without detaching.
+    handed_over: bool,
 }
 
 impl<A: App + 'static> Engine<A> {
@@ -273,44 +284,58 @@ impl<A: App + 'static> Engine<A> {
         term: Arc<AtomicBool>,
     ) -> Result<Self, RunError> {
         let plan = preflight::plan(cfg)?;
-        // The control socket first: its name is the single-instance lock for the interface, so a
-        // second engine fails here, naming the first, before it touches the queues or XDP.
-        let claim = ControlPlane::claim(&cfg.ifaces, plan.admin_gid, cfg.ctl)?;
-
-        let mut sockets = Vec::with_capacity(plan.queues.len());
-        for &q in &plan.queues {
-            let ifaces: Vec<&str> = cfg.ifaces.iter().map(String::as_str).collect();
-            sockets.push(XskQueue::open_ports(&ifaces, q, &plan.xsk)?);
-        }
-        let zerocopy = sockets.first().is_some_and(|s| s.is_zerocopy());
-
-        let mut steering =
-            SteeringSet::attach(&cfg.ifaces, cfg.xdp_mode).map_err(coexist::explain)?;
-        for s in &sockets {
-            for port in 0..s.port_count() {
-                steering
-                    .port_mut(port)
-                    .register_socket(s.queue(), s.fd_of(port))?;
-            }
-        }
-        for r in &plan.rules {
-            steering.set_rule(*r)?;
-        }
-        if cfg.forward {
-            steering.set_mode(SteerMode::Forward)?;
-        }
-        // The kernel path (forwarding): a TAP device, made while we may.
-        let tap = if cfg.forward {
-            Some(kernel_path(cfg)?)
+        let mut successor = None;
+        let (claim, sockets, mut steering, tap, dns_tcp) = if cfg.takeover {
+            let t = takeover::Successor::acquire(cfg, &plan)?;
+            let parts = (t.claim, t.sockets, t.steering, None, None);
+            successor = Some(t.conn);
+            parts
         } else {
-            None
+            // The control socket first: its name is the single-instance lock for the
+            // interface, so a second engine fails here, naming the first, before it touches
+            // the queues or XDP.
+            let claim = ControlPlane::claim(&cfg.ifaces, plan.admin_gid, cfg.ctl)?;
+
+            let mut sockets = Vec::with_capacity(plan.queues.len());
+            for &q in &plan.queues {
+                let ifaces: Vec<&str> = cfg.ifaces.iter().map(String::as_str).collect();
+                sockets.push(XskQueue::open_ports(&ifaces, q, &plan.xsk)?);
+            }
+
+            let mut steering =
+                SteeringSet::attach(&cfg.ifaces, cfg.xdp_mode).map_err(coexist::explain)?;
+            for s in &sockets {
+                for port in 0..s.port_count() {
+                    steering
+                        .port_mut(port)
+                        .register_socket(s.queue(), s.fd_of(port))?;
+                }
+            }
+            for r in &plan.rules {
+                steering.set_rule(*r)?;
+            }
+            if cfg.forward {
+                steering.set_mode(SteerMode::Forward)?;
+            }
+            // The kernel path (forwarding): a TAP device, made while we may.
+            let tap = if cfg.forward {
+                Some(kernel_path(cfg)?)
+            } else {
+                None
+            };
+            // DNS over TCP: the port may be privileged, so bound now.
+            let dns_tcp = match cfg.dns_port() {
+                Some(port) => Some(bind_dns_tcp(port)?),
+                None => None,
+            };
+            (claim, sockets, steering, tap, dns_tcp)
         };
-        // DNS over TCP: the port may be privileged, so bound now.
-        let dns_tcp = match cfg.dns_port() {
-            Some(port) => Some(bind_dns_tcp(port)?),
-            None => None,
-        };
+        let zerocopy = sockets.first().is_some_and(|s| s.is_zerocopy());
+        // What a successor will need (a hot upgrade): duplicates of every queue's fds and of
+        // the listening control sockets, taken while the sockets are still ours to borrow.
+        let handover = takeover::Held::new(cfg, &plan, &claim, &sockets)?;
         let granted: XdpMode = steering.granted_mode();
+        let _ = &mut steering;
         let steering = Arc::new(Mutex::new(Some(steering)));
 
         // Everything privileged is done: attach, maps, sockets. Drop it all before any other
@@ -405,6 +430,7 @@ impl<A: App + 'static> Engine<A> {
         let park = Arc::new(AtomicBool::new(false));
         let mut workers: Vec<WorkerHandle<A>> = Vec::new();
         let mut app_name = "";
+        let mut prepared = Vec::with_capacity(sockets.len());
         for (s, core) in sockets.into_iter().zip(plan.cores.iter().copied()) {
             let wcfg = WorkerConfig {
                 core,
@@ -431,6 +457,17 @@ impl<A: App + 'static> Engine<A> {
                 broadcasts: &broadcasts,
             });
             app_name = app.name();
+            prepared.push((s, app, wcfg));
+        }
+        // A successor takes the rings over only now, with everything else ready: the
+        // predecessor's workers stop here and ours start right after.
+        if let Some(conn) = successor {
+            let mut queues: Vec<&mut XskQueue> = prepared.iter_mut().map(|(q, _, _)| q).collect();
+            takeover::Successor::commit(&conn, &mut queues)?;
+        }
+        let mut wcfgs = Vec::with_capacity(prepared.len());
+        for (s, app, wcfg) in prepared {
+            wcfgs.push(wcfg.clone());
             match worker::spawn(s, app, wcfg, stop.clone()) {
                 Ok(h) => workers.push(h),
                 Err(e) => {
@@ -470,6 +507,7 @@ impl<A: App + 'static> Engine<A> {
             term: term.clone(),
             lb: lb.as_ref().map(|(service, _)| service.clone()),
             dns: dns.clone(),
+            takeover: Some(handover.sender()),
         };
         let metrics = cfg.metrics.map(|addr| (addr, cfg.metrics_limits));
         let control = ControlPlane::start(claim, facts, mirror, metrics)?;
@@ -495,6 +533,9 @@ impl<A: App + 'static> Engine<A> {
             term,
             stop,
             park,
+            handover,
+            wcfgs,
+            handed_over: false,
         })
     }
 
@@ -552,6 +593,17 @@ impl<A: App + 'static> Engine<A> {
                 }
             }
             checksums.check(self.workers.iter().map(|w| w.shared.snapshot()));
+            if let Some(conn) = self.handover.next_request() {
+                match self.hand_over(conn) {
+                    Ok(()) => {
+                        self.handed_over = true;
+                        break;
+                    }
+                    Err(reason) => {
+                        log::warn!("hot upgrade did not happen, still serving: {reason}");
+                    }
+                }
+            }
             while let Ok(ev) = self.control.link_events().try_recv() {
                 if let Some(e) = supervisor.on_event(&ev) {
                     died.get_or_insert(e);
@@ -572,12 +624,17 @@ impl<A: App + 'static> Engine<A> {
     /// stop and join the workers and collect their final counters.
     fn shutdown(self, died: &mut Option<RunError>) -> Summary {
         let xdp = self.control.xdp_counters().unwrap_or_default();
-        drop(
-            self.steering
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .take(),
-        );
+        {
+            let mut steering = self.steering.lock().unwrap_or_else(|e| e.into_inner());
+            if self.handed_over {
+                // The successor holds the links: ours go without detaching anything.
+                if let Some(s) = steering.as_mut() {
+                    s.release();
+                }
+                log::info!("handed over: XDP stays attached, the successor serves");
+            }
+            drop(steering.take());
+        }
         self.control.stop();
         if let Some(lb) = &self.lb {
             lb.stop();
@@ -597,6 +654,9 @@ impl<A: App + 'static> Engine<A> {
             if let Err(msg) = w.join() {
                 died.get_or_insert(RunError::WorkerDied { queue, msg });
             }
+            queues.push((queue, shared.snapshot(), shared.census(), shared.kernel()));
+        }
+        for (queue, shared) in self.handover.frozen() {
             queues.push((queue, shared.snapshot(), shared.census(), shared.kernel()));
         }
         Summary { queues, xdp }

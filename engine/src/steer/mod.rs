@@ -75,7 +75,7 @@ use aya::{EbpfError, EbpfLoader};
 use sluice_ebpf as ebpf;
 use std::collections::BTreeMap;
 use std::fmt;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 /// Everything that can go wrong while steering; each variant names the interface.
 #[derive(Debug, thiserror::Error)]
@@ -288,8 +288,13 @@ fn attach_hint(err: &ProgramError) -> &'static str {
 pub struct Steering {
     iface: String,
     granted: XdpMode,
-    /// The attachment. `None` only during `Drop`.
-    link: Option<FdLink>,
+    /// The attachment: our reference to the bpf_link (a duplicate of the fd aya opened, or the
+    /// fd a predecessor passed over). `None` only during `Drop`.
+    link: Option<OwnedFd>,
+    /// Duplicates of the map fds (rules, vips, xsks, counters, config), to pass to a successor.
+    map_fds: Vec<OwnedFd>,
+    /// The kernel's id of the attached program.
+    prog_id: u32,
     /// `rules[Rule::index(proto, port)]` = action (`ACTION_NONE` where there is no rule).
     rules: Array<MapData, u32>,
     /// The non-empty slots of `rules`, written after each successful map update: what
@@ -303,8 +308,9 @@ pub struct Steering {
     config: Array<MapData, u32>,
     /// What `config` holds (written after each successful update).
     mode: SteerMode,
-    /// Owns the program fd; dropped after the link.
-    _ebpf: aya::Ebpf,
+    /// Owns the program fd; dropped after the link. `None` for an adopted attachment (the
+    /// link holds the program).
+    _ebpf: Option<aya::Ebpf>,
 }
 
 impl fmt::Debug for Steering {
@@ -329,6 +335,26 @@ struct Loaded {
     /// `struct steer_config` is one `u32` (`mode`), so the map is read and written as `u32`
     /// (aya checks the value size against the map's).
     config: Array<MapData, u32>,
+    /// Duplicates of the five map fds, in [`MAP_ORDER`].
+    map_fds: Vec<OwnedFd>,
+}
+
+/// The maps a hand-over passes, in this order (after the link).
+const MAP_ORDER: [&str; 5] = [
+    ebpf::RULES_MAP,
+    ebpf::VIPS_MAP,
+    ebpf::XSKS_MAP,
+    ebpf::COUNTERS_MAP,
+    ebpf::CONFIG_MAP,
+];
+
+/// The map behind `m`, for the variants `steer` has.
+fn map_data(m: &aya::maps::Map) -> Option<&MapData> {
+    use aya::maps::Map;
+    match m {
+        Map::Array(d) | Map::HashMap(d) | Map::XskMap(d) | Map::PerCpuArray(d) => Some(d),
+        _ => None,
+    }
 }
 
 impl Loaded {
@@ -374,6 +400,14 @@ impl Loaded {
             take(ebpf::COUNTERS_MAP)?,
             take(ebpf::CONFIG_MAP)?,
         );
+        let map_fds = [&rules, &vips, &xsks, &counters, &config]
+            .into_iter()
+            .map(|m| {
+                map_data(m)
+                    .and_then(|d| d.fd().as_fd().try_clone_to_owned().ok())
+                    .ok_or_else(|| object_err("a map fd could not be duplicated".into(), None))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         const _: () = assert!(ebpf::SteerConfig::SIZE == size_of::<u32>());
         const _: () = assert!(ebpf::VipValue::SIZE == size_of::<u32>());
         let wrong = |name: &str, e: MapError| {
@@ -390,6 +424,7 @@ impl Loaded {
                 .try_into()
                 .map_err(|e| wrong(ebpf::COUNTERS_MAP, e))?,
             config: config.try_into().map_err(|e| wrong(ebpf::CONFIG_MAP, e))?,
+            map_fds,
             ebpf: bpf,
         })
     }
@@ -402,7 +437,12 @@ impl Loaded {
     }
 
     /// Attaches in exactly `mode` (Driver or Skb) and returns the bpf_link.
-    fn attach(&mut self, iface: &str, asked: XdpMode, mode: XdpMode) -> Result<FdLink, SteerError> {
+    fn attach(
+        &mut self,
+        iface: &str,
+        asked: XdpMode,
+        mode: XdpMode,
+    ) -> Result<(OwnedFd, u32), SteerError> {
         let aya_mode = match mode {
             XdpMode::Driver => aya::programs::XdpMode::Driver,
             XdpMode::Skb => aya::programs::XdpMode::Skb,
@@ -437,7 +477,16 @@ impl Loaded {
             return Err(no_link());
         }
         // Unreachable in practice after the two checks above.
-        FdLink::try_from(link).map_err(|_| no_link())
+        let link = FdLink::try_from(link).map_err(|_| no_link())?;
+        // Our own fd for the link (see `sys::dup_bpf_link_fd`); aya's is closed when `link`
+        // drops, which leaves the attachment held by ours alone.
+        link.info()
+            .ok()
+            .and_then(|info| {
+                let fd = crate::sys::dup_bpf_link_fd(info.id()).ok()?;
+                Some((fd, info.program_id()))
+            })
+            .ok_or_else(no_link)
     }
 }
 
@@ -460,7 +509,7 @@ impl Steering {
     /// one warning. The mode actually in force is [`Steering::granted_mode`].
     pub fn load_and_attach(iface: &str, mode: XdpMode) -> Result<Self, SteerError> {
         let mut loaded = Loaded::new(iface)?;
-        let (link, granted) = match mode {
+        let ((link, prog_id), granted) = match mode {
             XdpMode::Driver | XdpMode::Skb => (loaded.attach(iface, mode, mode)?, mode),
             XdpMode::Auto => match loaded.attach(iface, mode, XdpMode::Driver) {
                 Ok(link) => (link, XdpMode::Driver),
@@ -485,6 +534,7 @@ impl Steering {
             xsks,
             counters,
             config,
+            map_fds,
         } = loaded;
         Ok(Self {
             iface: iface.to_string(),
@@ -497,8 +547,110 @@ impl Steering {
             counters,
             config,
             mode: SteerMode::Ports,
-            _ebpf: ebpf,
+            map_fds,
+            prog_id,
+            _ebpf: Some(ebpf),
         })
+    }
+
+    /// Take over an attachment another process made (a hot upgrade): `fds` are the bpf_link
+    /// and the maps in [`Steering::handover_fds`] order; `rules` and `mode` what that process
+    /// had set (the rules shadow cannot be read back from the array cheaply). The program stays
+    /// attached throughout: nothing is detached or re-attached.
+    pub fn adopt(
+        iface: &str,
+        granted: XdpMode,
+        fds: Vec<OwnedFd>,
+        prog_id: u32,
+        rules: &[Rule],
+        mode: SteerMode,
+    ) -> Result<Self, SteerError> {
+        use aya::maps::Map;
+        let object_err = |what: String| SteerError::Object {
+            iface: iface.to_string(),
+            what,
+            source: None,
+        };
+        if fds.len() != 1 + MAP_ORDER.len() {
+            return Err(object_err(format!(
+                "{} fds passed for the XDP attachment, expected {}",
+                fds.len(),
+                1 + MAP_ORDER.len()
+            )));
+        }
+        let mut fds = fds.into_iter();
+        let link = fds.next().expect("counted");
+        let mut map_fds = Vec::with_capacity(MAP_ORDER.len());
+        let mut datas = Vec::with_capacity(MAP_ORDER.len());
+        for (fd, name) in fds.zip(MAP_ORDER) {
+            let dup = fd
+                .try_clone()
+                .map_err(|e| object_err(format!("duplicating the fd of map `{name}`: {e}")))?;
+            map_fds.push(dup);
+            let data = MapData::from_fd(fd)
+                .map_err(|e| object_err(format!("passed map `{name}` is unusable: {e}")))?;
+            datas.push(data);
+        }
+        let wrong = |name: &str, e: MapError| SteerError::Object {
+            iface: iface.to_string(),
+            what: format!("passed map `{name}` has the wrong type or layout"),
+            source: Some(Box::new(ProgramError::MapError(e))),
+        };
+        let mut datas = datas.into_iter();
+        let mut next = || datas.next().expect("counted");
+        let rules_map: Array<MapData, u32> = Map::Array(next())
+            .try_into()
+            .map_err(|e| wrong(ebpf::RULES_MAP, e))?;
+        let vips = Map::HashMap(next())
+            .try_into()
+            .map_err(|e| wrong(ebpf::VIPS_MAP, e))?;
+        let xsks = Map::XskMap(next())
+            .try_into()
+            .map_err(|e| wrong(ebpf::XSKS_MAP, e))?;
+        let counters = Map::PerCpuArray(next())
+            .try_into()
+            .map_err(|e| wrong(ebpf::COUNTERS_MAP, e))?;
+        let config = Map::Array(next())
+            .try_into()
+            .map_err(|e| wrong(ebpf::CONFIG_MAP, e))?;
+        let shadow = rules
+            .iter()
+            .map(|r| ((r.proto, r.port), r.action))
+            .collect();
+        Ok(Self {
+            iface: iface.to_string(),
+            granted,
+            link: Some(link),
+            rules: rules_map,
+            shadow,
+            vips,
+            xsks,
+            counters,
+            config,
+            mode,
+            map_fds,
+            prog_id,
+            _ebpf: None,
+        })
+    }
+
+    /// The fds a successor needs to [`Steering::adopt`] this attachment: the bpf_link, then
+    /// the maps (rules, vips, xsks, counters, config).
+    pub fn handover_fds(&self) -> Vec<BorrowedFd<'_>> {
+        let mut fds: Vec<BorrowedFd<'_>> = self.link.iter().map(|l| l.as_fd()).collect();
+        fds.extend(self.map_fds.iter().map(|f| f.as_fd()));
+        fds
+    }
+
+    /// The kernel's id of the attached program.
+    pub fn program_id(&self) -> u32 {
+        self.prog_id
+    }
+
+    /// Forget the attachment without a word (after a hand-over: the successor holds the link,
+    /// so closing ours detaches nothing).
+    pub fn release(&mut self) {
+        self.link = None;
     }
 
     /// The interface the program is attached to.
@@ -696,5 +848,6 @@ impl Drop for Steering {
             drop(link);
             log::info!("XDP program `steer` detached from {}", self.iface);
         }
+        // (After `release` the link is the successor's: nothing to log.)
     }
 }

@@ -111,3 +111,57 @@ impl SteeringSet {
         Ok(total)
     }
 }
+
+impl SteeringSet {
+    /// Take over every port's attachment from a predecessor (see [`Steering::adopt`]): `fds`
+    /// holds, per port in order, the link and the five maps.
+    pub fn adopt(
+        ifaces: &[String],
+        granted: XdpMode,
+        prog_ids: &[u32],
+        mut fds: Vec<std::os::fd::OwnedFd>,
+        rules: &[Rule],
+        mode: SteerMode,
+    ) -> Result<Self, SteerError> {
+        let per = Self::FDS_PER_PORT;
+        let mut ports = Vec::with_capacity(ifaces.len());
+        for (i, iface) in ifaces.iter().enumerate() {
+            if fds.len() < per || prog_ids.len() <= i {
+                return Err(SteerError::Object {
+                    iface: iface.clone(),
+                    what: "the hand-over passed too few fds for the XDP attachments".into(),
+                    source: None,
+                });
+            }
+            let rest = fds.split_off(per);
+            let mine = std::mem::replace(&mut fds, rest);
+            ports.push(Steering::adopt(
+                iface,
+                granted,
+                mine,
+                prog_ids[i],
+                rules,
+                mode,
+            )?);
+        }
+        Ok(SteeringSet { ports })
+    }
+
+    /// Fds per port in [`SteeringSet::handover_fds`]: the link and five maps.
+    pub const FDS_PER_PORT: usize = 6;
+
+    /// Every port's link and map fds, port by port (see [`Steering::handover_fds`]).
+    pub fn handover_fds(&self) -> Vec<std::os::fd::BorrowedFd<'_>> {
+        self.ports.iter().flat_map(|s| s.handover_fds()).collect()
+    }
+
+    /// The attached program's id on every port, in order.
+    pub fn program_ids(&self) -> Vec<u32> {
+        self.ports.iter().map(|s| s.program_id()).collect()
+    }
+
+    /// Let go of every attachment without detaching (the successor holds the links).
+    pub fn release(&mut self) {
+        self.ports.iter_mut().for_each(Steering::release);
+    }
+}

@@ -66,7 +66,7 @@ pub struct WorkerHandle<A> {
     pub core: Option<usize>,
     /// Counters the worker publishes.
     pub shared: Arc<Shared>,
-    join: thread::JoinHandle<A>,
+    join: thread::JoinHandle<(A, XskQueue)>,
 }
 
 impl<A> WorkerHandle<A> {
@@ -78,6 +78,13 @@ impl<A> WorkerHandle<A> {
     /// Wait for the thread to end (after the stop flag is set) and get the app back. Returns an
     /// error string if the worker panicked.
     pub fn join(self) -> Result<A, String> {
+        self.join_with_queue().map(|(app, _)| app)
+    }
+
+    /// [`WorkerHandle::join`], also getting the queue back (stopped at a batch boundary, every
+    /// frame in a ring or its stash): for a hot upgrade, which hands it to a successor or, if
+    /// that fails, to a new worker ([`spawn_with`]).
+    pub fn join_with_queue(self) -> Result<(A, XskQueue), String> {
         self.join.join().map_err(|p| {
             p.downcast_ref::<String>()
                 .cloned()
@@ -109,8 +116,18 @@ pub fn spawn<A: App + 'static>(
     cfg: WorkerConfig,
     stop: Arc<AtomicBool>,
 ) -> Result<WorkerHandle<A>, WorkerError> {
+    spawn_with(q, app, cfg, stop, Arc::new(Shared::default()))
+}
+
+/// [`spawn`] publishing into `shared` (a worker restarted on its queue keeps its counters).
+pub fn spawn_with<A: App + 'static>(
+    mut q: XskQueue,
+    app: A,
+    cfg: WorkerConfig,
+    stop: Arc<AtomicBool>,
+    shared: Arc<Shared>,
+) -> Result<WorkerHandle<A>, WorkerError> {
     let queue = q.queue();
-    let shared = Arc::new(Shared::default());
     let sh = shared.clone();
     let core = cfg.core;
     let join = thread::Builder::new()
@@ -122,7 +139,8 @@ pub fn spawn<A: App + 'static>(
                 // Not fatal: the CLI already checked the core is allowed; say it once.
                 log::warn!("queue {queue}: could not pin to core {id}; running unpinned");
             }
-            run_loop(q, app, &cfg, &stop, &sh)
+            let app = run_loop_on(&mut q, app, &cfg, &stop, &sh);
+            (app, q)
         })
         .map_err(|source| WorkerError::Spawn { queue, source })?;
     Ok(WorkerHandle {
@@ -137,6 +155,17 @@ pub fn spawn<A: App + 'static>(
 /// Returns the app when `stop` is set, after draining TX and publishing the final census.
 pub fn run_loop<A: App>(
     mut q: XskQueue,
+    app: A,
+    cfg: &WorkerConfig,
+    stop: &AtomicBool,
+    shared: &Shared,
+) -> A {
+    run_loop_on(&mut q, app, cfg, stop, shared)
+}
+
+/// [`run_loop`] on a borrowed queue, which the caller keeps.
+pub fn run_loop_on<A: App>(
+    q: &mut XskQueue,
     mut app: A,
     cfg: &WorkerConfig,
     stop: &AtomicBool,
@@ -154,7 +183,7 @@ pub fn run_loop<A: App>(
     let ports = q.port_count();
     let mut idle_rounds = 0u32;
     let mut slow_tick = 0u64;
-    publish_slow(&q, shared);
+    publish_slow(q, shared);
     while !stop.load(Ordering::Relaxed) {
         if cfg.park.load(Ordering::Relaxed) {
             shared.publish(&local);
@@ -170,7 +199,7 @@ pub fn run_loop<A: App>(
         let mut got = 0;
         for port in 0..ports {
             got += step(
-                &mut q,
+                q,
                 PortId(port as u16),
                 &mut app,
                 &mut scratch,
@@ -182,7 +211,7 @@ pub fn run_loop<A: App>(
             idle_rounds = 0;
             slow_tick += 1;
             if slow_tick.is_multiple_of(SLOW_STATS_EVERY) {
-                publish_slow(&q, shared);
+                publish_slow(q, shared);
             }
             shared.publish(&local);
             continue;
@@ -208,7 +237,7 @@ pub fn run_loop<A: App>(
         idle_rounds = 0;
         local.sleeps += 1;
         shared.publish(&local);
-        publish_slow(&q, shared);
+        publish_slow(q, shared);
         let sleep = if q.tx_outstanding() > 0 {
             TX_DRAIN_SLEEP
         } else {
@@ -228,7 +257,7 @@ pub fn run_loop<A: App>(
     q.reclaim();
     q.refill();
     shared.publish(&local);
-    publish_slow(&q, shared);
+    publish_slow(q, shared);
     app
 }
 

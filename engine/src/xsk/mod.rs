@@ -12,6 +12,12 @@
 //! In copy mode the kernel holds no frame once traffic stops and the TX ring has drained, so a
 //! census with `kernel != 0` at rest means a frame leaked.
 //!
+//! # Hot upgrade
+//! The UMEM is a `memfd` and every ring is mapped from its socket fd (`ring.rs`), so another
+//! process that is handed those fds maps the same memory: [`XskQueue::handover_fds`] and
+//! [`XskQueue::handover_state`] on the old side, [`XskQueue::adopt`] and [`XskQueue::resume`] on
+//! the new one. The ring indices live in the shared mapping and are read, never reset.
+//!
 //! # Error policy of the I/O calls
 //! - Setup (`XskQueue::open`) returns [`XskError`] naming the interface, queue and step.
 //! - The hot path never returns errors: a TX kick failing with `EBUSY`, `ENOBUFS` or `ENETDOWN`
@@ -20,20 +26,19 @@
 //!   decides what a frame that found no room becomes.
 #![allow(unsafe_code)]
 
+mod ring;
 mod umem;
 
 pub use umem::UmemArea;
 
 use crate::error::SyscallError;
 use crate::sys;
-use std::ffi::CString;
+use ring::{RawDesc, Ring, Which};
+use rustix::net::xdp::{SocketAddrXdp, SocketAddrXdpFlags, SocketAddrXdpWithSharedUmem};
 use std::fmt;
 use std::io;
-use std::num::NonZeroU32;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::Duration;
-use xdpilone::xdp::XdpDesc;
-use xdpilone::{CompletionQueue, FillQueue, IfInfo, RingRx, RingTx, Socket, SocketConfig, Umem};
 
 /// A frame descriptor: where a frame starts in the UMEM and how long it is.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -338,11 +343,12 @@ pub struct KernelStats {
 /// The rings of one port's AF_XDP socket: RX and TX, and the fill and completion rings of its
 /// (interface, queue).
 struct PortRings {
-    rx: RingRx,
-    tx: RingTx,
-    fill: FillQueue,
-    comp: CompletionQueue,
-    _user: xdpilone::User,
+    rx: Ring,
+    tx: Ring,
+    fill: Ring,
+    comp: Ring,
+    /// The socket (the first port's is also the UMEM's owner); closed after the rings unmap.
+    sock: OwnedFd,
     iface: String,
     zerocopy: bool,
     /// Frames handed to this TX ring and not yet seen on its completion ring.
@@ -356,11 +362,9 @@ struct PortRings {
 /// Frames belong to the UMEM, not to a port: a frame sent on port B goes back to whichever fill
 /// ring has the fewest frames, so forwarding A → B does not drain A's fill ring into B's.
 ///
-/// Field order matters: rings and sockets are dropped before the UMEM and the mapping they
-/// point into.
+/// Field order matters: rings and sockets are dropped before the mapping they point into.
 pub struct XskQueue {
     ports: Vec<PortRings>,
-    _umem: Umem,
     queue: u32,
     cfg: XskConfig,
     /// Frame mask for aligned mode (`!(frame_size - 1)`).
@@ -370,10 +374,23 @@ pub struct XskQueue {
     area: UmemArea,
 }
 
-// SAFETY: every raw pointer inside (xdpilone's ring and UMEM handles) points into mappings owned
-// by this value, so moving the whole queue to another thread (its worker) keeps them valid. It
-// is deliberately not `Sync`: the rings are single-producer/single-consumer from user space.
+// SAFETY: every raw pointer inside (the rings) points into mappings owned by this value, so
+// moving the whole queue to another thread (its worker) keeps them valid. It is deliberately
+// not `Sync`: the rings are single-producer/single-consumer from user space.
 unsafe impl Send for XskQueue {}
+
+/// What a queue's owner hands its successor besides the fds (see [`XskQueue::handover_state`]):
+/// the frames it holds outside every ring, and per port how many sent frames have not
+/// completed yet. With the rings' shared indices this accounts for every frame of the UMEM.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct QueueState {
+    /// The queue index.
+    pub queue: u32,
+    /// UMEM addresses of the frames in no ring (the stash after the last refill).
+    pub stash: Vec<u64>,
+    /// Per port, frames handed to the TX ring and not yet completed.
+    pub tx_outstanding: Vec<u32>,
+}
 
 impl XskQueue {
     /// [`XskQueue::open_ports`] with one port.
@@ -381,9 +398,9 @@ impl XskQueue {
         Self::open_ports(&[iface], queue, cfg)
     }
 
-    /// Create the UMEM and, on every interface of `ifaces` (the ports, in order), a socket bound
-    /// to queue `queue` with need_wakeup, all sharing the UMEM; then put every frame in a fill
-    /// ring (spread evenly over the ports).
+    /// Create the UMEM (a `memfd`, so a successor can map it) and, on every interface of
+    /// `ifaces` (the ports, in order), a socket bound to queue `queue` with need_wakeup, all
+    /// sharing the UMEM; then put every frame in a fill ring (spread evenly over the ports).
     ///
     /// With [`BindMode::Auto`] zero-copy is tried first; if a driver refuses it (`EOPNOTSUPP`),
     /// the sockets are rebuilt in copy mode and one line is logged.
@@ -392,15 +409,7 @@ impl XskQueue {
     /// socket's claim on its queue from a workqueue, so a queue freed an instant ago (a previous
     /// run that just exited) can still look taken. A queue that stays busy is an error.
     pub fn open_ports(ifaces: &[&str], queue: u32, cfg: &XskConfig) -> Result<Self, XskError> {
-        if ifaces.is_empty() || ifaces.len() > MAX_PORTS {
-            return Err(XskError::Config {
-                field: "interface name",
-                reason: format!(
-                    "{} interfaces given; 1 to {MAX_PORTS} can share a UMEM",
-                    ifaces.len()
-                ),
-            });
-        }
+        check_port_count(ifaces)?;
         let deadline = std::time::Instant::now() + BUSY_RETRY;
         loop {
             match Self::open_once(ifaces, queue, cfg) {
@@ -415,12 +424,12 @@ impl XskQueue {
     fn open_once(ifaces: &[&str], queue: u32, cfg: &XskConfig) -> Result<Self, XskError> {
         cfg.validate()?;
         match cfg.bind {
-            BindMode::Copy => Self::open_with(ifaces, queue, cfg, SocketConfig::XDP_BIND_COPY),
+            BindMode::Copy => Self::open_with(ifaces, queue, cfg, SocketAddrXdpFlags::XDP_COPY),
             BindMode::Zerocopy => {
-                Self::open_with(ifaces, queue, cfg, SocketConfig::XDP_BIND_ZEROCOPY)
+                Self::open_with(ifaces, queue, cfg, SocketAddrXdpFlags::XDP_ZEROCOPY)
             }
             BindMode::Auto => {
-                match Self::open_with(ifaces, queue, cfg, SocketConfig::XDP_BIND_ZEROCOPY) {
+                match Self::open_with(ifaces, queue, cfg, SocketAddrXdpFlags::XDP_ZEROCOPY) {
                     Err(XskError::ZeroCopyUnsupported { iface, source, .. }) => {
                         if queue == 0 {
                             log::info!(
@@ -428,7 +437,7 @@ impl XskQueue {
                                  the driver has no zero-copy support ({source})"
                             );
                         }
-                        Self::open_with(ifaces, queue, cfg, SocketConfig::XDP_BIND_COPY)
+                        Self::open_with(ifaces, queue, cfg, SocketAddrXdpFlags::XDP_COPY)
                     }
                     other => other,
                 }
@@ -440,7 +449,7 @@ impl XskQueue {
         ifaces: &[&str],
         queue: u32,
         cfg: &XskConfig,
-        mode_flag: u16,
+        mode: SocketAddrXdpFlags,
     ) -> Result<Self, XskError> {
         let first = ifaces[0];
         let fail = |iface: &str, step: &'static str, source: SyscallError| XskError::Setup {
@@ -450,21 +459,25 @@ impl XskQueue {
             source,
         };
         let area_len = cfg.frame_count as usize * cfg.frame_size as usize;
-        let area = UmemArea::new(area_len)
-            .map_err(|e| fail(first, "mapping the UMEM", SyscallError::new("mmap", e)))?;
-        let umem_cfg = xdpilone::UmemConfig {
-            fill_size: cfg.fill_size,
-            complete_size: cfg.comp_size,
-            frame_size: cfg.frame_size,
+        let area = UmemArea::new(area_len, &format!("sluice-umem-q{queue}")).map_err(|e| {
+            fail(
+                first,
+                "mapping the UMEM",
+                SyscallError::new("memfd/mmap", e),
+            )
+        })?;
+        let owner = new_socket()?;
+        let reg = rustix::net::xdp::XdpUmemReg {
+            addr: area.base() as u64,
+            len: area_len as u64,
+            chunk_size: cfg.frame_size,
             headroom: cfg.headroom,
-            flags: 0,
+            flags: rustix::net::xdp::XdpUmemRegFlags::empty(),
+            tx_metadata_len: 0,
         };
-        // SAFETY: `area` is a fresh page-aligned mapping of `area_len` bytes; it is stored in the
-        // returned XskQueue, which drops it after the Umem and every ring (field order).
-        let umem = unsafe { Umem::new(umem_cfg, area.as_raw()) }.map_err(|e| {
-            let source = errno(e);
+        rustix::net::sockopt::set_xdp_umem_reg(&owner, reg).map_err(|e| {
+            let source = io::Error::from(e);
             match source.raw_os_error() {
-                Some(libc::EAFNOSUPPORT) => XskError::NoAfXdp(source),
                 Some(libc::EPERM) | Some(libc::EACCES) => XskError::Permission(source),
                 _ => fail(
                     first,
@@ -473,20 +486,16 @@ impl XskQueue {
                 ),
             }
         })?;
-        let mut ports = Vec::with_capacity(ifaces.len());
-        for (k, iface) in ifaces.iter().enumerate() {
-            ports.push(Self::open_port(
-                &umem,
-                iface,
-                k == 0,
-                queue,
-                cfg,
-                mode_flag,
-            )?);
+        let mut ports: Vec<PortRings> = Vec::with_capacity(ifaces.len());
+        let first_port = Self::open_port(owner, first, None, queue, cfg, mode)?;
+        ports.push(first_port);
+        for iface in &ifaces[1..] {
+            let sock = new_socket()?;
+            let port = Self::open_port(sock, iface, Some(ports[0].sock.as_fd()), queue, cfg, mode)?;
+            ports.push(port);
         }
         let mut q = XskQueue {
             ports,
-            _umem: umem,
             queue,
             cfg: cfg.clone(),
             frame_mask: !(u64::from(cfg.frame_size) - 1),
@@ -502,72 +511,49 @@ impl XskQueue {
         Ok(q)
     }
 
-    /// One port's socket on the shared `umem`: the first port's socket is the UMEM's own;
-    /// every other is a new socket bound with `XDP_SHARED_UMEM`, whose copy/zero-copy and
-    /// need_wakeup modes the kernel takes from the first (it refuses those flags on it).
+    /// One port's socket: the first port's (`shared` is `None`) is the UMEM's own; every other
+    /// is bound with `XDP_SHARED_UMEM` to the first's, and the kernel takes its copy/zero-copy
+    /// and need_wakeup modes from the first (it refuses those flags on it). Each has its own
+    /// fill and completion rings, for its own (interface, queue).
     fn open_port(
-        umem: &Umem,
+        sock: OwnedFd,
         iface: &str,
-        owner: bool,
+        shared: Option<BorrowedFd<'_>>,
         queue: u32,
         cfg: &XskConfig,
-        mode_flag: u16,
+        mode: SocketAddrXdpFlags,
     ) -> Result<PortRings, XskError> {
+        use rustix::net::sockopt as so;
         let fail = |step: &'static str, source: SyscallError| XskError::Setup {
             step,
             iface: iface.to_string(),
             queue,
             source,
         };
-        let setup = |step: &'static str, call: &'static str| {
-            move |e: xdpilone::Errno| fail(step, SyscallError::new(call, errno(e)))
+        let sys_fail = |step: &'static str, call: &'static str| {
+            move |e: rustix::io::Errno| fail(step, SyscallError::new(call, io::Error::from(e)))
         };
-        let name = CString::new(iface).map_err(|_| XskError::Config {
-            field: "interface name",
-            reason: format!("{iface:?} contains a NUL byte"),
-        })?;
-        let mut info = IfInfo::invalid();
-        info.from_name(&name)
-            .map_err(setup("looking up the interface", "if_nametoindex"))?;
-        info.set_queue(queue);
-        let sock = if owner {
-            Socket::with_shared(&info, umem)
-        } else {
-            Socket::new(&info)
-        }
-        .map_err(setup("creating the AF_XDP socket", "socket(AF_XDP)"))?;
-        // xdpilone creates the socket without SOCK_CLOEXEC: a process spawned later (a helper, a
-        // benchmark peer) would inherit it and keep the queue bound after we close it.
-        // SAFETY: the fd belongs to `sock`, alive for this borrow.
-        let fd = unsafe { BorrowedFd::borrow_raw(sock.as_raw_fd()) };
-        rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::CLOEXEC).map_err(|e| {
+        let ifindex = nix::net::if_::if_nametoindex(iface).map_err(|e| {
             fail(
-                "setting FD_CLOEXEC on the AF_XDP socket",
-                SyscallError::new("fcntl(F_SETFD)", e),
+                "looking up the interface",
+                SyscallError::new("if_nametoindex", io::Error::from_raw_os_error(e as i32)),
             )
         })?;
-        let device = umem.fq_cq(&sock).map_err(setup(
-            "creating the fill/completion rings",
-            "setsockopt(XDP_UMEM_FILL_RING)",
-        ))?;
-        let sock_cfg = SocketConfig {
-            rx_size: NonZeroU32::new(cfg.rx_size),
-            tx_size: NonZeroU32::new(cfg.tx_size),
-            bind_flags: if owner {
-                mode_flag | SocketConfig::XDP_BIND_NEED_WAKEUP
-            } else {
-                0
-            },
-        };
-        let user = umem
-            .rx_tx(&sock, &sock_cfg)
-            .map_err(setup("creating the RX/TX rings", "setsockopt(XDP_RX_RING)"))?;
+        let ring_step = "creating the rings";
+        so::set_xdp_umem_fill_ring_size(&sock, cfg.fill_size)
+            .map_err(sys_fail(ring_step, "setsockopt(XDP_UMEM_FILL_RING)"))?;
+        so::set_xdp_umem_completion_ring_size(&sock, cfg.comp_size)
+            .map_err(sys_fail(ring_step, "setsockopt(XDP_UMEM_COMPLETION_RING)"))?;
+        so::set_xdp_rx_ring_size(&sock, cfg.rx_size)
+            .map_err(sys_fail(ring_step, "setsockopt(XDP_RX_RING)"))?;
+        so::set_xdp_tx_ring_size(&sock, cfg.tx_size)
+            .map_err(sys_fail(ring_step, "setsockopt(XDP_TX_RING)"))?;
         if let Some(bp) = cfg.napi_busy_poll {
-            set_busy_poll(&sock, bp)
+            set_busy_poll(sock.as_fd(), bp)
                 .map_err(|source| fail("enabling preferred busy polling", source))?;
         }
         if let Some(budget) = cfg.tx_budget {
-            set_tx_budget(&sock, budget).map_err(|source| {
+            set_tx_budget(sock.as_fd(), budget).map_err(|source| {
                 if source.io_error.raw_os_error() == Some(libc::ENOPROTOOPT) {
                     XskError::Config {
                         field: "tx_budget",
@@ -578,21 +564,34 @@ impl XskQueue {
                 }
             })?;
         }
-        let rx = user
-            .map_rx()
-            .map_err(setup("mapping the RX ring", "mmap"))?;
-        let tx = user
-            .map_tx()
-            .map_err(setup("mapping the TX ring", "mmap"))?;
-        umem.bind(&user).map_err(|e| {
-            let source = errno(e);
+        let (rx, tx, fill, comp) = map_rings(sock.as_fd(), cfg)
+            .map_err(|e| fail("mapping the rings", SyscallError::new("mmap", e)))?;
+        let bound = match shared {
+            None => rustix::net::bind(
+                &sock,
+                &SocketAddrXdp::new(
+                    mode | SocketAddrXdpFlags::XDP_USE_NEED_WAKEUP,
+                    ifindex,
+                    queue,
+                ),
+            ),
+            Some(umem_fd) => rustix::net::bind(
+                &sock,
+                &SocketAddrXdpWithSharedUmem {
+                    addr: SocketAddrXdp::new(SocketAddrXdpFlags::XDP_SHARED_UMEM, ifindex, queue),
+                    shared_umem_fd: umem_fd,
+                },
+            ),
+        };
+        bound.map_err(|e| {
+            let source = io::Error::from(e);
             match source.raw_os_error() {
                 Some(libc::EBUSY) => XskError::QueueBusy {
                     iface: iface.to_string(),
                     queue,
                     source,
                 },
-                Some(libc::EOPNOTSUPP) if mode_flag == SocketConfig::XDP_BIND_ZEROCOPY => {
+                Some(libc::EOPNOTSUPP) if mode == SocketAddrXdpFlags::XDP_ZEROCOPY => {
                     XskError::ZeroCopyUnsupported {
                         iface: iface.to_string(),
                         queue,
@@ -605,22 +604,168 @@ impl XskQueue {
                 ),
             }
         })?;
-        // SAFETY: the fd belongs to `user`, which lives as long as this borrow.
-        let fd = unsafe { BorrowedFd::borrow_raw(user.as_raw_fd()) };
-        let zerocopy = rustix::net::sockopt::xdp_options(fd)
+        let zerocopy = rustix::net::sockopt::xdp_options(&sock)
             .map(|o| o.contains(rustix::net::xdp::XdpOptionsFlags::XDP_OPTIONS_ZEROCOPY))
-            .unwrap_or(mode_flag == SocketConfig::XDP_BIND_ZEROCOPY);
-        let (fill, comp) = device.into_parts();
+            .unwrap_or(mode == SocketAddrXdpFlags::XDP_ZEROCOPY);
         Ok(PortRings {
             rx,
             tx,
             fill,
             comp,
-            _user: user,
+            sock,
             iface: iface.to_string(),
             zerocopy,
             tx_outstanding: 0,
         })
+    }
+
+    /// Take over the sockets of queue `queue` that another process created and bound (a hot
+    /// upgrade): map the UMEM from its `memfd` and each socket's four rings from `sockets`
+    /// (one per port of `ifaces`, in order, the UMEM's owner first), starting from the ring
+    /// indices found in the shared memory. `cfg` must carry the sizes the sockets were created
+    /// with (the kernel cannot be asked for them; the hand-over protocol checks them).
+    ///
+    /// The queue holds no frame of its own until [`XskQueue::resume`] gives it the
+    /// predecessor's [`QueueState`]; nothing is written to any ring before that.
+    pub fn adopt(
+        ifaces: &[&str],
+        queue: u32,
+        cfg: &XskConfig,
+        memfd: OwnedFd,
+        sockets: Vec<OwnedFd>,
+    ) -> Result<Self, XskError> {
+        check_port_count(ifaces)?;
+        cfg.validate()?;
+        let fail = |iface: &str, step: &'static str, source: SyscallError| XskError::Setup {
+            step,
+            iface: iface.to_string(),
+            queue,
+            source,
+        };
+        if sockets.len() != ifaces.len() {
+            return Err(XskError::Config {
+                field: "sockets",
+                reason: format!(
+                    "{} sockets passed for queue {queue}, {} ports configured",
+                    sockets.len(),
+                    ifaces.len()
+                ),
+            });
+        }
+        let area_len = cfg.frame_count as usize * cfg.frame_size as usize;
+        let area = UmemArea::from_memfd(memfd, area_len).map_err(|e| {
+            fail(
+                ifaces[0],
+                "mapping the passed UMEM",
+                SyscallError::new("mmap", e),
+            )
+        })?;
+        let mut ports = Vec::with_capacity(ifaces.len());
+        for (sock, iface) in sockets.into_iter().zip(ifaces) {
+            let (rx, tx, fill, comp) = map_rings(sock.as_fd(), cfg).map_err(|e| {
+                fail(
+                    iface,
+                    "mapping the rings of the passed socket",
+                    SyscallError::new("mmap", e),
+                )
+            })?;
+            let zerocopy = rustix::net::sockopt::xdp_options(&sock)
+                .map(|o| o.contains(rustix::net::xdp::XdpOptionsFlags::XDP_OPTIONS_ZEROCOPY))
+                .map_err(|e| {
+                    fail(
+                        iface,
+                        "querying the passed socket",
+                        SyscallError::new("getsockopt(XDP_OPTIONS)", io::Error::from(e)),
+                    )
+                })?;
+            ports.push(PortRings {
+                rx,
+                tx,
+                fill,
+                comp,
+                sock,
+                iface: iface.to_string(),
+                zerocopy,
+                tx_outstanding: 0,
+            });
+        }
+        Ok(XskQueue {
+            ports,
+            queue,
+            cfg: cfg.clone(),
+            frame_mask: !(u64::from(cfg.frame_size) - 1),
+            stash: Vec::with_capacity(cfg.frame_count as usize),
+            area,
+        })
+    }
+
+    /// The fds a successor needs to [`XskQueue::adopt`] this queue: the UMEM's memfd, then each
+    /// port's socket in port order.
+    pub fn handover_fds(&self) -> Vec<BorrowedFd<'_>> {
+        let mut fds = vec![self.area.memfd()];
+        fds.extend(self.ports.iter().map(|p| p.sock.as_fd()));
+        fds
+    }
+
+    /// Stop here and describe the frames this side holds, for a successor: completions are
+    /// reclaimed and the stash put in the fill rings as far as they have room; what is left
+    /// (and each port's outstanding TX count) is the state. Call it at a batch boundary (no
+    /// frame lent out), after which the caller must not touch the rings again unless the
+    /// hand-over fails.
+    pub fn handover_state(&mut self) -> QueueState {
+        self.reclaim();
+        self.refill();
+        QueueState {
+            queue: self.queue,
+            stash: self.stash.clone(),
+            tx_outstanding: self.ports.iter().map(|p| p.tx_outstanding).collect(),
+        }
+    }
+
+    /// Take on a predecessor's [`QueueState`] (after [`XskQueue::adopt`]); refuses one that
+    /// does not fit this queue (wrong queue, port count, or an address outside the UMEM).
+    pub fn resume(&mut self, st: &QueueState) -> Result<(), XskError> {
+        let bad = |reason: String| XskError::Config {
+            field: "hand-over state",
+            reason,
+        };
+        if st.queue != self.queue || st.tx_outstanding.len() != self.ports.len() {
+            return Err(bad(format!(
+                "state of queue {} with {} port(s) for queue {} with {}",
+                st.queue,
+                st.tx_outstanding.len(),
+                self.queue,
+                self.ports.len()
+            )));
+        }
+        let len = self.area.len() as u64;
+        if let Some(a) = st
+            .stash
+            .iter()
+            .find(|&&a| a >= len || a & !self.frame_mask != 0)
+        {
+            return Err(bad(format!(
+                "frame address {a:#x} is not a frame of the UMEM"
+            )));
+        }
+        if st.stash.len() > self.cfg.frame_count as usize {
+            return Err(bad(format!("{} stashed frames", st.stash.len())));
+        }
+        // The predecessor went on using the rings after they were mapped here: start from
+        // where it stopped.
+        for p in &mut self.ports {
+            p.rx.resync();
+            p.tx.resync();
+            p.fill.resync();
+            p.comp.resync();
+        }
+        self.stash.clear();
+        self.stash.extend_from_slice(&st.stash);
+        for (p, &n) in self.ports.iter_mut().zip(&st.tx_outstanding) {
+            p.tx_outstanding = n;
+        }
+        self.refill();
+        Ok(())
     }
 
     /// Number of ports (sockets) sharing this queue's UMEM.
@@ -655,8 +800,7 @@ impl XskQueue {
 
     /// The socket of `port`, for that interface's XSKMAP.
     pub fn fd_of(&self, port: usize) -> BorrowedFd<'_> {
-        // SAFETY: the fd is owned by the port's `_user`/`rx`, alive as long as `self`.
-        unsafe { BorrowedFd::borrow_raw(self.ports[port].rx.as_raw_fd()) }
+        self.ports[port].sock.as_fd()
     }
 
     /// Frames sent on any port but not yet completed.
@@ -672,24 +816,18 @@ impl XskQueue {
     /// Move completed TX frames of every port back to the fill rings. Returns how many.
     pub fn reclaim(&mut self) -> u32 {
         let mut done = 0;
-        for p in 0..self.ports.len() {
-            let avail = self.ports[p].comp.available();
-            if avail == 0 {
-                continue;
-            }
+        for port in &mut self.ports {
             // Completions go to the stash first, then the stash to the emptiest fill rings: with
             // one port and room in its fill ring that is one pass, and frames never pile up in
             // the fill ring of the port they were sent on.
-            {
-                let port = &mut self.ports[p];
-                let mut c = port.comp.complete(avail);
-                let before = self.stash.len();
-                self.stash.extend(c.by_ref());
-                c.release();
-                let n = (self.stash.len() - before) as u32;
-                port.tx_outstanding = port.tx_outstanding.saturating_sub(n);
-                done += n;
+            let n = port.comp.available(u32::MAX);
+            if n == 0 {
+                continue;
             }
+            self.stash.extend((0..n).map(|i| port.comp.read_addr(i)));
+            port.comp.release(n);
+            port.tx_outstanding = port.tx_outstanding.saturating_sub(n);
+            done += n;
         }
         if done > 0 {
             self.refill();
@@ -702,7 +840,6 @@ impl XskQueue {
     /// full — a frame arriving on a port whose fill ring is empty is dropped by the kernel.
     pub fn refill(&mut self) {
         let ports = self.ports.len();
-        // Two rounds per ring: the first reserve may be served from a stale cached consumer head.
         for round in 0..2 * ports {
             if self.stash.is_empty() {
                 return;
@@ -714,14 +851,15 @@ impl XskQueue {
                 self.stash.len()
             };
             let fill = &mut self.ports[p].fill;
-            let mut w = fill.fill(share as u32);
-            let n = w.capacity() as usize;
+            let n = fill.free(share as u32);
             if n == 0 {
                 continue;
             }
-            let from = self.stash.len() - n;
-            w.insert(self.stash[from..].iter().copied());
-            w.commit();
+            let from = self.stash.len() - n as usize;
+            for (i, &a) in self.stash[from..].iter().enumerate() {
+                fill.write_addr(i as u32, a);
+            }
+            fill.submit(n);
             self.stash.truncate(from);
         }
     }
@@ -739,7 +877,7 @@ impl XskQueue {
 
     /// Frames waiting in the RX ring of the first port.
     pub fn rx_available(&self) -> u32 {
-        self.ports[0].rx.available()
+        self.ports[0].rx.ready()
     }
 
     /// Take up to `descs.len()` received frames from `port`'s RX ring; returns how many, their
@@ -747,18 +885,17 @@ impl XskQueue {
     /// [`Self::transmit`] or [`Self::recycle`].
     #[inline]
     pub fn receive(&mut self, port: usize, descs: &mut [Desc]) -> usize {
-        let mut r = self.ports[port].rx.receive(descs.len() as u32);
-        let mut n = 0;
-        while n < descs.len()
-            && let Some(d) = r.read()
-        {
-            descs[n] = Desc {
-                addr: d.addr,
-                len: d.len,
+        let rx = &mut self.ports[port].rx;
+        let n = rx.available(descs.len() as u32);
+        for (i, d) in descs[..n as usize].iter_mut().enumerate() {
+            let r = rx.read_desc(i as u32);
+            *d = Desc {
+                addr: r.addr,
+                len: r.len,
             };
-            n += 1;
         }
-        r.release();
+        rx.release(n);
+        let n = n as usize;
         if self.cfg.prefetch {
             for d in &descs[..n] {
                 if d.addr < self.area.len() as u64 {
@@ -768,7 +905,6 @@ impl XskQueue {
         }
         n
     }
-
     /// Lend the buffers of the received frames `descs` (from [`Self::receive`]) as one mutable
     /// slice each, into `out[..descs.len()]`, for as long as `self` stays borrowed. Each slice is
     /// the whole UMEM frame the frame lies in, and `starts[i]` the frame's offset in it: the
@@ -816,24 +952,20 @@ impl XskQueue {
     /// are still the caller's.
     #[inline]
     pub fn transmit(&mut self, port: usize, descs: &[Desc]) -> (usize, Kick) {
-        // xdpilone's reserve serves a request from its cached view of the consumer head and may
-        // grant fewer slots than are free; a second reserve refreshes the view, so a shortfall
-        // is only real if that one grants nothing.
         let ring = &mut self.ports[port];
-        let mut queued = 0usize;
-        while queued < descs.len() {
-            let mut w = ring.tx.transmit((descs.len() - queued) as u32);
-            if w.capacity() == 0 {
-                break;
-            }
-            let it = descs[queued..].iter().map(|d| XdpDesc {
-                addr: d.addr,
-                len: d.len,
-                options: 0,
-            });
-            queued += w.insert(it) as usize;
-            w.commit();
+        let n = ring.tx.free(descs.len() as u32);
+        for (i, d) in descs[..n as usize].iter().enumerate() {
+            ring.tx.write_desc(
+                i as u32,
+                RawDesc {
+                    addr: d.addr,
+                    len: d.len,
+                    options: 0,
+                },
+            );
         }
+        ring.tx.submit(n);
+        let queued = n as usize;
         ring.tx_outstanding += queued as u32;
         let kick = if queued > 0 {
             self.kick_tx_if_needed(port)
@@ -854,9 +986,11 @@ impl XskQueue {
         while placed < descs.len() && tries > 0 {
             let p = self.emptiest_fill();
             let fill = &mut self.ports[p].fill;
-            let mut w = fill.fill((descs.len() - placed) as u32);
-            let k = w.insert(descs[placed..].iter().map(|d| d.addr & mask)) as usize;
-            w.commit();
+            let k = fill.free((descs.len() - placed) as u32) as usize;
+            for (i, d) in descs[placed..placed + k].iter().enumerate() {
+                fill.write_addr(i as u32, d.addr & mask);
+            }
+            fill.submit(k as u32);
             if k == 0 {
                 tries -= 1;
             }
@@ -959,9 +1093,9 @@ impl XskQueue {
         let total = u64::from(self.cfg.frame_count);
         let sum = |f: fn(&PortRings) -> u32| self.ports.iter().map(|p| u64::from(f(p))).sum();
         let fill = sum(|p| p.fill.pending());
-        let rx = sum(|p| p.rx.available());
+        let rx = sum(|p| p.rx.pending());
         let tx = sum(|p| p.tx.pending());
-        let completion = sum(|p| p.comp.available());
+        let completion = sum(|p| p.comp.pending());
         let worker = self.stash.len() as u64;
         let seen = fill + rx + worker + tx + completion;
         Census {
@@ -1004,9 +1138,50 @@ fn prefetch(p: *const u8) {
     let _ = p;
 }
 
-fn set_tx_budget(sock: &Socket, budget: u32) -> Result<(), crate::error::SyscallError> {
-    // SAFETY: the fd belongs to `sock`, alive for this borrow.
-    let fd = unsafe { BorrowedFd::borrow_raw(sock.as_raw_fd()) };
+/// Refuse an empty port list or more ports than [`MAX_PORTS`].
+fn check_port_count(ifaces: &[&str]) -> Result<(), XskError> {
+    if ifaces.is_empty() || ifaces.len() > MAX_PORTS {
+        return Err(XskError::Config {
+            field: "interface name",
+            reason: format!(
+                "{} interfaces given; 1 to {MAX_PORTS} can share a UMEM",
+                ifaces.len()
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// A new AF_XDP socket, close-on-exec (so a process spawned later, a helper or a benchmark
+/// peer, does not inherit it and keep the queue bound after we close it).
+fn new_socket() -> Result<OwnedFd, XskError> {
+    rustix::net::socket_with(
+        rustix::net::AddressFamily::XDP,
+        rustix::net::SocketType::RAW,
+        rustix::net::SocketFlags::CLOEXEC,
+        None,
+    )
+    .map_err(|e| {
+        let source = io::Error::from(e);
+        match source.raw_os_error() {
+            Some(libc::EAFNOSUPPORT) => XskError::NoAfXdp(source),
+            Some(libc::EPERM) | Some(libc::EACCES) => XskError::Permission(source),
+            _ => XskError::NoAfXdp(source),
+        }
+    })
+}
+
+/// Map the RX, TX, fill and completion rings of `sock` with the sizes in `cfg`.
+fn map_rings(sock: BorrowedFd<'_>, cfg: &XskConfig) -> io::Result<(Ring, Ring, Ring, Ring)> {
+    Ok((
+        Ring::map(sock, Which::Rx, cfg.rx_size)?,
+        Ring::map(sock, Which::Tx, cfg.tx_size)?,
+        Ring::map(sock, Which::Fill, cfg.fill_size)?,
+        Ring::map(sock, Which::Completion, cfg.comp_size)?,
+    ))
+}
+
+fn set_tx_budget(fd: BorrowedFd<'_>, budget: u32) -> Result<(), SyscallError> {
     sys::set_socket_option(
         fd,
         libc::SOL_XDP,
@@ -1016,9 +1191,7 @@ fn set_tx_budget(sock: &Socket, budget: u32) -> Result<(), crate::error::Syscall
     )
 }
 
-fn set_busy_poll(sock: &Socket, bp: NapiBusyPoll) -> Result<(), crate::error::SyscallError> {
-    // SAFETY: the fd belongs to `sock`, alive for this borrow.
-    let fd = unsafe { BorrowedFd::borrow_raw(sock.as_raw_fd()) };
+fn set_busy_poll(fd: BorrowedFd<'_>, bp: NapiBusyPoll) -> Result<(), SyscallError> {
     let sol = libc::SOL_SOCKET;
     sys::set_socket_option(
         fd,
@@ -1041,10 +1214,6 @@ fn set_busy_poll(sock: &Socket, bp: NapiBusyPoll) -> Result<(), crate::error::Sy
         bp.budget,
         "setsockopt(SO_BUSY_POLL_BUDGET)",
     )
-}
-
-fn errno(e: xdpilone::Errno) -> io::Error {
-    io::Error::from_raw_os_error(e.get_raw().abs())
 }
 
 impl AsFd for XskQueue {
@@ -1135,9 +1304,9 @@ mod test {
 
     #[test]
     fn umem_area_maps_and_unmaps() {
-        let a = UmemArea::new(1 << 20).unwrap();
+        let a = UmemArea::new(1 << 20, "test").unwrap();
         assert_eq!(a.len(), 1 << 20);
         assert_eq!(a.base() as usize % 4096, 0);
-        assert!(UmemArea::new(0).is_err());
+        assert!(UmemArea::new(0, "test").is_err());
     }
 }

@@ -112,6 +112,28 @@ impl Engine {
         (status, out)
     }
 
+    /// Wait (bounded) for the process to exit by itself; returns the status and every stdout
+    /// line. Kills it and panics after `limit`.
+    pub fn stop_with_wait(&mut self, limit: Duration) -> (ExitStatus, Vec<String>) {
+        let mut child = self.child.take().expect("already stopped");
+        let end = Instant::now() + limit;
+        let status = loop {
+            if let Some(st) = child.try_wait().expect("waiting for sluice") {
+                break st;
+            }
+            if Instant::now() > end {
+                let _ = child.kill();
+                panic!("sluice did not exit by itself within {limit:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut out = Vec::new();
+        while let Ok(l) = self.lines.recv_timeout(Duration::from_secs(2)) {
+            out.push(l);
+        }
+        (status, out)
+    }
+
     /// SIGTERM, expect exit 0, and return the final JSON object.
     pub fn stop(&mut self) -> Value {
         let (status, lines) = self.stop_with(nix::sys::signal::Signal::SIGTERM);
