@@ -1,6 +1,12 @@
-//! The `forward` scenario: Mpps routed through a client — router — server bed by sluice
-//! `--app forward`, by the kernel's own IP forwarding, and by the in-kernel XDP forwarder
-//! (`xdp_fwd`, the ceiling), counted independently at the server end.
+//! The `forward` and `lb` scenarios: Mpps routed (or load-balanced) through a client — router —
+//! server bed, counted independently at the server end.
+//!
+//! - `forward`: sluice `--app forward`, the kernel's own IP forwarding, and the in-kernel XDP
+//!   forwarder (`xdp_fwd`, the ceiling).
+//! - `lb` ([`RouterBench::lb_scenario`]): sluice `--app lb` (DSR and IPIP, one UDP VIP over four
+//!   backends, [`sluice_bench::lbplan`]) against `--app forward` and `xdp_fwd` on the same path,
+//!   with many flows. The VIP is an address the router routes via s0, so the same frames take
+//!   r0 → r1 → s0 whichever subject handles them.
 //!
 //! ```text
 //!  client                 router (DUT core 0)               server
@@ -8,12 +14,14 @@
 //!  generator, core 1                                          NAPI thread, core 1
 //! ```
 //!
-//! - **Generator** on c0 at max rate (core 1): 64-byte UDP/IPv4 from 10.1.0.2 to the server's
-//!   10.2.0.2, destination MAC r0's ([`sluice_bench::route::template`]). Neighbours are static
-//!   on every link, so nothing is resolved mid-run.
+//! - **Generator** on c0 at max rate (core 1): 64-byte UDP/IPv4 from 10.1.0.2, destination MAC
+//!   r0's ([`sluice_bench::route::template`]): `forward` sends 16 flows to the server's 10.2.0.2,
+//!   `lb` 16384 flows to the VIP 10.9.0.1. Neighbours are static on every link (and for the
+//!   extra backend addresses), so nothing is resolved mid-run.
 //! - **Subjects**, each given r0 and r1: sluice (`--iface r0 --iface r1 --app forward
-//!   --queues 1 --cores 0`); the kernel (forwarding on, `pass_all` on r0 only because veth
-//!   drops XDP live frames at a peer without an XDP program); `xdp_fwd` on r0 and r1.
+//!   --queues 1 --cores 0`, or `--app lb --config FILE`); the kernel (forwarding on, `pass_all`
+//!   on r0 only because veth drops XDP live frames at a peer without an XDP program);
+//!   `xdp_fwd` on r0 and r1.
 //! - **Where the router's work runs.** veth runs a receiving end's NAPI on the sending CPU, which
 //!   would put the kernel's whole forwarding path (and sluice's XDP program and copy) on the
 //!   generator's core. r0's NAPI is therefore moved to a kernel thread on the DUT core for every
@@ -24,7 +32,8 @@
 //! - **Counting.** `drop_all` on s0 counts every frame that reaches the server end, over the
 //!   window; it drops them in XDP, so the server's stack is never the bottleneck. Before its
 //!   first round each subject is checked: a short burst, captured on s0 with `pass_all` and a
-//!   packet socket, must arrive forwarded exactly once ([`sluice_bench::route::check_forwarded`]).
+//!   packet socket, must arrive forwarded exactly once ([`sluice_bench::route::check_forwarded`]),
+//!   or balanced ([`sluice_bench::lbplan::check_dsr`], [`sluice_bench::lbplan::check_ipip`]).
 //!
 //! This module must never leave a program attached or a process running after a measurement
 //! (guards detach and stop them, also on errors).
@@ -32,12 +41,13 @@
 use crate::BenchArgs;
 use crate::scenarios::{DUT_CORE, GEN_CORE, TAIL, WARMUP, pin, target, thread_napi};
 use anyhow::{Context, Result, anyhow, bail};
+use sluice::apps::lb::config::Forwarding;
 use sluice_bench::dut::SluiceDut;
 use sluice_bench::r#gen::{
     self as generator, GenReport, Generator, Rate, Template, XdpCounterHandle,
 };
-use sluice_bench::report::{Machine, Scenario, Subject};
-use sluice_bench::route;
+use sluice_bench::report::{Machine, Scenario, Subject, load_line};
+use sluice_bench::{lbplan, route};
 use sluice_testbed::{PacketSocket, RouterBed, RouterBedOpts};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -54,23 +64,83 @@ const CHECK_FRAMES: usize = 32;
 /// needs a fraction of the core (`drop_all` takes > 5 Mpps), and the generator gets the rest.
 const COUNTER_RT_PRIORITY: &str = "50";
 
-/// The three routers, in the order a round runs them.
+/// The subjects that can sit in the router.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Router {
     Sluice,
     Kernel,
     XdpFwd,
+    /// sluice `--app lb` with the lb plan's configuration in this forwarding mode.
+    Lb(Forwarding),
 }
 
 impl Router {
-    const ALL: [Router; 3] = [Router::Sluice, Router::Kernel, Router::XdpFwd];
+    /// The forward scenario's routers, in the order a round runs them.
+    const FORWARD: [Router; 3] = [Router::Sluice, Router::Kernel, Router::XdpFwd];
+    /// The lb scenario's subjects, in the order a round runs them.
+    const LB: [Router; 4] = [
+        Router::Sluice,
+        Router::Lb(Forwarding::Dsr),
+        Router::Lb(Forwarding::Ipip),
+        Router::XdpFwd,
+    ];
 
     fn name(self) -> &'static str {
         match self {
             Router::Sluice => "sluice --app forward",
             Router::Kernel => "kernel IP forwarding",
             Router::XdpFwd => "XDP forwarder (xdp_fwd, in-kernel ceiling)",
+            Router::Lb(Forwarding::Dsr) => "sluice --app lb (dsr)",
+            Router::Lb(Forwarding::Ipip) => "sluice --app lb (ipip)",
         }
+    }
+
+    /// Whether a sluice process is the subject.
+    fn is_sluice(self) -> bool {
+        matches!(self, Router::Sluice | Router::Lb(_))
+    }
+}
+
+/// Which scenario the bench is built for: what the generator sends, and what the router
+/// namespace needs besides the bed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Plan {
+    /// [`route::FLOWS`] flows to the server's address.
+    Forward,
+    /// [`lbplan::FLOWS`] flows to the VIP; the extra backends' neighbours and the lb
+    /// configuration files.
+    Lb,
+}
+
+/// The lb configuration files, in a directory of their own that is removed on drop.
+struct LbConfigs {
+    dir: PathBuf,
+}
+
+impl LbConfigs {
+    fn write() -> Result<LbConfigs> {
+        let dir = std::env::temp_dir().join(format!("sluice-bench-lb-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let c = LbConfigs { dir };
+        for f in [Forwarding::Dsr, Forwarding::Ipip] {
+            let p = c.path(f);
+            std::fs::write(&p, lbplan::config_toml(f, None))
+                .with_context(|| format!("writing {}", p.display()))?;
+        }
+        Ok(c)
+    }
+
+    fn path(&self, f: Forwarding) -> PathBuf {
+        self.dir.join(match f {
+            Forwarding::Dsr => "lb-dsr.toml",
+            Forwarding::Ipip => "lb-ipip.toml",
+        })
+    }
+}
+
+impl Drop for LbConfigs {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -121,10 +191,14 @@ struct Figures {
     /// sluice only: share of the frames counted on s0 over the whole run that sluice's
     /// workers sent (the rest were forwarded by the kernel after an XDP pass), in %.
     via_sluice_pct: Option<f64>,
+    /// sluice only: frames its workers dropped over the whole run, % of those they received.
+    sluice_drop_pct: Option<f64>,
+    /// sluice only: its non-zero drop counters over the whole run, by reason.
+    sluice_drops: Vec<(String, u64)>,
 }
 
-/// The forward scenario's bed and generator (built only when the scenario runs).
-pub struct ForwardBench {
+/// The forward and lb scenarios' bed and generator (built only when one of them runs).
+pub struct RouterBench {
     bed: RouterBed,
     sluice: PathBuf,
     sluice_args: Vec<String>,
@@ -132,24 +206,37 @@ pub struct ForwardBench {
     rounds: usize,
     template: Template,
     generator: Generator,
+    /// The lb configuration files ([`Plan::Lb`] only).
+    lb_configs: Option<LbConfigs>,
 }
 
-impl ForwardBench {
-    /// Build the bed (static neighbours, forwarding on) and load the generator on c0.
-    pub fn new(a: &BenchArgs, secs: f64) -> Result<ForwardBench> {
+impl RouterBench {
+    /// Build the bed (static neighbours, forwarding on) for `plan` and load the generator on c0.
+    pub fn new(a: &BenchArgs, secs: f64, plan: Plan) -> Result<RouterBench> {
         let bed = RouterBed::new(RouterBedOpts {
             static_neighbours: true,
             forwarding: true,
             ..RouterBedOpts::default()
         })
         .context("building the client — router — server bed")?;
-        let template = route::template(
-            bed.c0().mac().0,
-            bed.r0().mac().0,
-            bed.c0().ipv4().into(),
-            bed.s0().ipv4().into(),
-            a.frame_len,
-        );
+        let (dst, flows, lb_configs) = match plan {
+            Plan::Forward => (bed.s0().ipv4(), route::FLOWS, None),
+            Plan::Lb => {
+                lbplan::add_backend_neighbours(&bed)
+                    .context("adding the backends' neighbours in the router")?;
+                (lbplan::VIP, lbplan::FLOWS, Some(LbConfigs::write()?))
+            }
+        };
+        let template = Template {
+            flows,
+            ..route::template(
+                bed.c0().mac().0,
+                bed.r0().mac().0,
+                bed.c0().ipv4().into(),
+                dst.into(),
+                a.frame_len,
+            )
+        };
         template.build().context("building the frame template")?;
         let iface = bed.c0().iface().to_string();
         // Default batches and call sizes, as in the other scenarios: routers rewrite the
@@ -166,7 +253,7 @@ impl ForwardBench {
             bed.router().name(),
             bed.server().name(),
         );
-        Ok(ForwardBench {
+        Ok(RouterBench {
             bed,
             sluice: a.sluice.clone(),
             sluice_args: a.sluice_args.split_whitespace().map(String::from).collect(),
@@ -174,6 +261,7 @@ impl ForwardBench {
             rounds: a.rounds,
             template,
             generator,
+            lb_configs,
         })
     }
 
@@ -183,8 +271,8 @@ impl ForwardBench {
         format!(
             "# sluice benchmark\n\n- machine: Linux {}, {} × {}, veth (native XDP, AF_XDP copy mode)\n\
              - sluice {}; {} rounds per subject, alternating; {:.1} s window per measurement after {:.2} s warm-up\n\
-             - traffic: {}-byte frames (without FCS), UDP/IPv4, {} flows, client → server through the router; \
-             generator on core {GEN_CORE}, router (r0's NAPI and sluice's worker) on core {DUT_CORE}, server-end counter on core {GEN_CORE}\n",
+             - traffic: {}-byte frames (without FCS), UDP/IPv4, {} flows, client → {} through the router; \
+             generator on core {GEN_CORE}, router (r0's NAPI and sluice's worker) on core {DUT_CORE}, server-end counter on core {GEN_CORE}\n{}",
             m.kernel,
             m.cpus,
             m.cpu_model,
@@ -193,7 +281,9 @@ impl ForwardBench {
             self.secs,
             WARMUP.as_secs_f64(),
             self.template.build().map(|(f, _)| f.len()).unwrap_or(0),
-            route::FLOWS,
+            self.template.flows,
+            self.template.dst_ip,
+            load_line(),
         )
     }
 
@@ -210,10 +300,26 @@ impl ForwardBench {
                 .map_err(|e| anyhow!("{e}"))
         };
         match who {
-            Router::Sluice => {
-                let mut args: Vec<&str> = vec![
-                    "--iface", r1, "--app", "forward", "--queues", "1", "--cores", "0",
-                ];
+            Router::Sluice | Router::Lb(_) => {
+                let config = match who {
+                    Router::Lb(f) => Some(
+                        self.lb_configs
+                            .as_ref()
+                            .context("the bench was not built for the lb plan")?
+                            .path(f),
+                    ),
+                    _ => None,
+                };
+                let mut args: Vec<&str> = vec!["--iface", r1, "--queues", "1", "--cores", "0"];
+                match &config {
+                    Some(path) => args.extend([
+                        "--app",
+                        "lb",
+                        "--lb-config",
+                        path.to_str().context("non-UTF-8 temporary directory")?,
+                    ]),
+                    None => args.extend(["--app", "forward"]),
+                }
                 args.extend(self.sluice_args.iter().map(String::as_str));
                 let mut d =
                     SluiceDut::start(&self.sluice, router, r0, &args).context("starting sluice")?;
@@ -269,7 +375,7 @@ impl ForwardBench {
         measure: impl FnOnce() -> T,
     ) -> Result<(GenReport, T)> {
         let template = self.template.clone();
-        let ForwardBench { bed, generator, .. } = self;
+        let RouterBench { bed, generator, .. } = self;
         let client = bed.client();
         std::thread::scope(|s| {
             let h = s.spawn(move || {
@@ -302,7 +408,8 @@ impl ForwardBench {
     }
 
     /// A short burst through `who`, captured on s0: every captured frame must be the template
-    /// forwarded once (r1's MAC → s0's, TTL − 1, valid checksum).
+    /// forwarded once (r1's MAC → s0's, TTL − 1, valid checksum), or balanced (DSR: the MACs
+    /// rewritten, the packet untouched; IPIP: an outer header to a backend in front of it).
     fn check(&mut self, who: Router) -> Result<()> {
         // pass_all, not drop_all: the frames must reach the packet socket.
         let pass = self.attach_s0(generator::attach_pass_all)?;
@@ -314,7 +421,14 @@ impl ForwardBench {
         let secs = Duration::from_millis(300);
         let (_, got) = self.with_traffic(Rate::Pps(CHECK_PPS), secs, Duration::ZERO, || {
             sock.collect_incoming(secs + Duration::from_secs(1), CHECK_FRAMES, |f| {
-                f.len() >= 38 && f[12..14] == [0x08, 0x00] && f[23] == 17 && f[36..38] == dport
+                // UDP/IPv4 to the port, bare or inside an IPIP header (no IPv4 options: the
+                // template has none, nor has the balancer's outer header).
+                let udp_to_port = |ip: usize| {
+                    f.len() >= ip + 24 && f[ip + 9] == 17 && f[ip + 22..ip + 24] == dport
+                };
+                f.len() >= 38
+                    && f[12..14] == [0x08, 0x00]
+                    && (udp_to_port(14) || f[23] == 4 && udp_to_port(34))
             })
         })?;
         run.stop()?;
@@ -327,12 +441,46 @@ impl ForwardBench {
                 got.len()
             );
         }
+        let (r1, s0) = (self.bed.r1(), self.bed.s0());
+        let mut backends = std::collections::BTreeSet::new();
         for f in &got {
-            route::check_forwarded(&sent, f, self.bed.r1().mac().0, self.bed.s0().mac().0)
-                .map_err(|e| anyhow!("{}: a frame at the server end is wrong: {e}", who.name()))?;
+            match who {
+                Router::Sluice | Router::Kernel | Router::XdpFwd => {
+                    route::check_forwarded(&sent, f, r1.mac().0, s0.mac().0)
+                }
+                Router::Lb(Forwarding::Dsr) => lbplan::check_dsr(&sent, f, r1.mac(), s0.mac()),
+                Router::Lb(Forwarding::Ipip) => {
+                    lbplan::check_ipip(&sent, f, r1.mac(), s0.mac(), r1.ipv4(), &lbplan::BACKENDS)
+                        .map(|b| {
+                            backends.insert(b);
+                        })
+                }
+            }
+            .map_err(|e| anyhow!("{}: a frame at the server end is wrong: {e}", who.name()))?;
         }
+        let what = match who {
+            Router::Lb(Forwarding::Dsr) => {
+                "balanced by DSR (MACs r1 -> s0, IP packet untouched: TTL 64)".to_string()
+            }
+            Router::Lb(Forwarding::Ipip) => {
+                // 32 consecutive flows all on one of four backends would mean Maglev is not
+                // spreading them (odds 4^-31 by chance).
+                if backends.len() < 2 {
+                    bail!(
+                        "{}: every checked frame went to {backends:?}: the flows are not spread",
+                        who.name()
+                    );
+                }
+                format!(
+                    "encapsulated once (outer {} -> {} backends, inner packet untouched: TTL 64)",
+                    r1.ipv4(),
+                    backends.len()
+                )
+            }
+            _ => "forwarded once (MACs r1 -> s0, TTL 63, checksum valid)".to_string(),
+        };
         println!(
-            "    check: {:<44} {} frames at s0 forwarded once (MACs r1 -> s0, TTL 63, checksum valid)",
+            "    check: {:<44} {} frames at s0 {what}",
             who.name(),
             got.len()
         );
@@ -372,7 +520,7 @@ impl ForwardBench {
         let at_s0 = sink.counts().map_err(|e| anyhow!("{e}"))?.frames;
         let fin = run.stop()?;
         drop(sink);
-        let via_sluice_pct = fin.map(|f| {
+        let via_sluice_pct = fin.as_ref().map(|f| {
             let sent = f["total"]["tx_packets"].as_u64().unwrap_or(0);
             if at_s0 == 0 {
                 0.0
@@ -380,29 +528,54 @@ impl ForwardBench {
                 (sent as f64 * 100.0 / at_s0 as f64).min(100.0)
             }
         });
+        let sluice_drop_pct = fin.as_ref().map(|f| {
+            let rx = f["total"]["rx_packets"].as_u64().unwrap_or(0);
+            let dropped = f["total"]["dropped"].as_u64().unwrap_or(0);
+            if rx == 0 {
+                0.0
+            } else {
+                dropped as f64 * 100.0 / rx as f64
+            }
+        });
+        // Drops by reason, and the two counters `dropped` adds to them.
+        let sluice_drops = fin
+            .as_ref()
+            .map(|f| {
+                let t = &f["total"];
+                let by_reason = t["drops"].as_object().into_iter().flatten();
+                let others = ["tx_ring_full", "bad_desc"].map(|k| (k, &t[k]));
+                by_reason
+                    .map(|(k, v)| (k.as_str(), v))
+                    .chain(others)
+                    .filter_map(|(k, v)| v.as_u64().filter(|n| *n > 0).map(|n| (k.to_string(), n)))
+                    .collect()
+            })
+            .unwrap_or_default();
         Ok(Figures {
             forwarded_pps,
             offered_pps: rep.achieved_pps,
             ingress_pps,
             via_sluice_pct,
+            sluice_drop_pct,
+            sluice_drops,
         })
     }
 
-    /// sluice forward vs kernel forwarding vs xdp_fwd, alternating rounds (Mpps at s0).
-    pub fn scenario(&mut self) -> Result<Scenario> {
-        for who in Router::ALL {
+    /// Check each of `routers`, then measure them in alternating rounds (Mpps at s0).
+    fn rounds_of(&mut self, routers: &[Router]) -> Result<Vec<Subject>> {
+        for &who in routers {
             self.check(who)?;
         }
-        let mut subs: Vec<Subject> = Router::ALL
+        let mut subs: Vec<Subject> = routers
             .iter()
             .map(|r| Subject::new(r.name(), "Mpps"))
             .collect();
         for round in 0..self.rounds {
-            for (i, who) in Router::ALL.into_iter().enumerate() {
+            for (i, &who) in routers.iter().enumerate() {
                 let f = self.measure(who)?;
                 let mpps = f.forwarded_pps / 1e6;
                 println!(
-                    "    round {}: {:<44} {:>7.3} Mpps forwarded (offered {:.3}, at r0 {}{})",
+                    "    round {}: {:<44} {:>7.3} Mpps at s0 (offered {:.3}, at r0 {}{}{})",
                     round + 1,
                     who.name(),
                     mpps,
@@ -411,7 +584,17 @@ impl ForwardBench {
                         .map_or("-".into(), |p| format!("{:.3}", p / 1e6)),
                     f.via_sluice_pct
                         .map_or(String::new(), |p| format!(", {p:.1}% sent by sluice")),
+                    f.sluice_drop_pct
+                        .map_or(String::new(), |p| format!(", {p:.3}% dropped by sluice")),
                 );
+                if !f.sluice_drops.is_empty() {
+                    let d: Vec<String> = f
+                        .sluice_drops
+                        .iter()
+                        .map(|(k, n)| format!("{k} {n}"))
+                        .collect();
+                    println!("             sluice drops: {}", d.join(", "));
+                }
                 let s = &mut subs[i];
                 s.samples.push(mpps);
                 let mut extra = |k: &str, v: f64| s.extra.entry(k.into()).or_default().push(v);
@@ -422,9 +605,20 @@ impl ForwardBench {
                 if let Some(p) = f.via_sluice_pct {
                     extra("sent_by_sluice_pct", p);
                 }
+                if who.is_sluice()
+                    && let Some(p) = f.sluice_drop_pct
+                {
+                    extra("dropped_by_sluice_pct", p);
+                }
             }
         }
-        let names = Router::ALL.map(Router::name);
+        Ok(subs)
+    }
+
+    /// sluice forward vs kernel forwarding vs xdp_fwd, alternating rounds (Mpps at s0).
+    pub fn scenario(&mut self) -> Result<Scenario> {
+        let subs = self.rounds_of(&Router::FORWARD)?;
+        let names = Router::FORWARD.map(Router::name);
         let mut sc = Scenario {
             name: "forward".into(),
             setup: format!(
@@ -442,6 +636,48 @@ impl ForwardBench {
         sc.evaluate(vec![
             target(names[0], names[1], 2.0, true, None),
             target(names[0], names[2], 0.0, true, None),
+        ]);
+        Ok(sc)
+    }
+
+    /// sluice lb (DSR, IPIP) vs sluice forward vs xdp_fwd on the same path, alternating rounds
+    /// (Mpps at s0). Target: lb ≥ 0.9 × forward.
+    pub fn lb_scenario(&mut self) -> Result<Scenario> {
+        let subs = self.rounds_of(&Router::LB)?;
+        let name = |r: Router| r.name();
+        let (fwd, dsr, ipip, ceiling) = (
+            name(Router::Sluice),
+            name(Router::Lb(Forwarding::Dsr)),
+            name(Router::Lb(Forwarding::Ipip)),
+            name(Router::XdpFwd),
+        );
+        let backends: Vec<String> = lbplan::BACKENDS.iter().map(|b| b.to_string()).collect();
+        let mut sc = Scenario {
+            name: "lb".into(),
+            setup: format!(
+                "Load balancing on the forward bed: generator on c0 at max rate, 64-byte UDP/IPv4 from 10.1.0.2, {} flows \
+                 (source ports), to the VIP {}:{} via r0's MAC. lb: one UDP VIP, health none, default connection table \
+                 (65536) and Maglev size, backends {} (s0 and three addresses whose router neighbour is s0's MAC), \
+                 out of r1 to s0; dsr rewrites the MACs, ipip adds a 20-byte outer header (80-byte frames at s0). \
+                 forward and xdp_fwd route the same frames to s0 (the router's route to the VIP is via s0). Frames counted by \
+                 drop_all on s0 over the window ({} rounds); router work on core {DUT_CORE} (r0's NAPI thread and sluice's one \
+                 worker), s0's NAPI and the generator on core {GEN_CORE}. Each subject was first checked on a burst captured at s0.",
+                lbplan::FLOWS,
+                lbplan::VIP,
+                lbplan::PORT,
+                backends.join(", "),
+                self.rounds
+            ),
+            subjects: subs,
+            targets: vec![],
+            limits: vec![],
+        };
+        sc.evaluate(vec![
+            target(dsr, fwd, 0.9, true, None),
+            target(ipip, fwd, 0.9, true, None),
+            target(dsr, ceiling, 0.0, true, None),
+            target(ipip, ceiling, 0.0, true, None),
+            target(fwd, ceiling, 0.0, true, None),
         ]);
         Ok(sc)
     }

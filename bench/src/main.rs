@@ -5,8 +5,8 @@
 //! the receiver of reflected frames on the "peer" end, on core 1. Subjects of a scenario run in
 //! alternating rounds (A B C A B C …), and the report gives medians and ratios of medians. The
 //! `pipeline` scenario needs none of that (it runs the worker's step over memory), so a session
-//! of only `pipeline` builds no test bed. The `forward` scenario builds its own client — router —
-//! server bed (see `forward.rs`).
+//! of only `pipeline` builds no test bed. The `forward` and `lb` scenarios build their own
+//! client — router — server bed (see `forward.rs`).
 
 mod forward;
 mod scenarios;
@@ -102,6 +102,9 @@ pub enum ScenarioKind {
     Forward,
     /// upgrade: frames lost to a hot upgrade (`--takeover`) under 0.3 Mpps of reflect traffic.
     Upgrade,
+    /// lb: Mpps load-balanced by sluice --app lb (DSR and IPIP, many flows) vs sluice --app
+    /// forward vs the in-kernel XDP forwarder on the same client → router → server path.
+    Lb,
     /// Everything above.
     All,
 }
@@ -153,13 +156,19 @@ fn run_bench(a: BenchArgs) -> Result<()> {
             ScenarioKind::Idle,
             ScenarioKind::Upgrade,
             ScenarioKind::Forward,
+            ScenarioKind::Lb,
         ],
         k => vec![k],
     };
     // Only scenarios with traffic need the sluice binary; those on the veth pair share one
-    // bed (namespaces, generator, hugepages for testpmd), and `forward` builds its own
-    // client — router — server bed when it runs.
-    let on_pair = |k: &ScenarioKind| !matches!(k, ScenarioKind::Pipeline | ScenarioKind::Forward);
+    // bed (namespaces, generator, hugepages for testpmd), and `forward` and `lb` each build
+    // their own client — router — server bed when they run.
+    let on_pair = |k: &ScenarioKind| {
+        !matches!(
+            k,
+            ScenarioKind::Pipeline | ScenarioKind::Forward | ScenarioKind::Lb
+        )
+    };
     if kinds.iter().any(|k| *k != ScenarioKind::Pipeline) && !a.sluice.exists() {
         bail!(
             "{} not found (build it: cargo build --release -p sluice)",
@@ -171,17 +180,29 @@ fn run_bench(a: BenchArgs) -> Result<()> {
     } else {
         None
     };
-    let mut forward_header = None;
+    let mut router_header = None;
     let mut done = Vec::new();
     for k in kinds {
         println!("==> scenario {k:?}");
         let sc = match (k, session.as_mut()) {
             (ScenarioKind::Pipeline, _) => pipeline(&a),
-            (ScenarioKind::Forward, _) => forward::ForwardBench::new(&a, secs)
+            (ScenarioKind::Forward, _) => {
+                forward::RouterBench::new(&a, secs, forward::Plan::Forward)
+                    .context("setting up the router bed")
+                    .and_then(|mut f| {
+                        let sc = f.scenario();
+                        // After the run: the header records the load average it ran under.
+                        router_header = Some(f.header());
+                        sc
+                    })
+            }
+            (ScenarioKind::Lb, _) => forward::RouterBench::new(&a, secs, forward::Plan::Lb)
                 .context("setting up the router bed")
                 .and_then(|mut f| {
-                    forward_header = Some(f.header());
-                    f.scenario()
+                    let sc = f.lb_scenario();
+                    // After the run: the header records the load average it ran under.
+                    router_header = Some(f.header());
+                    sc
                 }),
             (ScenarioKind::Rxdrop, Some(s)) => s.rxdrop(),
             (ScenarioKind::Reflect, Some(s)) => s.reflect(),
@@ -200,7 +221,7 @@ fn run_bench(a: BenchArgs) -> Result<()> {
         ScenarioKind::Lever => format!("lever-{}", chrono_like_stamp()),
         _ => format!("bench-{}", chrono_like_stamp()),
     };
-    let header = match (&session, forward_header) {
+    let header = match (&session, router_header) {
         (Some(s), _) => s.header(),
         (None, Some(h)) => h,
         (None, None) => pipeline_header(&a),
@@ -248,7 +269,7 @@ fn pipeline_header(a: &BenchArgs) -> String {
     format!(
         "# sluice benchmark\n\n- machine: Linux {}, {} × {}; no network: frames in memory\n\
          - sluice {}; {} rounds per subject, alternating; ≥ {:.2} s and ≥ {} packets per \
-         measurement after {:.2} s warm-up; pinned to core {PIPELINE_CORE}\n",
+         measurement after {:.2} s warm-up; pinned to core {PIPELINE_CORE}\n{}",
         m.kernel,
         m.cpus,
         m.cpu_model,
@@ -257,6 +278,7 @@ fn pipeline_header(a: &BenchArgs) -> String {
         b.min_time.as_secs_f64(),
         b.min_packets,
         b.warmup.as_secs_f64(),
+        sluice_bench::report::load_line(),
     )
 }
 

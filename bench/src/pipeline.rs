@@ -1,7 +1,7 @@
 //! `--scenario pipeline`: the per-packet cost of sluice's user-space work, with no kernel.
 //!
-//! Each subject runs one app (`reflect`, `drop`) over frames in memory, pinned to one core, in
-//! one of two ways:
+//! Each subject runs one app (`reflect`, `drop`, `forward`, `lb`, `lb-new-flows`) over frames in
+//! memory, pinned to one core, in one of two ways:
 //!
 //! - **step**: the worker's real per-batch code, [`sluice::worker::step`], over a
 //!   [`MemTransport`] ring of [`FRAME_COUNT`] frames of [`FRAME_SIZE`] bytes (the UMEM's
@@ -9,6 +9,22 @@
 //!   count. The app is a `Box<dyn App>`, as `sluice run` builds it.
 //! - **process**: `App::process` alone over [`Batch`]es built on the same ring of frames, in
 //!   the same order, so the difference between the two is the worker loop's own cost.
+//!
+//! The routing apps (`forward`, and `lb` with DSR) need the kernel's tables as the engine
+//! mirrors them. The engine offers no public way to fill a `Snapshot` by hand, so
+//! [`RouterView::probe`] builds the `lb` scenario's client — router — server bed (root: network
+//! namespaces), lets sluice's own rtnetlink mirror dump the router namespace once, and removes
+//! the bed; the cases then run over a `Fib` built from that dump with r0 and r1 as ports 0 and 1.
+//! Their frames are the lb plan's ([`crate::lbplan`]): 60-byte UDP/IPv4 from the client to the
+//! VIP, one flow per frame of the ring ([`FRAME_COUNT`] flows).
+//!
+//! - `lb`: a connection table large enough for every flow, so after the first pass every
+//!   lookup hits (checked: misses = flows, no eviction).
+//! - `lb-new-flows`: a table of [`NEW_FLOWS_CAPACITY`] entries, a quarter of the flows, so in
+//!   LRU order every lookup misses, picks by Maglev, inserts and evicts (checked: no hit).
+//! - `forward` routes the same frames; it takes one from the TTL per pass, so its frames are
+//!   renewed from their templates every [`FORWARD_FRESH_PASSES`] passes over the ring, outside
+//!   the timed loop.
 //!
 //! Neither includes what a real transport adds (ring loads/stores shared with the kernel, frames
 //! arriving cold from DMA, kicks): this is the floor of the user-space cost per packet, the
@@ -21,17 +37,26 @@
 //! number for a broken pipeline. Timing only brackets the loop; the checks run outside it.
 
 use crate::r#gen::{L4, Template};
+use crate::lbplan;
 use crate::report::{Limit, Scenario, Subject};
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use sluice::apps::drop::DropAll;
+use sluice::apps::forward::{Forward, IcmpLimit, PortInfo};
+use sluice::apps::lb::config::Forwarding;
+use sluice::apps::lb::{ConnTableFigures, Lb, LbHandle, LbParts, LbTable, LbWorkerStats};
 use sluice::apps::reflect::{Reflect, reflect_frame};
 use sluice::apps::{App, Batch, DropReason, Verdict};
 use sluice::batch::PortId;
+use sluice::control::mirror::{Mirror, Snapshot};
+use sluice::fib::{Fib, FibHandle, Lookup};
+use sluice::wire::{EthernetFrame, Ipv4Packet, MacAddr, ethernet};
 use sluice::worker::mem::MemTransport;
 use sluice::worker::{Local, Scratch, step};
 use sluice::xsk::MAX_BATCH;
+use sluice_testbed::{RouterBed, RouterBedOpts};
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Frames in the in-memory ring (a UMEM's RX ring worth).
@@ -48,6 +73,14 @@ pub const LINE_RATE_10G_NS: f64 = 1e9 / 14_880_952.0;
 pub const REFLECT_TARGET_NS: f64 = 20.0;
 /// Target for the drop worker step (60-byte UDP/IPv4, default batch).
 pub const DROP_TARGET_NS: f64 = 10.0;
+/// `lb-new-flows`' connection table: a quarter of the ring's flows, so that in LRU order every
+/// flow has been evicted before it comes round again.
+pub const NEW_FLOWS_CAPACITY: u32 = (FRAME_COUNT / 4) as u32;
+/// Passes over the ring after which `forward`'s frames are renewed (each pass takes one off
+/// their TTL of 64; a TTL run out would turn them into ICMP errors).
+pub const FORWARD_FRESH_PASSES: u64 = 32;
+/// Seed of the benchmark's connection tables (fixed: runs are comparable).
+const CONNTRACK_SEED: u64 = 0x5eed;
 
 /// Which app.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,31 +89,253 @@ pub enum AppKind {
     Reflect,
     /// [`DropAll`]: every frame recycled as `Drop(Policy)`.
     Drop,
+    /// [`Forward`] over the router's tables: every frame routed out of r1.
+    Forward,
+    /// [`Lb`] (DSR) with a connection table that holds every flow: lookups hit.
+    Lb,
+    /// [`Lb`] (DSR) with a table of [`NEW_FLOWS_CAPACITY`]: every frame a new flow (a miss, a
+    /// Maglev pick, an insert and an eviction).
+    LbNewFlows,
+}
+
+/// An app as a measurement runs it.
+pub struct Made {
+    /// Boxed as `sluice run` boxes it (the worker calls it through `dyn App`).
+    pub app: Box<dyn App>,
+    /// Where an lb app publishes its connection-table figures.
+    pub lb_stats: Option<Arc<LbWorkerStats>>,
 }
 
 impl AppKind {
-    /// The app's name (`reflect`, `drop`).
+    /// The app's name (`reflect`, `drop`, `forward`, `lb`, `lb-new-flows`).
     pub fn name(self) -> &'static str {
         match self {
             AppKind::Reflect => "reflect",
             AppKind::Drop => "drop",
+            AppKind::Forward => "forward",
+            AppKind::Lb => "lb",
+            AppKind::LbNewFlows => "lb-new-flows",
         }
     }
 
-    /// The app boxed as `sluice run` boxes it (the worker calls it through `dyn App`).
-    pub fn make(self) -> Box<dyn App> {
-        match self {
+    /// Whether it needs the router's tables ([`RouterView`]).
+    pub fn routes(self) -> bool {
+        matches!(self, AppKind::Forward | AppKind::Lb | AppKind::LbNewFlows)
+    }
+
+    /// The app, built as the engine builds it for one worker (`view` for the routing apps).
+    pub fn make(self, view: Option<&RouterView>) -> Result<Made> {
+        let app: Box<dyn App> = match self {
             AppKind::Reflect => Box::new(Reflect::new()),
             AppKind::Drop => Box::new(DropAll::new()),
+            AppKind::Forward => {
+                let v = view.context("the forward case needs the router's tables")?;
+                Box::new(Forward::new(
+                    FibHandle::new(v.fib()),
+                    v.ports(),
+                    IcmpLimit::default(),
+                ))
+            }
+            AppKind::Lb | AppKind::LbNewFlows => {
+                let v = view.context("the lb cases need the router's tables")?;
+                let capacity = (self == AppKind::LbNewFlows).then_some(NEW_FLOWS_CAPACITY);
+                let text = lbplan::config_toml(Forwarding::Dsr, capacity);
+                let (services, maglev, conntrack) = lbplan::engine_view(&text, CONNTRACK_SEED)
+                    .map_err(|e| anyhow!("the lb plan's configuration: {e}"))?;
+                let table = LbTable::build(&services, maglev).context("building the lb table")?;
+                let stats = Arc::new(LbWorkerStats::default());
+                let app = Lb::new(LbParts {
+                    table: LbHandle::new(table),
+                    fib: FibHandle::new(v.fib()),
+                    ports: v.ports(),
+                    conntrack,
+                    icmp: IcmpLimit::default(),
+                    stats: stats.clone(),
+                });
+                return Ok(Made {
+                    app: Box::new(app),
+                    lb_stats: Some(stats),
+                });
+            }
+        };
+        Ok(Made {
+            app,
+            lb_stats: None,
+        })
+    }
+
+    /// What the app must do to every benchmark frame.
+    pub fn expect(self, view: Option<&RouterView>) -> Result<Expect> {
+        Ok(match self {
+            AppKind::Reflect => Expect::reflect(),
+            AppKind::Drop => Expect::drop(),
+            AppKind::Forward => {
+                let v = view.context("the forward case needs the router's tables")?;
+                Expect::forward(v.r1_mac, v.s0_mac)
+            }
+            AppKind::Lb | AppKind::LbNewFlows => {
+                let v = view.context("the lb cases need the router's tables")?;
+                Expect::dsr(v.r1_mac, v.s0_mac)
+            }
+        })
+    }
+}
+
+/// What a measurement requires of an app, and checks after it ran.
+pub struct Expect {
+    /// The verdict every frame must get.
+    pub verdict: Verdict,
+    /// Ports the transport serves (the routing apps: r0 and r1).
+    pub ports: usize,
+    /// Passes over the ring after which the frames are renewed from their templates, outside
+    /// the timed loop; `None`: they go round for ever (the app leaves them valid).
+    pub fresh_every: Option<u64>,
+    /// Whether a frame may hold `frame` after up to `fresh_every` passes of the app over its
+    /// template `template`.
+    #[allow(clippy::type_complexity)]
+    pub frame_ok: Box<dyn Fn(&[u8], &[u8]) -> bool>,
+}
+
+impl Expect {
+    /// Every frame sent back, swapped (each pass swaps it again).
+    pub fn reflect() -> Expect {
+        Expect {
+            verdict: Verdict::Tx,
+            ports: 1,
+            fresh_every: None,
+            frame_ok: Box::new(|t, f| {
+                let mut r = t.to_vec();
+                f == t || reflect_frame(&mut r).is_ok() && f == &r[..]
+            }),
         }
     }
 
-    /// The verdict the app must give every benchmark frame.
-    fn verdict(self) -> Verdict {
-        match self {
-            AppKind::Reflect => Verdict::Tx,
-            AppKind::Drop => Verdict::Drop(DropReason::Policy),
+    /// Every frame dropped as `policy`, untouched.
+    pub fn drop() -> Expect {
+        Expect {
+            verdict: Verdict::Drop(DropReason::Policy),
+            ports: 1,
+            fresh_every: None,
+            frame_ok: Box::new(|t, f| f == t),
         }
+    }
+
+    /// Every frame routed out of port 1 (r1, MAC `egress`) to `next_hop`: the MACs rewritten,
+    /// the TTL one lower per pass, the header checksum updated.
+    pub fn forward(egress: MacAddr, next_hop: MacAddr) -> Expect {
+        Expect {
+            verdict: Verdict::TxOn(PortId(1)),
+            ports: 2,
+            fresh_every: Some(FORWARD_FRESH_PASSES),
+            frame_ok: Box::new(move |t, f| {
+                let ttl = |x: &[u8]| {
+                    Ipv4Packet::new_checked(x.get(ethernet::HEADER_LEN..)?)
+                        .ok()
+                        .map(|ip| ip.ttl())
+                };
+                match (ttl(t), ttl(f)) {
+                    _ if f == t => true,
+                    (Some(a), Some(b)) if b < a && u64::from(a - b) <= FORWARD_FRESH_PASSES => {
+                        routed(t, a - b, egress, next_hop).is_some_and(|r| f == &r[..])
+                    }
+                    _ => false,
+                }
+            }),
+        }
+    }
+
+    /// Every frame sent out of port 1 (r1, MAC `egress`) to the backend's `next_hop` by DSR:
+    /// the MACs rewritten, the IP packet untouched.
+    pub fn dsr(egress: MacAddr, next_hop: MacAddr) -> Expect {
+        Expect {
+            verdict: Verdict::TxOn(PortId(1)),
+            ports: 2,
+            fresh_every: None,
+            frame_ok: Box::new(move |t, f| {
+                let mut d = t.to_vec();
+                let mut eth = EthernetFrame::new_unchecked(&mut d[..]);
+                eth.set_dst_addr(next_hop);
+                eth.set_src_addr(egress);
+                f == t || f == &d[..]
+            }),
+        }
+    }
+}
+
+/// `frame` (Ethernet + IPv4) as `hops` routers that each rewrite the MACs to `egress` →
+/// `next_hop` and take one off the TTL would leave it.
+fn routed(frame: &[u8], hops: u8, egress: MacAddr, next_hop: MacAddr) -> Option<Vec<u8>> {
+    let mut out = frame.to_vec();
+    let mut eth = EthernetFrame::new_checked(&mut out[..]).ok()?;
+    eth.set_dst_addr(next_hop);
+    eth.set_src_addr(egress);
+    let mut ip = Ipv4Packet::new_checked(eth.payload_mut()).ok()?;
+    ip.set_ttl(ip.ttl().checked_sub(hops)?);
+    ip.fill_checksum();
+    Some(out)
+}
+
+/// The router of the lb scenario's bed, as sluice's mirror saw it: what the routing cases build
+/// their forwarding table from.
+#[derive(Clone, Debug)]
+pub struct RouterView {
+    snapshot: Arc<Snapshot>,
+    /// r0's and r1's interface indexes: ports 0 and 1.
+    ports: [u32; 2],
+    c0_mac: MacAddr,
+    r0_mac: MacAddr,
+    r1_mac: MacAddr,
+    s0_mac: MacAddr,
+    client: Ipv4Addr,
+}
+
+impl RouterView {
+    /// Build the bed (static neighbours, the lb plan's backends), dump the router namespace
+    /// with sluice's mirror, remove the bed, and check that the dump routes the VIP and every
+    /// backend out of r1 to s0's MAC. Needs root.
+    pub fn probe() -> Result<RouterView> {
+        let bed = RouterBed::new(RouterBedOpts {
+            static_neighbours: true,
+            forwarding: true,
+            ..RouterBedOpts::default()
+        })
+        .context("building the client — router — server bed")?;
+        lbplan::add_backend_neighbours(&bed).context("adding the backends' neighbours")?;
+        let mirror = bed
+            .router()
+            .run(Mirror::start)
+            .map_err(|e| anyhow!("{e}"))?
+            .context("dumping the router's tables")?;
+        let snapshot = mirror.snapshot();
+        mirror.stop().context("stopping the mirror")?;
+        let mac = |m: sluice_testbed::MacAddr| MacAddr(m.0);
+        let view = RouterView {
+            snapshot,
+            ports: [bed.r0().ifindex(), bed.r1().ifindex()],
+            c0_mac: mac(bed.c0().mac()),
+            r0_mac: mac(bed.r0().mac()),
+            r1_mac: mac(bed.r1().mac()),
+            s0_mac: mac(bed.s0().mac()),
+            client: bed.c0().ipv4(),
+        };
+        let fib = view.fib();
+        for dst in std::iter::once(lbplan::VIP).chain(lbplan::BACKENDS) {
+            match fib.lookup(dst.into(), 0) {
+                Lookup::Forward(hop)
+                    if hop.port_ifindex == view.ports[1] && hop.dst_mac == view.s0_mac => {}
+                other => bail!("the router's table sends {dst} to {other:?}, not out of r1 to s0"),
+            }
+        }
+        Ok(view)
+    }
+
+    /// A forwarding table over the dump, with r0 and r1 as the engine's ports.
+    pub fn fib(&self) -> Fib {
+        Fib::from_snapshot(&self.snapshot, &self.ports)
+    }
+
+    fn ports(&self) -> Vec<PortInfo> {
+        self.ports.iter().map(|&i| PortInfo::new(i)).collect()
     }
 }
 
@@ -93,6 +348,9 @@ pub enum Frames {
     Udp6Min,
     /// 1514-byte UDP/IPv4 (a full 1500-byte MTU packet).
     Udp4Max,
+    /// 60-byte UDP/IPv4 from the router bed's client to the lb plan's VIP, one flow (source
+    /// port) per frame of the ring: the routing apps' frames.
+    Udp4Vip,
 }
 
 impl Frames {
@@ -102,15 +360,37 @@ impl Frames {
             Frames::Udp4Min => "60 B UDP/IPv4",
             Frames::Udp6Min => "78 B UDP/IPv6",
             Frames::Udp4Max => "1514 B UDP/IPv4",
+            Frames::Udp4Vip => "60 B UDP/IPv4 to the VIP, 4096 flows",
         }
     }
 
-    /// One valid frame per flow, built by the generator's own template code.
-    pub fn templates(self) -> Result<Vec<Vec<u8>>> {
+    /// One valid frame per flow, built by the generator's own template code (`view`: the
+    /// addresses of [`Frames::Udp4Vip`]).
+    pub fn templates(self, view: Option<&RouterView>) -> Result<Vec<Vec<u8>>> {
         let (ipv6, frame_len) = match self {
             Frames::Udp4Min => (false, 60),
             Frames::Udp6Min => (true, 60),
             Frames::Udp4Max => (false, 1514),
+            Frames::Udp4Vip => {
+                let v = view.context("the VIP's frames need the router bed's addresses")?;
+                return (0..FRAME_COUNT as u16)
+                    .map(|f| {
+                        let t = Template {
+                            l4: L4::Udp,
+                            ipv6: false,
+                            frame_len: 60,
+                            src_mac: v.c0_mac.0,
+                            dst_mac: v.r0_mac.0,
+                            src_ip: v.client.into(),
+                            dst_ip: lbplan::VIP.into(),
+                            base_sport: 10_000 + f,
+                            dport: lbplan::PORT,
+                            flows: 1,
+                        };
+                        Ok(t.build().context("building a frame template")?.0)
+                    })
+                    .collect();
+            }
         };
         let (src_ip, dst_ip): (IpAddr, IpAddr) = if ipv6 {
             (
@@ -201,6 +481,8 @@ pub struct Measurement {
     pub batches: u64,
     /// Wall time of the timed loop.
     pub elapsed: Duration,
+    /// An lb app's connection-table figures at the end (warm-up and checks included).
+    pub conntrack: Option<ConnTableFigures>,
 }
 
 impl Measurement {
@@ -213,25 +495,51 @@ impl Measurement {
     pub fn mpps(&self) -> f64 {
         self.packets as f64 / self.elapsed.as_secs_f64() / 1e6
     }
+
+    /// Share of connection-table lookups that hit, in % (lb apps only).
+    pub fn conntrack_hit_pct(&self) -> Option<f64> {
+        let c = self.conntrack?;
+        let lookups = c.hits + c.misses;
+        (lookups > 0).then(|| c.hits as f64 * 100.0 / lookups as f64)
+    }
 }
 
-/// Run `case` for `budget` on the calling thread and check what it did.
-pub fn measure(case: &Case, budget: &Budget) -> Result<Measurement> {
+/// Run `case` for `budget` on the calling thread and check what it did (`view`: the router's
+/// tables, for the routing apps).
+pub fn measure(case: &Case, budget: &Budget, view: Option<&RouterView>) -> Result<Measurement> {
     ensure!(
         (1..=MAX_BATCH).contains(&case.batch) && FRAME_COUNT.is_multiple_of(case.batch),
         "batch {} must be in 1..={MAX_BATCH} and divide {FRAME_COUNT}",
         case.batch
     );
-    let templates = case.frames.templates()?;
-    // `black_box`: the app is picked at run time in `sluice run`; don't let the compiler see
-    // through the box here either.
-    let mut app = black_box(case.app.make());
-    let r = match case.part {
-        Part::Step => measure_step(&mut app, case.app.verdict(), &templates, case.batch, budget),
-        Part::Process => {
-            measure_process(&mut app, case.app.verdict(), &templates, case.batch, budget)
+    let r = (|| {
+        let templates = case.frames.templates(view)?;
+        let expect = case.app.expect(view)?;
+        let made = case.app.make(view)?;
+        // `black_box`: the app is picked at run time in `sluice run`; don't let the compiler see
+        // through the box here either.
+        let mut app = black_box(made.app);
+        let mut m = match case.part {
+            Part::Step => measure_step(&mut app, &expect, &templates, case.batch, budget),
+            Part::Process => measure_process(&mut app, &expect, &templates, case.batch, budget),
+        }?;
+        if let Some(stats) = made.lb_stats {
+            let c = stats.read();
+            m.conntrack = Some(c);
+            let flows = templates.len() as u64;
+            match case.app {
+                AppKind::Lb => ensure!(
+                    c.misses == flows && c.evictions == 0 && c.expirations == 0 && c.hits > 0,
+                    "connection table: {c:?}; every flow should miss once, then hit"
+                ),
+                _ => ensure!(
+                    c.hits == 0 && c.evictions > 0 && c.inserts == c.misses,
+                    "connection table: {c:?}; every lookup should miss and insert"
+                ),
+            }
         }
-    };
+        Ok(m)
+    })();
     r.with_context(|| case.name())
 }
 
@@ -240,63 +548,123 @@ fn chunk_steps(batch: usize, budget: &Budget) -> u64 {
     (budget.min_packets / batch as u64).clamp(1, 1024)
 }
 
-/// The worker step over memory; every frame must get `expect`.
-pub fn measure_step<A: App>(
-    app: &mut A,
-    expect: Verdict,
-    templates: &[Vec<u8>],
-    batch: usize,
-    budget: &Budget,
-) -> Result<Measurement> {
-    let refs: Vec<&[u8]> = templates.iter().map(Vec::as_slice).collect();
-    let mut t = MemTransport::new(&refs, FRAME_COUNT, FRAME_SIZE);
-    let mut scratch = Scratch::new();
-    let mut c = Local::default();
-    // A run-time value in the worker (`--batch`), so not a constant here either.
-    let max = black_box(batch);
-    let chunk = chunk_steps(batch, budget);
-    // Per step: a full batch came in, and every frame went back out (cheap flags, checked
-    // after the loop so the loop has no early exit the worker's doesn't).
-    let (mut short, mut leak) = (false, false);
-    let mut run = |t: &mut MemTransport, c: &mut Local, steps: u64| -> u64 {
+/// The worker's state across the chunks of one step measurement, and the transport it runs
+/// over, renewed when the frames must be fresh again ([`Expect::fresh_every`]).
+struct StepRig<'t> {
+    refs: Vec<&'t [u8]>,
+    ports: usize,
+    t: MemTransport,
+    scratch: Box<Scratch>,
+    c: Local,
+    max: usize,
+    /// Steps a transport may run before its frames are renewed.
+    fresh_steps: Option<u64>,
+    /// Steps the current transport has run.
+    used: u64,
+    /// Frames sent and given back by transports already replaced.
+    retired: (u64, u64),
+    /// A step received less than a full batch / left frames outstanding (cheap flags, checked
+    /// after the loop so the loop has no early exit the worker's doesn't).
+    short: bool,
+    leak: bool,
+}
+
+impl<'t> StepRig<'t> {
+    fn new(templates: &'t [Vec<u8>], expect: &Expect, batch: usize) -> Self {
+        let refs: Vec<&[u8]> = templates.iter().map(Vec::as_slice).collect();
+        let t = MemTransport::new(&refs, FRAME_COUNT, FRAME_SIZE).with_ports(expect.ports);
+        StepRig {
+            refs,
+            ports: expect.ports,
+            t,
+            scratch: Scratch::new(),
+            c: Local::default(),
+            // A run-time value in the worker (`--batch`), so not a constant here either.
+            max: black_box(batch),
+            fresh_steps: expect.fresh_every.map(|p| p * (FRAME_COUNT / batch) as u64),
+            used: 0,
+            retired: (0, 0),
+            short: false,
+            leak: false,
+        }
+    }
+
+    /// Run `steps` steps, timed; first, untimed, a fresh transport if they would take the
+    /// current one's frames past their limit. Returns the packets and the time.
+    fn chunk<A: App>(&mut self, app: &mut A, steps: u64) -> (u64, Duration) {
+        if self.fresh_steps.is_some_and(|f| self.used + steps > f) {
+            self.retired.0 += self.t.transmitted();
+            self.retired.1 += self.t.recycled();
+            self.t = MemTransport::new(&self.refs, FRAME_COUNT, FRAME_SIZE).with_ports(self.ports);
+            self.used = 0;
+        }
+        self.used += steps;
+        let (t, scratch, c, max) = (&mut self.t, &mut *self.scratch, &mut self.c, self.max);
+        let (mut short, mut leak) = (false, false);
         let mut packets = 0u64;
+        let start = Instant::now();
         for _ in 0..steps {
-            let n = step(t, PortId(0), app, &mut scratch, max, c);
+            let n = step(t, PortId(0), app, scratch, max, c);
             short |= n != max;
             leak |= t.outstanding() != 0;
             packets += n as u64;
         }
-        packets
-    };
+        let elapsed = start.elapsed();
+        self.short |= short;
+        self.leak |= leak;
+        (packets, elapsed)
+    }
+
+    /// Frames transmitted and given back so far, over every transport.
+    fn totals(&self) -> (u64, u64) {
+        (
+            self.retired.0 + self.t.transmitted(),
+            self.retired.1 + self.t.recycled(),
+        )
+    }
+}
+
+/// The worker step over memory; every frame must get `expect`'s verdict and hold what it
+/// allows.
+pub fn measure_step<A: App>(
+    app: &mut A,
+    expect: &Expect,
+    templates: &[Vec<u8>],
+    batch: usize,
+    budget: &Budget,
+) -> Result<Measurement> {
+    let mut rig = StepRig::new(templates, expect, batch);
+    let chunk = chunk_steps(batch, budget).min(rig.fresh_steps.unwrap_or(u64::MAX));
 
     let warm_end = Instant::now() + budget.warmup;
     while Instant::now() < warm_end {
-        run(&mut t, &mut c, chunk);
+        rig.chunk(app, chunk);
     }
-    let (c0, tx0, back0) = (c, t.transmitted(), t.recycled());
-    let (mut packets, mut steps) = (0u64, 0u64);
-    let start = Instant::now();
-    let elapsed = loop {
-        packets += run(&mut t, &mut c, chunk);
+    let (c0, (tx0, back0)) = (rig.c, rig.totals());
+    let (mut packets, mut steps, mut elapsed) = (0u64, 0u64, Duration::ZERO);
+    while elapsed < budget.min_time || packets < budget.min_packets {
+        let (n, dt) = rig.chunk(app, chunk);
+        packets += n;
         steps += chunk;
-        let e = start.elapsed();
-        if e >= budget.min_time && packets >= budget.min_packets {
-            break e;
-        }
-    };
+        elapsed += dt;
+    }
 
-    ensure!(!short, "a step received less than a full batch of {batch}");
     ensure!(
-        !leak,
+        !rig.short,
+        "a step received less than a full batch of {batch}"
+    );
+    ensure!(
+        !rig.leak,
         "frames outstanding after a step: {}",
-        t.outstanding()
+        rig.t.outstanding()
     );
     ensure!(
         packets == steps * batch as u64,
         "{packets} packets in {steps} steps of {batch}"
     );
-    let d = c.since(&c0);
-    let (sent, back) = (t.transmitted() - tx0, t.recycled() - back0);
+    let d = rig.c.since(&c0);
+    let (tx1, back1) = rig.totals();
+    let (sent, back) = (tx1 - tx0, back1 - back0);
     ensure!(
         d.rx_packets == packets && d.batches == steps,
         "counters say {} packets in {} batches, the loop {packets} in {steps}",
@@ -314,13 +682,31 @@ pub fn measure_step<A: App>(
         "rx_bytes {} for {packets} frames of {len} bytes",
         d.rx_bytes
     );
-    match expect {
-        Verdict::Tx => ensure!(
-            d.tx_packets == packets && sent == packets && back == 0 && d.dropped() == 0,
-            "reflect: {packets} received, {} counted sent, {sent} transmitted, {back} recycled, {} dropped",
-            d.tx_packets,
-            d.dropped()
-        ),
+    let verdict = expect.verdict;
+    match verdict {
+        Verdict::Tx | Verdict::TxOn(_) => {
+            let port = match verdict {
+                Verdict::TxOn(p) => p.index(),
+                _ => 0,
+            };
+            ensure!(
+                d.tx_packets == packets
+                    && d.ports[port].tx_packets == packets
+                    && sent == packets
+                    && back == 0
+                    && d.dropped() == 0,
+                "{verdict:?}: {packets} received, {} counted sent ({} on port {port}), {sent} \
+                 transmitted, {back} recycled, {} dropped",
+                d.tx_packets,
+                d.ports[port].tx_packets,
+                d.dropped()
+            );
+            ensure!(
+                d.tx_bytes == packets * len,
+                "tx_bytes {} for {packets} frames of {len} bytes",
+                d.tx_bytes
+            );
+        }
         Verdict::Drop(reason) => ensure!(
             d.drops[reason.index()] == packets
                 && d.dropped() == packets
@@ -330,28 +716,22 @@ pub fn measure_step<A: App>(
             "drop: {packets} received, {} counted as {reason}, {back} recycled, {sent} transmitted",
             d.drops[reason.index()]
         ),
-        Verdict::TxOn(_) | Verdict::Kernel => bail!("the pipeline checks no {expect:?} app"),
+        Verdict::Kernel => bail!("the pipeline checks no {verdict:?} app"),
     }
-    if expect == Verdict::Tx {
-        ensure!(
-            d.tx_bytes == packets * len,
-            "tx_bytes {} for {packets} frames of {len} bytes",
-            d.tx_bytes
-        );
-    }
-    check_frames(expect, templates, |i| t.frame(i))?;
+    check_frames(expect, templates, |i| rig.t.frame(i))?;
     Ok(Measurement {
         packets,
         batches: steps,
         elapsed,
+        conntrack: None,
     })
 }
 
 /// `App::process` alone, over batches of `batch` consecutive frames of a ring laid out as the
-/// transport's; every frame must get `expect`.
+/// transport's; every frame must get `expect`'s verdict and hold what it allows.
 pub fn measure_process<A: App>(
     app: &mut A,
-    expect: Verdict,
+    expect: &Expect,
     templates: &[Vec<u8>],
     batch: usize,
     budget: &Budget,
@@ -369,11 +749,23 @@ pub fn measure_process<A: App>(
     let mut verdicts = [Verdict::Tx; MAX_BATCH];
     let max = black_box(batch);
     let per_ring = (FRAME_COUNT / batch) as u64;
-    let chunk = chunk_steps(batch, budget);
+    let fresh_steps = expect.fresh_every.map(|p| p * per_ring);
+    let chunk = chunk_steps(batch, budget).min(fresh_steps.unwrap_or(u64::MAX));
+    let expect_v = expect.verdict;
     let mut next = 0usize;
+    // Batches run over the frames since they were last renewed.
+    let mut used = 0u64;
     // The last batch's verdicts are checked once per chunk, outside the batches.
     let mut wrong = 0usize;
-    let mut run = |frames: &mut [&mut [u8]], steps: u64| {
+    let mut run = |frames: &mut [&mut [u8]], steps: u64| -> Duration {
+        if fresh_steps.is_some_and(|f| used + steps > f) {
+            for (i, f) in frames.iter_mut().enumerate() {
+                f.copy_from_slice(&templates[i % templates.len()]);
+            }
+            used = 0;
+        }
+        used += steps;
+        let start = Instant::now();
         for _ in 0..steps {
             let mut b = Batch::new(&mut frames[next..next + max], &mut verdicts[..max]);
             app.process(&mut b);
@@ -382,38 +774,42 @@ pub fn measure_process<A: App>(
                 next = 0;
             }
         }
-        wrong += verdicts[..max].iter().filter(|v| **v != expect).count();
+        let elapsed = start.elapsed();
+        wrong += verdicts[..max].iter().filter(|v| **v != expect_v).count();
+        elapsed
     };
 
     let warm_end = Instant::now() + budget.warmup;
     while Instant::now() < warm_end {
         run(&mut frames, chunk);
     }
-    let (mut packets, mut steps) = (0u64, 0u64);
-    let start = Instant::now();
-    let elapsed = loop {
-        run(&mut frames, chunk);
+    let (mut packets, mut steps, mut elapsed) = (0u64, 0u64, Duration::ZERO);
+    while elapsed < budget.min_time || packets < budget.min_packets {
+        elapsed += run(&mut frames, chunk);
         steps += chunk;
         packets += chunk * batch as u64;
-        let e = start.elapsed();
-        if e >= budget.min_time && packets >= budget.min_packets {
-            break e;
-        }
-    };
+    }
     ensure!(
         wrong == 0,
-        "{wrong} frames got a verdict other than {expect:?}"
+        "{wrong} frames got a verdict other than {expect_v:?}"
     );
 
-    // One untimed pass over the whole ring, every verdict checked.
+    // One untimed pass over the whole ring from fresh frames, every verdict checked.
+    if expect.fresh_every.is_some() {
+        for (i, f) in frames.iter_mut().enumerate() {
+            f.copy_from_slice(&templates[i % templates.len()]);
+        }
+    }
+    // It goes on from where the timed loop stopped, so the frames keep their order (an LRU
+    // connection table sees the same pattern).
     for k in 0..per_ring as usize {
-        let range = k * batch..(k + 1) * batch;
-        let mut b = Batch::new(&mut frames[range], &mut verdicts[..batch]);
+        let first = (next + k * batch) % FRAME_COUNT;
+        let mut b = Batch::new(&mut frames[first..first + batch], &mut verdicts[..batch]);
         app.process(&mut b);
-        if let Some(i) = b.verdicts().iter().position(|v| *v != expect) {
+        if let Some(i) = b.verdicts().iter().position(|v| *v != expect_v) {
             return Err(anyhow!(
-                "frame {} got {:?}, not {expect:?}",
-                k * batch + i,
+                "frame {} got {:?}, not {expect_v:?}",
+                first + i,
                 b.verdict(i)
             ));
         }
@@ -423,36 +819,21 @@ pub fn measure_process<A: App>(
         packets,
         batches: steps,
         elapsed,
+        conntrack: None,
     })
 }
 
-/// Every frame of the ring is its template (drop), or its template or its reflection (reflect:
-/// each pass swaps it again).
+/// Every frame of the ring holds what `expect` allows of its template.
 fn check_frames<'a>(
-    expect: Verdict,
+    expect: &Expect,
     templates: &[Vec<u8>],
     frame: impl Fn(usize) -> &'a [u8],
 ) -> Result<()> {
-    let reflected: Vec<Vec<u8>> = templates
-        .iter()
-        .map(|t| {
-            let mut r = t.clone();
-            reflect_frame(&mut r).map(|()| r)
-        })
-        .collect::<Result<_, _>>()
-        .map_err(|reason| anyhow!("a template does not reflect ({reason})"))?;
     for i in 0..FRAME_COUNT {
-        let (f, t, r) = (
-            frame(i),
-            &templates[i % templates.len()],
-            &reflected[i % templates.len()],
+        ensure!(
+            (expect.frame_ok)(&templates[i % templates.len()], frame(i)),
+            "frame {i} holds bytes the app must not have produced"
         );
-        let ok = match expect {
-            Verdict::Tx => f == &t[..] || f == &r[..],
-            Verdict::Drop(_) => f == &t[..],
-            Verdict::TxOn(_) | Verdict::Kernel => bail!("the pipeline checks no {expect:?} app"),
-        };
-        ensure!(ok, "frame {i} holds bytes the app must not have produced");
     }
     Ok(())
 }
@@ -468,8 +849,9 @@ pub struct Options {
     pub core: Option<usize>,
 }
 
-/// The subjects: both apps, step and app alone, 60-byte UDP/IPv4 at batch 32/64/256, 78-byte
-/// UDP/IPv6 and 1514-byte UDP/IPv4 at the default batch.
+/// The subjects: reflect and drop, step and app alone, 60-byte UDP/IPv4 at batch 32/64/256,
+/// 78-byte UDP/IPv6 and 1514-byte UDP/IPv4 at the default batch; then forward, lb and
+/// lb-new-flows over the VIP's frames at the default batch.
 pub fn cases() -> Vec<Case> {
     let shapes = [
         (Frames::Udp4Min, DEFAULT_BATCH),
@@ -479,17 +861,23 @@ pub fn cases() -> Vec<Case> {
         (Frames::Udp4Max, DEFAULT_BATCH),
     ];
     let mut v = Vec::new();
+    let mut add = |app, frames, batch| {
+        for part in [Part::Step, Part::Process] {
+            v.push(Case {
+                app,
+                frames,
+                batch,
+                part,
+            });
+        }
+    };
     for (frames, batch) in shapes {
         for app in [AppKind::Reflect, AppKind::Drop] {
-            for part in [Part::Step, Part::Process] {
-                v.push(Case {
-                    app,
-                    frames,
-                    batch,
-                    part,
-                });
-            }
+            add(app, frames, batch);
         }
+    }
+    for app in [AppKind::Forward, AppKind::Lb, AppKind::LbNewFlows] {
+        add(app, Frames::Udp4Vip, DEFAULT_BATCH);
     }
     v
 }
@@ -497,10 +885,21 @@ pub fn cases() -> Vec<Case> {
 /// Run every case in alternating rounds on one pinned thread and build the report: ns/packet
 /// per round, with Mpps and (for steps) the worker loop's share (step − process of the same
 /// round) as extra columns; the targets are checked against the default-batch 60-byte steps.
+/// The routing cases need the router's tables ([`RouterView::probe`], root); without them
+/// they are reported as skipped.
 pub fn scenario(o: &Options) -> Result<Scenario> {
     let cases = cases();
     let (rounds, budget, core) = (o.rounds, o.budget, o.core);
+    let view = if cases.iter().any(|c| c.app.routes()) {
+        RouterView::probe().map_err(|e| format!("{e:#}"))
+    } else {
+        Err("not needed".into())
+    };
+    if let Err(why) = &view {
+        println!("    the routing cases are skipped: {why}");
+    }
     let list = cases.clone();
+    let v = view.clone().ok();
     let samples: Vec<Vec<Measurement>> = std::thread::spawn(move || -> Result<_> {
         if let Some(core) = core {
             let mut set = nix::sched::CpuSet::new();
@@ -511,14 +910,19 @@ pub fn scenario(o: &Options) -> Result<Scenario> {
         let mut out = vec![Vec::new(); list.len()];
         for round in 0..rounds {
             for (i, case) in list.iter().enumerate() {
-                let m = measure(case, &budget)?;
+                if case.app.routes() && v.is_none() {
+                    continue;
+                }
+                let m = measure(case, &budget, v.as_ref())?;
                 println!(
-                    "    round {}  {:<44} {:>7.2} ns/packet  {:>7.2} Mpps  ({} packets)",
+                    "    round {}  {:<58} {:>7.2} ns/packet  {:>7.2} Mpps  ({} packets{})",
                     round + 1,
                     case.name(),
                     m.ns_per_packet(),
                     m.mpps(),
-                    m.packets
+                    m.packets,
+                    m.conntrack_hit_pct()
+                        .map_or(String::new(), |p| format!(", {p:.1}% conntrack hits"))
                 );
                 out[i].push(m);
             }
@@ -530,10 +934,21 @@ pub fn scenario(o: &Options) -> Result<Scenario> {
 
     let mut subjects: Vec<Subject> = Vec::new();
     for (case, ms) in cases.iter().zip(&samples) {
+        if let (true, Err(why)) = (case.app.routes(), &view) {
+            subjects.push(Subject::skipped(&case.name(), "ns/packet", why.clone()));
+            continue;
+        }
         let mut s = Subject::new(&case.name(), "ns/packet");
         s.samples = ms.iter().map(Measurement::ns_per_packet).collect();
         s.extra
             .insert("Mpps".into(), ms.iter().map(Measurement::mpps).collect());
+        let hits: Vec<f64> = ms
+            .iter()
+            .filter_map(Measurement::conntrack_hit_pct)
+            .collect();
+        if !hits.is_empty() {
+            s.extra.insert("conntrack hit %".into(), hits);
+        }
         if case.part == Part::Step {
             let alone = Case {
                 part: Part::Process,
@@ -554,25 +969,32 @@ pub fn scenario(o: &Options) -> Result<Scenario> {
         name: "pipeline".into(),
         setup: format!(
             "User-space work per packet, no kernel: `sluice::worker::step` over an in-memory ring \
-             of {FRAME_COUNT} × {FRAME_SIZE}-byte frames ({FLOWS} flows), and `App::process` alone \
-             over the same frames; one thread pinned to core {}; {} alternating rounds of ≥ {:.2} s \
-             and ≥ {} packets each after {:.2} s warm-up. Medians in ns/packet (lower is better). \
-             10G line rate with 64-byte frames is {LINE_RATE_10G_NS:.1} ns/packet.",
+             of {FRAME_COUNT} × {FRAME_SIZE}-byte frames ({FLOWS} flows; the VIP's frames: one flow \
+             per frame), and `App::process` alone over the same frames; one thread pinned to core {}; \
+             {} alternating rounds of ≥ {:.2} s and ≥ {} packets each after {:.2} s warm-up. Medians \
+             in ns/packet (lower is better). 10G line rate with 64-byte frames is \
+             {LINE_RATE_10G_NS:.1} ns/packet. forward, lb and lb-new-flows run over the tables sluice's \
+             mirror dumped from the lb scenario's router (r0 → r1, static neighbours); lb is DSR to \
+             one UDP VIP over {} backends with a 65536-entry connection table (every lookup hits \
+             after the first pass), lb-new-flows the same with {NEW_FLOWS_CAPACITY} entries (every \
+             lookup misses, inserts and evicts); forward's frames are renewed every \
+             {FORWARD_FRESH_PASSES} passes (TTL), untimed.",
             core.map(|c| c.to_string())
                 .unwrap_or_else(|| "(unpinned)".into()),
             rounds,
             budget.min_time.as_secs_f64(),
             budget.min_packets,
             budget.warmup.as_secs_f64(),
+            lbplan::BACKENDS.len(),
         ),
         subjects,
         targets: vec![],
         limits: vec![],
     };
-    let step_of = |app| {
+    let step_of = |app, frames| {
         Case {
             app,
-            frames: Frames::Udp4Min,
+            frames,
             batch: DEFAULT_BATCH,
             part: Part::Step,
         }
@@ -580,14 +1002,31 @@ pub fn scenario(o: &Options) -> Result<Scenario> {
     };
     sc.evaluate_limits(vec![
         Limit {
-            subject: step_of(AppKind::Reflect),
+            subject: step_of(AppKind::Reflect, Frames::Udp4Min),
             bound: REFLECT_TARGET_NS,
             at_most: true,
         },
         Limit {
-            subject: step_of(AppKind::Drop),
+            subject: step_of(AppKind::Drop, Frames::Udp4Min),
             bound: DROP_TARGET_NS,
             at_most: true,
+        },
+    ]);
+    // Ratios only: what the connection table and the balancer cost against routing.
+    sc.evaluate(vec![
+        crate::report::Target {
+            subject: step_of(AppKind::Lb, Frames::Udp4Vip),
+            baseline: step_of(AppKind::Forward, Frames::Udp4Vip),
+            factor: 0.0,
+            at_least: false,
+            series: None,
+        },
+        crate::report::Target {
+            subject: step_of(AppKind::LbNewFlows, Frames::Udp4Vip),
+            baseline: step_of(AppKind::Lb, Frames::Udp4Vip),
+            factor: 0.0,
+            at_least: false,
+            series: None,
         },
     ]);
     Ok(sc)
@@ -606,12 +1045,62 @@ mod test {
     }
 
     #[test]
-    fn every_case_runs_and_checks_itself() {
-        for case in cases() {
-            let m = measure(&case, &tiny()).unwrap_or_else(|e| panic!("{e:#}"));
+    fn every_case_without_routes_runs_and_checks_itself() {
+        for case in cases().into_iter().filter(|c| !c.app.routes()) {
+            let m = measure(&case, &tiny(), None).unwrap_or_else(|e| panic!("{e:#}"));
             assert!(m.packets >= tiny().min_packets, "{case:?}: {m:?}");
             assert_eq!(m.packets, m.batches * case.batch as u64, "{case:?}");
             assert!(m.ns_per_packet() > 0.0 && m.mpps() > 0.0);
+            assert_eq!(m.conntrack, None);
+        }
+    }
+
+    #[test]
+    fn the_routing_cases_run_and_check_themselves() {
+        if !sluice_testbed::require_root("the_routing_cases_run_and_check_themselves") {
+            return;
+        }
+        let view = RouterView::probe().unwrap_or_else(|e| panic!("{e:#}"));
+        for case in cases().into_iter().filter(|c| c.app.routes()) {
+            let m = measure(&case, &tiny(), Some(&view)).unwrap_or_else(|e| panic!("{e:#}"));
+            assert_eq!(m.packets, m.batches * case.batch as u64, "{case:?}");
+            let hits = m.conntrack_hit_pct();
+            match case.app {
+                AppKind::Forward => assert_eq!(hits, None),
+                AppKind::Lb => assert!(hits.unwrap() > 50.0, "{case:?}: {m:?}"),
+                _ => assert_eq!(hits, Some(0.0), "{case:?}: {m:?}"),
+            }
+        }
+        // Forward's frames go round more often than their TTL allows: renewed in time, every
+        // verdict stays a forward (a TTL run out would be an ICMP error, and fail the check).
+        let long = Budget {
+            min_packets: 3 * FORWARD_FRESH_PASSES * FRAME_COUNT as u64,
+            ..tiny()
+        };
+        for part in [Part::Step, Part::Process] {
+            let case = Case {
+                app: AppKind::Forward,
+                frames: Frames::Udp4Vip,
+                batch: DEFAULT_BATCH,
+                part,
+            };
+            measure(&case, &long, Some(&view)).unwrap_or_else(|e| panic!("{e:#}"));
+        }
+        // Without the renewal, the same run must fail.
+        let t = Frames::Udp4Vip.templates(Some(&view)).unwrap();
+        let stale = Expect {
+            fresh_every: None,
+            ..Expect::forward(view.r1_mac, view.s0_mac)
+        };
+        let mut app = AppKind::Forward.make(Some(&view)).unwrap().app;
+        assert!(measure_step(&mut app, &stale, &t, DEFAULT_BATCH, &long).is_err());
+    }
+
+    #[test]
+    fn the_routing_cases_need_the_routers_tables() {
+        for case in cases().into_iter().filter(|c| c.app.routes()) {
+            let e = measure(&case, &tiny(), None).unwrap_err();
+            assert!(format!("{e:#}").contains("router"), "{e:#}");
         }
     }
 
@@ -622,7 +1111,7 @@ mod test {
             (Frames::Udp6Min, 78),
             (Frames::Udp4Max, 1514),
         ] {
-            let t = f.templates().unwrap();
+            let t = f.templates(None).unwrap();
             assert_eq!(t.len(), usize::from(FLOWS));
             for frame in &t {
                 assert_eq!(frame.len(), len, "{f:?}");
@@ -630,6 +1119,30 @@ mod test {
                 assert_eq!(reflect_frame(&mut r), Ok(()), "{f:?}");
             }
         }
+    }
+
+    #[test]
+    fn forwarded_frames_are_recognised_up_to_the_renewal() {
+        let (egress, next_hop) = (MacAddr([2, 0, 0, 0, 2, 1]), MacAddr([2, 0, 0, 0, 2, 2]));
+        let t = Frames::Udp4Min.templates(None).unwrap().remove(0);
+        let ok = Expect::forward(egress, next_hop).frame_ok;
+        assert!(ok(&t, &t));
+        for hops in 1..=FORWARD_FRESH_PASSES as u8 {
+            assert!(
+                ok(&t, &routed(&t, hops, egress, next_hop).unwrap()),
+                "{hops}"
+            );
+        }
+        let too_many = routed(&t, FORWARD_FRESH_PASSES as u8 + 1, egress, next_hop).unwrap();
+        assert!(!ok(&t, &too_many));
+        // Right TTL, stale checksum; MACs the wrong way round.
+        let mut stale = routed(&t, 1, egress, next_hop).unwrap();
+        stale[24] ^= 1;
+        assert!(!ok(&t, &stale));
+        assert!(!ok(&t, &routed(&t, 1, next_hop, egress).unwrap()));
+        let dsr = Expect::dsr(egress, next_hop).frame_ok;
+        assert!(dsr(&t, &routed(&t, 0, egress, next_hop).unwrap()));
+        assert!(!dsr(&t, &routed(&t, 1, egress, next_hop).unwrap()));
     }
 
     /// An app that drops one frame in every batch: a reflect pipeline must refuse to report.
@@ -662,22 +1175,27 @@ mod test {
 
     #[test]
     fn a_broken_pipeline_reports_no_number() {
-        let t = Frames::Udp4Min.templates().unwrap();
+        let t = Frames::Udp4Min.templates(None).unwrap();
         let b = tiny();
-        let e = measure_step(&mut DropsOne(Reflect::new()), Verdict::Tx, &t, 64, &b).unwrap_err();
-        assert!(format!("{e:#}").contains("reflect:"), "{e:#}");
-        let e =
-            measure_process(&mut DropsOne(Reflect::new()), Verdict::Tx, &t, 64, &b).unwrap_err();
+        let (reflect, drop) = (Expect::reflect(), Expect::drop());
+        let e = measure_step(&mut DropsOne(Reflect::new()), &reflect, &t, 64, &b).unwrap_err();
+        assert!(format!("{e:#}").contains("Tx:"), "{e:#}");
+        let e = measure_process(&mut DropsOne(Reflect::new()), &reflect, &t, 64, &b).unwrap_err();
         assert!(format!("{e:#}").contains("verdict"), "{e:#}");
         // Verdicts right, bytes wrong.
-        let drop = Verdict::Drop(DropReason::Policy);
-        let e = measure_step(&mut Scribbles, drop, &t, 64, &b).unwrap_err();
+        let e = measure_step(&mut Scribbles, &drop, &t, 64, &b).unwrap_err();
         assert!(format!("{e:#}").contains("must not have produced"), "{e:#}");
-        let e = measure_process(&mut Scribbles, drop, &t, 64, &b).unwrap_err();
+        let e = measure_process(&mut Scribbles, &drop, &t, 64, &b).unwrap_err();
         assert!(format!("{e:#}").contains("must not have produced"), "{e:#}");
         // Reflect's frames given to a drop expectation: wrong verdicts.
-        let e = measure_step(&mut Reflect::new(), drop, &t, 64, &b).unwrap_err();
+        let e = measure_step(&mut Reflect::new(), &drop, &t, 64, &b).unwrap_err();
         assert!(format!("{e:#}").contains("drop:"), "{e:#}");
+        // Reflect judged as a router: sent on the wrong port.
+        let to_port_1 = Expect {
+            ports: 2,
+            ..Expect::dsr(MacAddr([2, 0, 0, 0, 0, 1]), MacAddr([2, 0, 0, 0, 0, 2]))
+        };
+        assert!(measure_step(&mut Reflect::new(), &to_port_1, &t, 64, &b).is_err());
     }
 
     #[test]
@@ -688,6 +1206,6 @@ mod test {
             batch: 100,
             part: Part::Step,
         };
-        assert!(measure(&case, &tiny()).is_err());
+        assert!(measure(&case, &tiny(), None).is_err());
     }
 }

@@ -354,6 +354,18 @@ impl Machine {
     }
 }
 
+/// A report header line with the host's load averages (`/proc/loadavg`, 1, 5 and 15 minutes)
+/// when the report is written: on a shared machine, what else ran during the measurements
+/// explains much of their spread. Empty if unreadable.
+pub fn load_line() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .filter(|l| !l.is_empty())
+        .map(|l| format!("- load average (1, 5, 15 min) when this report was written: {l}\n"))
+        .unwrap_or_default()
+}
+
 fn fmt3(x: f64) -> String {
     if x.abs() >= 100.0 {
         format!("{x:.0}")
