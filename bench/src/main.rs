@@ -102,6 +102,9 @@ pub enum ScenarioKind {
     Forward,
     /// upgrade: frames lost to a hot upgrade (`--takeover`) under 0.3 Mpps of reflect traffic.
     Upgrade,
+    /// rtt: one-in-flight UDP round trips (64 and 1472 B) against sluice reflect (default and
+    /// --busy-poll), dpdk-testpmd 5tswap and the kernel echo; then the same at 100/1k/10k pps.
+    Rtt,
     /// Everything above.
     All,
 }
@@ -149,6 +152,7 @@ fn run_bench(a: BenchArgs) -> Result<()> {
             ScenarioKind::Rxdrop,
             ScenarioKind::Reflect,
             ScenarioKind::Latency,
+            ScenarioKind::Rtt,
             ScenarioKind::Sweep,
             ScenarioKind::Idle,
             ScenarioKind::Upgrade,
@@ -175,6 +179,13 @@ fn run_bench(a: BenchArgs) -> Result<()> {
     let mut done = Vec::new();
     for k in kinds {
         println!("==> scenario {k:?}");
+        if let (ScenarioKind::Rtt, Some(s)) = (k, session.as_mut()) {
+            for sc in s.rtt().context("scenario Rtt")? {
+                println!("{}", sc.markdown());
+                done.push(sc);
+            }
+            continue;
+        }
         let sc = match (k, session.as_mut()) {
             (ScenarioKind::Pipeline, _) => pipeline(&a),
             (ScenarioKind::Forward, _) => forward::ForwardBench::new(&a, secs)
@@ -190,7 +201,9 @@ fn run_bench(a: BenchArgs) -> Result<()> {
             (ScenarioKind::Idle, Some(s)) => s.idle(),
             (ScenarioKind::Upgrade, Some(s)) => s.upgrade(),
             (ScenarioKind::Lever, Some(s)) => s.levers(&a.lever_app, &a.lever),
-            (ScenarioKind::All, _) | (_, None) => unreachable!("kinds are expanded, bed built"),
+            (ScenarioKind::All | ScenarioKind::Rtt, _) | (_, None) => {
+                unreachable!("kinds are expanded, bed built, rtt handled above")
+            }
         }
         .with_context(|| format!("scenario {k:?}"))?;
         println!("{}", sc.markdown());
