@@ -14,5 +14,6 @@ pub mod peers;
 pub mod pipeline;
 pub mod report;
 pub mod route;
+pub mod rtt;
 pub mod rx;
 mod sys;

@@ -105,6 +105,9 @@ pub enum ScenarioKind {
     /// lb: Mpps load-balanced by sluice --app lb (DSR and IPIP, many flows) vs sluice --app
     /// forward vs the in-kernel XDP forwarder on the same client → router → server path.
     Lb,
+    /// rtt: one-in-flight UDP round trips (64 and 1472 B) against sluice reflect (default and
+    /// --busy-poll), dpdk-testpmd 5tswap and the kernel echo; then the same at 100/1k/10k pps.
+    Rtt,
     /// Everything above.
     All,
 }
@@ -152,6 +155,7 @@ fn run_bench(a: BenchArgs) -> Result<()> {
             ScenarioKind::Rxdrop,
             ScenarioKind::Reflect,
             ScenarioKind::Latency,
+            ScenarioKind::Rtt,
             ScenarioKind::Sweep,
             ScenarioKind::Idle,
             ScenarioKind::Upgrade,
@@ -184,6 +188,13 @@ fn run_bench(a: BenchArgs) -> Result<()> {
     let mut done = Vec::new();
     for k in kinds {
         println!("==> scenario {k:?}");
+        if let (ScenarioKind::Rtt, Some(s)) = (k, session.as_mut()) {
+            for sc in s.rtt().context("scenario Rtt")? {
+                println!("{}", sc.markdown());
+                done.push(sc);
+            }
+            continue;
+        }
         let sc = match (k, session.as_mut()) {
             (ScenarioKind::Pipeline, _) => pipeline(&a),
             (ScenarioKind::Forward, _) => {
@@ -211,7 +222,9 @@ fn run_bench(a: BenchArgs) -> Result<()> {
             (ScenarioKind::Idle, Some(s)) => s.idle(),
             (ScenarioKind::Upgrade, Some(s)) => s.upgrade(),
             (ScenarioKind::Lever, Some(s)) => s.levers(&a.lever_app, &a.lever),
-            (ScenarioKind::All, _) | (_, None) => unreachable!("kinds are expanded, bed built"),
+            (ScenarioKind::All | ScenarioKind::Rtt, _) | (_, None) => {
+                unreachable!("kinds are expanded, bed built, rtt handled above")
+            }
         }
         .with_context(|| format!("scenario {k:?}"))?;
         println!("{}", sc.markdown());

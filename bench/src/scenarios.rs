@@ -13,6 +13,7 @@ use sluice_bench::r#gen::{self as generator, GenReport, Generator, L4, Rate, Tem
 use sluice_bench::kernel::{SinkConfig, UdpEchoServer, UdpSink};
 use sluice_bench::peers::testpmd::{Testpmd, TestpmdMode};
 use sluice_bench::report::{Machine, Scenario, Series, Subject, Target, line_plot};
+use sluice_bench::rtt;
 use sluice_bench::rx::{Receiver, RxReport};
 use sluice_testbed::{Netns, TestBed, VethOpts};
 use std::net::SocketAddr;
@@ -1303,4 +1304,341 @@ fn print_phase(rep: &GenReport, r: &RxReport) {
         us(l.p999_ns),
         us(l.max_ns)
     );
+}
+
+// ---- rtt ---------------------------------------------------------------------------------
+
+/// UDP payload sizes of the round-trip scenario: a small request and the largest datagram a
+/// 1500-byte MTU carries unfragmented.
+const RTT_PAYLOADS: [usize; 2] = [64, 1472];
+/// Round trips before recording, per run.
+const RTT_WARMUP: u64 = 2_000;
+/// Round trips recorded per run (one in flight).
+const RTT_COUNT: u64 = 20_000;
+/// Low rates of the idle-policy runs, and the round trips recorded at each (fewer at 100 pps
+/// so a round stays around 10 s).
+const RTT_RATES: [(u64, u64); 3] = [(100, 1_000), (1_000, 5_000), (10_000, 20_000)];
+
+/// A reflector of the rtt scenario.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum RttSubject {
+    Sluice { busy_poll: bool },
+    Testpmd,
+    Kernel,
+}
+
+impl RttSubject {
+    fn name(self) -> &'static str {
+        match self {
+            RttSubject::Sluice { busy_poll: false } => "sluice reflect (default idle policy)",
+            RttSubject::Sluice { busy_poll: true } => "sluice reflect --busy-poll",
+            RttSubject::Testpmd => "dpdk-testpmd 5tswap (af_xdp)",
+            RttSubject::Kernel => "kernel UDP echo (recvmmsg/sendmmsg)",
+        }
+    }
+}
+
+impl Session {
+    /// The client's config for `payload` bytes (`interval`: paced, else back to back).
+    fn rtt_cfg(&self, payload: usize, count: u64, interval: Option<Duration>) -> rtt::RttConfig {
+        rtt::RttConfig {
+            target: SocketAddr::new(self.bed.engine().ipv4().into(), PORT),
+            bind: SocketAddr::new(self.bed.peer().ipv4().into(), 0),
+            payload,
+            // Paced runs: a tenth of the count (1,000 at 10 kpps, 100 at 100 pps, one second).
+            warmup: if interval.is_some() {
+                count / 10
+            } else {
+                RTT_WARMUP
+            },
+            count,
+            interval,
+            timeout: Duration::from_millis(50),
+            deadline: Duration::from_secs(60),
+        }
+    }
+
+    /// A static neighbour entry for the engine's address on the peer: testpmd answers every
+    /// frame (an ARP request too, mangled), so the client must never need to ask.
+    fn static_neighbour(&self) -> Result<()> {
+        let (eng, peer) = (self.bed.engine(), self.bed.peer());
+        let mac = eng
+            .mac()
+            .0
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(":");
+        let ok = std::process::Command::new("ip")
+            .args(["-n", peer.ns().name(), "neigh", "replace"])
+            .arg(eng.ipv4().to_string())
+            .args(["lladdr", &mac, "dev", peer.iface(), "nud", "permanent"])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            bail!("could not add a static neighbour entry on the peer");
+        }
+        Ok(())
+    }
+
+    /// Start `who`, run the client once per entry of `runs` (payload, count, interval) in the
+    /// peer namespace pinned to the generator's core, stop `who`.
+    fn rtt_runs(
+        &mut self,
+        who: RttSubject,
+        runs: &[(usize, u64, Option<Duration>)],
+    ) -> Result<Vec<rtt::RttReport>> {
+        let mut guard = DutGuard::default();
+        let mut echo: Option<UdpEchoServer> = None;
+        match who {
+            RttSubject::Sluice { busy_poll } => {
+                if busy_poll {
+                    self.lever_args = vec!["--busy-poll".into()];
+                }
+                let d = self.start_sluice("reflect");
+                self.lever_args.clear();
+                guard.sluice = Some(d?);
+            }
+            RttSubject::Testpmd => {
+                guard.testpmd = Some(self.start_testpmd(TestpmdMode::FiveTupleSwap)?);
+            }
+            RttSubject::Kernel => {
+                let iface = self.bed.engine().iface().to_string();
+                guard.pass = Some(
+                    self.engine_run(move || generator::attach_pass_all(&iface))?
+                        .map_err(|e| anyhow!("{e}"))?,
+                );
+                let mut cfg = self.sink_cfg();
+                cfg.duration = Duration::from_secs(300);
+                echo = Some(
+                    self.engine_run(move || UdpEchoServer::bind(cfg))?
+                        .context("binding the echo server")?,
+                );
+            }
+        }
+        let cfgs: Vec<rtt::RttConfig> = runs
+            .iter()
+            .map(|&(p, n, iv)| self.rtt_cfg(p, n, iv))
+            .collect();
+        let stop = AtomicBool::new(false);
+        let peer = self.bed.peer().ns();
+        let out = std::thread::scope(|s| -> Result<Vec<rtt::RttReport>> {
+            let echo_h = echo.map(|srv| s.spawn(|| srv.run(&stop)));
+            let res = peer
+                .run(move || -> Result<Vec<rtt::RttReport>> {
+                    pin(GEN_CORE);
+                    if !rtt::probe(&cfgs[0], 100, Duration::from_millis(50))? {
+                        bail!("no echo within 5 s");
+                    }
+                    cfgs.iter()
+                        .map(|c| rtt::run(c).map_err(anyhow::Error::from))
+                        .collect()
+                })
+                .map_err(|e| anyhow!("{e}"))
+                .and_then(|r| r);
+            stop.store(true, Ordering::Relaxed);
+            if let Some(h) = echo_h {
+                h.join()
+                    .map_err(|_| anyhow!("kernel echo server thread panicked"))?
+                    .context("kernel echo server")?;
+            }
+            res
+        });
+        drop(guard);
+        out.with_context(|| format!("rtt against {}", who.name()))
+    }
+
+    /// One-in-flight round trips (back to back) against each reflector, both payload sizes,
+    /// alternating rounds; then the idle policy's cost at low rates (sluice default vs
+    /// --busy-poll, the kernel for reference).
+    pub fn rtt(&mut self) -> Result<Vec<Scenario>> {
+        self.static_neighbour()?;
+        let load_before = loadavg();
+        let subjects = [
+            RttSubject::Sluice { busy_poll: false },
+            RttSubject::Sluice { busy_poll: true },
+            RttSubject::Testpmd,
+            RttSubject::Kernel,
+        ];
+        let kernel = RttSubject::Kernel.name();
+        let mut per_size: Vec<Vec<Subject>> = RTT_PAYLOADS
+            .iter()
+            .map(|_| {
+                subjects
+                    .iter()
+                    .map(|w| Subject::new(w.name(), "µs p99"))
+                    .collect()
+            })
+            .collect();
+        let tp_missing = Testpmd::available().err();
+        let back_to_back: Vec<(usize, u64, Option<Duration>)> =
+            RTT_PAYLOADS.iter().map(|&p| (p, RTT_COUNT, None)).collect();
+        for round in 0..self.rounds {
+            for (j, &who) in subjects.iter().enumerate() {
+                if per_size[0][j].skipped.is_some() {
+                    continue;
+                }
+                if who == RttSubject::Testpmd
+                    && let Some(why) = &tp_missing
+                {
+                    for s in per_size.iter_mut() {
+                        s[j] = Subject::skipped(who.name(), "µs p99", why.clone());
+                    }
+                    continue;
+                }
+                let reps = match self.rtt_runs(who, &back_to_back) {
+                    Ok(r) => r,
+                    Err(e) if who == RttSubject::Testpmd => {
+                        for s in per_size.iter_mut() {
+                            s[j] = Subject::skipped(who.name(), "µs p99", format!("failed: {e:#}"));
+                        }
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
+                for (k, rep) in reps.iter().enumerate() {
+                    record_rtt(
+                        &mut per_size[k][j],
+                        rep,
+                        &format!("{} B", RTT_PAYLOADS[k]),
+                        round,
+                    );
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for (k, subs) in per_size.into_iter().enumerate() {
+            let mut sc = Scenario {
+                name: format!("rtt-{}B", RTT_PAYLOADS[k]),
+                setup: format!(
+                    "One-in-flight UDP round trips, {} B payload: {RTT_COUNT} recorded after {RTT_WARMUP} \
+                     warm-up per round; client = one connected kernel UDP socket in the peer namespace, \
+                     pinned to core {GEN_CORE}, spinning on recv(MSG_DONTWAIT); round trip = send → echo \
+                     received, CLOCK_MONOTONIC (includes the client's own UDP send and receive path); \
+                     reflector on core {DUT_CORE}; value = p99, extra = p50/p90/p99.9/max; {} rounds, alternating. \
+                     Load average (1/5/15 min) before: {load_before}, after: {}.",
+                    RTT_PAYLOADS[k],
+                    self.rounds,
+                    loadavg()
+                ),
+                subjects: subs,
+                targets: vec![],
+                limits: vec![],
+            };
+            sc.evaluate(vec![
+                target(subjects[0].name(), kernel, 0.5, false, Some("p99_us")),
+                target(
+                    subjects[0].name(),
+                    RttSubject::Testpmd.name(),
+                    1.0,
+                    false,
+                    Some("p99_us"),
+                ),
+                target(subjects[1].name(), kernel, 0.5, false, Some("p99_us")),
+            ]);
+            out.push(sc);
+        }
+        out.push(self.rtt_rates()?);
+        Ok(out)
+    }
+
+    /// Round trips at fixed low rates: what a worker asleep in poll() pays to wake up.
+    fn rtt_rates(&mut self) -> Result<Scenario> {
+        let load_before = loadavg();
+        let subjects = [
+            RttSubject::Sluice { busy_poll: false },
+            RttSubject::Sluice { busy_poll: true },
+            RttSubject::Kernel,
+        ];
+        let runs: Vec<(usize, u64, Option<Duration>)> = RTT_RATES
+            .iter()
+            .map(|&(pps, n)| (64, n, Some(Duration::from_nanos(1_000_000_000 / pps))))
+            .collect();
+        let mut subs: Vec<Subject> = RTT_RATES
+            .iter()
+            .flat_map(|&(pps, _)| {
+                subjects
+                    .iter()
+                    .map(move |w| Subject::new(&format!("{} @ {pps} pps", w.name()), "µs p99"))
+            })
+            .collect();
+        for round in 0..self.rounds {
+            for (j, &who) in subjects.iter().enumerate() {
+                let reps = self.rtt_runs(who, &runs)?;
+                for (k, rep) in reps.iter().enumerate() {
+                    let i = k * subjects.len() + j;
+                    record_rtt(&mut subs[i], rep, "64 B", round);
+                }
+            }
+        }
+        let mut targets = Vec::new();
+        for &(pps, _) in &RTT_RATES {
+            targets.push(target(
+                &format!("{} @ {pps} pps", subjects[0].name()),
+                &format!("{} @ {pps} pps", subjects[2].name()),
+                0.5,
+                false,
+                Some("p99_us"),
+            ));
+        }
+        let mut sc = Scenario {
+            name: "rtt-rate".into(),
+            setup: format!(
+                "One-in-flight UDP round trips (64 B payload) sent at a fixed low rate ({}) instead of \
+                 back to back: the client sleeps until ~200 µs before each send and spins the rest, so \
+                 the reflector has been idle since the last request; same client, placement and \
+                 percentiles as rtt; {} rounds, alternating. Load average (1/5/15 min) before: \
+                 {load_before}, after: {}.",
+                RTT_RATES
+                    .iter()
+                    .map(|(p, n)| format!("{p} pps: {n} recorded"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                self.rounds,
+                loadavg()
+            ),
+            subjects: subs,
+            targets: vec![],
+            limits: vec![],
+        };
+        sc.evaluate(targets);
+        Ok(sc)
+    }
+}
+
+/// The first three fields of /proc/loadavg: the machine is shared, and its load is part of
+/// every latency figure.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// Adds one round's percentiles of `rep` to `s` and prints them.
+fn record_rtt(s: &mut Subject, rep: &rtt::RttReport, what: &str, round: usize) {
+    println!(
+        "    round {}: {:<52} {what:>6} p50 {:.1} p90 {:.1} p99 {:.1} p99.9 {:.1} max {:.1} µs \
+         ({} samples, {} lost{})",
+        round + 1,
+        s.name,
+        rep.quantile_us(0.5),
+        rep.quantile_us(0.9),
+        rep.quantile_us(0.99),
+        rep.quantile_us(0.999),
+        rep.max_us(),
+        rep.hist.len(),
+        rep.lost,
+        if rep.cut_short { ", cut short" } else { "" },
+    );
+    s.samples.push(rep.quantile_us(0.99));
+    for (k, v) in [
+        ("p50_us", rep.quantile_us(0.5)),
+        ("p90_us", rep.quantile_us(0.9)),
+        ("p99_us", rep.quantile_us(0.99)),
+        ("p99.9_us", rep.quantile_us(0.999)),
+        ("max_us", rep.max_us()),
+        ("lost", rep.lost as f64),
+    ] {
+        s.extra.entry(k.into()).or_default().push(v);
+    }
 }

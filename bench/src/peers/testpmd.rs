@@ -117,6 +117,9 @@ pub enum TestpmdMode {
     /// Swap the Ethernet source and destination and send the frame back out of the same port:
     /// the reflect comparison (IP addresses and ports are left alone).
     MacSwap,
+    /// Swap Ethernet, IP addresses and L4 ports (`5tswap`): a UDP reflector that a kernel
+    /// socket on the other end can receive the answers of (the rtt comparison).
+    FiveTupleSwap,
 }
 
 impl TestpmdMode {
@@ -125,6 +128,7 @@ impl TestpmdMode {
         match self {
             TestpmdMode::RxOnly => "rxonly",
             TestpmdMode::MacSwap => "macswap",
+            TestpmdMode::FiveTupleSwap => "5tswap",
         }
     }
 }
