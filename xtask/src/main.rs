@@ -18,7 +18,7 @@ verbs:
   demo         sluice on a throwaway veth pair: echoes verified, then generator traffic live (root)
   test         the whole suite: unit, property, privileged integration, check-ebpf
   bench        side-by-side benchmarks (needs root): cargo xtask bench [--quick]
-               [--scenario rxdrop|reflect|latency|sweep|idle|pipeline|forward|lb|upgrade|all] [--rounds N] [--seconds S]
+               [--scenario rxdrop|reflect|latency|rtt|sweep|idle|pipeline|forward|lb|upgrade|all] [--rounds N] [--seconds S]
                cargo xtask bench --scenario lever --lever \"--tx-budget 256\" [--lever-app drop]";
 
 fn main() -> Result<()> {
