@@ -14,4 +14,5 @@ pub mod pipeline;
 pub mod report;
 pub mod route;
 pub mod rx;
+pub mod soak;
 mod sys;
