@@ -506,7 +506,9 @@ pub fn run(cfg: &SoakConfig) -> anyhow::Result<SoakReport> {
         window: cfg.window,
         count: None,
         duration: cfg.duration,
-        timeout: Duration::from_secs(1),
+        // Longer than a flap: frames sluice holds while the link is down are echoed once it is
+        // up again, and an echo after the client gave up would count as lost *and* mismatched.
+        timeout: cfg.flap_down + Duration::from_secs(2),
         sizes: vec![64, 512, 1400],
     };
     let probe_cfg = EchoConfig {
@@ -831,4 +833,37 @@ fn check(cfg: &SoakConfig, rep: &mut SoakReport) {
         p.push(format!("only {} hot upgrades", rep.upgrades));
     }
     rep.problems.extend(p);
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn own_rss_and_threads_are_readable() {
+        let (rss, threads) = rss_and_threads(std::process::id()).expect("/proc/self/status");
+        assert!(rss > 0 && threads >= 1);
+        assert_eq!(rss_and_threads(u32::MAX), None);
+    }
+
+    #[test]
+    fn a_leg_is_unexplained_only_past_its_counters() {
+        let l = |missing, explained| Leg { missing, explained };
+        assert_eq!(l(10, 10).unexplained(), 0);
+        assert_eq!(l(10, 25).unexplained(), 0);
+        assert_eq!(l(10, 4).unexplained(), 6);
+        assert_eq!(l(-3, 0).unexplained(), 0);
+    }
+
+    #[test]
+    fn census_must_add_up() {
+        let q = |kernel: i64, fill: u64| {
+            serde_json::json!({"queues": [{"census": {"total": 10, "fill": fill, "rx": 2,
+                "worker": 1, "tx": 1, "completion": 0, "kernel": kernel}}]})
+        };
+        assert!(census_ok(&q(0, 6)).is_ok());
+        assert!(census_ok(&q(0, 5)).is_err());
+        assert!(census_ok(&q(1, 6)).is_err());
+        assert!(census_ok(&serde_json::json!({})).is_err());
+    }
 }
