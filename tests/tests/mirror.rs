@@ -1,6 +1,8 @@
 //! The rtnetlink mirror follows the kernel: addresses, neighbours and routes added and deleted in
 //! the engine namespace show up in the snapshot within 1 s, and link flaps, MTU changes and
-//! deletion arrive as link events.
+//! deletion arrive as link events. Events the kernel drops (`ENOBUFS`: a burst of 500 address
+//! deletions, or of 10,000 route changes, against the smallest event buffer) make the mirror
+//! re-dump, and it ends equal to the kernel.
 
 use sluice::control::mirror::{LinkEvent, LinkEventKind, Mirror, MirrorHandle, Snapshot};
 use sluice_testbed::{MacAddr, Route, TestBed, VethOpts, require_root};
