@@ -16,4 +16,5 @@ pub mod report;
 pub mod route;
 pub mod rtt;
 pub mod rx;
+pub mod soak;
 mod sys;

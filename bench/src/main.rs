@@ -32,6 +32,19 @@ enum Cmd {
     Bench(BenchArgs),
     /// Reflect generator traffic through sluice on a throwaway veth pair, live.
     Demo(DemoArgs),
+    /// Soak: reflect under flaps, rule churn, scraping and hot upgrades; account for every frame.
+    Soak(SoakArgs),
+}
+
+/// Arguments of `sluice-bench soak`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct SoakArgs {
+    /// The sluice binary (release build).
+    #[arg(long)]
+    pub sluice: PathBuf,
+    /// Minutes of load (flaps every 30 s, a rule change every second, an upgrade every 2 min).
+    #[arg(long, default_value_t = 10)]
+    pub minutes: u64,
 }
 
 /// Arguments of `sluice-bench bench`.
@@ -131,6 +144,7 @@ fn main() -> ExitCode {
     let r = match cli.cmd {
         Cmd::Bench(a) => run_bench(a),
         Cmd::Demo(a) => scenarios::demo(&a),
+        Cmd::Soak(a) => run_soak(&a),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
@@ -139,6 +153,19 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn run_soak(a: &SoakArgs) -> Result<()> {
+    if !(1..=24 * 60).contains(&a.minutes) {
+        bail!("--minutes must be between 1 and 1440");
+    }
+    let cfg = sluice_bench::soak::SoakConfig::minutes(a.sluice.clone(), a.minutes);
+    let rep = sluice_bench::soak::run(&cfg).context("running the soak")?;
+    println!("{}", rep.summary());
+    if !rep.problems.is_empty() {
+        bail!("the soak found {} problem(s)", rep.problems.len());
+    }
+    Ok(())
 }
 
 fn run_bench(a: BenchArgs) -> Result<()> {

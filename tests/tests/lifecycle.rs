@@ -1,5 +1,6 @@
 //! Start-up errors and shutdown: every refusal is one clear line and a non-zero exit; SIGTERM and
-//! SIGKILL both leave the interface without an XDP program and the kernel serving traffic.
+//! SIGKILL both leave the interface without an XDP program and the kernel serving traffic (after
+//! a SIGKILL under load, within 100 ms: a kernel socket on the steered port gets the next probe).
 
 mod common;
 
@@ -99,6 +100,96 @@ fn sigkill_leaves_no_program_behind() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+    assert_kernel_gets_port(&bed);
+}
+
+#[test]
+fn sigkill_under_load_hands_the_port_to_the_kernel_at_once() {
+    if !require_root("sigkill_under_load_hands_the_port_to_the_kernel_at_once") {
+        return;
+    }
+    let bed = bed(2);
+    let mut engine = start_ready(&bed, &["--udp", "9000", "--queues", "all"], PORT);
+    // A kernel socket on the steered port, bound while sluice runs: the XDP program redirects
+    // the port before the stack sees it, so it gets nothing until the program is gone.
+    let addr = SocketAddr::new(bed.engine().ipv4().into(), PORT);
+    let server = bed
+        .engine()
+        .ns()
+        .run(move || UdpSocket::bind(addr).expect("bind kernel socket"))
+        .unwrap();
+    server
+        .set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    let mut cfg = echo_cfg(&bed, false, PORT);
+    cfg.flows = 4;
+    cfg.window = 256;
+    cfg.count = None;
+    cfg.duration = Duration::from_secs(4);
+    cfg.timeout = Duration::from_millis(500);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (s, killed_at, first_kernel) = std::thread::scope(|scope| {
+        let client = scope.spawn(|| echo(&bed, cfg));
+        // A probe stream beside the load, one datagram a millisecond: the echo client stalls
+        // for its timeout once its window is lost, so its own datagrams can't time the gap.
+        let from = SocketAddr::new(bed.peer().ipv4().into(), 0);
+        let probe = bed
+            .peer()
+            .ns()
+            .run(move || UdpSocket::bind(from).expect("probe socket"))
+            .unwrap();
+        let stop = &stop;
+        let prober = scope.spawn(move || {
+            let end = Instant::now() + Duration::from_secs(10);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < end {
+                let _ = probe.send_to(b"probe", addr);
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        });
+        // The first datagram the kernel socket gets marks the moment the kernel has the port.
+        let server = &server;
+        let receiver = scope.spawn(move || {
+            let mut buf = [0u8; 2048];
+            let end = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < end {
+                if server.recv_from(&mut buf).is_ok() {
+                    return Some(Instant::now());
+                }
+            }
+            None
+        });
+        std::thread::sleep(Duration::from_millis(1500));
+        let killed_at = Instant::now();
+        let (status, _) = engine.stop_with(Signal::SIGKILL);
+        assert!(!status.success());
+        let first = receiver.join().expect("receiver");
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        prober.join().expect("prober");
+        let first = first.map(|t| {
+            assert!(
+                t >= killed_at,
+                "the kernel socket got the port while sluice ran"
+            );
+            t - killed_at
+        });
+        (client.join().expect("client"), killed_at, first)
+    });
+    let s: sluice_bench::echo::EchoStats = s;
+    assert!(s.echoed > 0, "no echoes before the kill: {s:?}");
+    let first = first_kernel.expect("the kernel socket got nothing within 5 s");
+    eprintln!("SIGKILL under load: kernel socket got traffic {first:?} after the kill; {s:?}");
+    assert!(
+        first < Duration::from_millis(100),
+        "kernel got the port only {first:?} after SIGKILL"
+    );
+    while xdp_attached(&bed) {
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(5),
+            "XDP program still attached 5 s after SIGKILL"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(server);
     assert_kernel_gets_port(&bed);
 }
 

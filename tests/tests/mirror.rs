@@ -1,6 +1,8 @@
 //! The rtnetlink mirror follows the kernel: addresses, neighbours and routes added and deleted in
 //! the engine namespace show up in the snapshot within 1 s, and link flaps, MTU changes and
-//! deletion arrive as link events.
+//! deletion arrive as link events. Events the kernel drops (`ENOBUFS`: a burst of 500 address
+//! deletions, or of 10,000 route changes, against the smallest event buffer) make the mirror
+//! re-dump, and it ends equal to the kernel.
 
 use sluice::control::mirror::{LinkEvent, LinkEventKind, Mirror, MirrorHandle, Snapshot};
 use sluice_testbed::{MacAddr, Route, TestBed, VethOpts, require_root};
@@ -206,5 +208,77 @@ fn lost_events_trigger_a_full_redump() {
         );
         std::thread::sleep(Duration::from_millis(10));
     }
+    m.stop().unwrap();
+}
+
+#[test]
+fn route_burst_of_ten_thousand_changes_ends_equal_to_the_kernel() {
+    if !require_root("route_burst_of_ten_thousand_changes_ends_equal_to_the_kernel") {
+        return;
+    }
+    let bed = TestBed::pair(VethOpts::default()).expect("test bed");
+    let ns = bed.engine().ns();
+    let gw: IpAddr = bed.peer().ipv4().into();
+    // A small event buffer (the kernel's minimum) so the burst overflows it for certain: the
+    // mirror sees ENOBUFS and must re-dump, ending equal to the kernel's table.
+    let m = ns
+        .run(|| Mirror::start_with_event_buffer(1))
+        .unwrap()
+        .expect("mirror");
+    let before = m.stats().redumps;
+    let dst = |i: u32| IpAddr::from([10, 120 + (i / 65536) as u8, (i / 256 % 256) as u8, i as u8]);
+    // 6,000 additions and 4,000 deletions in a tight loop: 10,000 changes, 2,000 routes stay.
+    let t = Instant::now();
+    for i in 0..6000 {
+        ns.add_route(&Route::via(dst(i), 32, gw)).unwrap();
+    }
+    for i in 0..4000 {
+        ns.del_route(&Route::via(dst(i * 3 / 2), 32, gw)).unwrap();
+    }
+    eprintln!("10,000 route changes in {:?}", t.elapsed());
+    let v4 = |s: &[(IpAddr, u8, Option<IpAddr>, u32)]| {
+        s.iter()
+            .filter(|r| r.0.is_ipv4())
+            .copied()
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    let kernel: Vec<_> = ns
+        .routes()
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.dst, r.prefix_len, r.via, r.metric.unwrap_or(0)))
+        .collect();
+    let kernel = v4(&kernel);
+    assert_eq!(
+        kernel
+            .iter()
+            .filter(|r| r.1 == 32 && r.2 == Some(gw))
+            .count(),
+        2000
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let snap = m.snapshot();
+        let mirror: Vec<_> = snap
+            .routes()
+            .map(|r| (r.dst, r.prefix_len, r.gateway, r.metric))
+            .collect();
+        let mirror = v4(&mirror);
+        if mirror == kernel && m.stats().redumps > before {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "10 s after the burst: mirror {} IPv4 routes, kernel {}, only in the mirror {:?}, \
+             only in the kernel {:?}, stats {:?}",
+            mirror.len(),
+            kernel.len(),
+            mirror.difference(&kernel).take(5).collect::<Vec<_>>(),
+            kernel.difference(&mirror).take(5).collect::<Vec<_>>(),
+            m.stats()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!("mirror equal to the kernel; {:?}", m.stats());
     m.stop().unwrap();
 }

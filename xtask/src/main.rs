@@ -3,6 +3,7 @@
 mod bench;
 mod demo;
 mod ebpf;
+mod soak;
 mod test;
 
 use anyhow::{Context, Result, bail};
@@ -19,7 +20,9 @@ verbs:
   test         the whole suite: unit, property, privileged integration, check-ebpf
   bench        side-by-side benchmarks (needs root): cargo xtask bench [--quick]
                [--scenario rxdrop|reflect|latency|rtt|sweep|idle|pipeline|forward|lb|upgrade|all] [--rounds N] [--seconds S]
-               cargo xtask bench --scenario lever --lever \"--tx-budget 256\" [--lever-app drop]";
+               cargo xtask bench --scenario lever --lever \"--tx-budget 256\" [--lever-app drop]
+  soak         reflect under link flaps, rule churn, scraping and hot upgrades, then account for
+               every frame, census, RSS and threads (root): cargo xtask soak [--minutes N] (10)";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -34,6 +37,7 @@ fn main() -> Result<()> {
         "demo" => demo::run(rest),
         "test" => test::run(rest),
         "bench" => bench::run(rest),
+        "soak" => soak::run(rest),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             Ok(())
