@@ -27,6 +27,7 @@
 //! The mirror never changes kernel state; the only changes a client can make are steering rules
 //! and shutdown.
 
+pub mod capture;
 pub mod ctl;
 pub mod dns;
 pub mod fib_updater;
