@@ -27,11 +27,14 @@ use sluice::apps::drop::DropAll;
 use sluice::apps::reflect::{Reflect, reflect_frame};
 use sluice::apps::{App, Batch, DropReason, Verdict};
 use sluice::batch::PortId;
+use sluice::worker::capture::{Filter, Session, SessionStats, Tap};
 use sluice::worker::mem::MemTransport;
 use sluice::worker::{Local, Scratch, step};
 use sluice::xsk::MAX_BATCH;
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// Frames in the in-memory ring (a UMEM's RX ring worth).
@@ -146,8 +149,15 @@ impl Frames {
 /// What is timed: the whole worker step, or the app alone.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Part {
-    /// [`sluice::worker::step`] over a [`MemTransport`].
+    /// [`sluice::worker::step`] over a [`MemTransport`], with a packet-capture tap that is not
+    /// armed, as every `sluice run` worker has (capture off).
     Step,
+    /// The step without a capture tap at all: the baseline that shows what an unarmed tap
+    /// costs (one relaxed load per batch).
+    StepNoTap,
+    /// The step with a capture armed (full frames; with `true` the sent frames too), its ring
+    /// drained by another thread as the control plane drains it.
+    StepCapturing(bool),
     /// `App::process` over prebuilt batches of the same frames.
     Process,
 }
@@ -170,6 +180,9 @@ impl Case {
     pub fn name(&self) -> String {
         let part = match self.part {
             Part::Step => "step",
+            Part::StepNoTap => "step without capture tap",
+            Part::StepCapturing(false) => "step capturing rx",
+            Part::StepCapturing(true) => "step capturing rx+tx",
             Part::Process => "process",
         };
         format!(
@@ -227,7 +240,14 @@ pub fn measure(case: &Case, budget: &Budget) -> Result<Measurement> {
     // through the box here either.
     let mut app = black_box(case.app.make());
     let r = match case.part {
-        Part::Step => measure_step(&mut app, case.app.verdict(), &templates, case.batch, budget),
+        Part::Step | Part::StepNoTap | Part::StepCapturing(_) => measure_step(
+            &mut app,
+            case.app.verdict(),
+            &templates,
+            case.batch,
+            budget,
+            case.part,
+        ),
         Part::Process => {
             measure_process(&mut app, case.app.verdict(), &templates, case.batch, budget)
         }
@@ -247,10 +267,19 @@ pub fn measure_step<A: App>(
     templates: &[Vec<u8>],
     batch: usize,
     budget: &Budget,
+    part: Part,
 ) -> Result<Measurement> {
     let refs: Vec<&[u8]> = templates.iter().map(Vec::as_slice).collect();
     let mut t = MemTransport::new(&refs, FRAME_COUNT, FRAME_SIZE);
     let mut scratch = Scratch::new();
+    let tap = Arc::new(Tap::default());
+    if part != Part::StepNoTap {
+        scratch.set_capture(tap.clone());
+    }
+    let drainer = match part {
+        Part::StepCapturing(tx) => Some(Drainer::arm(&tap, tx)),
+        _ => None,
+    };
     let mut c = Local::default();
     // A run-time value in the worker (`--batch`), so not a constant here either.
     let max = black_box(batch);
@@ -340,11 +369,71 @@ pub fn measure_step<A: App>(
         );
     }
     check_frames(expect, templates, |i| t.frame(i))?;
+    if let Some(d) = drainer {
+        let (recorded, dropped) = d.finish(&tap);
+        let per = if matches!(part, Part::StepCapturing(true)) {
+            2
+        } else {
+            1
+        };
+        ensure!(
+            recorded + dropped >= per * packets,
+            "capture: {recorded} recorded + {dropped} dropped for {packets} packets"
+        );
+    }
     Ok(Measurement {
         packets,
         batches: steps,
         elapsed,
     })
+}
+
+/// The control plane's side of a capture in the pipeline: arms the tap and throws away what
+/// the worker records, on a thread of its own.
+struct Drainer {
+    stop: Arc<AtomicBool>,
+    stats: Arc<SessionStats>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Drainer {
+    fn arm(tap: &Tap, tx: bool) -> Drainer {
+        let (producer, mut consumer) = rtrb::RingBuffer::new(4 << 20);
+        let stats = Arc::new(SessionStats::default());
+        let filter = Filter {
+            port: None,
+            tx,
+            snaplen: 65535,
+        };
+        tap.arm(Session::new(1, producer, filter, stats.clone()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                let n = consumer.slots();
+                match consumer.read_chunk(n) {
+                    Ok(c) if n > 0 => c.commit_all(),
+                    _ => std::thread::yield_now(),
+                }
+            }
+        });
+        Drainer {
+            stop,
+            stats,
+            thread,
+        }
+    }
+
+    /// Disarm and stop; (frames recorded, frames dropped for a full ring).
+    fn finish(self, tap: &Tap) -> (u64, u64) {
+        tap.disarm();
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.thread.join();
+        (
+            self.stats.recorded.load(Ordering::Relaxed),
+            self.stats.dropped.load(Ordering::Relaxed),
+        )
+    }
 }
 
 /// `App::process` alone, over batches of `batch` consecutive frames of a ring laid out as the
@@ -479,6 +568,22 @@ pub fn cases() -> Vec<Case> {
         (Frames::Udp4Max, DEFAULT_BATCH),
     ];
     let mut v = Vec::new();
+    // What packet capture costs: off (every `Step` above has an unarmed tap) against no tap,
+    // and armed, for reflect at the default batch.
+    for frames in [Frames::Udp4Min, Frames::Udp4Max] {
+        for part in [
+            Part::StepNoTap,
+            Part::StepCapturing(false),
+            Part::StepCapturing(true),
+        ] {
+            v.push(Case {
+                app: AppKind::Reflect,
+                frames,
+                batch: DEFAULT_BATCH,
+                part,
+            });
+        }
+    }
     for (frames, batch) in shapes {
         for app in [AppKind::Reflect, AppKind::Drop] {
             for part in [Part::Step, Part::Process] {
@@ -664,19 +769,27 @@ mod test {
     fn a_broken_pipeline_reports_no_number() {
         let t = Frames::Udp4Min.templates().unwrap();
         let b = tiny();
-        let e = measure_step(&mut DropsOne(Reflect::new()), Verdict::Tx, &t, 64, &b).unwrap_err();
+        let e = measure_step(
+            &mut DropsOne(Reflect::new()),
+            Verdict::Tx,
+            &t,
+            64,
+            &b,
+            Part::Step,
+        )
+        .unwrap_err();
         assert!(format!("{e:#}").contains("reflect:"), "{e:#}");
         let e =
             measure_process(&mut DropsOne(Reflect::new()), Verdict::Tx, &t, 64, &b).unwrap_err();
         assert!(format!("{e:#}").contains("verdict"), "{e:#}");
         // Verdicts right, bytes wrong.
         let drop = Verdict::Drop(DropReason::Policy);
-        let e = measure_step(&mut Scribbles, drop, &t, 64, &b).unwrap_err();
+        let e = measure_step(&mut Scribbles, drop, &t, 64, &b, Part::Step).unwrap_err();
         assert!(format!("{e:#}").contains("must not have produced"), "{e:#}");
         let e = measure_process(&mut Scribbles, drop, &t, 64, &b).unwrap_err();
         assert!(format!("{e:#}").contains("must not have produced"), "{e:#}");
         // Reflect's frames given to a drop expectation: wrong verdicts.
-        let e = measure_step(&mut Reflect::new(), drop, &t, 64, &b).unwrap_err();
+        let e = measure_step(&mut Reflect::new(), drop, &t, 64, &b, Part::Step).unwrap_err();
         assert!(format!("{e:#}").contains("drop:"), "{e:#}");
     }
 
