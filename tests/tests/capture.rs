@@ -81,8 +81,10 @@ fn tcpdump_available() -> bool {
     ok
 }
 
-/// (src, dst) UDP ports and payload of an Ethernet/IPv4/UDP frame.
-fn udp_of(frame: &[u8]) -> ((u16, u16), Vec<u8>, ([u8; 4], [u8; 4])) {
+/// (src, dst) UDP ports, payload and (src, dst) addresses of an Ethernet/IPv4/UDP frame.
+type Udp = ((u16, u16), Vec<u8>, ([u8; 4], [u8; 4]));
+
+fn udp_of(frame: &[u8]) -> Udp {
     let p = etherparse::SlicedPacket::from_ethernet(frame).unwrap();
     let Some(etherparse::NetSlice::Ipv4(ip)) = p.net else {
         panic!("not IPv4")

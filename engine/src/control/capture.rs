@@ -30,7 +30,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// Bytes of ring per captured queue. At 1500-byte frames about 2,700 frames of slack for the
-/// drain thread, which wakes every [`IDLE_WAIT`]; allocated when a capture starts, freed when
+/// drain thread, which wakes every 2 ms; allocated when a capture starts, freed when
 /// it ends.
 pub const RING_BYTES: usize = 4 << 20;
 

@@ -233,14 +233,16 @@ pub fn read_record(ring: &mut rtrb::Consumer<u8>, rec: &mut Record) -> bool {
     if avail < RECORD_HEADER {
         return false;
     }
-    let Ok(chunk) = ring.read_chunk(RECORD_HEADER) else {
-        return false;
-    };
     let mut h = [0u8; RECORD_HEADER];
-    let (a, b) = chunk.as_slices();
-    h[..a.len()].copy_from_slice(a);
-    h[a.len()..].copy_from_slice(b);
-    drop(chunk);
+    {
+        // A peek: this chunk is not committed, so the header stays in the ring.
+        let Ok(chunk) = ring.read_chunk(RECORD_HEADER) else {
+            return false;
+        };
+        let (a, b) = chunk.as_slices();
+        h[..a.len()].copy_from_slice(a);
+        h[a.len()..].copy_from_slice(b);
+    }
     let cap = u32::from_le_bytes(h[12..16].try_into().expect("4 bytes")) as usize;
     if avail < RECORD_HEADER + cap {
         return false;

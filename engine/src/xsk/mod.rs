@@ -965,8 +965,7 @@ impl XskQueue {
                 }
                 let mut spare = Vec::new();
                 let split = j.split(
-                    s,
-                    off,
+                    (s, off),
                     d.len as usize,
                     fsz,
                     &mut self.txbuf,

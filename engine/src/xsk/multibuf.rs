@@ -177,8 +177,7 @@ impl Assembler {
     /// its UMEM frames hold.
     pub fn split(
         &mut self,
-        s: usize,
-        off: usize,
+        (s, off): (usize, usize),
         len: usize,
         frame_size: usize,
         out: &mut Vec<xdpilone::xdp::XdpDesc>,
@@ -226,7 +225,7 @@ mod test {
         assert_eq!(off, 256);
         // Split into 4096-byte frames: two pieces; the third frame is spare.
         let (mut out, mut spare, mut written) = (Vec::new(), Vec::new(), Vec::new());
-        assert!(a.split(s, off, 6100, 4096, &mut out, &mut spare, |c, b| {
+        assert!(a.split((s, off), 6100, 4096, &mut out, &mut spare, |c, b| {
             written.push((c, b.to_vec()))
         }));
         assert_eq!(out.len(), 2);
