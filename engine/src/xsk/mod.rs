@@ -623,6 +623,14 @@ impl XskQueue {
                     queue,
                     source,
                 },
+                Some(libc::EINVAL) if cfg.multi_buffer && owner => XskError::Config {
+                    field: "multi_buffer",
+                    reason: format!(
+                        "{iface} refused AF_XDP multi-buffer (XDP_USE_SG needs Linux 6.6+), which \
+                         frames longer than a {}-byte UMEM frame need: lower the MTU",
+                        cfg.frame_size
+                    ),
+                },
                 Some(libc::EOPNOTSUPP) if mode_flag == SocketConfig::XDP_BIND_ZEROCOPY => {
                     XskError::ZeroCopyUnsupported {
                         iface: iface.to_string(),
@@ -953,14 +961,11 @@ impl XskQueue {
         for d in descs {
             self.txbuf.clear();
             if let Some((s, off)) = j.slot_of(d) {
-                // Room for the whole packet first, so it is never queued in part.
+                // Room for the whole packet first, from the kernel's own consumer head:
+                // xdpilone's reserve may serve a request from a stale cached head (see
+                // `transmit`), so it cannot tell "no room" apart.
                 let need = (d.len as usize).div_ceil(fsz).max(1) as u32;
-                let mut w = ring.tx.transmit(need);
-                if w.capacity() < need {
-                    drop(w);
-                    w = ring.tx.transmit(need);
-                }
-                if w.capacity() < need {
+                if self.cfg.tx_size - ring.tx.pending() < need {
                     break;
                 }
                 let mut spare = Vec::new();
@@ -988,9 +993,19 @@ impl XskQueue {
                     break;
                 }
                 self.stash.extend_from_slice(&spare);
-                w.insert(self.txbuf.iter().copied());
-                w.commit();
-                nd += self.txbuf.len() as u32;
+                // The room is there; a stale cached head may grant it in two reserves (the
+                // second refreshes the head), each committed as it is filled.
+                let mut k = 0;
+                while k < self.txbuf.len() {
+                    let mut w = ring.tx.transmit((self.txbuf.len() - k) as u32);
+                    let c = w.insert(self.txbuf[k..].iter().copied()) as usize;
+                    w.commit();
+                    if c == 0 {
+                        break;
+                    }
+                    k += c;
+                }
+                nd += k as u32;
             } else {
                 let mut w = ring.tx.transmit(1);
                 if w.capacity() == 0 {
