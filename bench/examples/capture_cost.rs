@@ -1,3 +1,12 @@
+//! What packet capture costs the worker, per packet: the reflect step over memory with no
+//! capture tap, with an unarmed tap (capture off: what every worker has), capturing received
+//! frames, and capturing received and sent frames (the rings drained by a thread on core 0).
+//! The four run interleaved in short chunks (128 Ki packets each, 380 rounds), so a busy
+//! machine slows them alike; min, p10 and median per variant. The `pipeline` scenario has the
+//! same cases in its report; this finer interleaving is for a shared machine.
+//!
+//! `cargo run --release -p sluice-bench --example capture_cost` (the worker on core 1).
+
 use sluice::apps::reflect::Reflect;
 use sluice::batch::PortId;
 use sluice::worker::capture::{Filter, Session, SessionStats, Tap};
@@ -96,8 +105,5 @@ fn main() {
                 s[s.len() / 2]
             );
         }
-        // paired ratio off/no-tap per round
-        let mut r: Vec<f64> = (0..samples[0].len()).map(|_| 0.0).collect();
-        let _ = &mut r;
     }
 }
