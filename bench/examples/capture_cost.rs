@@ -6,6 +6,9 @@
 //! same cases in its report; this finer interleaving is for a shared machine.
 //!
 //! `cargo run --release -p sluice-bench --example capture_cost` (the worker on core 1).
+// Four variants kept in parallel vectors (transport, scratch, tap, app, samples) indexed by
+// variant: an index loop reads plainest here.
+#![allow(clippy::needless_range_loop)]
 
 use sluice::apps::reflect::Reflect;
 use sluice::batch::PortId;
