@@ -50,6 +50,7 @@ use sluice::batch::PortId;
 use sluice::control::mirror::{Mirror, Snapshot};
 use sluice::fib::{Fib, FibHandle, Lookup};
 use sluice::wire::{EthernetFrame, Ipv4Packet, MacAddr, ethernet};
+use sluice::worker::capture::{Filter, Session, SessionStats, Tap};
 use sluice::worker::mem::MemTransport;
 use sluice::worker::{Local, Scratch, step};
 use sluice::xsk::MAX_BATCH;
@@ -57,6 +58,7 @@ use sluice_testbed::{RouterBed, RouterBedOpts};
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// Frames in the in-memory ring (a UMEM's RX ring worth).
@@ -426,8 +428,15 @@ impl Frames {
 /// What is timed: the whole worker step, or the app alone.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Part {
-    /// [`sluice::worker::step`] over a [`MemTransport`].
+    /// [`sluice::worker::step`] over a [`MemTransport`], with a packet-capture tap that is not
+    /// armed, as every `sluice run` worker has (capture off).
     Step,
+    /// The step without a capture tap at all: the baseline that shows what an unarmed tap
+    /// costs (one relaxed load per batch).
+    StepNoTap,
+    /// The step with a capture armed (full frames; with `true` the sent frames too), its ring
+    /// drained by another thread as the control plane drains it.
+    StepCapturing(bool),
     /// `App::process` over prebuilt batches of the same frames.
     Process,
 }
@@ -450,6 +459,9 @@ impl Case {
     pub fn name(&self) -> String {
         let part = match self.part {
             Part::Step => "step",
+            Part::StepNoTap => "step without capture tap",
+            Part::StepCapturing(false) => "step capturing rx",
+            Part::StepCapturing(true) => "step capturing rx+tx",
             Part::Process => "process",
         };
         format!(
@@ -520,7 +532,9 @@ pub fn measure(case: &Case, budget: &Budget, view: Option<&RouterView>) -> Resul
         // through the box here either.
         let mut app = black_box(made.app);
         let mut m = match case.part {
-            Part::Step => measure_step(&mut app, &expect, &templates, case.batch, budget),
+            Part::Step | Part::StepNoTap | Part::StepCapturing(_) => {
+                measure_step(&mut app, &expect, &templates, case.batch, budget, case.part)
+            }
             Part::Process => measure_process(&mut app, &expect, &templates, case.batch, budget),
         }?;
         if let Some(stats) = made.lb_stats {
@@ -555,6 +569,8 @@ struct StepRig<'t> {
     ports: usize,
     t: MemTransport,
     scratch: Box<Scratch>,
+    /// The worker's packet-capture tap (unarmed unless the case captures).
+    tap: Arc<Tap>,
     c: Local,
     max: usize,
     /// Steps a transport may run before its frames are renewed.
@@ -570,14 +586,20 @@ struct StepRig<'t> {
 }
 
 impl<'t> StepRig<'t> {
-    fn new(templates: &'t [Vec<u8>], expect: &Expect, batch: usize) -> Self {
+    fn new(templates: &'t [Vec<u8>], expect: &Expect, batch: usize, part: Part) -> Self {
         let refs: Vec<&[u8]> = templates.iter().map(Vec::as_slice).collect();
         let t = MemTransport::new(&refs, FRAME_COUNT, FRAME_SIZE).with_ports(expect.ports);
+        let mut scratch = Scratch::new();
+        let tap = Arc::new(Tap::default());
+        if part != Part::StepNoTap {
+            scratch.set_capture(tap.clone());
+        }
         StepRig {
             refs,
             ports: expect.ports,
             t,
-            scratch: Scratch::new(),
+            scratch,
+            tap,
             c: Local::default(),
             // A run-time value in the worker (`--batch`), so not a constant here either.
             max: black_box(batch),
@@ -632,8 +654,13 @@ pub fn measure_step<A: App>(
     templates: &[Vec<u8>],
     batch: usize,
     budget: &Budget,
+    part: Part,
 ) -> Result<Measurement> {
-    let mut rig = StepRig::new(templates, expect, batch);
+    let mut rig = StepRig::new(templates, expect, batch, part);
+    let drainer = match part {
+        Part::StepCapturing(tx) => Some(Drainer::arm(&rig.tap, tx)),
+        _ => None,
+    };
     let chunk = chunk_steps(batch, budget).min(rig.fresh_steps.unwrap_or(u64::MAX));
 
     let warm_end = Instant::now() + budget.warmup;
@@ -719,12 +746,72 @@ pub fn measure_step<A: App>(
         Verdict::Kernel => bail!("the pipeline checks no {verdict:?} app"),
     }
     check_frames(expect, templates, |i| rig.t.frame(i))?;
+    if let Some(d) = drainer {
+        let (recorded, dropped) = d.finish(&rig.tap);
+        let per = if matches!(part, Part::StepCapturing(true)) {
+            2
+        } else {
+            1
+        };
+        ensure!(
+            recorded + dropped >= per * packets,
+            "capture: {recorded} recorded + {dropped} dropped for {packets} packets"
+        );
+    }
     Ok(Measurement {
         packets,
         batches: steps,
         elapsed,
         conntrack: None,
     })
+}
+
+/// The control plane's side of a capture in the pipeline: arms the tap and throws away what
+/// the worker records, on a thread of its own.
+struct Drainer {
+    stop: Arc<AtomicBool>,
+    stats: Arc<SessionStats>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Drainer {
+    fn arm(tap: &Tap, tx: bool) -> Drainer {
+        let (producer, mut consumer) = rtrb::RingBuffer::new(4 << 20);
+        let stats = Arc::new(SessionStats::default());
+        let filter = Filter {
+            port: None,
+            tx,
+            snaplen: 65535,
+        };
+        tap.arm(Session::new(1, producer, filter, stats.clone()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                let n = consumer.slots();
+                match consumer.read_chunk(n) {
+                    Ok(c) if n > 0 => c.commit_all(),
+                    _ => std::thread::yield_now(),
+                }
+            }
+        });
+        Drainer {
+            stop,
+            stats,
+            thread,
+        }
+    }
+
+    /// Disarm and stop; (frames recorded, frames dropped for a full ring).
+    fn finish(self, tap: &Tap) -> (u64, u64) {
+        tap.disarm();
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.thread.join();
+        (
+            self.stats.recorded.load(Ordering::Relaxed),
+            self.stats.dropped.load(Ordering::Relaxed),
+        )
+    }
 }
 
 /// `App::process` alone, over batches of `batch` consecutive frames of a ring laid out as the
@@ -861,6 +948,22 @@ pub fn cases() -> Vec<Case> {
         (Frames::Udp4Max, DEFAULT_BATCH),
     ];
     let mut v = Vec::new();
+    // What packet capture costs: off (every `Step` above has an unarmed tap) against no tap,
+    // and armed, for reflect at the default batch.
+    for frames in [Frames::Udp4Min, Frames::Udp4Max] {
+        for part in [
+            Part::StepNoTap,
+            Part::StepCapturing(false),
+            Part::StepCapturing(true),
+        ] {
+            v.push(Case {
+                app: AppKind::Reflect,
+                frames,
+                batch: DEFAULT_BATCH,
+                part,
+            });
+        }
+    }
     let mut add = |app, frames, batch| {
         for part in [Part::Step, Part::Process] {
             v.push(Case {
@@ -1093,7 +1196,7 @@ mod test {
             ..Expect::forward(view.r1_mac, view.s0_mac)
         };
         let mut app = AppKind::Forward.make(Some(&view)).unwrap().app;
-        assert!(measure_step(&mut app, &stale, &t, DEFAULT_BATCH, &long).is_err());
+        assert!(measure_step(&mut app, &stale, &t, DEFAULT_BATCH, &long, Part::Step).is_err());
     }
 
     #[test]
@@ -1178,24 +1281,32 @@ mod test {
         let t = Frames::Udp4Min.templates(None).unwrap();
         let b = tiny();
         let (reflect, drop) = (Expect::reflect(), Expect::drop());
-        let e = measure_step(&mut DropsOne(Reflect::new()), &reflect, &t, 64, &b).unwrap_err();
+        let e = measure_step(
+            &mut DropsOne(Reflect::new()),
+            &reflect,
+            &t,
+            64,
+            &b,
+            Part::Step,
+        )
+        .unwrap_err();
         assert!(format!("{e:#}").contains("Tx:"), "{e:#}");
         let e = measure_process(&mut DropsOne(Reflect::new()), &reflect, &t, 64, &b).unwrap_err();
         assert!(format!("{e:#}").contains("verdict"), "{e:#}");
         // Verdicts right, bytes wrong.
-        let e = measure_step(&mut Scribbles, &drop, &t, 64, &b).unwrap_err();
+        let e = measure_step(&mut Scribbles, &drop, &t, 64, &b, Part::Step).unwrap_err();
         assert!(format!("{e:#}").contains("must not have produced"), "{e:#}");
         let e = measure_process(&mut Scribbles, &drop, &t, 64, &b).unwrap_err();
         assert!(format!("{e:#}").contains("must not have produced"), "{e:#}");
         // Reflect's frames given to a drop expectation: wrong verdicts.
-        let e = measure_step(&mut Reflect::new(), &drop, &t, 64, &b).unwrap_err();
+        let e = measure_step(&mut Reflect::new(), &drop, &t, 64, &b, Part::Step).unwrap_err();
         assert!(format!("{e:#}").contains("drop:"), "{e:#}");
         // Reflect judged as a router: sent on the wrong port.
         let to_port_1 = Expect {
             ports: 2,
             ..Expect::dsr(MacAddr([2, 0, 0, 0, 0, 1]), MacAddr([2, 0, 0, 0, 0, 2]))
         };
-        assert!(measure_step(&mut Reflect::new(), &to_port_1, &t, 64, &b).is_err());
+        assert!(measure_step(&mut Reflect::new(), &to_port_1, &t, 64, &b, Part::Step).is_err());
     }
 
     #[test]

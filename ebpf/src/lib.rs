@@ -49,8 +49,9 @@ pub static FWD_OBJ: &[u8] = &FWD_OBJ_ALIGNED.0;
 
 /// Name of the XDP program (the C function; its section is [`PROGRAM_SECTION`]).
 pub const PROGRAM_NAME: &str = "steer";
-/// ELF section of the program.
-pub const PROGRAM_SECTION: &str = "xdp";
+/// ELF section of the program: `xdp.frags`, so aya loads it with `BPF_F_XDP_HAS_FRAGS` and it
+/// may run on links whose frames span several pages (jumbo MTUs).
+pub const PROGRAM_SECTION: &str = "xdp.frags";
 
 /// `rules`: `BPF_MAP_TYPE_ARRAY` of [`RULES_MAX_ENTRIES`] [`RuleValue`]s, one per
 /// `(protocol, destination port)`, indexed by [`rule_index`]. An entry whose action is

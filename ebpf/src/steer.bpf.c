@@ -627,7 +627,11 @@ static __always_inline int lb(struct xdp_md *ctx)
 	return pass(CNT_LB_PASSED);
 }
 
-SEC("xdp")
+// "xdp.frags": the program copes with multi-buffer frames (it reads only the headers, which
+// lie in the first buffer), so the kernel lets it run on links whose frames span several pages
+// (a 9000-byte MTU: veth refuses a program without it) and hands such frames to AF_XDP
+// sockets bound with XDP_USE_SG in several descriptors.
+SEC("xdp.frags")
 int steer(struct xdp_md *ctx)
 {
 	__u32 zero = 0;

@@ -307,11 +307,12 @@ fn startup_errors_are_one_clear_line() {
     );
     assert_fails_with(&out, "driver");
 
-    bed.engine().ns().set_mtu(&iface, 1800).unwrap();
+    // Past a UMEM frame, frames take AF_XDP multi-buffer (tests/tests/jumbo.rs); past 9216 no.
+    bed.engine().ns().set_mtu(&iface, 9300).unwrap();
     let out = run_to_end(&bed, &["run", "--iface", &iface, "--udp", "9000"]);
     assert_fails_with(
         &out,
-        "--frame-size: 2048 bytes hold frames up to 1792 bytes, but veth-eng has MTU 1800",
+        "--frame-size: veth-eng has MTU 9300 (frames up to 9322 bytes); sluice takes frames up to 9238 bytes (MTU 9216)",
     );
     bed.engine().ns().set_mtu(&iface, 1500).unwrap();
 

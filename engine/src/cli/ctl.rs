@@ -2,8 +2,10 @@
 //! [`crate::control::ctl`]. The only place clap meets the control protocol.
 
 use crate::apps::lb::config::{Forwarding, HealthCheck, Vip};
-use crate::control::ctl::run_requests;
-use crate::control::proto::{BackendsRequest, Ports, Request, RulesRequest, VipsRequest};
+use crate::control::ctl::{CaptureOutput, run_capture, run_requests};
+use crate::control::proto::{
+    BackendsRequest, CaptureRequest, MAX_SNAPLEN, Ports, Request, RulesRequest, VipsRequest,
+};
 use crate::steer::{L4Proto, PortList};
 use clap::ValueEnum;
 use clap::{Args, Subcommand};
@@ -48,10 +50,12 @@ Examples:
   sluice ctl --iface eth0 backends drain 10.0.0.100:80/tcp 10.0.1.12
   sluice ctl --iface eth0 backends add '[2001:db8::1]:443/tcp' 2001:db8:1::5 --weight 2
   sluice ctl --iface eth0 vips add 10.0.0.101:53/udp --forwarding ipip
+  sluice ctl --iface eth1 capture --count 100 -w eth1.pcapng
+  sluice ctl --iface eth1 capture --queue 0 --direction both -w - | tcpdump -n -r -
 
 A VIP is written ADDRESS:PORT/PROTO (IPv6 in brackets; port 0 = every port).
 Reads are open to every local user; changes (rules add/del, vips/backends add/del/drain,
-reload, shutdown) need root or the group given to `sluice run --admin-group`.";
+reload, shutdown) and capture need root or the group given to `sluice run --admin-group`.";
 
 /// `sluice ctl` commands.
 #[derive(Subcommand, Debug, Clone)]
@@ -91,6 +95,74 @@ pub enum CtlCommand {
     /// Load balancer: re-read the configuration file (as SIGHUP does); on an error in it the
     /// running set stays as it is.
     Reload,
+    /// Record the frames the engine receives (and, with --direction both, sends) as pcapng:
+    /// interface, queue and nanosecond timestamps. Until --count, --duration or Ctrl-C.
+    Capture(CaptureArgs),
+}
+
+/// Which frames `capture` records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DirectionArg {
+    /// Frames received, as the app got them.
+    Rx,
+    /// Received frames, and the frames the app sent, as they left it.
+    Both,
+}
+
+/// `sluice ctl capture` arguments.
+#[derive(Args, Debug, Clone)]
+pub struct CaptureArgs {
+    /// Only this port of the engine (interface name or port number).
+    #[arg(long, value_name = "P")]
+    pub port: Option<String>,
+    /// Only this queue.
+    #[arg(long, value_name = "Q")]
+    pub queue: Option<u32>,
+    /// Stop after N frames.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub count: Option<u64>,
+    /// Stop after S seconds.
+    #[arg(long, value_name = "S")]
+    pub duration: Option<f64>,
+    /// Bytes kept of each frame (default: all of it).
+    #[arg(long, value_name = "B", value_parser = clap::value_parser!(u32).range(1..=MAX_SNAPLEN as i64))]
+    pub snaplen: Option<u32>,
+    /// rx, or both (rx and tx).
+    #[arg(long, value_enum, default_value = "rx")]
+    pub direction: DirectionArg,
+    /// Where to write: a file (created mode 0600), or `-` for standard output.
+    #[arg(short = 'w', value_name = "FILE")]
+    pub write: String,
+}
+
+impl CaptureArgs {
+    fn request(&self) -> Result<Request, String> {
+        let duration_ms = match self.duration {
+            None => None,
+            Some(s) if s.is_finite() && s > 0.0 && s < 1e9 => Some((s * 1000.0).ceil() as u64),
+            Some(s) => {
+                return Err(format!(
+                    "invalid --duration: {s} is not a positive number of seconds"
+                ));
+            }
+        };
+        Ok(Request::Capture(CaptureRequest {
+            port: self.port.clone(),
+            queue: self.queue,
+            count: self.count,
+            duration_ms,
+            snaplen: self.snaplen,
+            both: self.direction == DirectionArg::Both,
+        }))
+    }
+
+    fn output(&self) -> CaptureOutput {
+        if self.write == "-" {
+            CaptureOutput::Stdout
+        } else {
+            CaptureOutput::File(self.write.clone().into())
+        }
+    }
 }
 
 /// How a VIP's packets reach its backends, as `ctl` takes it.
@@ -210,6 +282,7 @@ impl CtlArgs {
             CtlCommand::Routes => vec![Request::Routes],
             CtlCommand::Shutdown => vec![Request::Shutdown],
             CtlCommand::Reload => vec![Request::Reload],
+            CtlCommand::Capture(c) => c.request().into_iter().collect(),
             CtlCommand::Vips { op } => vec![Request::Vips(match op {
                 VipsCommand::List => VipsRequest::List,
                 VipsCommand::Add {
@@ -303,6 +376,15 @@ fn run_to(args: &CtlArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
         return 2;
     }
     let timeout = Duration::from_secs_f64(args.timeout);
+    if let CtlCommand::Capture(c) = &args.command {
+        return match c.request() {
+            Ok(req) => run_capture(iface, timeout, &req, &c.output(), args.json, err),
+            Err(e) => {
+                let _ = writeln!(err, "sluice ctl: capture: {e}");
+                2
+            }
+        };
+    }
     run_requests(iface, timeout, &args.requests(), args.json, out, err)
 }
 

@@ -329,6 +329,8 @@ impl RunArgs {
             }),
             headroom: self.frame_headroom,
             prefetch: self.prefetch,
+            // Turned on by the start-up checks for an MTU that needs it.
+            multi_buffer: false,
         }
     }
 }

@@ -10,11 +10,12 @@ use super::socket::socket_addr;
 use crate::error;
 use rustix::io::Errno;
 use rustix::net::{
-    AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType, connect, recv, send, socket_with,
-    sockopt,
+    AddressFamily, RecvFlags, SendAncillaryBuffer, SendAncillaryMessage, SendFlags, SocketFlags,
+    SocketType, connect, recv, send, sendmsg, socket_with, sockopt,
 };
-use std::io::{self, Write};
-use std::os::fd::OwnedFd;
+use std::io::{self, IoSlice, Write};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::Duration;
 
 /// How long `sluice ctl` waits for a reply unless told otherwise.
@@ -145,6 +146,49 @@ impl Client {
                 });
             }
         }
+        self.recv_reply()
+    }
+
+    /// Sends a streaming request ([`Request::is_stream`]) with `out` passed along
+    /// (`SCM_RIGHTS`) for the engine to write into, and waits — without a timeout: the stream
+    /// ends when the engine says so, or when this process goes away — for its reply.
+    pub fn request_stream(
+        &mut self,
+        req: &Request,
+        out: BorrowedFd<'_>,
+    ) -> Result<Reply, CtlError> {
+        let fds = [out];
+        let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+        let mut cmsg = SendAncillaryBuffer::new(&mut space);
+        cmsg.push(SendAncillaryMessage::ScmRights(&fds));
+        let bytes = req.encode();
+        if let Err(e) = sendmsg(
+            &self.fd,
+            &[IoSlice::new(&bytes)],
+            &mut cmsg,
+            SendFlags::NOSIGNAL,
+        ) {
+            return Err(CtlError::Io {
+                what: "sending to",
+                iface: self.iface.clone(),
+                source: e.into(),
+            });
+        }
+        sockopt::set_socket_timeout(&self.fd, sockopt::Timeout::Recv, None).map_err(|e| {
+            CtlError::Io {
+                what: "clearing the timeout of",
+                iface: self.iface.clone(),
+                source: e.into(),
+            }
+        })?;
+        let reply = self.recv_reply()?;
+        Reply::decode(&reply).map_err(|reason| CtlError::BadReply {
+            iface: self.iface.clone(),
+            reason,
+        })
+    }
+
+    fn recv_reply(&mut self) -> Result<Vec<u8>, CtlError> {
         let mut buf = vec![0u8; MAX_REPLY_SIZE + 1];
         // A server that answers and closes before reading our request (too many connections)
         // leaves ECONNRESET pending ahead of its reply; it is reported once, then the reply reads.
@@ -251,6 +295,91 @@ pub fn run_requests(
         }
     }
     0
+}
+
+/// Where `sluice ctl capture -w` writes: a file it creates (mode 0600: a capture reveals
+/// traffic), or its standard output for `-`.
+pub enum CaptureOutput {
+    /// `-w -`.
+    Stdout,
+    /// `-w FILE`.
+    File(std::path::PathBuf),
+}
+
+/// Runs `capture` against the engine serving `iface`: opens the output here, with this
+/// process's rights, and passes it with the request; the engine writes pcapng into it. A
+/// summary goes to `err` (standard output may be the stream); with `json` the raw reply goes
+/// there too. Returns the exit code: 0 when the capture ran, 1 otherwise.
+pub fn run_capture(
+    iface: &str,
+    timeout: Duration,
+    req: &Request,
+    output: &CaptureOutput,
+    json: bool,
+    err: &mut dyn Write,
+) -> i32 {
+    let stdout = io::stdout();
+    let file;
+    let (fd, name) = match output {
+        CaptureOutput::Stdout => {
+            if std::io::IsTerminal::is_terminal(&stdout) {
+                let _ = writeln!(
+                    err,
+                    "sluice ctl: capture: refusing to write pcapng to a terminal; pipe it \
+                     (`| tcpdump -r -`) or use -w FILE"
+                );
+                return 1;
+            }
+            (stdout.as_fd(), "standard output".to_string())
+        }
+        CaptureOutput::File(path) => {
+            use std::os::unix::fs::OpenOptionsExt;
+            file = match std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(path)
+            {
+                Ok(f) => f,
+                Err(e) => {
+                    let _ = writeln!(err, "sluice ctl: capture: {}: {e}", path.display());
+                    return 1;
+                }
+            };
+            (file.as_fd(), path.display().to_string())
+        }
+    };
+    let reply =
+        Client::connect_with_timeout(iface, timeout).and_then(|mut c| c.request_stream(req, fd));
+    match reply {
+        Err(e) => {
+            let _ = writeln!(err, "sluice ctl: {}", error::chain(&e));
+            1
+        }
+        Ok(Reply::Err(e)) => {
+            let _ = match e.code {
+                ErrorCode::PermissionDenied => writeln!(err, "permission denied: {}", e.message),
+                _ => writeln!(err, "sluice ctl: {req}: {} ({})", e.message, e.code),
+            };
+            1
+        }
+        Ok(Reply::Ok(data)) => {
+            if json {
+                let _ = writeln!(err, "{data}");
+            } else {
+                let _ = writeln!(
+                    err,
+                    "capture: {} frame(s) written to {name}, {} dropped (capture ring full); ended by {} after {:.1} s",
+                    data["frames"],
+                    data["dropped"],
+                    data["ended"].as_str().unwrap_or("?"),
+                    data["seconds"].as_f64().unwrap_or(0.0)
+                );
+            }
+            0
+        }
+    }
 }
 
 #[cfg(test)]

@@ -27,6 +27,7 @@
 //! The mirror never changes kernel state; the only changes a client can make are steering rules
 //! and shutdown.
 
+pub mod capture;
 pub mod ctl;
 pub mod dns;
 pub mod fib_updater;
@@ -134,6 +135,16 @@ impl socket::Handler for Front {
         peer: &socket::Peer,
     ) -> Result<serde_json::Value, socket::HandlerError> {
         self.service.handle(req, peer)
+    }
+
+    fn handle_stream(
+        &self,
+        req: &proto::Request,
+        peer: &socket::Peer,
+        out: std::os::fd::OwnedFd,
+        cancelled: &dyn Fn() -> bool,
+    ) -> Result<serde_json::Value, socket::HandlerError> {
+        self.service.handle_stream(req, peer, out, cancelled)
     }
 
     fn takeover(

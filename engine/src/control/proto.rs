@@ -56,6 +56,56 @@ pub enum Request {
     Backends(BackendsRequest),
     /// Load balancer: re-read the configuration file (as SIGHUP does).
     Reload,
+    /// Record frames as pcapng into the file descriptor passed with the request (SCM_RIGHTS);
+    /// replied to when the capture ends. Admin only: it reveals traffic.
+    Capture(CaptureRequest),
+}
+
+/// What a `capture` records and when it stops (at the first limit reached, or when the client
+/// goes away: it closes the connection or sends anything).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct CaptureRequest {
+    /// Only this port: an interface name or a port number.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<String>,
+    /// Only this queue.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue: Option<u32>,
+    /// Stop after this many frames.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub count: Option<u64>,
+    /// Stop after this many milliseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+    /// Bytes kept of each frame (default and maximum [`MAX_SNAPLEN`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snaplen: Option<u32>,
+    /// Record transmitted frames too (`direction: "both"`; default `"rx"`).
+    #[serde(
+        rename = "direction",
+        skip_serializing_if = "is_rx",
+        serialize_with = "direction_name"
+    )]
+    pub both: bool,
+}
+
+/// Largest (and default) snaplen a capture takes: the largest frame the engine can see.
+pub const MAX_SNAPLEN: u32 = 65535;
+
+fn is_rx(both: &bool) -> bool {
+    !*both
+}
+
+fn direction_name<S: serde::Serializer>(both: &bool, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(if *both { "both" } else { "rx" })
+}
+
+/// The `direction` of a capture.
+#[derive(Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+enum CaptureDirection {
+    Rx,
+    Both,
 }
 
 /// The `op` of a `vips` request.
@@ -209,7 +259,9 @@ impl Request {
                 BackendsRequest::Add { .. }
                 | BackendsRequest::Del { .. }
                 | BackendsRequest::Drain { .. },
-            ) => true,
+            )
+            // Not a change, but it reveals traffic: admins only, and logged like a change.
+            | Request::Capture(_) => true,
             Request::Rules(RulesRequest::List)
             | Request::Vips(VipsRequest::List)
             | Request::Backends(BackendsRequest::List { .. })
@@ -220,6 +272,12 @@ impl Request {
             | Request::Neighbours
             | Request::Routes => false,
         }
+    }
+
+    /// True for a request whose output is a stream written into the file descriptor passed
+    /// with it (`SCM_RIGHTS`) rather than its reply: `capture`.
+    pub fn is_stream(&self) -> bool {
+        matches!(self, Request::Capture(_))
     }
 
     /// The request as one datagram: `{"v":1,"cmd":...}`.
@@ -303,6 +361,28 @@ impl fmt::Display for Request {
             Request::Backends(BackendsRequest::Drain { vip, backend }) => {
                 write!(f, "backends drain {vip} {backend}")
             }
+            Request::Capture(c) => {
+                f.write_str("capture")?;
+                if let Some(p) = &c.port {
+                    write!(f, " port {p}")?;
+                }
+                if let Some(q) = c.queue {
+                    write!(f, " queue {q}")?;
+                }
+                if c.both {
+                    f.write_str(" direction both")?;
+                }
+                if let Some(n) = c.count {
+                    write!(f, " count {n}")?;
+                }
+                if let Some(ms) = c.duration_ms {
+                    write!(f, " duration {}s", ms as f64 / 1000.0)?;
+                }
+                if let Some(b) = c.snaplen {
+                    write!(f, " snaplen {b}")?;
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -346,6 +426,18 @@ struct WireRequest {
     backend: Option<IpAddr>,
     #[serde(default, deserialize_with = "present")]
     weight: Option<u32>,
+    #[serde(default, deserialize_with = "present")]
+    port: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    queue: Option<u32>,
+    #[serde(default, deserialize_with = "present")]
+    count: Option<u64>,
+    #[serde(default, deserialize_with = "present")]
+    duration_ms: Option<u64>,
+    #[serde(default, deserialize_with = "present")]
+    snaplen: Option<u32>,
+    #[serde(default, deserialize_with = "present")]
+    direction: Option<CaptureDirection>,
 }
 
 /// An optional field that, when given, must hold a value: `null` is a wrong type, not absence.
@@ -356,7 +448,7 @@ fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
 }
 
 /// The `cmd` values this version knows.
-#[derive(Clone, Copy, Deserialize)]
+#[derive(Clone, Copy, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 enum Command {
     Status,
@@ -370,6 +462,7 @@ enum Command {
     Vips,
     Backends,
     Reload,
+    Capture,
 }
 
 /// The `op` values of `rules`, `vips` and `backends` requests (each takes some of them).
@@ -408,8 +501,30 @@ impl WireRequest {
             mut health_port,
             mut backend,
             mut weight,
+            port,
+            queue,
+            count,
+            duration_ms,
+            snaplen,
+            direction,
             ..
         } = self;
+        // The capture fields belong to `capture` alone.
+        let capture_fields = [
+            ("port", port.is_some()),
+            ("queue", queue.is_some()),
+            ("count", count.is_some()),
+            ("duration_ms", duration_ms.is_some()),
+            ("snaplen", snaplen.is_some()),
+            ("direction", direction.is_some()),
+        ];
+        if !matches!(cmd, Command::Capture)
+            && let Some((field, _)) = capture_fields.iter().find(|(_, given)| *given)
+        {
+            let name = serde_json::to_value(cmd).ok();
+            let name = name.as_ref().and_then(Value::as_str).unwrap_or("?");
+            return Err(format!("command `{name}`: unknown field `{field}`"));
+        }
         let req = match cmd {
             Command::Status => Request::Status,
             Command::Stats => Request::Stats,
@@ -419,6 +534,24 @@ impl WireRequest {
             Command::Routes => Request::Routes,
             Command::Shutdown => Request::Shutdown,
             Command::Reload => Request::Reload,
+            Command::Capture => {
+                if snaplen.is_some_and(|b| b == 0 || b > MAX_SNAPLEN) {
+                    return Err(format!(
+                        "command `capture`: field `snaplen`: must be 1..={MAX_SNAPLEN}"
+                    ));
+                }
+                if count == Some(0) {
+                    return Err("command `capture`: field `count`: must be at least 1".into());
+                }
+                Request::Capture(CaptureRequest {
+                    port,
+                    queue,
+                    count,
+                    duration_ms,
+                    snaplen,
+                    both: direction == Some(CaptureDirection::Both),
+                })
+            }
             Command::Rules => Request::Rules(
                 match take_op("rules", &mut op, &[Op::List, Op::Add, Op::Del])? {
                     Op::List => RulesRequest::List,
@@ -742,7 +875,45 @@ mod test {
                 vip: "[2001:db8::1]:0/udp".parse().unwrap(),
                 backend: "2001:db8::2".parse().unwrap(),
             }),
+            Request::Capture(CaptureRequest::default()),
+            Request::Capture(CaptureRequest {
+                port: Some("eth1".into()),
+                queue: Some(1),
+                count: Some(10),
+                duration_ms: Some(1500),
+                snaplen: Some(96),
+                both: true,
+            }),
         ]
+    }
+
+    #[test]
+    fn capture_fields_are_checked() {
+        assert_eq!(
+            decode(json!({"v":1,"cmd":"capture","direction":"both","count":3,"port":"1"})).unwrap(),
+            Request::Capture(CaptureRequest {
+                port: Some("1".into()),
+                count: Some(3),
+                both: true,
+                ..Default::default()
+            })
+        );
+        assert!(
+            err(json!({"v":1,"cmd":"status","count":3}))
+                .message
+                .contains("unknown field `count`")
+        );
+        assert!(
+            err(json!({"v":1,"cmd":"capture","snaplen":0}))
+                .message
+                .contains("snaplen")
+        );
+        assert!(
+            err(json!({"v":1,"cmd":"capture","direction":"tx"}))
+                .message
+                .contains("direction")
+        );
+        assert!(Request::Capture(CaptureRequest::default()).is_stream());
     }
 
     #[test]
@@ -831,7 +1002,8 @@ mod test {
                 false, false, false, true, true, false, false, false, false, true, // base
                 true, // reload
                 false, true, true, true, // vips list, add, add, del
-                false, false, true, true, true // backends list, list, add, del, drain
+                false, false, true, true, true, // backends list, list, add, del, drain
+                true, true // capture (reveals traffic)
             ]
         );
     }

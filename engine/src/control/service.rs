@@ -5,6 +5,7 @@
 //! It must never block a worker: everything it reads is published by the workers with plain
 //! stores, and the only lock it takes (the steering maps) is never touched by a worker.
 
+use super::capture;
 use super::dns::DnsService;
 use super::lb::{BackendHealth, LbService};
 use super::metrics::{
@@ -58,6 +59,8 @@ pub struct EngineService {
     last: Mutex<(Instant, Vec<Local>)>,
     lb: Option<Arc<LbService>>,
     dns: Option<Arc<DnsService>>,
+    /// Set while a capture runs: one at a time.
+    capturing: AtomicBool,
 }
 
 impl EngineService {
@@ -81,6 +84,7 @@ impl EngineService {
             term,
             last: Mutex::new((Instant::now(), vec![Local::default(); n])),
             lb,
+            capturing: AtomicBool::new(false),
             dns,
         }
     }
@@ -250,7 +254,40 @@ impl Handler for EngineService {
                     self.info.app
                 ))),
             },
+            Request::Capture(_) => Err(HandlerError::Failed(
+                "capture needs an output file descriptor passed with the request (SCM_RIGHTS); \
+                 use `sluice ctl capture -w FILE`"
+                    .into(),
+            )),
         }
+    }
+
+    fn handle_stream(
+        &self,
+        req: &Request,
+        _peer: &Peer,
+        out: std::os::fd::OwnedFd,
+        cancelled: &dyn Fn() -> bool,
+    ) -> Result<Value, HandlerError> {
+        let Request::Capture(c) = req else {
+            return self.handle(req, _peer);
+        };
+        if self.capturing.swap(true, Ordering::AcqRel) {
+            return Err(HandlerError::Failed(
+                "another capture is running on this engine; one at a time".into(),
+            ));
+        }
+        let targets: Vec<_> = self
+            .workers
+            .iter()
+            .map(|w| capture::Target {
+                queue: w.queue,
+                tap: w.shared.capture(),
+            })
+            .collect();
+        let r = capture::run(&self.info.ports, &targets, c, out, cancelled);
+        self.capturing.store(false, Ordering::Release);
+        r.map_err(HandlerError::Failed)
     }
 }
 

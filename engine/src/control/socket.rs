@@ -29,12 +29,15 @@ use super::proto::{ErrorCode, ErrorReply, MAX_REPLY_SIZE, MAX_REQUEST_SIZE, Repl
 use rustix::event::{PollFd, PollFlags, Timespec, poll};
 use rustix::io::Errno;
 use rustix::net::{
-    AddressFamily, RecvFlags, SendFlags, SocketAddrUnix, SocketFlags, SocketType, accept_with,
-    bind, connect, listen, recv, send, socket_with, sockopt,
+    AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendFlags, SocketAddrUnix,
+    SocketFlags, SocketType, accept_with, bind, connect, listen, recvmsg, send, socket_with,
+    sockopt,
 };
 use std::collections::HashMap;
 use std::fmt;
 use std::io;
+use std::io::IoSliceMut;
+use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -192,6 +195,23 @@ pub trait Handler: Send + Sync {
     fn takeover(&self, conn: OwnedFd, peer: &Peer, first: &[u8]) -> Result<(), String> {
         let _ = (conn, peer, first);
         Err("this engine cannot hand over its data plane".into())
+    }
+
+    /// Carries out a streaming request ([`Request::is_stream`]): its output goes into `out`, the
+    /// file descriptor the client passed with the request (`SCM_RIGHTS`), until it is done or
+    /// `cancelled()` says the client went away (closed the connection or sent anything) or the
+    /// server is stopping. The value becomes the reply's `data`, sent when it returns.
+    fn handle_stream(
+        &self,
+        req: &Request,
+        peer: &Peer,
+        out: OwnedFd,
+        cancelled: &dyn Fn() -> bool,
+    ) -> Result<serde_json::Value, HandlerError> {
+        let _ = (peer, out, cancelled);
+        Err(HandlerError::Failed(format!(
+            "`{req}` is not supported by this server"
+        )))
     }
 }
 
@@ -642,9 +662,27 @@ fn serve_connection(conn: &OwnedFd, peer: &Peer, ctx: &ConnCtx) {
             }
             continue;
         }
-        let len = match recv(conn, &mut buf[..], RecvFlags::TRUNC | RecvFlags::DONTWAIT) {
-            Ok((_, 0)) => return, // orderly close (an empty datagram reads the same)
-            Ok((_, len)) => len,
+        // A streaming request carries its output descriptor (SCM_RIGHTS); any other descriptor
+        // sent along is closed when `passed` drops.
+        let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+        let mut cmsg = RecvAncillaryBuffer::new(&mut space);
+        let got = recvmsg(
+            conn,
+            &mut [IoSliceMut::new(&mut buf[..])],
+            &mut cmsg,
+            RecvFlags::TRUNC | RecvFlags::DONTWAIT | RecvFlags::CMSG_CLOEXEC,
+        );
+        let mut passed = None;
+        for msg in cmsg.drain() {
+            if let RecvAncillaryMessage::ScmRights(fds) = msg {
+                for fd in fds {
+                    passed.get_or_insert(fd);
+                }
+            }
+        }
+        let len = match got {
+            Ok(m) if m.bytes == 0 => return, // orderly close (an empty datagram reads the same)
+            Ok(m) => m.bytes,
             Err(Errno::AGAIN | Errno::INTR) => continue,
             Err(_) => return,
         };
@@ -655,7 +693,7 @@ fn serve_connection(conn: &OwnedFd, peer: &Peer, ctx: &ConnCtx) {
             }
             continue;
         }
-        let reply = answer(msg, len, peer, ctx);
+        let reply = answer(msg, len, peer, ctx, conn, passed);
         let mut bytes = reply.encode();
         if bytes.len() > MAX_REPLY_SIZE {
             bytes = Reply::Err(ErrorReply::new(
@@ -710,8 +748,23 @@ fn peer_of(conn: &OwnedFd) -> io::Result<Peer> {
     })
 }
 
-/// Decodes, authorizes and carries out one request.
-fn answer(buf: &[u8], real_len: usize, peer: &Peer, ctx: &ConnCtx) -> Reply {
+/// True once the peer closed `conn` or sent something (the way a client ends a stream), or the
+/// server is stopping.
+fn peer_gone(conn: &OwnedFd, stop: &AtomicBool) -> bool {
+    let mut fds = [PollFd::new(conn, PollFlags::IN | PollFlags::RDHUP)];
+    stop.load(Ordering::Relaxed)
+        || matches!(poll(&mut fds, Some(&Timespec::default())), Ok(n) if n > 0)
+}
+
+/// Decodes, authorizes and carries out one request (a streaming one into `passed`).
+fn answer(
+    buf: &[u8],
+    real_len: usize,
+    peer: &Peer,
+    ctx: &ConnCtx,
+    conn: &OwnedFd,
+    passed: Option<OwnedFd>,
+) -> Reply {
     if real_len > MAX_REQUEST_SIZE {
         return Reply::Err(ErrorReply::too_large(real_len));
     }
@@ -731,7 +784,18 @@ fn answer(buf: &[u8], real_len: usize, peer: &Peer, ctx: &ConnCtx) -> Reply {
             peer.gid
         );
     }
-    match ctx.handler.handle(&req, peer) {
+    let done = if req.is_stream() {
+        let Some(out) = passed else {
+            return Reply::Err(ErrorReply::bad_request(format!(
+                "`{req}` needs an output file descriptor passed with the request (SCM_RIGHTS)"
+            )));
+        };
+        ctx.handler
+            .handle_stream(&req, peer, out, &|| peer_gone(conn, &ctx.stop))
+    } else {
+        ctx.handler.handle(&req, peer)
+    };
+    match done {
         Ok(data) => Reply::Ok(data),
         Err(HandlerError::Failed(m)) => Reply::Err(ErrorReply::new(ErrorCode::Failed, m)),
     }
@@ -815,6 +879,7 @@ mod test {
     use crate::control::ctl::{Client, CtlError};
     use crate::control::proto::{Ports, RulesRequest};
     use crate::steer::L4Proto;
+    use rustix::net::recv;
     use serde_json::{Value, json};
     use std::sync::atomic::AtomicUsize;
     use std::time::Instant;

@@ -9,7 +9,7 @@ use crate::nic::{self, NicFacts};
 use crate::steer::Rule;
 use crate::sys;
 use crate::worker;
-use crate::xsk::XskConfig;
+use crate::xsk::{XskConfig, multibuf};
 use std::path::PathBuf;
 
 /// Bytes the kernel reserves in front of every frame in a UMEM frame (`XDP_PACKET_HEADROOM`).
@@ -20,6 +20,10 @@ pub(super) fn frame_room(xsk: &XskConfig) -> u32 {
     xsk.frame_size
         .saturating_sub(XDP_PACKET_HEADROOM + xsk.headroom)
 }
+
+/// The longest frame sluice takes: an MTU of 9216 (the usual jumbo ceiling) plus
+/// [`L2_OVERHEAD`].
+const MAX_JUMBO_FRAME: u32 = 9216 + L2_OVERHEAD;
 
 /// Ethernet header plus two VLAN tags: what a frame adds to the MTU.
 pub(super) const L2_OVERHEAD: u32 = 14 + 8;
@@ -58,7 +62,7 @@ pub(super) fn plan(cfg: &EngineConfig) -> Result<Plan, RunError> {
     } else {
         Some(Zones::load(&zone_files(&cfg.dns))?)
     };
-    let xsk = cfg.xsk.clone();
+    let mut xsk = cfg.xsk.clone();
     let rules = cfg.rules.clone();
     if let Some(name) = &cfg.user
         && nix::unistd::User::from_name(name).ok().flatten().is_none()
@@ -90,6 +94,16 @@ pub(super) fn plan(cfg: &EngineConfig) -> Result<Plan, RunError> {
     let mut n = u32::MAX;
     for iface in &cfg.ifaces {
         let (ifindex, has, mtu) = check_port(&mut nl, iface, &xsk)?;
+        if mtu + L2_OVERHEAD > frame_room(&xsk) && !xsk.multi_buffer {
+            xsk.multi_buffer = true;
+            log::info!(
+                "{iface}: MTU {mtu} frames (up to {} bytes) span several {}-byte UMEM frames: \
+                 AF_XDP multi-buffer (XDP_USE_SG) on; such frames are assembled for the app \
+                 (two copies each), shorter ones take the usual path",
+                mtu + L2_OVERHEAD,
+                xsk.frame_size
+            );
+        }
         ifindexes.push(ifindex);
         mtus.push(mtu);
         n = n.min(match cfg.queues {
@@ -215,22 +229,22 @@ fn check_port(nl: &mut Netlink, iface: &str, xsk: &XskConfig) -> Result<(u32, u3
     if !info.lower_up {
         log::warn!("{iface} has no carrier (peer down or cable out); waiting for traffic anyway");
     }
-    // A frame must fit in a UMEM frame after the kernel's 256-byte XDP headroom; a longer one
-    // would be dropped by the kernel, uncounted by sluice.
-    let room = frame_room(xsk);
+    // A frame longer than a UMEM frame (after the kernel's 256-byte XDP headroom) arrives as
+    // several descriptors (AF_XDP multi-buffer, which the caller turns on); the assembled frame
+    // must fit an assembly slot.
     let longest = info.mtu + L2_OVERHEAD;
-    if longest > room {
+    let jumbo_room =
+        (multibuf::SLOT_SIZE as u32).saturating_sub(XDP_PACKET_HEADROOM + xsk.headroom);
+    if longest > jumbo_room.min(MAX_JUMBO_FRAME) {
         return Err(ConfigError::new(
             "frame-size",
             format!(
-                "{} bytes hold frames up to {room} bytes, but {iface} has MTU {} (frames up to {longest} bytes): use --frame-size 4096{}",
-                xsk.frame_size,
+                "{iface} has MTU {} (frames up to {longest} bytes); sluice takes frames up to {} bytes (MTU {}), \
+                 longer ones in several {}-byte UMEM frames (AF_XDP multi-buffer)",
                 info.mtu,
-                if longest > 4096 - XDP_PACKET_HEADROOM {
-                    " and a smaller MTU"
-                } else {
-                    ""
-                }
+                jumbo_room.min(MAX_JUMBO_FRAME),
+                jumbo_room.min(MAX_JUMBO_FRAME) - L2_OVERHEAD,
+                xsk.frame_size,
             ),
         )
         .into());

@@ -6,6 +6,7 @@
 //! same code over AF_XDP and over memory ([`mem`]). It must never allocate, log or take a lock
 //! per packet; it counts instead (see [`stats`]).
 
+pub mod capture;
 pub mod mem;
 pub mod stats;
 mod transport;
@@ -179,6 +180,7 @@ pub fn run_loop_on<A: App>(
     if let Some(d) = cfg.ports_down.clone() {
         scratch.set_ports_down(d);
     }
+    scratch.set_capture(shared.capture().clone());
     let batch = q.batch_size();
     let ports = q.port_count();
     let mut idle_rounds = 0u32;

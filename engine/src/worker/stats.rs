@@ -10,6 +10,7 @@ use crate::batch::DropReason;
 use crate::xsk::{Census, KernelStats, MAX_PORTS};
 use crossbeam_utils::CachePadded;
 use serde_json::{Map, Value, json};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 
 macro_rules! counters {
@@ -236,6 +237,8 @@ pub struct Shared {
     counters: CachePadded<[AtomicU64; N_COUNTERS]>,
     census: CachePadded<[AtomicI64; N_CENSUS]>,
     kernel: [AtomicU64; N_KERNEL],
+    /// The worker's packet-capture tap (off unless the control plane arms it).
+    capture: Arc<super::capture::Tap>,
 }
 
 impl Default for Shared {
@@ -244,11 +247,17 @@ impl Default for Shared {
             counters: CachePadded::new(std::array::from_fn(|_| AtomicU64::new(0))),
             census: CachePadded::default(),
             kernel: Default::default(),
+            capture: Arc::default(),
         }
     }
 }
 
 impl Shared {
+    /// The worker's packet-capture tap.
+    pub fn capture(&self) -> &Arc<super::capture::Tap> {
+        &self.capture
+    }
+
     /// Publish the worker's counters (worker thread only).
     #[inline]
     pub fn publish(&self, l: &Local) {

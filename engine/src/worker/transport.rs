@@ -6,6 +6,7 @@
 //! implements it over memory so the same code can be benchmarked and unit-tested without a
 //! kernel in the way.
 
+use super::capture::{CaptureHook, Direction, Session, Tap, now_ns};
 use super::stats::Local;
 use crate::apps::App;
 use crate::batch::{Batch, DropReason, PortId, Verdict};
@@ -119,6 +120,8 @@ pub struct Scratch {
     kernel: Option<KernelPath>,
     /// Per port: its link is down (set by the engine's link supervisor).
     ports_down: Option<Arc<[AtomicBool]>>,
+    /// The packet-capture tap, when the worker has one.
+    capture: Option<CaptureHook>,
     descs: [Desc; MAX_BATCH],
     starts: [u32; MAX_BATCH],
     lens: [u32; MAX_BATCH],
@@ -135,6 +138,7 @@ impl Scratch {
         Box::new(Scratch {
             kernel: None,
             ports_down: None,
+            capture: None,
             descs: [Desc::default(); MAX_BATCH],
             starts: [0; MAX_BATCH],
             lens: [0; MAX_BATCH],
@@ -159,6 +163,12 @@ impl Scratch {
     /// port, if the routes allow). Only with a kernel path.
     pub fn set_ports_down(&mut self, down: Arc<[AtomicBool]>) {
         self.ports_down = Some(down);
+    }
+
+    /// Copy frames into `tap`'s ring while a capture is armed on it (see
+    /// [`super::capture`]); costs one relaxed load per batch while none is.
+    pub fn set_capture(&mut self, tap: Arc<Tap>) {
+        self.capture = Some(CaptureHook::new(tap));
     }
 }
 
@@ -197,6 +207,7 @@ pub fn step<T: Transport, A: App + ?Sized>(
     let k = Exceptions {
         kernel: s.kernel.as_ref(),
         down: s.ports_down.as_deref(),
+        capture: s.capture.as_mut().and_then(CaptureHook::active),
     };
     c.bad_desc += u64::from(match n {
         0..=32 => lend_and_process::<_, _, 32>(t, ingress, app, descs, room, verdicts, k),
@@ -299,11 +310,12 @@ fn send<T: Transport>(
     unsent.len()
 }
 
-/// What [`step`] does with frames it cannot send itself.
-#[derive(Clone, Copy)]
+/// What [`step`] does with frames it cannot send itself, and the capture session to copy
+/// frames into, if one is armed.
 struct Exceptions<'a> {
     kernel: Option<&'a KernelPath>,
     down: Option<&'a [AtomicBool]>,
+    capture: Option<&'a mut Session>,
 }
 
 impl Exceptions<'_> {
@@ -326,7 +338,7 @@ fn lend_and_process<T: Transport, A: App + ?Sized, const N: usize>(
     descs: &mut [Desc],
     (starts, lens): (&mut [u32], &mut [u32]),
     verdicts: &mut [Verdict],
-    ex: Exceptions<'_>,
+    mut ex: Exceptions<'_>,
 ) -> u32 {
     let n = descs.len();
     let mut frames: [&mut [u8]; N] = std::array::from_fn(|_| <&mut [u8]>::default());
@@ -338,7 +350,17 @@ fn lend_and_process<T: Transport, A: App + ?Sized, const N: usize>(
         d.addr -= u64::from(st);
     }
     let mut batch = Batch::with_room(&mut frames[..n], starts, lens, verdicts, ingress);
+    let ts = ex.capture.as_ref().map(|_| now_ns());
+    if let (Some(cap), Some(ts)) = (ex.capture.as_deref_mut(), ts) {
+        for i in 0..n {
+            cap.record(ts, ingress.0, Direction::Rx, batch.frame(i));
+        }
+    }
     app.process(&mut batch);
+    if let (Some(cap), Some(ts)) = (ex.capture.as_deref_mut(), ts) {
+        capture_tx(cap, ts, &batch, ingress);
+        cap.publish();
+    }
     // The exception path, while the frames are still lent (only with a kernel path: without
     // one, `step` counts Kernel verdicts as drops and the common case pays no extra loop).
     if let Some(kernel) = ex.kernel {
@@ -361,6 +383,23 @@ fn lend_and_process<T: Transport, A: App + ?Sized, const N: usize>(
         }
     }
     bad
+}
+
+/// Copy the frames `batch`'s app queued for transmit into the capture (cold: only while a
+/// capture that wants them is armed).
+#[cold]
+fn capture_tx(cap: &mut Session, ts: u64, batch: &Batch<'_, '_>, ingress: PortId) {
+    if !cap.wants_tx() {
+        return;
+    }
+    for i in 0..batch.len() {
+        let port = match batch.verdict(i) {
+            Verdict::Tx => ingress.0,
+            Verdict::TxOn(p) => p.0,
+            _ => continue,
+        };
+        cap.record(ts, port, Direction::Tx, batch.frame(i));
+    }
 }
 
 #[cfg(test)]

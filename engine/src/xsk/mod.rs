@@ -26,6 +26,7 @@
 //!   decides what a frame that found no room becomes.
 #![allow(unsafe_code)]
 
+pub mod multibuf;
 mod ring;
 mod umem;
 
@@ -58,6 +59,9 @@ pub struct Kick {
     /// not fatal, the frames stay queued for the next kick.
     pub errors: u32,
 }
+
+/// Bytes the kernel leaves in front of a received frame in copy mode (`XDP_PACKET_HEADROOM`).
+const XDP_PACKET_HEADROOM: u32 = 256;
 
 /// Largest batch the worker may ask for; sizes the fixed scratch arrays so the hot loop never
 /// allocates. 256 is well above the useful range (throughput flattens out past 64 in copy mode,
@@ -146,6 +150,10 @@ pub struct XskConfig {
     pub headroom: u32,
     /// Prefetch the first cache line of every frame of a batch before the app runs.
     pub prefetch: bool,
+    /// AF_XDP multi-buffer (`XDP_USE_SG`, Linux 6.6+): frames longer than one UMEM frame
+    /// arrive as several descriptors, which the queue assembles into one frame for the app
+    /// (see [`multibuf`]). Needed for MTUs whose frames exceed `frame_size` less the headroom.
+    pub multi_buffer: bool,
 }
 
 /// Settings of preferred busy polling.
@@ -177,6 +185,7 @@ impl Default for XskConfig {
             napi_busy_poll: None,
             headroom: 0,
             prefetch: false,
+            multi_buffer: false,
         }
     }
 }
@@ -371,6 +380,12 @@ pub struct XskQueue {
     frame_mask: u64,
     /// Frames the worker holds that are in no ring (the fill rings had no room).
     stash: Vec<u64>,
+    /// Multi-buffer packets in assembly and assembled (with [`XskConfig::multi_buffer`]).
+    jumbo: Option<Box<multibuf::Assembler>>,
+    /// The port whose RX ring the assembler last took a fragment from.
+    jumbo_port: usize,
+    /// Scratch for multi-buffer transmits: the TX descriptors of a batch.
+    txbuf: Vec<RawDesc>,
     area: UmemArea,
 }
 
@@ -500,6 +515,18 @@ impl XskQueue {
             cfg: cfg.clone(),
             frame_mask: !(u64::from(cfg.frame_size) - 1),
             stash: Vec::with_capacity(cfg.frame_count as usize),
+            jumbo: cfg.multi_buffer.then(|| {
+                Box::new(multibuf::Assembler::new(
+                    area_len as u64,
+                    XDP_PACKET_HEADROOM + cfg.headroom,
+                ))
+            }),
+            txbuf: Vec::with_capacity(if cfg.multi_buffer {
+                MAX_BATCH * multibuf::MAX_FRAGS
+            } else {
+                0
+            }),
+            jumbo_port: 0,
             area,
         };
         // Every frame starts in the worker's stash and is spread over the fill rings; what does
@@ -570,7 +597,14 @@ impl XskQueue {
             None => rustix::net::bind(
                 &sock,
                 &SocketAddrXdp::new(
-                    mode | SocketAddrXdpFlags::XDP_USE_NEED_WAKEUP,
+                    // The kernel makes multi-buffer a property of the UMEM: the other ports'
+                    // sockets (XDP_SHARED_UMEM) inherit it and may not ask for it themselves.
+                    mode | SocketAddrXdpFlags::XDP_USE_NEED_WAKEUP
+                        | if cfg.multi_buffer {
+                            SocketAddrXdpFlags::XDP_USE_SG
+                        } else {
+                            SocketAddrXdpFlags::empty()
+                        },
                     ifindex,
                     queue,
                 ),
@@ -590,6 +624,14 @@ impl XskQueue {
                     iface: iface.to_string(),
                     queue,
                     source,
+                },
+                Some(libc::EINVAL) if cfg.multi_buffer && shared.is_none() => XskError::Config {
+                    field: "multi_buffer",
+                    reason: format!(
+                        "{iface} refused AF_XDP multi-buffer (XDP_USE_SG needs Linux 6.6+), which \
+                         frames longer than a {}-byte UMEM frame need: lower the MTU",
+                        cfg.frame_size
+                    ),
                 },
                 Some(libc::EOPNOTSUPP) if mode == SocketAddrXdpFlags::XDP_ZEROCOPY => {
                     XskError::ZeroCopyUnsupported {
@@ -695,6 +737,18 @@ impl XskQueue {
             cfg: cfg.clone(),
             frame_mask: !(u64::from(cfg.frame_size) - 1),
             stash: Vec::with_capacity(cfg.frame_count as usize),
+            jumbo: cfg.multi_buffer.then(|| {
+                Box::new(multibuf::Assembler::new(
+                    area_len as u64,
+                    XDP_PACKET_HEADROOM + cfg.headroom,
+                ))
+            }),
+            txbuf: Vec::with_capacity(if cfg.multi_buffer {
+                MAX_BATCH * multibuf::MAX_FRAGS
+            } else {
+                0
+            }),
+            jumbo_port: 0,
             area,
         })
     }
@@ -713,6 +767,7 @@ impl XskQueue {
     /// frame lent out), after which the caller must not touch the rings again unless the
     /// hand-over fails.
     pub fn handover_state(&mut self) -> QueueState {
+        self.abandon_partial();
         self.reclaim();
         self.refill();
         QueueState {
@@ -720,6 +775,31 @@ impl XskQueue {
             stash: self.stash.clone(),
             tx_outstanding: self.ports.iter().map(|p| p.tx_outstanding).collect(),
         }
+    }
+
+    /// A multi-buffer packet the last batch ended inside of: its frames so far, and those of its
+    /// fragments still in the RX ring (the kernel publishes a packet's descriptors together),
+    /// go to the stash, so the successor neither loses them nor starts on a packet's tail.
+    fn abandon_partial(&mut self) {
+        let Some(j) = self.jumbo.as_deref_mut() else {
+            return;
+        };
+        if !j.in_packet() {
+            return;
+        }
+        j.abandon(&mut self.stash);
+        let rx = &mut self.ports[self.jumbo_port].rx;
+        let avail = rx.available(u32::MAX);
+        let mut n = 0;
+        while n < avail {
+            let d = rx.read_desc(n);
+            n += 1;
+            self.stash.push(d.addr & self.frame_mask);
+            if d.options & multibuf::XDP_PKT_CONTD == 0 {
+                break;
+            }
+        }
+        rx.release(n);
     }
 
     /// Take on a predecessor's [`QueueState`] (after [`XskQueue::adopt`]); refuses one that
@@ -885,17 +965,52 @@ impl XskQueue {
     /// [`Self::transmit`] or [`Self::recycle`].
     #[inline]
     pub fn receive(&mut self, port: usize, descs: &mut [Desc]) -> usize {
+        let stashed = self.stash.len();
         let rx = &mut self.ports[port].rx;
-        let n = rx.available(descs.len() as u32);
-        for (i, d) in descs[..n as usize].iter_mut().enumerate() {
-            let r = rx.read_desc(i as u32);
-            *d = Desc {
-                addr: r.addr,
-                len: r.len,
+        // At most descs.len() ring entries are consumed; fragments of a multi-buffer packet
+        // take entries without filling a slot of `descs`, so `n` never passes it.
+        let avail = rx.available(descs.len() as u32);
+        let mut n = 0;
+        for i in 0..avail {
+            let d = rx.read_desc(i);
+            if let Some(j) = self.jumbo.as_deref_mut()
+                && (d.options & multibuf::XDP_PKT_CONTD != 0 || j.in_packet())
+            {
+                // A fragment of a multi-buffer packet: assembled (see `multibuf`).
+                let chunk = d.addr & self.frame_mask;
+                let fits = chunk + u64::from(self.cfg.frame_size) <= self.area.len() as u64
+                    && d.addr + u64::from(d.len) <= chunk + u64::from(self.cfg.frame_size);
+                let bytes: &[u8] = if fits {
+                    // SAFETY: the kernel handed this descriptor's bytes to user space, and
+                    // they lie inside one UMEM frame of the mapping (checked above); nothing
+                    // writes them while this shared borrow lives.
+                    unsafe {
+                        std::slice::from_raw_parts(
+                            self.area.base().add(d.addr as usize),
+                            d.len as usize,
+                        )
+                    }
+                } else {
+                    &[]
+                };
+                self.jumbo_port = port;
+                if let Some(whole) = j.push(chunk, bytes, d.options, &mut self.stash) {
+                    descs[n] = whole;
+                    n += 1;
+                }
+                continue;
+            }
+            descs[n] = Desc {
+                addr: d.addr,
+                len: d.len,
             };
+            n += 1;
         }
-        rx.release(n);
-        let n = n as usize;
+        rx.release(avail);
+        if self.stash.len() > stashed {
+            // Frames of a multi-buffer packet thrown away: back to the fill rings.
+            self.refill();
+        }
         if self.cfg.prefetch {
             for d in &descs[..n] {
                 if d.addr < self.area.len() as u64 {
@@ -925,7 +1040,33 @@ impl XskQueue {
         let area_len = self.area.len() as u64;
         let fsz = u64::from(self.cfg.frame_size);
         let mut bad = 0;
+        let (slots, jumbo) = match self.jumbo.as_deref_mut() {
+            Some(j) => (j.slots_ptr(), Some(&*j)),
+            None => (std::ptr::null_mut(), None),
+        };
         for ((d, slot), start) in descs.iter_mut().zip(out.iter_mut()).zip(starts.iter_mut()) {
+            if let Some(j) = jumbo
+                && j.owns(d.addr)
+            {
+                let Some((s, off)) = j.slot_of(d) else {
+                    d.len = 0;
+                    *slot = <&mut [u8]>::default();
+                    *start = 0;
+                    bad += 1;
+                    continue;
+                };
+                // SAFETY: slot `s` lies inside the assembler's buffer (slot_of checked it is
+                // one it handed out); each assembled descriptor names its own slot, so the
+                // slices of one batch are disjoint, and they borrow `self` mutably for 'a.
+                *slot = unsafe {
+                    std::slice::from_raw_parts_mut(
+                        slots.add(s * multibuf::SLOT_SIZE),
+                        multibuf::SLOT_SIZE,
+                    )
+                };
+                *start = off as u32;
+                continue;
+            }
             let chunk = d.addr & self.frame_mask;
             let chunk_end = chunk + fsz;
             if chunk_end > area_len || d.addr + u64::from(d.len) > chunk_end {
@@ -952,6 +1093,11 @@ impl XskQueue {
     /// are still the caller's.
     #[inline]
     pub fn transmit(&mut self, port: usize, descs: &[Desc]) -> (usize, Kick) {
+        if let Some(j) = self.jumbo.as_deref()
+            && descs.iter().any(|d| j.owns(d.addr))
+        {
+            return self.transmit_multi(port, descs);
+        }
         let ring = &mut self.ports[port];
         let n = ring.tx.free(descs.len() as u32);
         for (i, d) in descs[..n as usize].iter().enumerate() {
@@ -975,11 +1121,108 @@ impl XskQueue {
         (queued, kick)
     }
 
+    /// [`Self::transmit`] for a batch with assembled multi-buffer frames: each is copied back
+    /// into its packet's UMEM frames and queued as one packet (all its descriptors or none).
+    /// A frame that grew past its UMEM frames ends the prefix queued, like a full ring.
+    #[cold]
+    fn transmit_multi(&mut self, port: usize, descs: &[Desc]) -> (usize, Kick) {
+        let base = self.area.base();
+        let fsz = self.cfg.frame_size as usize;
+        let Some(j) = self.jumbo.as_deref_mut() else {
+            return (0, Kick::default());
+        };
+        let ring = &mut self.ports[port];
+        let mut queued = 0usize;
+        let mut nd = 0u32;
+        for d in descs {
+            self.txbuf.clear();
+            if let Some((s, off)) = j.slot_of(d) {
+                // Room for the whole packet first, all its descriptors or none: `free` looks
+                // at the kernel's consumer head whenever the cached one shows too little, so a
+                // shortfall here is real.
+                let need = (d.len as usize).div_ceil(fsz).max(1) as u32;
+                if ring.tx.free(need) < need {
+                    break;
+                }
+                let mut spare = Vec::new();
+                let split = j.split(
+                    (s, off),
+                    d.len as usize,
+                    fsz,
+                    &mut self.txbuf,
+                    &mut spare,
+                    |chunk, bytes| {
+                        // SAFETY: `chunk` is one of this packet's UMEM frames, held by the
+                        // worker (not in any ring), and `bytes` fits in it (split cuts the
+                        // frame into pieces of at most `fsz`); the source is the assembler's
+                        // slot, which does not overlap the UMEM mapping.
+                        unsafe {
+                            std::ptr::copy_nonoverlapping(
+                                bytes.as_ptr(),
+                                base.add(chunk as usize),
+                                bytes.len(),
+                            )
+                        }
+                    },
+                );
+                if !split {
+                    break;
+                }
+                self.stash.extend_from_slice(&spare);
+                // split yields at most `need` descriptors (one per `fsz` piece), all granted.
+                for (i, r) in self.txbuf.iter().enumerate() {
+                    ring.tx.write_desc(i as u32, *r);
+                }
+                let k = self.txbuf.len() as u32;
+                ring.tx.submit(k);
+                nd += k;
+            } else {
+                if ring.tx.free(1) == 0 {
+                    break;
+                }
+                ring.tx.write_desc(
+                    0,
+                    RawDesc {
+                        addr: d.addr,
+                        len: d.len,
+                        options: 0,
+                    },
+                );
+                ring.tx.submit(1);
+                nd += 1;
+            }
+            queued += 1;
+        }
+        ring.tx_outstanding += nd;
+        let kick = if queued > 0 {
+            self.kick_tx_if_needed(port)
+        } else {
+            Kick::default()
+        };
+        (queued, kick)
+    }
+
     /// Give frames back to the kernel through the fill rings (the emptiest first). Those that
     /// find no room wait in the stash (moved on by [`Self::refill`]); returns how many had to
     /// wait.
     #[inline]
     pub fn recycle(&mut self, descs: &[Desc]) -> u32 {
+        if let Some(j) = self.jumbo.as_deref_mut()
+            && descs.iter().any(|d| j.owns(d.addr))
+        {
+            // Assembled frames: their packets' UMEM frames go back, through the stash.
+            let before = self.stash.len();
+            for d in descs {
+                match j.slot_of(d) {
+                    Some((s, _)) => j.release(s, &mut self.stash),
+                    None if j.owns(d.addr) => {}
+                    None => self.stash.push(d.addr & self.frame_mask),
+                }
+            }
+            let _ = before;
+            self.refill();
+            return self.stash.len() as u32;
+        }
         let mask = self.frame_mask;
         let mut placed = 0;
         let mut tries = 2 * self.ports.len();
@@ -1096,7 +1339,7 @@ impl XskQueue {
         let rx = sum(|p| p.rx.pending());
         let tx = sum(|p| p.tx.pending());
         let completion = sum(|p| p.comp.pending());
-        let worker = self.stash.len() as u64;
+        let worker = self.stash.len() as u64 + self.jumbo.as_ref().map_or(0, |j| j.held());
         let seen = fill + rx + worker + tx + completion;
         Census {
             total,
