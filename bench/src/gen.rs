@@ -472,6 +472,97 @@ fn head_copy_len(frame_len: usize) -> usize {
         .unwrap_or(0)
 }
 
+/// Prebuilt frames the generator sends in turn, one frame per `bpf()` call: for traffic a
+/// single [`Template`] cannot express, such as DNS queries for many names.
+///
+/// Each frame is sent exactly as given (Ethernet to the end of the IP packet, checksums
+/// filled in by the caller), followed by [`FrameSet::PAD`] bytes of Ethernet padding: `gen_tx`
+/// writes its per-frame fields (flow's source port, 16-byte stamp, L4 checksum) into that
+/// padding, where every receiver ignores them (they lie past the IP total length), so the
+/// packet itself leaves untouched and its checksums stay valid. The price of leaving the
+/// program unchanged: all frames of one call are the same packet, so rotation is per call, not
+/// per frame (cap the call size with `frames_per_call` in [`Generator::run_set`]); and a frame
+/// must end within the bytes `gen_tx` restores from its config (at most
+/// [`FrameSet::MAX_PACKET_LEN`] bytes, e.g. Ethernet + IPv4 + UDP + a 38-byte message).
+#[derive(Clone, Debug)]
+pub struct FrameSet {
+    /// Each padded frame with the config that sends it unchanged.
+    frames: Vec<(Vec<u8>, GenConfig)>,
+}
+
+impl FrameSet {
+    /// Padding added behind each frame: the 16-byte stamp, over which the source port (before
+    /// it) and the checksum (after it) also land.
+    pub const PAD: usize = payload::LEN;
+    /// Longest packet a set takes (Ethernet header included, padding not): `gen_tx` restores at
+    /// most [`obj::GEN_HEAD_LEN`] bytes and needs its stamp to start within them.
+    pub const MAX_PACKET_LEN: usize = obj::GEN_HEAD_LEN;
+
+    /// A set of `packets`, each a complete frame without FCS. Fails if the set is empty or a
+    /// frame is longer than [`FrameSet::MAX_PACKET_LEN`] or, padded, shorter than
+    /// [`MIN_FRAME_LEN`] would allow.
+    pub fn new(packets: impl IntoIterator<Item = Vec<u8>>) -> Result<FrameSet, GenError> {
+        let mut frames = Vec::new();
+        for (i, mut frame) in packets.into_iter().enumerate() {
+            if frame.len() > Self::MAX_PACKET_LEN {
+                return Err(Template::invalid(format!(
+                    "frame {i} of the set is {} bytes; at most {} fit before the generator's \
+                     per-frame writes",
+                    frame.len(),
+                    Self::MAX_PACKET_LEN
+                )));
+            }
+            // Even, so the stamp's words sit on 16-bit boundaries as the program expects;
+            // then the padding, and Ethernet's minimum length.
+            frame.resize(frame.len().next_multiple_of(2), 0);
+            let stamp_off = frame.len();
+            frame.resize((stamp_off + Self::PAD).max(MIN_FRAME_LEN), 0);
+            if stamp_off > head_copy_len(frame.len()) {
+                return Err(Template::invalid(format!(
+                    "frame {i} of the set: its stamp at byte {stamp_off} lies beyond the {} bytes \
+                     the generator restores",
+                    head_copy_len(frame.len())
+                )));
+            }
+            let mut config = GenConfig {
+                base_sum: 0,
+                flows: 1,
+                base_sport: 0,
+                // The port first, then the stamp over it, then the checksum over the stamp's
+                // last word: all of it padding.
+                sport_off: stamp_off as u16,
+                csum_off: (stamp_off + Self::PAD - 2) as u16,
+                stamp_off: stamp_off as u16,
+                flags: 0,
+                ifindex: 0,
+                head: [0; obj::GEN_HEAD_LEN],
+            };
+            let n = frame.len().min(obj::GEN_HEAD_LEN);
+            config.head[..n].copy_from_slice(&frame[..n]);
+            frames.push((frame, config));
+        }
+        if frames.is_empty() {
+            return Err(Template::invalid("a frame set needs at least one frame"));
+        }
+        Ok(FrameSet { frames })
+    }
+
+    /// Number of frames.
+    pub fn len(&self) -> usize {
+        self.frames.len()
+    }
+
+    /// Always false: a set has at least one frame.
+    pub fn is_empty(&self) -> bool {
+        self.frames.is_empty()
+    }
+
+    /// Frame `i` as it goes on the wire, padding included.
+    pub fn frame(&self, i: usize) -> &[u8] {
+        &self.frames[i].0
+    }
+}
+
 // ---- the generator ------------------------------------------------------------------------
 
 /// How fast to send.
@@ -517,7 +608,8 @@ pub struct GenReport {
     pub first_seq: u64,
     /// Sequence number of the last frame (`first_seq + sent - 1`); meaningless if `sent == 0`.
     pub last_seq: u64,
-    /// Frame length without FCS (the template's effective length).
+    /// Frame length without FCS (the template's effective length; for a [`FrameSet`], its
+    /// longest frame, padding included).
     pub frame_len: usize,
     /// The rate asked for.
     pub rate: Rate,
@@ -775,8 +867,64 @@ impl Generator {
         template: &Template,
         rate: Rate,
         duration: Duration,
+        progress: impl FnMut(&GenProgress),
+    ) -> Result<GenReport, GenError> {
+        let built = template.build()?;
+        self.run_frames(
+            std::slice::from_ref(&built),
+            MAX_CHUNK,
+            rate,
+            duration,
+            progress,
+        )
+    }
+
+    /// As [`Generator::run`], sending the frames of `set` in turn, one per `bpf()` call of at
+    /// most `frames_per_call` frames (`1..=2^20`, clamped): frame `k` goes out
+    /// `frames_per_call` times (fewer at low fixed rates, whose calls are a millisecond's
+    /// worth), then frame `k + 1`, round and round. Every frame is sent as it stands (see
+    /// [`FrameSet`]). Smaller calls mix the frames more finely and cost more per frame (each
+    /// call sets up its own page pool and rewrites the program's config).
+    pub fn run_set(
+        &mut self,
+        set: &FrameSet,
+        frames_per_call: u32,
+        rate: Rate,
+        duration: Duration,
+        progress: impl FnMut(&GenProgress),
+    ) -> Result<GenReport, GenError> {
+        let per_call = frames_per_call.clamp(1, MAX_CHUNK);
+        self.run_frames(&set.frames, per_call, rate, duration, progress)
+    }
+
+    fn write_config(&mut self, mut config: GenConfig) -> Result<(), GenError> {
+        config.ifindex = self.ifindex;
+        let iface = self.iface.clone();
+        self.config
+            .set(0, config.to_bytes(), 0)
+            .map_err(|source| GenError::Map {
+                iface,
+                map: obj::GEN_CONFIG_MAP,
+                op: "writing the generator config",
+                source: Box::new(source),
+            })
+    }
+
+    /// The run loop of [`Generator::run`] and [`Generator::run_set`]: `frames` in turn, one
+    /// per call of at most `per_call` frames (a single frame's config is written once).
+    fn run_frames(
+        &mut self,
+        frames: &[(Vec<u8>, GenConfig)],
+        per_call: u32,
+        rate: Rate,
+        duration: Duration,
         mut progress: impl FnMut(&GenProgress),
     ) -> Result<GenReport, GenError> {
+        if frames.is_empty() {
+            return Err(GenError::InvalidRun {
+                reason: "no frames to send".into(),
+            });
+        }
         if duration.is_zero() {
             return Err(GenError::InvalidRun {
                 reason: "duration is zero".into(),
@@ -787,23 +935,20 @@ impl Generator {
                 reason: "rate is 0 pps".into(),
             });
         }
-        let (frame, mut config) = template.build()?;
-        config.ifindex = self.ifindex;
         let iface = self.iface.clone();
-        self.config
-            .set(0, config.to_bytes(), 0)
-            .map_err(|source| GenError::Map {
-                iface: iface.clone(),
-                map: obj::GEN_CONFIG_MAP,
-                op: "writing the generator config",
-                source: Box::new(source),
-            })?;
+        self.write_config(frames[0].1)?;
         let first_seq = self.next_seq()?;
         let frames0 = self.counter(counter::GEN_FRAMES)?;
         let bad0 = self.counter(counter::GEN_BAD)?;
-        let ctx = xdp_md(frame.len(), self.ifindex, 0);
+        let ctxs: Vec<[u8; 24]> = frames
+            .iter()
+            .map(|(f, _)| xdp_md(f.len(), self.ifindex, 0))
+            .collect();
+        let frame_len = frames.iter().map(|(f, _)| f.len()).max().unwrap_or(0);
         let batch = self.batch;
-        let max_call = self.max_call;
+        let max_call = self.max_call.min(per_call);
+        // Which frame the next call sends (only moves with more than one).
+        let mut next_frame = 0usize;
 
         let offered = match rate {
             Rate::Max => None,
@@ -868,10 +1013,15 @@ impl Generator {
                 _ => chunk.min(max_call),
             };
 
+            let k = next_frame;
+            if frames.len() > 1 {
+                self.write_config(frames[k].1)?;
+                next_frame = (k + 1) % frames.len();
+            }
             let call_start = Instant::now();
             let opts = TestRunOptions {
-                data_in: Some(&frame),
-                ctx_in: Some(&ctx),
+                data_in: Some(&frames[k].0),
+                ctx_in: Some(&ctxs[k]),
                 repeat: n,
                 attrs: TestRunAttrs::new().xdp_live_frames(batch),
                 ..TestRunOptions::new()
@@ -911,7 +1061,7 @@ impl Generator {
             elapsed,
             first_seq,
             last_seq: first_seq.wrapping_add(sent).wrapping_sub(1),
-            frame_len: frame.len(),
+            frame_len,
             rate,
             achieved_pps: sent as f64 / elapsed.as_secs_f64(),
             program_frames,
@@ -1453,6 +1603,119 @@ mod test {
                 "ipv6 = {ipv6}"
             );
             check_frame(&frame);
+        }
+    }
+
+    /// A set's frames survive the program's per-frame writes: the model of `gen_tx` run over
+    /// each padded frame leaves the packet (everything before the padding) byte for byte as
+    /// given, whatever the sequence number and timestamp.
+    #[test]
+    fn frame_set_packets_survive_the_program() {
+        let packets: Vec<Vec<u8>> = [42usize, 59, 60, 61, 64, 77, 80]
+            .iter()
+            .map(|&n| (0..n).map(|i| (i as u8).wrapping_mul(31) ^ 0x5a).collect())
+            .collect();
+        let set = FrameSet::new(packets.clone()).unwrap();
+        assert_eq!(set.len(), packets.len());
+        let mut rng = Rng(7);
+        for (i, p) in packets.iter().enumerate() {
+            let (frame, cfg) = &set.frames[i];
+            assert!(frame.len() >= MIN_FRAME_LEN && frame.len() >= p.len() + FrameSet::PAD);
+            assert_eq!(&frame[..p.len()], &p[..]);
+            for _ in 0..20 {
+                let mut f = frame.clone();
+                program_model(&mut f, cfg, rng.next(), rng.next());
+                assert_eq!(&f[..p.len()], &p[..], "packet {i} of {} bytes", p.len());
+            }
+        }
+        // Too long, and empty.
+        assert!(FrameSet::new([vec![0u8; FrameSet::MAX_PACKET_LEN + 1]]).is_err());
+        assert!(FrameSet::new(Vec::<Vec<u8>>::new()).is_err());
+    }
+
+    /// `run_set` on a veth pair: the packets arrive as given, padded, in turn, each
+    /// `PER_CALL` times in a row, and a fixed rate sends exactly what it was asked to.
+    #[test]
+    fn frame_set_live() {
+        if !require_root("frame_set_live") {
+            return;
+        }
+        const PER_CALL: u32 = 3;
+        const PPS: u64 = 2_000;
+        const FRAMES: u64 = 600;
+        let _serial = one_at_a_time();
+        let bed = TestBed::pair(Default::default()).unwrap();
+        let (eng, peer) = (bed.engine(), bed.peer());
+        let _pass = eng
+            .ns()
+            .run(|| attach_pass_all(eng.iface()))
+            .unwrap()
+            .unwrap();
+        let sock = PacketSocket::open(eng.ns(), eng.iface()).unwrap();
+        // Three UDP packets of different lengths, built by the template code (valid checksums),
+        // cut to their IP length.
+        let packets: Vec<Vec<u8>> = (0..3u16)
+            .map(|k| {
+                let mut t = Template::udp4(
+                    peer.mac().octets(),
+                    eng.mac().octets(),
+                    peer.ipv4().into(),
+                    eng.ipv4().into(),
+                    9000 + k,
+                );
+                t.base_sport = 41_000 + k;
+                t.build().unwrap().0
+            })
+            .collect();
+        let set = FrameSet::new(packets.clone()).unwrap();
+        let src = peer.mac().octets();
+        // Our IPv4/UDP frames (not the kernel's own IPv6 neighbour discovery from that MAC).
+        let lens: Vec<usize> = (0..set.len()).map(|j| set.frame(j).len()).collect();
+        let ours = |f: &[u8]| {
+            lens.contains(&f.len()) && f[6..12] == src && f[12..14] == [0x08, 0x00] && f[23] == 17
+        };
+        let (report, frames) = std::thread::scope(|s| {
+            let capture = s.spawn(|| {
+                sock.collect_incoming(Duration::from_secs(10), FRAMES as usize, ours)
+                    .unwrap()
+            });
+            let report = peer
+                .ns()
+                .run(|| {
+                    let mut g = Generator::load(peer.iface())?;
+                    g.run_set(
+                        &set,
+                        PER_CALL,
+                        Rate::Pps(PPS),
+                        Duration::from_secs_f64(FRAMES as f64 / PPS as f64),
+                        |_| {},
+                    )
+                })
+                .unwrap()
+                .unwrap();
+            (report, capture.join().unwrap())
+        });
+        assert_eq!(report.sent, FRAMES);
+        assert_eq!(report.bad_frames, 0);
+        assert_eq!(frames.len() as u64, FRAMES);
+        // Runs of PER_CALL copies (fewer only if a paced call is shorter), in set order.
+        let mut k = 0usize;
+        let mut run = 0u32;
+        for (i, f) in frames.iter().enumerate() {
+            // The padding carries the program's per-frame writes; the packet must be intact.
+            let which = (0..set.len())
+                .find(|&j| f.len() == set.frame(j).len() && f[..packets[j].len()] == packets[j][..])
+                .unwrap_or_else(|| panic!("frame {i} is none of the set's"));
+            if which != k {
+                assert_eq!(which, (k + 1) % set.len(), "frame {i}: out of turn");
+                assert!(run <= PER_CALL);
+                k = which;
+                run = 0;
+            }
+            run += 1;
+            assert!(run <= PER_CALL, "frame {i}: more than {PER_CALL} in a row");
+            // The packet itself is intact: its checksums verify.
+            check_frame(&f[..packets[which].len()]);
         }
     }
 

@@ -4,6 +4,7 @@
 //! multi-Mpps XDP live-frames generator, receivers and baselines come with the benchmarks.
 #![deny(unsafe_code)]
 
+pub mod dns;
 pub mod dut;
 pub mod echo;
 pub mod r#gen; // `gen` is a reserved keyword in edition 2024

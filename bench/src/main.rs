@@ -6,8 +6,10 @@
 //! alternating rounds (A B C A B C …), and the report gives medians and ratios of medians. The
 //! `pipeline` scenario needs none of that (it runs the worker's step over memory), so a session
 //! of only `pipeline` builds no test bed. The `forward` and `lb` scenarios build their own
-//! client — router — server bed (see `forward.rs`).
+//! client — router — server bed (see `forward.rs`), the `dns` scenario a client — server DNS
+//! bed (see `dnsbench.rs`).
 
+mod dnsbench;
 mod forward;
 mod scenarios;
 
@@ -91,6 +93,24 @@ pub struct BenchArgs {
     /// lower it where the machine cannot reflect that much without loss to begin with).
     #[arg(long, default_value_t = 300_000)]
     pub upgrade_pps: u64,
+    /// For `--scenario dns`: copies of one query frame per generator call (the generator sends
+    /// its prebuilt queries in turn, one frame per call). Each call sets up a page pool: at 64
+    /// the generator offered under 1 Mqps, about what sluice answers; at 1024, 2–3.5 Mqps.
+    #[arg(long, default_value_t = 1024)]
+    pub dns_frames_per_call: u32,
+    /// For `--scenario dns`: seconds of each dnsperf latency run.
+    #[arg(long, default_value_t = 10)]
+    pub dns_latency_secs: u64,
+    /// For `--scenario dns`: after the rounds, `perf record` the server core while each
+    /// server runs at its best load of the last round; the top symbols go to
+    /// `<out>/dns-profile-<server>.txt`.
+    #[arg(long)]
+    pub dns_profile: bool,
+    /// For `--scenario dns`: before each measurement wait until both cores are ≥ 90% idle,
+    /// but at most this many seconds (then measure anyway; the report counts those). 0 turns
+    /// the gate off.
+    #[arg(long, default_value_t = 180)]
+    pub quiet_wait: u64,
 }
 
 /// Which scenario.
@@ -121,6 +141,9 @@ pub enum ScenarioKind {
     /// rtt: one-in-flight UDP round trips (64 and 1472 B) against sluice reflect (default and
     /// --busy-poll), dpdk-testpmd 5tswap and the kernel echo; then the same at 100/1k/10k pps.
     Rtt,
+    /// dns: DNS queries answered per second by sluice --app dns vs NSD vs Knot (one core each),
+    /// then dnsperf latency percentiles at 10% load (its own client — server bed).
+    Dns,
     /// Everything above.
     All,
 }
@@ -188,16 +211,17 @@ fn run_bench(a: BenchArgs) -> Result<()> {
             ScenarioKind::Upgrade,
             ScenarioKind::Forward,
             ScenarioKind::Lb,
+            ScenarioKind::Dns,
         ],
         k => vec![k],
     };
     // Only scenarios with traffic need the sluice binary; those on the veth pair share one
-    // bed (namespaces, generator, hugepages for testpmd), and `forward` and `lb` each build
+    // bed (namespaces, generator, hugepages for testpmd), and `forward`, `lb` and `dns` each build
     // their own client — router — server bed when they run.
     let on_pair = |k: &ScenarioKind| {
         !matches!(
             k,
-            ScenarioKind::Pipeline | ScenarioKind::Forward | ScenarioKind::Lb
+            ScenarioKind::Pipeline | ScenarioKind::Forward | ScenarioKind::Lb | ScenarioKind::Dns
         )
     };
     if kinds.iter().any(|k| *k != ScenarioKind::Pipeline) && !a.sluice.exists() {
@@ -217,6 +241,21 @@ fn run_bench(a: BenchArgs) -> Result<()> {
         println!("==> scenario {k:?}");
         if let (ScenarioKind::Rtt, Some(s)) = (k, session.as_mut()) {
             for sc in s.rtt().context("scenario Rtt")? {
+                println!("{}", sc.markdown());
+                done.push(sc);
+            }
+            continue;
+        }
+        if k == ScenarioKind::Dns {
+            let scs = dnsbench::DnsBench::new(&a, secs)
+                .context("setting up the DNS bed")
+                .and_then(|mut d| {
+                    let scs = d.scenarios();
+                    router_header = Some(d.header());
+                    scs
+                })
+                .context("scenario Dns")?;
+            for sc in scs {
                 println!("{}", sc.markdown());
                 done.push(sc);
             }
@@ -249,8 +288,8 @@ fn run_bench(a: BenchArgs) -> Result<()> {
             (ScenarioKind::Idle, Some(s)) => s.idle(),
             (ScenarioKind::Upgrade, Some(s)) => s.upgrade(),
             (ScenarioKind::Lever, Some(s)) => s.levers(&a.lever_app, &a.lever),
-            (ScenarioKind::All | ScenarioKind::Rtt, _) | (_, None) => {
-                unreachable!("kinds are expanded, bed built, rtt handled above")
+            (ScenarioKind::All | ScenarioKind::Rtt | ScenarioKind::Dns, _) | (_, None) => {
+                unreachable!("kinds are expanded, bed built, rtt and dns handled above")
             }
         }
         .with_context(|| format!("scenario {k:?}"))?;

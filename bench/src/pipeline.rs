@@ -31,15 +31,23 @@
 //! figure that says whether line rate (10G, 64-byte: 14.88 Mpps, 67.2 ns/packet) can fit one
 //! core at all.
 //!
+//! The `dns` subjects run the DNS app the same way over query frames ([`DnsCase`]): each
+//! query is answered in its own frame, so before the app sees a frame again a wrapper copies
+//! the query back into it; a second subject runs that wrapper alone (every frame restored and
+//! sent), and the difference between the two is the app's own cost per query.
+//!
 //! Every measurement checks its own result (every step got a full batch, nothing outstanding
 //! after any step, the counters and the transport agree with the packet count, every verdict
 //! and every frame's bytes are what the app must produce) and fails instead of reporting a
 //! number for a broken pipeline. Timing only brackets the loop; the checks run outside it.
 
+use crate::dns as dnsq;
 use crate::r#gen::{L4, Template};
 use crate::lbplan;
 use crate::report::{Limit, Scenario, Subject};
 use anyhow::{Context, Result, anyhow, bail, ensure};
+use sluice::apps::dns::app::{Dns, DnsWorkerStats, OUTCOMES, ZonesHandle};
+use sluice::apps::dns::{Limits, Outcome, ZoneSource, Zones};
 use sluice::apps::drop::DropAll;
 use sluice::apps::forward::{Forward, IcmpLimit, PortInfo};
 use sluice::apps::lb::config::Forwarding;
@@ -925,6 +933,345 @@ fn check_frames<'a>(
     Ok(())
 }
 
+// ---- dns ---------------------------------------------------------------------------------
+
+/// Which zone the DNS subjects answer from, and what they are asked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DnsQueries {
+    /// The veth benchmark's zone and mix: `bench.test.` with 10,000 hosts, A queries for
+    /// hosts and one in ten for a missing name ([`crate::dns`]).
+    Bench,
+    /// The same zone and names, but in runs of [`DEFAULT_BATCH`] identical queries (each batch
+    /// asks one name), as the veth benchmark's generator sends them: how much repeating a name
+    /// flatters the app (caches, branch predictors).
+    BenchRuns,
+    /// The correctness harness's `example.test` (`tests/zones/`): an A query for every owner
+    /// (answers, NODATA, CNAME chains, wildcards, referrals, glue) and one in ten for a
+    /// missing name.
+    TestZone,
+}
+
+impl DnsQueries {
+    /// Short label for subject names.
+    pub fn label(self) -> &'static str {
+        match self {
+            DnsQueries::Bench => "bench.test (90% A hits, 10% NXDOMAIN)",
+            DnsQueries::BenchRuns => "bench.test, 64 identical queries in a row",
+            DnsQueries::TestZone => "example.test (A for every owner, 10% NXDOMAIN)",
+        }
+    }
+
+    /// The zones and one query frame per query (UDP/IPv4 from 16 source ports).
+    fn build(self) -> Result<(Zones, Vec<Vec<u8>>)> {
+        let (path, text, names): (std::path::PathBuf, String, Vec<String>) = match self {
+            DnsQueries::Bench => (
+                "bench.test.zone".into(),
+                dnsq::zone_text(dnsq::MAX_HOSTS),
+                dnsq::query_names(dnsq::MAX_HOSTS, FRAME_COUNT, 10)
+                    .into_iter()
+                    .map(|q| q.name)
+                    .collect(),
+            ),
+            DnsQueries::BenchRuns => {
+                let names = dnsq::query_names(dnsq::MAX_HOSTS, FRAME_COUNT / DEFAULT_BATCH, 10);
+                (
+                    "bench.test.zone".into(),
+                    dnsq::zone_text(dnsq::MAX_HOSTS),
+                    (0..FRAME_COUNT)
+                        .map(|k| names[k / DEFAULT_BATCH].name.clone())
+                        .collect(),
+                )
+            }
+            DnsQueries::TestZone => {
+                let path = sluice_testbed::dns::test_zones_dir().join("example.test.zone");
+                let text = std::fs::read_to_string(&path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                let zone =
+                    sluice_testbed::dns::Zone::parse(&path, &text).map_err(|e| anyhow!("{e}"))?;
+                let owners: Vec<String> = zone.owners().iter().map(|n| n.to_string()).collect();
+                ensure!(!owners.is_empty(), "{} has no owners", path.display());
+                let origin = zone.origin().to_string();
+                let names = (0..FRAME_COUNT)
+                    .map(|k| {
+                        if k % 10 == 9 {
+                            format!("nx{k}.{origin}")
+                        } else {
+                            owners[k % owners.len()].clone()
+                        }
+                    })
+                    .collect();
+                (path, text, names)
+            }
+        };
+        let zones = Zones::from_sources(&[ZoneSource {
+            path: &path,
+            origin: None,
+            text: &text,
+        }])
+        .map_err(|e| anyhow!("{e}"))?;
+        let ep = dnsq::Endpoints {
+            src_mac: [2, 0, 0x5e, 0x10, 0, 2],
+            dst_mac: [2, 0, 0x5e, 0x10, 0, 1],
+            src_ip: Ipv4Addr::new(10, 99, 0, 2),
+            dst_ip: Ipv4Addr::new(10, 99, 0, 1),
+        };
+        let frames = names
+            .iter()
+            .enumerate()
+            .map(|(k, name)| {
+                let msg = dnsq::query_message(k as u16, name).map_err(|e| anyhow!("{e}"))?;
+                Ok(dnsq::query_frame(
+                    &ep,
+                    20_000 + (k % usize::from(FLOWS)) as u16,
+                    &msg,
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok((zones, frames))
+    }
+}
+
+/// What a DNS subject times.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DnsPart {
+    /// The worker step with the DNS app, every query copied back into its frame first.
+    Answer,
+    /// The worker step with the copy-back alone (every frame restored and sent): the
+    /// baseline to subtract.
+    RestoreOnly,
+}
+
+/// One DNS subject.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DnsCase {
+    /// Zone and queries.
+    pub queries: DnsQueries,
+    /// With the app or without.
+    pub part: DnsPart,
+    /// Frames per batch (must divide [`FRAME_COUNT`]).
+    pub batch: usize,
+}
+
+impl DnsCase {
+    /// Subject name.
+    pub fn name(&self) -> String {
+        let what = match self.part {
+            DnsPart::Answer => "dns step",
+            DnsPart::RestoreOnly => "dns baseline (query copy-back only) step",
+        };
+        format!("{what}, {}, batch {}", self.queries.label(), self.batch)
+    }
+}
+
+/// The DNS subjects: both query sets, with the app and the copy-back alone, default batch.
+pub fn dns_cases() -> Vec<DnsCase> {
+    let mut v = Vec::new();
+    for queries in [
+        DnsQueries::Bench,
+        DnsQueries::BenchRuns,
+        DnsQueries::TestZone,
+    ] {
+        for part in [DnsPart::Answer, DnsPart::RestoreOnly] {
+            v.push(DnsCase {
+                queries,
+                part,
+                batch: DEFAULT_BATCH,
+            });
+        }
+    }
+    v
+}
+
+/// The slot of `o` in [`OUTCOMES`] (the app's counter order).
+fn outcome_slot(o: &Outcome) -> usize {
+    let name = match o {
+        Outcome::Answered => "answered",
+        Outcome::NoData => "nodata",
+        Outcome::NxDomain => "nxdomain",
+        Outcome::Referral => "referral",
+        Outcome::Refused => "refused",
+        Outcome::FormErr => "formerr",
+        Outcome::NotImp => "notimp",
+        Outcome::BadVers => "badvers",
+        Outcome::Truncated => "truncated",
+        Outcome::Dropped(_) => "dropped",
+    };
+    OUTCOMES
+        .iter()
+        .position(|n| *n == name)
+        .unwrap_or(OUTCOMES.len() - 1)
+}
+
+/// Copies each frame's query back into it, then runs `inner` (or, without one, sends every
+/// frame). Frames come round in ring order, so ring slot `k` always holds query
+/// `k % queries.len()`.
+struct Restore<A> {
+    inner: Option<A>,
+    queries: Vec<Vec<u8>>,
+    slot: usize,
+}
+
+impl<A: App> App for Restore<A> {
+    fn name(&self) -> &'static str {
+        "restore"
+    }
+
+    fn process(&mut self, batch: &mut Batch<'_, '_>) {
+        for i in 0..batch.len() {
+            let q = &self.queries[self.slot % self.queries.len()];
+            self.slot += 1;
+            if self.slot == FRAME_COUNT {
+                self.slot = 0;
+            }
+            // Fails only if a query does not fit its buffer, which `measure_dns` rules out.
+            if batch.set_len(i, q.len()).is_ok() {
+                batch.frame_mut(i).copy_from_slice(q);
+            }
+        }
+        match &mut self.inner {
+            Some(app) => app.process(batch),
+            None => batch.set_all_verdicts(Verdict::Tx),
+        }
+    }
+}
+
+/// Runs `case` for `budget` and checks it: every query answered and sent, none dropped, and
+/// after one more untimed pass over the ring every frame holds a response with a valid UDP
+/// checksum, the query's ID and the RCODE the zones give that query, outcome counters
+/// matching.
+pub fn measure_dns(case: &DnsCase, budget: &Budget) -> Result<Measurement> {
+    ensure!(
+        (1..=MAX_BATCH).contains(&case.batch) && FRAME_COUNT.is_multiple_of(case.batch),
+        "batch {} must be in 1..={MAX_BATCH} and divide {FRAME_COUNT}",
+        case.batch
+    );
+    let (zones, frames) = case.queries.build()?;
+    // The oracle: what the zones answer to each query, straight from the answer engine.
+    let mut out = vec![0u8; 4096];
+    let expect: Vec<(u16, u16, usize)> = frames
+        .iter()
+        .map(|f| {
+            let msg = &f[14 + 20 + 8..];
+            let a = zones.answer(
+                msg,
+                Limits {
+                    udp_payload_max: 1472,
+                    tcp: false,
+                },
+                &mut out,
+            );
+            let rcode = u16::from_be_bytes([out[2], out[3]]) & 0xf;
+            let id = u16::from_be_bytes([msg[0], msg[1]]);
+            (id, rcode, outcome_slot(&a.outcome))
+        })
+        .collect();
+    let handle = ZonesHandle::new(zones);
+    let stats = Arc::new(DnsWorkerStats::default());
+    let inner = match case.part {
+        DnsPart::Answer => Some(black_box(Dns::new(handle, 1500, stats.clone()))),
+        DnsPart::RestoreOnly => None,
+    };
+    let mut app: Box<dyn App> = Box::new(Restore {
+        inner,
+        queries: frames.clone(),
+        slot: 0,
+    });
+    let refs: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
+    let mut t = MemTransport::new(&refs, FRAME_COUNT, FRAME_SIZE);
+    let mut scratch = Scratch::new();
+    let mut c = Local::default();
+    let max = black_box(case.batch);
+    let chunk = chunk_steps(case.batch, budget);
+    let (mut short, mut leak) = (false, false);
+    let mut run = |t: &mut MemTransport, c: &mut Local, steps: u64| -> u64 {
+        let mut packets = 0u64;
+        for _ in 0..steps {
+            let n = step(t, PortId(0), &mut app, &mut scratch, max, c);
+            short |= n != max;
+            leak |= t.outstanding() != 0;
+            packets += n as u64;
+        }
+        packets
+    };
+    let warm_end = Instant::now() + budget.warmup;
+    while Instant::now() < warm_end {
+        run(&mut t, &mut c, chunk);
+    }
+    let c0 = c;
+    let (mut packets, mut steps) = (0u64, 0u64);
+    let start = Instant::now();
+    let elapsed = loop {
+        packets += run(&mut t, &mut c, chunk);
+        steps += chunk;
+        let e = start.elapsed();
+        if e >= budget.min_time && packets >= budget.min_packets {
+            break e;
+        }
+    };
+    let d = c.since(&c0);
+    ensure!(
+        d.rx_packets == packets && d.tx_packets == packets && d.dropped() == 0,
+        "{packets} queries: {} received, {} sent, {} dropped",
+        d.rx_packets,
+        d.tx_packets,
+        d.dropped()
+    );
+    // Align to the ring's start, then one untimed pass: slot k then holds query k's response.
+    let done = (packets as usize + c0.rx_packets as usize) % FRAME_COUNT;
+    if done != 0 {
+        run(&mut t, &mut c, ((FRAME_COUNT - done) / case.batch) as u64);
+    }
+    let before = stats.read();
+    run(&mut t, &mut c, (FRAME_COUNT / case.batch) as u64);
+    ensure!(!short, "a step received less than a full batch");
+    ensure!(!leak, "frames outstanding after a step");
+    if case.part == DnsPart::RestoreOnly {
+        return Ok(Measurement {
+            packets,
+            batches: steps,
+            elapsed,
+            conntrack: None,
+        });
+    }
+    let after = stats.read();
+    let mut want = [0u64; OUTCOMES.len()];
+    for (k, &(id, rcode, outcome)) in expect.iter().enumerate() {
+        want[outcome] += 1;
+        match dnsq::classify(t.frame(k)) {
+            dnsq::Seen::Response { rcode: got, .. } if got == rcode => {}
+            other => bail!("slot {k}: {other:?}, expected a response with RCODE {rcode}"),
+        }
+        let f = t.frame(k);
+        let msg_at = 14 + 20 + 8;
+        ensure!(
+            f.get(msg_at..msg_at + 2) == Some(&id.to_be_bytes()[..]),
+            "slot {k}: response ID differs from the query's"
+        );
+        let ip = sluice::wire::Ipv4Packet::new_checked(&f[14..]).map_err(|e| anyhow!("{e:?}"))?;
+        let (src, dst) = (ip.src_addr(), ip.dst_addr());
+        let u = sluice::wire::UdpPacket::new_checked(ip.into_payload())
+            .map_err(|e| anyhow!("{e:?}"))?;
+        let pseudo = sluice::wire::checksum::pseudo_header_v4(
+            src,
+            dst,
+            sluice::wire::IpProtocol::UDP,
+            u32::from(u.len()),
+        );
+        ensure!(u.verify_checksum(pseudo), "slot {k}: bad UDP checksum");
+    }
+    let got: Vec<u64> = after.iter().zip(before).map(|(a, b)| a - b).collect();
+    ensure!(
+        got == want,
+        "outcome counters {got:?} over one pass, the zones say {want:?} ({OUTCOMES:?})"
+    );
+    Ok(Measurement {
+        packets,
+        batches: steps,
+        elapsed,
+        conntrack: None,
+    })
+}
+
 /// Settings of the scenario.
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -992,6 +1339,7 @@ pub fn cases() -> Vec<Case> {
 /// they are reported as skipped.
 pub fn scenario(o: &Options) -> Result<Scenario> {
     let cases = cases();
+    let dns = dns_cases();
     let (rounds, budget, core) = (o.rounds, o.budget, o.core);
     let view = if cases.iter().any(|c| c.app.routes()) {
         RouterView::probe().map_err(|e| format!("{e:#}"))
@@ -1003,37 +1351,54 @@ pub fn scenario(o: &Options) -> Result<Scenario> {
     }
     let list = cases.clone();
     let v = view.clone().ok();
-    let samples: Vec<Vec<Measurement>> = std::thread::spawn(move || -> Result<_> {
-        if let Some(core) = core {
-            let mut set = nix::sched::CpuSet::new();
-            set.set(core)?;
-            nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)
-                .with_context(|| format!("pinning to core {core}"))?;
-        }
-        let mut out = vec![Vec::new(); list.len()];
-        for round in 0..rounds {
-            for (i, case) in list.iter().enumerate() {
-                if case.app.routes() && v.is_none() {
-                    continue;
-                }
-                let m = measure(case, &budget, v.as_ref())?;
+    let dns_list = dns.clone();
+    // A DNS query costs ~50× a reflected frame: a tenth of the packets keeps each DNS
+    // measurement about as long as the others (the time floor still holds).
+    let dns_budget = Budget {
+        min_packets: (budget.min_packets / 10).max(FRAME_COUNT as u64),
+        ..budget
+    };
+    let (samples, dns_samples): (Vec<Vec<Measurement>>, Vec<Vec<Measurement>>) =
+        std::thread::spawn(move || -> Result<_> {
+            if let Some(core) = core {
+                let mut set = nix::sched::CpuSet::new();
+                set.set(core)?;
+                nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)
+                    .with_context(|| format!("pinning to core {core}"))?;
+            }
+            let mut out = vec![Vec::new(); list.len()];
+            let mut dns_out = vec![Vec::new(); dns_list.len()];
+            let show = |round: usize, name: String, m: &Measurement| {
                 println!(
                     "    round {}  {:<58} {:>7.2} ns/packet  {:>7.2} Mpps  ({} packets{})",
                     round + 1,
-                    case.name(),
+                    name,
                     m.ns_per_packet(),
                     m.mpps(),
                     m.packets,
                     m.conntrack_hit_pct()
                         .map_or(String::new(), |p| format!(", {p:.1}% conntrack hits"))
                 );
-                out[i].push(m);
+            };
+            for round in 0..rounds {
+                for (i, case) in list.iter().enumerate() {
+                    if case.app.routes() && v.is_none() {
+                        continue;
+                    }
+                    let m = measure(case, &budget, v.as_ref())?;
+                    show(round, case.name(), &m);
+                    out[i].push(m);
+                }
+                for (i, case) in dns_list.iter().enumerate() {
+                    let m = measure_dns(case, &dns_budget).with_context(|| case.name())?;
+                    show(round, case.name(), &m);
+                    dns_out[i].push(m);
+                }
             }
-        }
-        Ok(out)
-    })
-    .join()
-    .map_err(|_| anyhow!("the pipeline thread panicked"))??;
+            Ok((out, dns_out))
+        })
+        .join()
+        .map_err(|_| anyhow!("the pipeline thread panicked"))??;
 
     let mut subjects: Vec<Subject> = Vec::new();
     for (case, ms) in cases.iter().zip(&samples) {
@@ -1064,6 +1429,28 @@ pub fn scenario(o: &Options) -> Result<Scenario> {
                     .map(|(a, b)| a.ns_per_packet() - b.ns_per_packet())
                     .collect();
                 s.extra.insert("worker loop ns/packet".into(), loop_ns);
+            }
+        }
+        subjects.push(s);
+    }
+    for (case, ms) in dns.iter().zip(&dns_samples) {
+        let mut s = Subject::new(&case.name(), "ns/packet");
+        s.samples = ms.iter().map(Measurement::ns_per_packet).collect();
+        s.extra
+            .insert("Mpps".into(), ms.iter().map(Measurement::mpps).collect());
+        if case.part == DnsPart::Answer {
+            let base = DnsCase {
+                part: DnsPart::RestoreOnly,
+                ..*case
+            };
+            if let Some(j) = dns.iter().position(|c| *c == base) {
+                let app_ns = ms
+                    .iter()
+                    .zip(&dns_samples[j])
+                    .map(|(a, b)| a.ns_per_packet() - b.ns_per_packet())
+                    .collect();
+                s.extra
+                    .insert("dns app ns/query (step − baseline)".into(), app_ns);
             }
         }
         subjects.push(s);
@@ -1204,6 +1591,15 @@ mod test {
         for case in cases().into_iter().filter(|c| c.app.routes()) {
             let e = measure(&case, &tiny(), None).unwrap_err();
             assert!(format!("{e:#}").contains("router"), "{e:#}");
+        }
+    }
+
+    #[test]
+    fn every_dns_case_runs_and_checks_itself() {
+        for case in dns_cases() {
+            let m = measure_dns(&case, &tiny()).unwrap_or_else(|e| panic!("{e:#}"));
+            assert!(m.packets >= tiny().min_packets, "{case:?}: {m:?}");
+            assert_eq!(m.packets, m.batches * case.batch as u64, "{case:?}");
         }
     }
 

@@ -1134,6 +1134,10 @@ pub fn demo(a: &DemoArgs) -> Result<()> {
         lever_app: "reflect".into(),
         dut_napi: false,
         upgrade_pps: 300_000,
+        dns_frames_per_call: 1024,
+        dns_latency_secs: 10,
+        dns_profile: false,
+        quiet_wait: 180,
     };
     println!("==> creating a veth pair between two throwaway namespaces");
     let mut s = Session::new(&args, a.seconds as f64)?;

@@ -19,7 +19,8 @@ verbs:
   demo         sluice on a throwaway veth pair: echoes verified, then generator traffic live (root)
   test         the whole suite: unit, property, privileged integration, check-ebpf
   bench        side-by-side benchmarks (needs root): cargo xtask bench [--quick]
-               [--scenario rxdrop|reflect|latency|rtt|sweep|idle|pipeline|forward|lb|upgrade|all] [--rounds N] [--seconds S]
+               [--scenario rxdrop|reflect|latency|rtt|sweep|idle|pipeline|forward|lb|upgrade|dns|all] [--rounds N] [--seconds S]
+               cargo xtask bench --scenario dns [--dns-profile] (sluice vs NSD vs Knot)
                cargo xtask bench --scenario lever --lever \"--tx-budget 256\" [--lever-app drop]
   soak         reflect under link flaps, rule churn, scraping and hot upgrades, then account for
                every frame, census, RSS and threads (root): cargo xtask soak [--minutes N] (10)";

@@ -303,6 +303,12 @@ impl DnsServer {
         self.kind
     }
 
+    /// The server's process id while it runs: knotd's only process, or NSD's main process,
+    /// which forks its xfrd and server processes (e.g. to pin them all to a core).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Its temporary directory (configuration, logs).
     pub fn dir(&self) -> &Path {
         &self.dir.path
