@@ -506,20 +506,46 @@ fn lb_takeover_keeps_every_established_flow_on_its_backend() {
     let bed = LbBed::new(LbBedOpts::default()).expect("building the lb bed");
     let port = LbBed::SERVICE_PORT;
     let vip = LbBed::vip(false);
-    let backends: Vec<String> = bed
-        .backends()
-        .iter()
-        .map(|b| format!("{{ address = \"{}\" }}", LbBed::addr(b, false)))
-        .collect();
-    let mut text = String::new();
-    for proto in ["tcp", "udp"] {
-        text.push_str(&format!(
-            "[[vip]]\naddress = \"{vip}\"\nport = {port}\nprotocol = \"{proto}\"\n\
-             forwarding = \"dsr\"\nhealth = \"none\"\nbackends = [ {} ]\n\n",
-            backends.join(", ")
-        ));
-    }
-    let cfg = TempFile::new("lb.toml", &text);
+    // The VIPs (v6, protocol) of a file: IPv4 TCP and UDP in both; the old engine's file has
+    // IPv6 UDP, the successor's IPv6 TCP instead (its own file applies).
+    let file = |vips: &[(bool, &str)]| {
+        let mut text = String::new();
+        for &(v6, proto) in vips {
+            let backends: Vec<String> = bed
+                .backends()
+                .iter()
+                .map(|b| format!("{{ address = \"{}\" }}", LbBed::addr(b, v6)))
+                .collect();
+            text.push_str(&format!(
+                "[[vip]]\naddress = \"{}\"\nport = {port}\nprotocol = \"{proto}\"\n\
+                 forwarding = \"dsr\"\nhealth = \"none\"\nbackends = [ {} ]\n\n",
+                LbBed::vip(v6),
+                backends.join(", ")
+            ));
+        }
+        text
+    };
+    let cfg = TempFile::new(
+        "lb.toml",
+        &file(&[(false, "tcp"), (false, "udp"), (true, "udp")]),
+    );
+    let target6 = SocketAddr::new(LbBed::vip(true), port);
+    let answers = |proto: &str| {
+        let one = Sources::Ephemeral(1);
+        let quick = FlowOpts {
+            timeout: Duration::from_millis(500),
+            udp_sends: 2,
+            batch: 1,
+        };
+        let r = if proto == "tcp" {
+            sluice_testbed::tcp_flows(bed.client().ns(), target6, &one, &quick)
+        } else {
+            udp_flows(bed.client().ns(), target6, &one, &quick)
+        };
+        r.expect("a flow in the client namespace")[0]
+            .outcome
+            .is_ok()
+    };
     let metrics = format!("127.0.0.1:{METRICS_PORT}");
     let args = [
         "--iface",
@@ -547,6 +573,14 @@ fn lb_takeover_keeps_every_established_flow_on_its_backend() {
         assert!(Instant::now() < end, "the VIP never answered");
     }
     let before = [xdp_prog_id(ns, "lb0")];
+    assert!(
+        answers("udp"),
+        "the old engine's IPv6 UDP VIP does not answer"
+    );
+    assert!(
+        !answers("tcp"),
+        "an IPv6 TCP VIP answers before it is configured"
+    );
 
     // Established TCP connections (direct server return: a backend that did not open the
     // connection answers a segment of it with a reset), and UDP flows from fixed ports.
@@ -581,6 +615,8 @@ fn lb_takeover_keeps_every_established_flow_on_its_backend() {
     sock.connect(target).unwrap();
     sock.set_read_timeout(Some(Duration::from_millis(100)))
         .unwrap();
+    // The successor reads the file again: IPv6 UDP out, IPv6 TCP in.
+    cfg.replace(&file(&[(false, "tcp"), (false, "udp"), (true, "tcp")]));
     let backend_of_load = std::sync::Mutex::new(BTreeSet::new());
     let (load, old_fin, ids, mut new) =
         hand_over_under(ns, &["lb0"], &mut old, &args, |phase, stop| {
@@ -638,6 +674,15 @@ fn lb_takeover_keeps_every_established_flow_on_its_backend() {
         assert_eq!(a.backend(), b.backend(), "UDP flow {} moved", a.id);
     }
     drop(sessions);
+    // The successor's file applies, to the table and to the XDP program's VIP map.
+    assert!(
+        answers("tcp"),
+        "the successor's IPv6 TCP VIP does not answer"
+    );
+    assert!(
+        !answers("udp"),
+        "the old engine's IPv6 UDP VIP still answers"
+    );
 
     let reply = scrape(ns);
     assert_scrape_ok(&reply, "metrics after the hand-over");

@@ -458,6 +458,7 @@ impl<A: App + 'static> Engine<A> {
                         .iter()
                         .map(|&q| (q, Arc::new(DnsWorkerStats::default())))
                         .collect(),
+                    adopted: cfg.takeover,
                 })
                 .map_err(RunError::Dns)?,
             ),
@@ -508,6 +509,9 @@ impl<A: App + 'static> Engine<A> {
                 && let Err(e) = service.resume_steering()
             {
                 log::error!("lb: bringing the VIP map in line after the hand-over: {e}");
+            }
+            if let Some(d) = &dns {
+                d.resume_tcp();
             }
         }
         let mut wcfgs = Vec::with_capacity(prepared.len());
