@@ -4,7 +4,9 @@
 //! (almost) nothing, the old engine exits 0, the census of the new one adds up. A refused
 //! takeover leaves the old engine serving.
 //!
-//! Then the same for `--app forward` (a router between a client and a server), `--app lb`
+//! Then the same for `--app forward` (a router between a client and a server; also under a
+//! windowed stream, where every frame the XDP program redirected is counted by exactly one of
+//! the two engines or dropped at a socket), `--app lb`
 //! (DSR to three backends) and `--app dns`, each with `--metrics`: one request in flight at a
 //! time before, during and after the hand-over, none lost; the program id unchanged; the old
 //! process exits 0; the successor answers the metrics scrape on the same port; forward keeps
@@ -470,6 +472,122 @@ fn forward_takeover_keeps_routing_the_tap_and_the_metrics() {
         !link_exists(bed.router(), &tap),
         "TAP device {tap} left behind"
     );
+}
+
+/// Sum of `key` over the `kernel` statistics of every queue of a final JSON object.
+fn kernel_stat(fin: &serde_json::Value, key: &str) -> u64 {
+    fin["queues"]
+        .as_array()
+        .expect("queues")
+        .iter()
+        .map(|q| q["kernel"][key].as_u64().unwrap_or(0))
+        .sum()
+}
+
+#[test]
+fn forward_takeover_under_a_stream_accounts_for_every_frame() {
+    if !require_root("forward_takeover_under_a_stream_accounts_for_every_frame") {
+        return;
+    }
+    let bed = RouterBed::new(RouterBedOpts::default()).expect("building the router bed");
+    bed.add_static_neighbours().expect("static neighbours");
+    let stop_server = Arc::new(AtomicBool::new(false));
+    let server: SocketAddr = (bed.s0().ipv4(), PORT).into();
+    udp_echo_server(bed.server(), server, stop_server.clone());
+    let (r0, r1) = (bed.r0().iface(), bed.r1().iface());
+    let args = ["--iface", r0, "--iface", r1, "--app", "forward"];
+    let mut old = Engine::start_in(bed.router(), &args);
+    old.wait_for_log("app forward on", Duration::from_secs(20));
+    let before = [xdp_prog_id(bed.router(), r0), xdp_prog_id(bed.router(), r1)];
+    let cfg = sluice_bench::echo::EchoConfig {
+        target: server,
+        bind: (bed.c0().ipv4(), 0).into(),
+        flows: 8,
+        window: 64,
+        count: None,
+        duration: Duration::from_secs(5),
+        timeout: Duration::from_secs(1),
+        sizes: vec![64, 512, 1400],
+    };
+    // The path answers before the stream starts.
+    let end = Instant::now() + Duration::from_secs(10);
+    while !bed
+        .client()
+        .run(|| {
+            let probe = cfg.clone();
+            sluice_bench::echo::EchoClient::new(probe)
+                .expect("echo client")
+                .probe(Duration::from_millis(300))
+        })
+        .unwrap()
+    {
+        assert!(Instant::now() < end, "no echo through the router");
+    }
+    let mut new: Option<Engine> = None;
+    let stop_watch = AtomicBool::new(false);
+    let (s, ids, old_fin) = std::thread::scope(|scope| {
+        let watcher = scope.spawn(|| watch_in(bed.router(), &[r0, r1], &stop_watch));
+        let client = scope.spawn(|| {
+            bed.client()
+                .run(move || {
+                    let mut c = sluice_bench::echo::EchoClient::new(cfg).expect("echo client");
+                    c.run(|_, _| {})
+                })
+                .expect("echo client in the client namespace")
+        });
+        std::thread::sleep(Duration::from_secs(2));
+        let mut a = args.to_vec();
+        a.push("--takeover");
+        new = Some(Engine::start_in(bed.router(), &a));
+        let (status, lines) = old.stop_with_wait(Duration::from_secs(30));
+        assert!(
+            status.success(),
+            "old engine: {status}; {}",
+            old.stderr_text()
+        );
+        let s = client.join().expect("client");
+        stop_watch.store(true, Ordering::Relaxed);
+        (s, watcher.join().expect("watcher"), final_json(&lines))
+    });
+    let mut new = new.expect("started");
+    assert_same_programs(&ids, &before);
+    // Let the last echoes drain, then stop: nothing is in flight when the counters are read.
+    std::thread::sleep(Duration::from_millis(500));
+    let fin = new.stop();
+    stop_server.store(true, Ordering::Relaxed);
+    let rx = |f: &serde_json::Value| f["total"]["rx_packets"].as_u64().unwrap();
+    let dropped = |f: &serde_json::Value| f["total"]["dropped"].as_u64().unwrap();
+    // The program counts every frame it redirected; the two engines' receive counters and the
+    // kernel's drops at the sockets (cumulative per socket, so the successor's cover both)
+    // must add up to it exactly: no frame vanished between the two, none was counted twice.
+    let redirected = fin["xdp"]["fwd_redirected"].as_u64().unwrap();
+    let at_sockets = kernel_stat(&fin, "rx_dropped") + kernel_stat(&fin, "rx_ring_full");
+    eprintln!(
+        "forward stream: sent {} echoed {} lost {} mismatched {}; redirected {redirected} = \
+         old rx {} + new rx {} + dropped at the sockets {at_sockets}; dropped by the engines {} + {}",
+        s.sent,
+        s.echoed,
+        s.lost,
+        s.mismatched,
+        rx(&old_fin),
+        rx(&fin),
+        dropped(&old_fin),
+        dropped(&fin)
+    );
+    assert_eq!(
+        redirected,
+        rx(&old_fin) + rx(&fin) + at_sockets,
+        "frames redirected by XDP vs received by the two engines: old {old_fin}\nnew {fin}"
+    );
+    assert!(rx(&old_fin) > 0 && rx(&fin) > 0, "both engines forwarded");
+    assert_eq!(s.mismatched, 0, "{s:?}");
+    // Every datagram the client gave up on is one some counter saw dropped.
+    assert!(
+        s.lost <= dropped(&old_fin) + dropped(&fin) + at_sockets,
+        "{} datagrams lost, not all counted as drops: {s:?}\nold {old_fin}\nnew {fin}",
+        s.lost
+    );
+    assert_census(&fin);
 }
 
 /// A temporary file, removed on drop.
