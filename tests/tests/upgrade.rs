@@ -4,14 +4,15 @@
 //! (almost) nothing, the old engine exits 0, the census of the new one adds up. A refused
 //! takeover leaves the old engine serving.
 //!
-//! Then the same for `--app forward` (a router between a client and a server; also under a
-//! windowed stream, where every frame the XDP program redirected is counted by exactly one of
-//! the two engines or dropped at a socket), `--app lb`
+//! Then the same for `--app forward` (a router between a client and a server), `--app lb`
 //! (DSR to three backends) and `--app dns`, each with `--metrics`: one request in flight at a
 //! time before, during and after the hand-over, none lost; the program id unchanged; the old
 //! process exits 0; the successor answers the metrics scrape on the same port; forward keeps
-//! its TAP device, lb's established TCP connections keep their backends, dns answers from the
-//! zone files as the successor read them and keeps serving TCP on the passed listener.
+//! its TAP device, lb's established TCP connections keep their backends and its VIP map
+//! follows the successor's file, dns answers from the zone files as the successor read them
+//! and keeps serving TCP on the passed listener. Forward also under a windowed stream: every
+//! frame the XDP program redirected is counted by exactly one of the two engines or dropped at
+//! a socket.
 
 mod common;
 
