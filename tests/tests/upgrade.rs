@@ -812,6 +812,79 @@ fn lb_takeover_keeps_every_established_flow_on_its_backend() {
     assert_eq!(xdp_prog_id(ns, "lb0"), None);
 }
 
+#[test]
+fn a_successor_that_fails_after_taking_the_fds_leaves_lb_serving() {
+    if !require_root("a_successor_that_fails_after_taking_the_fds_leaves_lb_serving") {
+        return;
+    }
+    let bed = LbBed::new(LbBedOpts::default()).expect("building the lb bed");
+    let port = LbBed::SERVICE_PORT;
+    let vip = LbBed::vip(false);
+    let backends: Vec<String> = bed
+        .backends()
+        .iter()
+        .map(|b| format!("{{ address = \"{}\" }}", LbBed::addr(b, false)))
+        .collect();
+    let cfg = TempFile::new(
+        "lb-fail.toml",
+        &format!(
+            "[[vip]]\naddress = \"{vip}\"\nport = {port}\nprotocol = \"udp\"\n\
+             forwarding = \"dsr\"\nhealth = \"none\"\nbackends = [ {} ]\n",
+            backends.join(", ")
+        ),
+    );
+    let args = ["--iface", "lb0", "--app", "lb", "--lb-config", cfg.path()];
+    let ns = bed.balancer(0).ns();
+    let mut old = Engine::start_in(ns, &args);
+    old.wait_for_log("app lb on", Duration::from_secs(20));
+    let target = SocketAddr::new(vip, port);
+    let opts = FlowOpts::default();
+    let sources = Sources::Ports((22000..22050).collect());
+    let end = Instant::now() + Duration::from_secs(20);
+    let first = loop {
+        let r = udp_flows(bed.client().ns(), target, &sources, &opts).expect("flows");
+        if r.iter().all(|f| f.outcome.is_ok()) {
+            break r;
+        }
+        assert!(old.is_running(), "sluice exited: {}", old.stderr_text());
+        assert!(Instant::now() < end, "{}", describe_failures(&r));
+    };
+    let id = xdp_prog_id(ns, "lb0");
+
+    // The successor gets every fd, then cannot bind its metrics address (taken here) and
+    // stops before it is ready: the old engine must go on as it was.
+    let taken = ns
+        .run(|| std::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap()
+        .unwrap();
+    let metrics = taken.local_addr().unwrap().to_string();
+    let mut a = args.to_vec();
+    a.extend(["--takeover", "--metrics", &metrics]);
+    let mut new = Engine::start_in(ns, &a);
+    let (status, _) = new.stop_with_wait(Duration::from_secs(30));
+    assert!(!status.success());
+    let err = new.stderr_text();
+    assert!(
+        err.contains("hot upgrade: mapped the data plane") && err.contains(&metrics),
+        "the successor should fail after mapping, on the metrics address: {err}"
+    );
+    assert!(
+        err.contains("left attached for the engine that passed it on") && !err.contains("detached"),
+        "the successor claims to detach what it never owned: {err}"
+    );
+    drop(taken);
+    assert!(old.is_running(), "{}", old.stderr_text());
+    assert_eq!(xdp_prog_id(ns, "lb0"), id);
+    let again = udp_flows(bed.client().ns(), target, &sources, &opts).expect("flows");
+    for (a, b) in first.iter().zip(&again) {
+        assert!(b.outcome.is_ok(), "after the failed hand-over: {b:?}");
+        assert_eq!(a.backend(), b.backend(), "flow {} moved", a.id);
+    }
+    let fin = old.stop();
+    assert_census(&fin);
+    assert_eq!(xdp_prog_id(ns, "lb0"), None);
+}
+
 /// The zone of the dns test: `www` is `a`.
 fn dns_zone(serial: u32, a: &str) -> String {
     format!(

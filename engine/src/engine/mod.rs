@@ -504,6 +504,9 @@ impl<A: App + 'static> Engine<A> {
         if let Some(conn) = successor {
             let mut queues: Vec<&mut XskQueue> = prepared.iter_mut().map(|(q, _, _)| q).collect();
             takeover::Successor::commit(&conn, &mut queues)?;
+            if let Some(s) = steering.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+                s.own_links();
+            }
             // Ours now: the VIP map follows this engine's configuration.
             if let Some((service, _)) = &lb
                 && let Err(e) = service.resume_steering()
