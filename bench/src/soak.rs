@@ -69,8 +69,9 @@ pub struct SoakConfig {
     pub upgrade_every: Duration,
     /// Echo client window (datagrams in flight): this paces the load.
     pub window: usize,
-    /// Serve metrics on this port (in the engine namespace) and scrape them. Only the first
-    /// engine serves them: sluice refuses `--metrics` on a successor.
+    /// Serve metrics on this port (in the engine namespace) and scrape them. Every generation
+    /// serves them (a successor on the listener its predecessor passed on); scraping pauses
+    /// from the start of each hot upgrade until the old engine has exited.
     pub metrics_port: u16,
     /// Allowed RSS growth from after warm-up to the end, as a fraction (0.10 = 10 %) …
     pub rss_growth: f64,
@@ -113,10 +114,9 @@ impl Generation {
         let mut cmd = Command::new(&cfg.sluice);
         cmd.args(["run", "--iface", iface, "--json", "--stats-interval", "1"])
             .args(["--udp", &PORT.to_string(), "--queues", "all"]);
+        cmd.args(["--metrics", &metrics]);
         if takeover {
             cmd.arg("--takeover");
-        } else {
-            cmd.args(["--metrics", &metrics]);
         }
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -661,6 +661,8 @@ pub fn run(cfg: &SoakConfig) -> anyhow::Result<SoakReport> {
                     Ok((st, fin)) if st.success() => {
                         rep.upgrades += 1;
                         add_final(&mut rep, &fin);
+                        // The successor serves the metrics now, on the same port.
+                        metrics_on.store(true, Ordering::Relaxed);
                     }
                     Ok((st, _)) => rep.problems.push(format!(
                         "upgrade: the old engine exited with {st}:\n{}",

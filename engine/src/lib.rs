@@ -59,6 +59,8 @@ pub mod control;
 pub mod engine;
 pub mod error;
 pub mod fib;
+#[cfg(test)]
+pub(crate) mod fuzz;
 pub mod netstate;
 pub mod nic;
 pub mod notify;

@@ -3,6 +3,7 @@
 mod bench;
 mod demo;
 mod ebpf;
+mod proptest;
 mod soak;
 mod test;
 
@@ -18,6 +19,9 @@ verbs:
   check-ebpf   fail when a committed object does not match what its source compiles to
   demo         sluice on a throwaway veth pair: echoes verified, then generator traffic live (root)
   test         the whole suite: unit, property, privileged integration, check-ebpf
+  proptest     the long property run: every frame property of every app (reflect, drop, forward,
+               lb, dns) and of the packet parsers over N random/mutated frames each, release build:
+               cargo xtask proptest [--cases N] (1000000) [--only APP,…] [--debug]
   bench        side-by-side benchmarks (needs root): cargo xtask bench [--quick]
                [--scenario rxdrop|reflect|latency|rtt|sweep|idle|pipeline|forward|lb|upgrade|dns|all] [--rounds N] [--seconds S]
                cargo xtask bench --scenario dns [--dns-profile] (sluice vs NSD vs Knot)
@@ -37,6 +41,7 @@ fn main() -> Result<()> {
         "check-ebpf" => ebpf::check(),
         "demo" => demo::run(rest),
         "test" => test::run(rest),
+        "proptest" => proptest::run(rest),
         "bench" => bench::run(rest),
         "soak" => soak::run(rest),
         "-h" | "--help" | "help" => {

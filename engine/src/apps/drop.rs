@@ -59,6 +59,52 @@ mod test {
         assert_eq!((a, b), (a0, b0));
     }
 
+    fn run(frame: &mut [u8]) -> Verdict {
+        let mut frames: [&mut [u8]; 1] = [frame];
+        let mut verdicts = [Verdict::Tx];
+        let mut batch = Batch::new(&mut frames, &mut verdicts);
+        DropAll::new().process(&mut batch);
+        batch.verdict(0)
+    }
+
+    // The drop app's share of the long property run (`crate::fuzz`): whatever arrives is
+    // dropped by policy, byte for byte unchanged.
+    proptest::proptest! {
+        #![proptest_config(crate::fuzz::config())]
+
+        #[test]
+        fn random_bytes_are_dropped_untouched(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+        ) {
+            let mut f = bytes.clone();
+            proptest::prop_assert_eq!(run(&mut f), Verdict::Drop(DropReason::Policy));
+            proptest::prop_assert_eq!(f, bytes);
+        }
+
+        /// Valid UDP/TCP frames (reflect's generator) with a few bytes overwritten and maybe cut.
+        #[test]
+        fn mutated_valid_frames_are_dropped_untouched(
+            frame in crate::apps::reflect::test::valid_frame(),
+            flips in proptest::collection::vec(
+                (proptest::prelude::any::<proptest::sample::Index>(), proptest::prelude::any::<u8>()),
+                1..6,
+            ),
+            cut in proptest::option::weighted(0.2, proptest::prelude::any::<proptest::sample::Index>()),
+        ) {
+            let mut f = frame;
+            for (at, v) in flips {
+                let i = at.index(f.len());
+                f[i] = v;
+            }
+            if let Some(c) = cut {
+                f.truncate(c.index(f.len() + 1));
+            }
+            let orig = f.clone();
+            proptest::prop_assert_eq!(run(&mut f), Verdict::Drop(DropReason::Policy));
+            proptest::prop_assert_eq!(f, orig);
+        }
+    }
+
     #[test]
     fn empty_batch() {
         let mut frames: [&mut [u8]; 0] = [];

@@ -8,8 +8,6 @@
 pub mod dns;
 pub mod drop;
 pub mod forward;
-#[cfg(test)]
-pub(crate) mod fuzz;
 pub mod lb;
 pub mod patch;
 pub mod reflect;

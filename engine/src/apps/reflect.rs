@@ -292,7 +292,7 @@ impl L4<'_> {
 }
 
 #[cfg(test)]
-mod test {
+pub(crate) mod test {
     use super::*;
     use crate::wire::icmpv4;
     use crate::wire::ipv4::test::CAPTURED_ICMP_UNREACH;
@@ -1035,7 +1035,7 @@ mod test {
 
     /// A random well-formed UDP or TCP frame built by etherparse: IPv4 or IPv6, zero to two VLAN
     /// tags, random addresses, ports, TCP flags, payload and optional Ethernet padding.
-    fn valid_frame() -> impl Strategy<Value = Vec<u8>> {
+    pub(crate) fn valid_frame() -> impl Strategy<Value = Vec<u8>> {
         (
             (
                 any::<[u8; 6]>(),
@@ -1114,7 +1114,7 @@ mod test {
     }
 
     proptest! {
-        #![proptest_config(crate::apps::fuzz::config())]
+        #![proptest_config(crate::fuzz::config())]
 
         /// Any bytes: never panics; a dropped frame is unchanged; a reflected one reflects back.
         #[test]

@@ -270,8 +270,11 @@ pub struct RunArgs {
     pub duration: Option<f64>,
 
     /// Hot upgrade: take the data plane over from the sluice serving these interfaces (same
-    /// interfaces, queues, frame and ring sizes), without detaching XDP or losing frames; that
-    /// engine exits 0. If the hand-over fails it keeps serving and this one exits non-zero.
+    /// interfaces, queues, frame and ring sizes, app), without detaching XDP or losing frames;
+    /// that engine exits 0. Every app: forward keeps its TAP device, dns its TCP listener, and
+    /// the same --metrics address its listener; --lb-config and --zone files are read anew
+    /// (this engine's apply). If the hand-over fails it keeps serving and this one exits
+    /// non-zero.
     #[arg(long)]
     pub takeover: bool,
 

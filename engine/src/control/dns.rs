@@ -41,6 +41,10 @@ pub struct DnsSetup {
     pub tcp: TcpListener,
     /// One per worker, in queue order: their outcome counters.
     pub stats: Vec<(u32, Arc<DnsWorkerStats>)>,
+    /// A hot upgrade's successor: `tcp` is the predecessor's listener, which it still serves;
+    /// accepting waits for [`DnsService::resume_tcp`] (after the commit), so a connection
+    /// queued meanwhile is taken by whichever engine goes on serving.
+    pub adopted: bool,
 }
 
 /// The dns app's control side (see the module docs).
@@ -50,6 +54,8 @@ pub struct DnsService {
     stats: Vec<(u32, Arc<DnsWorkerStats>)>,
     tcp_counts: Arc<TcpCounts>,
     stop: Arc<AtomicBool>,
+    /// Set while a successor must not accept yet (see [`DnsSetup::adopted`]).
+    paused: Arc<AtomicBool>,
     acceptor: Mutex<Option<JoinHandle<()>>>,
     reload: Mutex<()>,
 }
@@ -68,13 +74,15 @@ impl DnsService {
     pub fn start(setup: DnsSetup) -> io::Result<Arc<DnsService>> {
         let handle = ZonesHandle::new(setup.zones);
         let stop = Arc::new(AtomicBool::new(false));
+        let paused = Arc::new(AtomicBool::new(setup.adopted));
         let tcp_counts = Arc::new(TcpCounts::default());
         setup.tcp.set_nonblocking(true)?;
         let acceptor = {
             let (handle, stop, counts) = (handle.clone(), stop.clone(), tcp_counts.clone());
+            let paused = paused.clone();
             std::thread::Builder::new()
                 .name("sluice-dns-tcp".into())
-                .spawn(move || accept_loop(setup.tcp, handle, stop, counts))?
+                .spawn(move || accept_loop(setup.tcp, handle, stop, &paused, counts))?
         };
         Ok(Arc::new(DnsService {
             paths: setup.paths,
@@ -82,9 +90,15 @@ impl DnsService {
             stats: setup.stats,
             tcp_counts,
             stop,
+            paused,
             acceptor: Mutex::new(Some(acceptor)),
             reload: Mutex::new(()),
         }))
+    }
+
+    /// A successor, once committed: start accepting TCP connections.
+    pub fn resume_tcp(&self) {
+        self.paused.store(false, Ordering::Relaxed);
     }
 
     /// The zones the workers answer from.
@@ -176,14 +190,20 @@ fn outcomes_json(c: &[u64; OUTCOMES.len()]) -> Value {
     Value::Object(m)
 }
 
-/// Accepts until `stop`; one thread per connection, at most [`MAX_TCP_CONNECTIONS`].
+/// Accepts until `stop` (not while `paused`); one thread per connection, at most
+/// [`MAX_TCP_CONNECTIONS`].
 fn accept_loop(
     listener: TcpListener,
     zones: ZonesHandle,
     stop: Arc<AtomicBool>,
+    paused: &AtomicBool,
     counts: Arc<TcpCounts>,
 ) {
     while !stop.load(Ordering::Relaxed) {
+        if paused.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(5));
+            continue;
+        }
         match listener.accept() {
             Ok((conn, peer)) => {
                 if counts.active.load(Ordering::Relaxed) >= MAX_TCP_CONNECTIONS {

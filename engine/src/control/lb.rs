@@ -225,6 +225,11 @@ pub struct LbSetup {
     pub fib: FibHandle,
     /// One per worker, in queue order: their connection-table figures.
     pub stats: Vec<(u32, Arc<LbWorkerStats>)>,
+    /// A hot upgrade's successor: the VIP map is the predecessor's, which serves from it until
+    /// the commit. The table is built at once, but the map is left alone (what it holds is
+    /// taken as steered) until [`LbService::resume_steering`], so a hand-over that fails
+    /// leaves the predecessor's VIPs exactly as they were.
+    pub adopted: bool,
 }
 
 /// Why the balancer's control side could not start.
@@ -256,6 +261,8 @@ pub struct LbService {
     health: Mutex<Option<HealthChecker>>,
     stop: Arc<AtomicBool>,
     resolver: Mutex<Option<JoinHandle<()>>>,
+    /// Set while a successor must not touch the VIP map yet (see [`LbSetup::adopted`]).
+    steering_deferred: AtomicBool,
 }
 
 impl LbService {
@@ -269,6 +276,16 @@ impl LbService {
             steered: BTreeSet::new(),
         };
         model.adopt(&setup.config);
+        if setup.adopted {
+            let g = setup.steering.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(s) = g.as_ref() {
+                model.steered = s
+                    .vips()
+                    .map_err(|e| LbStartError::Apply(crate::error::chain(&e)))?
+                    .into_iter()
+                    .collect();
+            }
+        }
         let service = Arc::new(LbService {
             path: setup.path,
             handle: LbHandle::new(LbTable::default()),
@@ -280,6 +297,7 @@ impl LbService {
             health: Mutex::new(None),
             stop: Arc::new(AtomicBool::new(false)),
             resolver: Mutex::new(None),
+            steering_deferred: AtomicBool::new(setup.adopted),
         });
         {
             let mut m = service.lock();
@@ -288,6 +306,15 @@ impl LbService {
                 .map_err(|e| LbStartError::Apply(error_text(e)))?;
         }
         Ok(service)
+    }
+
+    /// A successor, once committed: bring the VIP map in line with this engine's table (VIPs
+    /// of its own configuration added, the predecessor's that it lacks removed).
+    pub fn resume_steering(&self) -> Result<(), LbStartError> {
+        self.steering_deferred.store(false, Ordering::Relaxed);
+        let mut m = self.lock();
+        self.apply(&mut m)
+            .map_err(|e| LbStartError::Apply(error_text(e)))
     }
 
     /// The table the workers read.
@@ -359,7 +386,9 @@ impl LbService {
         let table = LbTable::build(&m.specs(), self.maglev_size)
             .map_err(|e| HandlerError::Failed(e.to_string()))?;
         let want = m.steering();
-        {
+        if self.steering_deferred.load(Ordering::Relaxed) {
+            self.handle.store(table);
+        } else {
             let mut g = self.steering.lock().unwrap_or_else(|e| e.into_inner());
             let s = g
                 .as_mut()

@@ -213,14 +213,21 @@ impl ControlPlane {
         Mirror::start().map_err(|e| StartError::Mirror(e.to_string()))
     }
 
-    /// Serve the claimed sockets and, with `metrics` (an address and its limits), the metrics
-    /// endpoint, each on threads of their own, answering from `engine` and `mirror`. Call after
+    /// Bind the metrics endpoint's listening socket on `addr` (before the privilege drop, so
+    /// that a hot upgrade can pass it on and a low port works).
+    pub fn bind_metrics(addr: SocketAddr) -> Result<std::net::TcpListener, StartError> {
+        std::net::TcpListener::bind(addr).map_err(|source| StartError::Metrics { addr, source })
+    }
+
+    /// Serve the claimed sockets and, with `metrics` (a listening socket from
+    /// [`ControlPlane::bind_metrics`] or a predecessor, and its limits), the metrics endpoint,
+    /// each on threads of their own, answering from `engine` and `mirror`. Call after
     /// privileges are dropped.
     pub fn start(
         claim: Claim,
         engine: EngineFacts,
         mirror: MirrorHandle,
-        metrics: Option<(SocketAddr, metrics::Limits)>,
+        metrics: Option<(std::net::TcpListener, metrics::Limits)>,
     ) -> Result<ControlPlane, StartError> {
         let link_events = mirror.events();
         let service = Arc::new(EngineService::new(
@@ -241,10 +248,15 @@ impl ControlPlane {
             servers.push(server.spawn(front.clone())?);
         }
         let metrics = match metrics {
-            Some((addr, limits)) => Some(
-                MetricsServer::start_with(addr, service.clone(), limits)
-                    .map_err(|source| StartError::Metrics { addr, source })?,
-            ),
+            Some((listener, limits)) => {
+                let addr = listener
+                    .local_addr()
+                    .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+                Some(
+                    MetricsServer::start_on(listener, service.clone(), limits)
+                        .map_err(|source| StartError::Metrics { addr, source })?,
+                )
+            }
             None => None,
         };
         Ok(ControlPlane {

@@ -21,7 +21,9 @@
 //!
 //! The fds of an offer, in order: per port the bpf_link and the five maps
 //! ([`crate::steer::SteeringSet::handover_fds`]); per queue the UMEM memfd and one socket per
-//! port ([`crate::xsk::XskQueue::handover_fds`]); per port the listening control socket.
+//! port ([`crate::xsk::XskQueue::handover_fds`]); per port the listening control socket; then
+//! what the app and the metrics endpoint own ([`Extras`], in its field order): the TAP device
+//! of the kernel path (forward), the DNS-over-TCP listener (dns), the metrics listener.
 
 use crate::steer::{Rule, SteerMode, XdpMode};
 use crate::xsk::QueueState;
@@ -68,9 +70,12 @@ pub struct Setup {
     pub tx_ring: u32,
     /// The kernel headroom asked per frame (set by the app).
     pub headroom: u32,
-    /// The app kind: only the ports-mode apps (reflect, drop, patch, an `App` of one's own)
-    /// can be handed over today.
+    /// The app kind: `ports` (reflect, drop, patch, an `App` of one's own), `forward`, `lb`
+    /// or `dns`.
     pub app: String,
+    /// The dns app's port (UDP, and TCP with the listener that is passed on).
+    #[serde(default)]
+    pub dns_port: Option<u16>,
 }
 
 impl Setup {
@@ -109,7 +114,49 @@ impl Setup {
         if self.app != theirs.app {
             return differ("--app", self.app.clone(), theirs.app.clone());
         }
+        if self.dns_port != theirs.dns_port {
+            let port = |p: Option<u16>| p.map_or("none".into(), |p| p.to_string());
+            return differ(
+                "--udp (the DNS port)",
+                port(self.dns_port),
+                port(theirs.dns_port),
+            );
+        }
         Ok(())
+    }
+}
+
+/// The TAP device of the forward app's kernel path, as passed on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TapInfo {
+    /// Its name (`sk-<first port>`).
+    pub name: String,
+    /// Its MAC (frames written to it are addressed to it).
+    pub mac: [u8; 6],
+}
+
+/// What the app and the metrics endpoint own besides the data plane, passed after the control
+/// sockets in this field order (each present one is one fd). Absent in an offer from an older
+/// sluice, which passed none of them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Extras {
+    /// forward: the TAP device (kept open across the hand-over, so it is never removed).
+    #[serde(default)]
+    pub tap: Option<TapInfo>,
+    /// dns: the TCP listener bound before the privilege drop is passed.
+    #[serde(default)]
+    pub dns_tcp: bool,
+    /// The metrics listener is passed; this is its `--metrics` address as configured.
+    #[serde(default)]
+    pub metrics: Option<std::net::SocketAddr>,
+}
+
+impl Extras {
+    /// How many fds these extras take.
+    pub fn fds(&self) -> usize {
+        usize::from(self.tap.is_some())
+            + usize::from(self.dns_tcp)
+            + usize::from(self.metrics.is_some())
     }
 }
 
@@ -128,6 +175,9 @@ pub struct Offer {
     pub steer_mode: SteerMode,
     /// The rules in force (including those changed with `sluice ctl rules`).
     pub rules: Vec<Rule>,
+    /// The app's and the metrics endpoint's fds that follow the control sockets.
+    #[serde(default)]
+    pub extras: Extras,
     /// Fds that follow (see the module doc for their order).
     pub fds: usize,
 }
@@ -330,6 +380,7 @@ mod test {
             tx_ring: 2048,
             headroom: 0,
             app: "reflect".into(),
+            dns_port: None,
         }
     }
 
@@ -356,6 +407,37 @@ mod test {
             ..setup()
         };
         assert!(a.check(&b).unwrap_err().contains("--iface"));
+        let b = Setup {
+            dns_port: Some(5353),
+            ..setup()
+        };
+        assert!(a.check(&b).unwrap_err().contains("DNS port"));
+    }
+
+    #[test]
+    fn an_offer_without_extras_decodes_and_extras_count_their_fds() {
+        // An offer as an older sluice sends it: no extras, no dns_port.
+        let old = r#"{"msg":"offer","pid":7,"setup":{"ifaces":["veth0"],"queues":[0],
+            "frame_size":2048,"frame_count":8192,"fill_ring":8192,"comp_ring":2048,
+            "rx_ring":4096,"tx_ring":2048,"headroom":0,"app":"ports"},"xdp_mode":"driver",
+            "prog_ids":[5],"steer_mode":"ports","rules":[],"fds":8}"#;
+        match Msg::decode(old.as_bytes()) {
+            Ok(Msg::Offer(o)) => {
+                assert_eq!(o.extras, Extras::default());
+                assert_eq!(o.setup.dns_port, None);
+            }
+            other => panic!("{other:?}"),
+        }
+        let e = Extras {
+            tap: Some(TapInfo {
+                name: "sk-veth0".into(),
+                mac: [2, 0, 0, 0, 0, 1],
+            }),
+            dns_tcp: true,
+            metrics: Some("127.0.0.1:9100".parse().unwrap()),
+        };
+        assert_eq!(e.fds(), 3);
+        assert_eq!(Extras::default().fds(), 0);
     }
 
     #[test]

@@ -36,6 +36,7 @@ use crate::control::dns::{DnsService, DnsSetup};
 use crate::control::fib_updater::FibUpdater;
 use crate::control::health::HealthParams;
 use crate::control::lb::{LbService, LbSetup};
+use crate::control::takeover::TapInfo;
 use crate::control::{self, ControlPlane, EngineFacts, RunInfo, WorkerView};
 use crate::fib::{Broadcasts, FibHandle};
 use crate::steer::{Counters, SteerError, SteerMode, SteeringSet, XdpMode};
@@ -43,6 +44,7 @@ use crate::sys;
 use crate::worker::{self, KernelPath, Local, WorkerConfig, WorkerHandle};
 use crate::xsk::{Census, KernelStats, XskError, XskQueue};
 use std::io::{self, Write};
+use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -285,9 +287,20 @@ impl<A: App + 'static> Engine<A> {
     ) -> Result<Self, RunError> {
         let plan = preflight::plan(cfg)?;
         let mut successor = None;
+        let mut passed_metrics = None;
         let (claim, sockets, mut steering, tap, dns_tcp) = if cfg.takeover {
             let t = takeover::Successor::acquire(cfg, &plan)?;
-            let parts = (t.claim, t.sockets, t.steering, None, None);
+            // What the app owned in the predecessor: the TAP device (forward) and the DNS TCP
+            // listener. Their settings (forwarding and rp_filter on the TAP) stay as made.
+            let tap = t.passed.tap.map(|(fd, info)| {
+                log::info!("kernel path: TAP device {} (passed on)", info.name);
+                let fd = Arc::new(fd);
+                let path = KernelPath::new(fd.clone(), crate::wire::MacAddr(info.mac));
+                (fd, path, info)
+            });
+            let dns_tcp = t.passed.dns_tcp.map(std::net::TcpListener::from);
+            passed_metrics = t.passed.metrics;
+            let parts = (t.claim, t.sockets, t.steering, tap, dns_tcp);
             successor = Some(t.conn);
             parts
         } else {
@@ -330,10 +343,32 @@ impl<A: App + 'static> Engine<A> {
             };
             (claim, sockets, steering, tap, dns_tcp)
         };
+        // The metrics listener: the predecessor's if it served the same `--metrics` address
+        // (a hot upgrade: the port is never free, so no scrape is refused), else bound here,
+        // while privileges last.
+        let metrics_listener = match cfg.metrics {
+            None => None,
+            Some(addr) => match passed_metrics {
+                Some((fd, was)) if was == addr => {
+                    log::info!("metrics: serving {addr} on the listener passed on");
+                    Some(std::net::TcpListener::from(fd))
+                }
+                _ => Some(ControlPlane::bind_metrics(addr)?),
+            },
+        };
         let zerocopy = sockets.first().is_some_and(|s| s.is_zerocopy());
-        // What a successor will need (a hot upgrade): duplicates of every queue's fds and of
-        // the listening control sockets, taken while the sockets are still ours to borrow.
-        let handover = takeover::Held::new(cfg, &plan, &claim, &sockets)?;
+        // What a successor will need (a hot upgrade): duplicates of every queue's fds, of
+        // the listening control sockets and of what the app and the metrics endpoint own,
+        // taken while they are still ours to borrow.
+        let app_fds = takeover::AppFds {
+            tap: tap.as_ref().map(|(fd, _, info)| (fd.as_fd(), info.clone())),
+            dns_tcp: dns_tcp.as_ref().map(AsFd::as_fd),
+            metrics: metrics_listener
+                .as_ref()
+                .zip(cfg.metrics)
+                .map(|(l, addr)| (l.as_fd(), addr)),
+        };
+        let handover = takeover::Held::new(cfg, &plan, &claim, &sockets, app_fds)?;
         let granted: XdpMode = steering.granted_mode();
         let _ = &mut steering;
         let steering = Arc::new(Mutex::new(Some(steering)));
@@ -396,13 +431,17 @@ impl<A: App + 'static> Engine<A> {
                     steering: steering.clone(),
                     fib: fib.clone(),
                     stats,
+                    adopted: cfg.takeover,
                 })?;
-                steering
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .as_mut()
-                    .map(|s| s.set_mode(SteerMode::Lb))
-                    .transpose()?;
+                // (A successor's program is in lb mode already.)
+                if !cfg.takeover {
+                    steering
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .as_mut()
+                        .map(|s| s.set_mode(SteerMode::Lb))
+                        .transpose()?;
+                }
                 Some((service, lb_cfg.clone()))
             }
             _ => None,
@@ -419,6 +458,7 @@ impl<A: App + 'static> Engine<A> {
                         .iter()
                         .map(|&q| (q, Arc::new(DnsWorkerStats::default())))
                         .collect(),
+                    adopted: cfg.takeover,
                 })
                 .map_err(RunError::Dns)?,
             ),
@@ -436,7 +476,7 @@ impl<A: App + 'static> Engine<A> {
                 core,
                 busy_poll: cfg.busy_poll,
                 park: park.clone(),
-                kernel: tap.as_ref().map(|(_, path)| path.clone()),
+                kernel: tap.as_ref().map(|(_, path, _)| path.clone()),
                 ports_down: Some(ports_down.clone()),
             };
             let queue = s.queue();
@@ -464,6 +504,18 @@ impl<A: App + 'static> Engine<A> {
         if let Some(conn) = successor {
             let mut queues: Vec<&mut XskQueue> = prepared.iter_mut().map(|(q, _, _)| q).collect();
             takeover::Successor::commit(&conn, &mut queues)?;
+            if let Some(s) = steering.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+                s.own_links();
+            }
+            // Ours now: the VIP map follows this engine's configuration.
+            if let Some((service, _)) = &lb
+                && let Err(e) = service.resume_steering()
+            {
+                log::error!("lb: bringing the VIP map in line after the hand-over: {e}");
+            }
+            if let Some(d) = &dns {
+                d.resume_tcp();
+            }
         }
         let mut wcfgs = Vec::with_capacity(prepared.len());
         for (s, app, wcfg) in prepared {
@@ -509,7 +561,7 @@ impl<A: App + 'static> Engine<A> {
             dns: dns.clone(),
             takeover: Some(handover.sender()),
         };
-        let metrics = cfg.metrics.map(|addr| (addr, cfg.metrics_limits));
+        let metrics = metrics_listener.map(|l| (l, cfg.metrics_limits));
         let control = ControlPlane::start(claim, facts, mirror, metrics)?;
         if let Some((service, lb_cfg)) = &lb {
             service.start_threads(HealthParams::from(lb_cfg.health))?;
@@ -529,7 +581,7 @@ impl<A: App + 'static> Engine<A> {
             lb: lb.map(|(service, _)| service),
             dns,
             reload,
-            _tap: tap.map(|(fd, _)| fd),
+            _tap: tap.map(|(fd, _, _)| fd),
             term,
             stop,
             park,
@@ -666,7 +718,9 @@ impl<A: App + 'static> Engine<A> {
 /// Create the TAP device of the kernel path and let the kernel forward what comes in on it:
 /// forwarding on, reverse-path filtering off (frames from anywhere arrive on it), for IPv4 and
 /// IPv6. Warns about ports where forwarding is off (the kernel will not forward there either).
-fn kernel_path(cfg: &EngineConfig) -> Result<(Arc<std::os::fd::OwnedFd>, KernelPath), RunError> {
+fn kernel_path(
+    cfg: &EngineConfig,
+) -> Result<(Arc<std::os::fd::OwnedFd>, KernelPath, TapInfo), RunError> {
     let name: String = format!("sk-{}", cfg.iface()).chars().take(15).collect();
     let fail = |source| RunError::KernelPath {
         tap: name.clone(),
@@ -702,8 +756,12 @@ fn kernel_path(cfg: &EngineConfig) -> Result<(Arc<std::os::fd::OwnedFd>, KernelP
     }
     log::info!("kernel path: TAP device {}", tap.name);
     let mac = crate::wire::MacAddr(tap.mac);
+    let info = TapInfo {
+        name: tap.name,
+        mac: tap.mac,
+    };
     let fd = Arc::new(tap.fd);
-    Ok((fd.clone(), KernelPath::new(fd, mac)))
+    Ok((fd.clone(), KernelPath::new(fd, mac), info))
 }
 
 /// The DNS-over-TCP listener on `port`: dual-stack `[::]`, or `0.0.0.0` where IPv6 is off.

@@ -5,16 +5,23 @@
 //! `commit`, lets go of the bpf_link without detaching. The successor
 //! ([`Successor::acquire`], [`Successor::commit`]) maps the same UMEMs and rings, adopts the
 //! XDP attachment and the control sockets, and starts its workers on the same rings.
+//!
+//! Besides the data plane, what the apps own in the kernel moves too ([`Extras`]): forward's
+//! TAP device, dns's TCP listener, the metrics listener. What is derived from the kernel (the
+//! forwarding table, the load balancer's next hops) the successor rebuilds from its own
+//! rtnetlink mirror, and what comes from files (`--lb-config`, `--zone`) it loads itself, all
+//! before it says `ready`.
 
 use super::{Engine, RunError, preflight::Plan};
 use crate::apps::App;
 use crate::config::EngineConfig;
-use crate::control::takeover::{self as proto, Msg, Offer, STEP_TIMEOUT, Setup};
+use crate::control::takeover::{self as proto, Extras, Msg, Offer, STEP_TIMEOUT, Setup, TapInfo};
 use crate::control::{Claim, ControlPlane, TakeoverConn};
 use crate::steer::SteeringSet;
 use crate::worker::{self, Shared};
 use crate::xsk::{QueueState, XskQueue};
-use std::os::fd::{AsFd, OwnedFd};
+use std::net::SocketAddr;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, Sender, channel};
@@ -41,24 +48,27 @@ fn setup_of(cfg: &EngineConfig, plan: &Plan) -> Setup {
         tx_ring: plan.xsk.tx_size,
         headroom: plan.xsk.headroom,
         app: app.into(),
+        dns_port: cfg.dns_port(),
     }
 }
 
-/// Why only some engines can hand over (or take over) today.
-fn unsupported(setup: &Setup, cfg: &EngineConfig) -> Option<String> {
-    if setup.app != "ports" {
-        return Some(format!(
-            "hot upgrade supports the ports-mode apps (reflect, drop, patch) only, not {}",
-            setup.app
-        ));
-    }
-    if cfg.takeover && cfg.metrics.is_some() {
-        return Some(
-            "--metrics cannot be combined with --takeover yet (the predecessor holds the port)"
-                .into(),
-        );
-    }
-    None
+/// The kernel objects an engine owns besides its data plane, to pass on (borrowed from the
+/// engine while it starts; [`Held`] keeps duplicates).
+pub(super) struct AppFds<'a> {
+    /// forward: the TAP device and its name and MAC.
+    pub(super) tap: Option<(BorrowedFd<'a>, TapInfo)>,
+    /// dns: the TCP listener.
+    pub(super) dns_tcp: Option<BorrowedFd<'a>>,
+    /// The metrics listener and its `--metrics` address as configured.
+    pub(super) metrics: Option<(BorrowedFd<'a>, SocketAddr)>,
+}
+
+/// What a successor received besides the data plane (see [`AppFds`]).
+#[derive(Default)]
+pub(super) struct Passed {
+    pub(super) tap: Option<(OwnedFd, TapInfo)>,
+    pub(super) dns_tcp: Option<OwnedFd>,
+    pub(super) metrics: Option<(OwnedFd, SocketAddr)>,
 }
 
 /// What a running engine keeps for a successor.
@@ -70,6 +80,10 @@ pub(super) struct Held {
     queue_fds: Vec<Vec<OwnedFd>>,
     /// The listening control sockets, one per port (duplicates).
     listener_fds: Vec<OwnedFd>,
+    /// The app's and the metrics endpoint's fds (duplicates), in [`Extras`] order.
+    extra_fds: Vec<OwnedFd>,
+    /// What they are.
+    extras: Extras,
     /// After a hand-over: each stopped worker's queue and counters (kept for the totals).
     frozen: Vec<(u32, Arc<Shared>, XskQueue)>,
 }
@@ -80,6 +94,7 @@ impl Held {
         plan: &Plan,
         claim: &Claim,
         sockets: &[XskQueue],
+        app_fds: AppFds<'_>,
     ) -> Result<Held, RunError> {
         let dup_err = |e: std::io::Error| RunError::Takeover(format!("duplicating an fd: {e}"));
         let queue_fds = sockets
@@ -93,6 +108,20 @@ impl Held {
             .collect::<Result<Vec<_>, _>>()
             .map_err(dup_err)?;
         let listener_fds = claim.listener_fds().map_err(dup_err)?;
+        let mut extras = Extras::default();
+        let mut extra_fds = Vec::new();
+        if let Some((fd, info)) = app_fds.tap {
+            extra_fds.push(fd.try_clone_to_owned().map_err(dup_err)?);
+            extras.tap = Some(info);
+        }
+        if let Some(fd) = app_fds.dns_tcp {
+            extra_fds.push(fd.try_clone_to_owned().map_err(dup_err)?);
+            extras.dns_tcp = true;
+        }
+        if let Some((fd, addr)) = app_fds.metrics {
+            extra_fds.push(fd.try_clone_to_owned().map_err(dup_err)?);
+            extras.metrics = Some(addr);
+        }
         let (tx, rx) = channel();
         Ok(Held {
             setup: setup_of(cfg, plan),
@@ -100,6 +129,8 @@ impl Held {
             rx,
             queue_fds,
             listener_fds,
+            extra_fds,
+            extras,
             frozen: Vec::new(),
         })
     }
@@ -140,9 +171,6 @@ impl<A: App + 'static> Engine<A> {
         if let Err(reason) = self.handover.setup.check(&theirs) {
             return fail(reason);
         }
-        if let Some(reason) = unsupported(&self.handover.setup, &self.cfg) {
-            return fail(reason);
-        }
         let _ = rustix::net::sockopt::set_socket_send_buffer_size(&conn, proto::MAX_MESSAGE + 4096);
         // The steering lock is held to the end: no rule changes between the offer and the
         // successor's taking over (control requests wait, bounded by the step timeouts).
@@ -160,6 +188,7 @@ impl<A: App + 'static> Engine<A> {
             fds.extend(proto::borrow_all(q));
         }
         fds.extend(proto::borrow_all(&self.handover.listener_fds));
+        fds.extend(proto::borrow_all(&self.handover.extra_fds));
         let offer = Offer {
             pid: std::process::id(),
             setup: self.handover.setup.clone(),
@@ -167,6 +196,7 @@ impl<A: App + 'static> Engine<A> {
             prog_ids: set.program_ids(),
             steer_mode: set.mode(),
             rules,
+            extras: self.handover.extras.clone(),
             fds: fds.len(),
         };
         if let Err(e) = proto::send(conn.as_fd(), &Msg::Offer(offer), &fds) {
@@ -255,6 +285,7 @@ pub(super) struct Successor {
     pub(super) claim: Claim,
     pub(super) sockets: Vec<XskQueue>,
     pub(super) steering: SteeringSet,
+    pub(super) passed: Passed,
 }
 
 impl Successor {
@@ -263,9 +294,6 @@ impl Successor {
     pub(super) fn acquire(cfg: &EngineConfig, plan: &Plan) -> Result<Successor, RunError> {
         let err = |m: String| RunError::Takeover(m);
         let setup = setup_of(cfg, plan);
-        if let Some(reason) = unsupported(&setup, cfg) {
-            return Err(err(reason));
-        }
         let conn = proto::connect(cfg.iface()).map_err(|e| err(e.to_string()))?;
         proto::send(
             conn.as_fd(),
@@ -282,7 +310,7 @@ impl Successor {
             Err(e) => return Err(err(format!("waiting for the offer: {e}"))),
         };
         match Self::map(cfg, plan, &setup, &offer, fds) {
-            Ok((claim, sockets, steering)) => {
+            Ok((claim, sockets, steering, passed)) => {
                 log::info!(
                     "hot upgrade: mapped the data plane of pid {} ({} queue(s), XDP program id(s) {:?})",
                     offer.pid,
@@ -294,6 +322,7 @@ impl Successor {
                     claim,
                     sockets,
                     steering,
+                    passed,
                 })
             }
             Err(reason) => {
@@ -315,10 +344,18 @@ impl Successor {
         setup: &Setup,
         offer: &Offer,
         fds: Vec<OwnedFd>,
-    ) -> Result<(Claim, Vec<XskQueue>, SteeringSet), String> {
+    ) -> Result<(Claim, Vec<XskQueue>, SteeringSet, Passed), String> {
         setup.check(&offer.setup)?;
+        let x = &offer.extras;
+        if cfg.forward && x.tap.is_none() {
+            return Err("the running engine passed no TAP device for the kernel path".into());
+        }
+        if setup.dns_port.is_some() && !x.dns_tcp {
+            return Err("the running engine passed no DNS-over-TCP listener".into());
+        }
         let ports = cfg.ifaces.len();
-        let want = ports * SteeringSet::FDS_PER_PORT + plan.queues.len() * (1 + ports) + ports;
+        let want =
+            ports * SteeringSet::FDS_PER_PORT + plan.queues.len() * (1 + ports) + ports + x.fds();
         if fds.len() != want || offer.fds != want {
             return Err(format!(
                 "the offer carried {} fds ({} announced), {want} expected",
@@ -349,9 +386,19 @@ impl Successor {
                 .map_err(|e| crate::error::chain(&e))?;
             sockets.push(xq);
         }
-        let listeners: Vec<OwnedFd> = fds.collect();
+        let listeners: Vec<OwnedFd> = fds.by_ref().take(ports).collect();
         let claim = ControlPlane::claim_passed(&cfg.ifaces, listeners, plan.admin_gid, cfg.ctl);
-        Ok((claim, sockets, steering))
+        let mut passed = Passed::default();
+        if let Some(info) = &x.tap {
+            passed.tap = Some((fds.next().expect("counted"), info.clone()));
+        }
+        if x.dns_tcp {
+            passed.dns_tcp = Some(fds.next().expect("counted"));
+        }
+        if let Some(addr) = x.metrics {
+            passed.metrics = Some((fds.next().expect("counted"), addr));
+        }
+        Ok((claim, sockets, steering, passed))
     }
 
     /// Tell the predecessor to stop its workers, take on what they held, and commit: from the

@@ -311,6 +311,9 @@ pub struct Steering {
     /// Owns the program fd; dropped after the link. `None` for an adopted attachment (the
     /// link holds the program).
     _ebpf: Option<aya::Ebpf>,
+    /// An adopted link the predecessor still holds (until [`Steering::own_link`], after the
+    /// commit): dropping ours then detaches nothing, and must not say it does.
+    link_shared: bool,
 }
 
 impl fmt::Debug for Steering {
@@ -550,6 +553,7 @@ impl Steering {
             map_fds,
             prog_id,
             _ebpf: Some(ebpf),
+            link_shared: false,
         })
     }
 
@@ -631,6 +635,7 @@ impl Steering {
             map_fds,
             prog_id,
             _ebpf: None,
+            link_shared: true,
         })
     }
 
@@ -651,6 +656,12 @@ impl Steering {
     /// so closing ours detaches nothing).
     pub fn release(&mut self) {
         self.link = None;
+    }
+
+    /// An adopted attachment is ours alone from now on (the successor has committed; the
+    /// predecessor lets go of its link): closing it will detach the program.
+    pub fn own_link(&mut self) {
+        self.link_shared = false;
     }
 
     /// The interface the program is attached to.
@@ -846,7 +857,16 @@ impl Drop for Steering {
         // maps and the program fd go.
         if let Some(link) = self.link.take() {
             drop(link);
-            log::info!("XDP program `steer` detached from {}", self.iface);
+            if self.link_shared {
+                // A successor that stops before its commit: the engine that passed the link
+                // keeps it, and the program stays attached.
+                log::info!(
+                    "XDP program `steer` on {}: left attached for the engine that passed it on",
+                    self.iface
+                );
+            } else {
+                log::info!("XDP program `steer` detached from {}", self.iface);
+            }
         }
         // (After `release` the link is the successor's: nothing to log.)
     }

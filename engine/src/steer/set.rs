@@ -164,4 +164,9 @@ impl SteeringSet {
     pub fn release(&mut self) {
         self.ports.iter_mut().for_each(Steering::release);
     }
+
+    /// The adopted attachments are ours alone (see [`Steering::own_link`]).
+    pub fn own_links(&mut self) {
+        self.ports.iter_mut().for_each(Steering::own_link);
+    }
 }

@@ -455,7 +455,45 @@ mod test {
             })
     }
 
+    /// Captured valid frames of every kind the parsers know, as Ethernet frames: the seeds of
+    /// the mutation property.
+    fn captured_frames() -> Vec<Vec<u8>> {
+        let eth = |ether_type: [u8; 2], l3: &[u8]| {
+            let mut f = vec![
+                2,
+                0,
+                0,
+                0,
+                0,
+                1,
+                2,
+                0,
+                0,
+                0,
+                0,
+                2,
+                ether_type[0],
+                ether_type[1],
+            ];
+            f.extend_from_slice(l3);
+            f
+        };
+        vec![
+            udp::test::CAPTURED_ETH_IPV4_UDP.to_vec(),
+            tcp::test::CAPTURED_ETH_IPV4_TCP_SYN.to_vec(),
+            tcp::test::CAPTURED_ETH_IPV4_TCP_DATA.to_vec(),
+            tcp::test::CAPTURED_ETH_IPV6_TCP_SYN.to_vec(),
+            ipv6::test::CAPTURED_ETH_IPV6_UDP.to_vec(),
+            ethernet::test::CAPTURED_ARP_REQUEST.to_vec(),
+            eth([0x08, 0x00], &ipv4::test::CAPTURED_ICMP_UNREACH),
+        ]
+    }
+
+    // The shared parsers' share of the long property run (`crate::fuzz`): random bytes,
+    // plausible prefixes and mutated captured frames, each through the whole chain.
     proptest! {
+        #![proptest_config(crate::fuzz::config())]
+
         #[test]
         fn chain_never_panics_on_random_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
             parse_chain(&bytes);
@@ -464,6 +502,27 @@ mod test {
         #[test]
         fn chain_never_panics_on_plausible_frames(frame in frame_strategy()) {
             parse_chain(&frame);
+        }
+
+        /// Captured valid frames with a few bytes overwritten and maybe cut short or grown.
+        #[test]
+        fn chain_never_panics_on_mutated_frames(
+            which in any::<proptest::sample::Index>(),
+            flips in proptest::collection::vec((any::<proptest::sample::Index>(), any::<u8>()), 1..6),
+            cut in proptest::option::weighted(0.2, any::<proptest::sample::Index>()),
+            grow in proptest::collection::vec(any::<u8>(), 0..4),
+        ) {
+            let all = captured_frames();
+            let mut f = all[which.index(all.len())].clone();
+            for (at, v) in flips {
+                let i = at.index(f.len());
+                f[i] = v;
+            }
+            if let Some(c) = cut {
+                f.truncate(c.index(f.len() + 1));
+            }
+            f.extend_from_slice(&grow);
+            parse_chain(&f);
         }
     }
 

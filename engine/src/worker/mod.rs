@@ -172,7 +172,10 @@ pub fn run_loop_on<A: App>(
     stop: &AtomicBool,
     shared: &Shared,
 ) -> A {
-    let mut local = Local::default();
+    // Counting goes on from what `shared` holds: zero for a new worker; a worker restarted on
+    // its queue (after a hot upgrade that failed) keeps its counters instead of publishing
+    // them back to zero. This thread is the only writer, so the snapshot is exact.
+    let mut local = shared.snapshot();
     let mut scratch = Scratch::new();
     if let Some(k) = cfg.kernel.clone() {
         scratch.set_kernel_path(k);

@@ -653,7 +653,7 @@ mod test {
     }
 
     proptest::proptest! {
-        #![proptest_config(crate::apps::fuzz::config())]
+        #![proptest_config(crate::fuzz::config())]
 
         /// Any bytes: never a panic; a dropped frame is unchanged; an answer is safe.
         #[test]

@@ -1007,7 +1007,7 @@ fn through_the_worker_step_on_two_ports() {
 // ---- properties ----
 
 proptest! {
-    #![proptest_config(crate::apps::fuzz::config())]
+    #![proptest_config(crate::fuzz::config())]
 
     /// Any bytes: never panics; a frame not sent is unchanged.
     #[test]

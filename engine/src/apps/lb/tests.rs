@@ -849,7 +849,7 @@ thread_local! {
 }
 
 proptest! {
-    #![proptest_config(crate::apps::fuzz::config())]
+    #![proptest_config(crate::fuzz::config())]
 
     /// Any bytes: never a panic, never the kernel; a frame not sent is unchanged.
     #[test]

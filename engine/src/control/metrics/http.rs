@@ -153,7 +153,16 @@ impl MetricsServer {
         source: Arc<dyn MetricsSource>,
         limits: Limits,
     ) -> io::Result<MetricsServer> {
-        let listener = TcpListener::bind(addr)?;
+        Self::start_on(TcpListener::bind(addr)?, source, limits)
+    }
+
+    /// Like [`MetricsServer::start_with`], on a listening socket bound already: before the
+    /// privilege drop, or passed on by the engine a hot upgrade took over from.
+    pub fn start_on(
+        listener: TcpListener,
+        source: Arc<dyn MetricsSource>,
+        limits: Limits,
+    ) -> io::Result<MetricsServer> {
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         // One thread, no worker pool: the runtime runs on the thread below and nowhere else.

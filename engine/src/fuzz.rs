@@ -1,9 +1,11 @@
-//! How many cases the apps' property tests run (test builds only).
+//! How many cases the frame property tests run (test builds only): those of every app
+//! (reflect, drop, forward, lb, dns) and of the shared packet parsers (`wire`).
 //!
 //! The normal suite runs [`NORMAL_CASES`] per frame property, enough to hit every drop reason
-//! on each run. The long run sets `SLUICE_PROPTEST_CASES` (e.g. `1000000`, with `--release`:
-//! see the README's *Testing* section) and every frame property of every app runs that many:
-//! each of them throws random bytes or mutated valid frames at the app, and none may panic.
+//! on each run. The long run (`cargo xtask proptest --cases 1000000`, release build: see the
+//! README's *Testing* section) sets `SLUICE_PROPTEST_CASES` and every frame property runs that
+//! many: each throws random bytes or mutated valid frames at an app or the parsers, and none
+//! may panic.
 
 use proptest::test_runner::Config;
 
