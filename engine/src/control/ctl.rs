@@ -259,6 +259,37 @@ pub fn run_requests(
     for req in requests {
         let reply = match client.send_raw(&req.encode()) {
             Ok(bytes) => bytes,
+            // An engine handing over to a successor (`run --takeover`) closes the connections
+            // it has accepted; the listening socket lives on in the successor. A read is asked
+            // again there, once; a change is not (it may have been applied), but said so.
+            Err(CtlError::Closed { .. }) if !req.is_change() => {
+                match Client::connect_with_timeout(iface, timeout)
+                    .and_then(|mut c| c.send_raw(&req.encode()).map(|r| (c, r)))
+                {
+                    Ok((c, bytes)) => {
+                        client = c;
+                        bytes
+                    }
+                    Err(e) => {
+                        let _ = writeln!(
+                            err,
+                            "sluice ctl: sluice on {iface} closed the connection without \
+                             replying, and asking again failed: {}",
+                            error::chain(&e)
+                        );
+                        return 1;
+                    }
+                }
+            }
+            Err(e @ CtlError::Closed { .. }) => {
+                let _ = writeln!(
+                    err,
+                    "sluice ctl: {} (as an engine handing over to a successor does): `{req}` \
+                     may or may not have been applied; look, then retry",
+                    error::chain(&e)
+                );
+                return 1;
+            }
             Err(e) => {
                 let _ = writeln!(err, "sluice ctl: {}", error::chain(&e));
                 return 1;
@@ -458,6 +489,81 @@ mod test {
                 );
             }
             server.stop();
+        })
+        .join()
+        .unwrap_or_else(|e| std::panic::resume_unwind(e));
+    }
+
+    /// A listener that closes its first `closes` connections after reading their request (as
+    /// an engine handing over does), then answers each request with `{"rx": 7}`.
+    fn closing_listener(iface: &str, closes: usize) -> std::thread::JoinHandle<usize> {
+        use rustix::net::{accept, bind, listen};
+        let fd = socket_with(
+            AddressFamily::UNIX,
+            SocketType::SEQPACKET,
+            SocketFlags::CLOEXEC,
+            None,
+        )
+        .unwrap();
+        bind(&fd, &socket_addr(iface).unwrap()).unwrap();
+        listen(&fd, 8).unwrap();
+        std::thread::spawn(move || {
+            let mut served = 0;
+            for i in 0..closes + 1 {
+                let c = accept(&fd).unwrap();
+                let mut buf = [0u8; 4096];
+                let (_, n) = recv(&c, &mut buf, RecvFlags::empty()).unwrap();
+                assert!(n > 0);
+                if i >= closes {
+                    let reply = Reply::Ok(json!({"rx": 7})).encode();
+                    send(&c, &reply, SendFlags::NOSIGNAL).unwrap();
+                    served += 1;
+                }
+            }
+            served
+        })
+    }
+
+    #[test]
+    fn a_read_is_asked_again_after_a_hand_over_closes_the_connection() {
+        let iface = format!("ctlretry-{}", std::process::id());
+        std::thread::spawn(move || {
+            if rustix::process::geteuid().is_root() {
+                nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+            }
+            let server = closing_listener(&iface, 1);
+            assert_eq!(
+                run_captured(&iface, Request::Stats, false),
+                (0, "rx  7\n".into(), String::new())
+            );
+            assert_eq!(server.join().unwrap(), 1);
+        })
+        .join()
+        .unwrap_or_else(|e| std::panic::resume_unwind(e));
+    }
+
+    #[test]
+    fn a_change_is_not_sent_twice_when_the_connection_closes() {
+        let iface = format!("ctlnoretry-{}", std::process::id());
+        std::thread::spawn(move || {
+            if rustix::process::geteuid().is_root() {
+                nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+            }
+            let _server = closing_listener(&iface, 1);
+            let (code, out, err) = run_captured(
+                &iface,
+                Request::Rules(RulesRequest::Add {
+                    proto: L4Proto::Udp,
+                    ports: Ports(vec![9100]),
+                }),
+                false,
+            );
+            assert_eq!((code, out.as_str()), (1, ""));
+            assert!(
+                err.contains("closed the connection without replying"),
+                "{err}"
+            );
+            assert!(err.contains("may or may not have been applied"), "{err}");
         })
         .join()
         .unwrap_or_else(|e| std::panic::resume_unwind(e));
