@@ -22,8 +22,8 @@
 //!   sluice (`--app dns --zone FILE --queues 1 --cores 0`); NSD (`server-count: 1`) and Knot
 //!   (`udp-workers: 1`, `tcp-workers: 1`, `background-workers: 1`), started by the harness's
 //!   [`DnsServer`] with its configuration otherwise. Socket buffers alike: NSD asks for 2 MiB;
-//!   Knot has no setting (its sockets take the system's default, 208 KiB here), so it starts
-//!   while `net.core.rmem_default` is 2 MiB, restored as soon as it serves. After start every thread of every
+//!   Knot has no setting (its sockets take the system's defaults, 208 KiB here), so it starts
+//!   while `net.core.rmem_default` and `wmem_default` are 2 MiB, restored once it serves. After start every thread of every
 //!   process of the subject (NSD's main, xfrd and server processes; Knot's threads; sluice's
 //!   control threads beside its worker) is pinned to core 0 with `sched_setaffinity`. NSD and
 //!   Knot get `pass_all` on `dns0`: veth drops XDP frames at a peer without an XDP program
@@ -73,10 +73,12 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// The system's default socket receive buffer (not per network namespace).
+/// The system's default socket receive and send buffers (not per network namespace).
 const RMEM_DEFAULT: &str = "/proc/sys/net/core/rmem_default";
-/// Knot's sockets' receive buffer in this benchmark: NSD's.
-const KNOT_RCVBUF: u32 = 2 << 20;
+const WMEM_DEFAULT: &str = "/proc/sys/net/core/wmem_default";
+/// Knot's sockets' buffers in this benchmark: NSD's (`ss -m` shows NSD 4.6's UDP socket with
+/// 2 MiB each way).
+const KNOT_SOCKBUF: u32 = 2 << 20;
 
 /// A sysctl set for a while, its old value restored on drop.
 struct SysctlGuard {
@@ -482,12 +484,18 @@ impl DnsBench {
                 } else {
                     ServerKind::Knot
                 };
-                // Knot has no socket-buffer setting: its sockets take the system default
+                // Knot has no socket-buffer setting: its sockets take the system defaults
                 // (208 KiB), where NSD asks for 2 MiB. For a like-for-like run Knot starts
-                // under a 2 MiB default (read when a socket is made), restored once it serves.
-                let raised = (who == Server::Knot)
-                    .then(|| SysctlGuard::set(RMEM_DEFAULT, &KNOT_RCVBUF.to_string()))
-                    .transpose()?;
+                // under 2 MiB defaults (read when a socket is made), restored once it serves.
+                let raised = if who == Server::Knot {
+                    let buf = KNOT_SOCKBUF.to_string();
+                    vec![
+                        SysctlGuard::set(RMEM_DEFAULT, &buf)?,
+                        SysctlGuard::set(WMEM_DEFAULT, &buf)?,
+                    ]
+                } else {
+                    Vec::new()
+                };
                 let mut s =
                     DnsServer::start(kind, ns, &addrs, std::slice::from_ref(&self.zone), &[])
                         .with_context(|| format!("starting {}", who.short()))?;
