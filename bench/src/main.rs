@@ -133,7 +133,8 @@ pub enum ScenarioKind {
     /// forward: Mpps routed client → router → server by sluice --app forward vs the kernel's
     /// IP forwarding vs the in-kernel XDP forwarder (its own three-namespace bed).
     Forward,
-    /// upgrade: frames lost to a hot upgrade (`--takeover`) under 0.3 Mpps of reflect traffic.
+    /// upgrade: frames lost to a hot upgrade (`--takeover`) under steady, paced reflect traffic
+    /// (`--upgrade-pps`, 0.3 Mpps asked by default), by leg of the path, vs no upgrade.
     Upgrade,
     /// lb: Mpps load-balanced by sluice --app lb (DSR and IPIP, many flows) vs sluice --app
     /// forward vs the in-kernel XDP forwarder on the same client → router → server path.

@@ -6,7 +6,8 @@
 //! Ethernet, up to two VLAN tags, IPv4/IPv6 and UDP/TCP, and records: frames and bytes, the
 //! latency `arrival − tx timestamp` in an HDR histogram, uniques, duplicates, reordering and
 //! late frames over the u32 sequence space (a sliding-window bitmap behind the highest sequence
-//! seen), and per-flow counts. Frames without a stamp are counted as `foreign`. Every frame is
+//! seen), per-flow counts, and the departure gaps between consecutive sequence numbers' stamps
+//! (how evenly the generator spaced them; [`GapStats`]). Frames without a stamp are counted as `foreign`. Every frame is
 //! recycled (`Drop(Policy)`), none is sent.
 //!
 //! [`Receiver`] wires it up (`start` → `snapshot` … → `stop`) and hands back an [`RxReport`],

@@ -259,7 +259,7 @@ impl Session {
         format!(
             "# sluice benchmark\n\n- machine: Linux {}, {} × {}, veth (native XDP, AF_XDP copy mode)\n\
              - sluice {}; {} rounds per subject, alternating; {:.1} s window per measurement after {:.2} s warm-up\n\
-             - traffic: {}-byte frames (without FCS), UDP/IPv4, {FLOWS} flows, XDP live-frames generator on core {GEN_CORE}; DUT on core {DUT_CORE}\n\
+             - traffic: {}-byte frames (without FCS), UDP/IPv4, {FLOWS} flows, XDP live-frames generator on core {GEN_CORE} (paced runs: the UDP-socket pacer of bench/src/pace.rs, one flow); DUT on core {DUT_CORE}\n\
              - NAPI placement: receiver's on core {GEN_CORE}; DUT's {}\n",
             m.kernel,
             m.cpus,
@@ -1999,5 +1999,48 @@ fn record_rtt(s: &mut Subject, rep: &rtt::RttReport, what: &str, round: usize) {
         ("lost", rep.lost as f64),
     ] {
         s.extra.entry(k.into()).or_default().push(v);
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+    use serde_json::{Value, json};
+
+    /// A `sluice run --json` final object with the fields `legs` reads.
+    fn final_totals(rx: u64, tx: u64, policy: u64, tx_ring_full: u64, ring_full: u64) -> Value {
+        json!({
+            "type": "final",
+            "total": {
+                "rx_packets": rx, "tx_packets": tx, "dropped": policy + tx_ring_full,
+                "tx_ring_full": tx_ring_full, "bad_desc": 0,
+                "drops": {"policy": policy, "truncated": 0}
+            },
+            "queues": [{"queue": 0, "kernel": {
+                "rx_dropped": 0, "rx_ring_full": ring_full, "rx_fill_ring_empty": 2
+            }}]
+        })
+    }
+
+    #[test]
+    fn legs_read_sluice_totals_and_sum_an_upgrade() {
+        let rx = sluice_bench::rx::RxApp::new().report();
+        let old = final_totals(1000, 990, 4, 6, 30);
+        let l = legs(1030, Some(&old), &rx);
+        let d = l.dut.as_ref().unwrap();
+        assert_eq!((d.rx, d.tx, d.dropped, d.kernel_lost), (1000, 990, 10, 30));
+        assert_eq!(d.drops, "policy 4, tx_ring_full 6");
+        assert_eq!(l.sent, 1030);
+        assert!(l.to_string().contains("sluice rx 1000 (socket lost 30"));
+        // Old engine + successor: summed.
+        let new = final_totals(500, 500, 0, 0, 0);
+        let s = legs_summed(1530, &[old, new], &rx);
+        let d = s.dut.unwrap();
+        assert_eq!(
+            (d.rx, d.tx, d.dropped, d.kernel_lost, d.fill_empty),
+            (1500, 1490, 10, 30, 4)
+        );
+        // Not sluice: no DUT leg.
+        assert!(legs(7, None, &rx).dut.is_none());
     }
 }
