@@ -258,7 +258,7 @@ struct Figures {
 fn load_name(r: &Rate) -> String {
     match r {
         Rate::Max => "max".to_string(),
-        Rate::Pps(p) => format!("{:.1}k", *p as f64 / 1e3),
+        Rate::Pps(p) | Rate::Paced(p) => format!("{:.1}k", *p as f64 / 1e3),
     }
 }
 
@@ -572,7 +572,10 @@ impl DnsBench {
     ) -> Result<(GenReport, T)> {
         let per_call = match rate {
             Rate::Max => self.frames_per_call,
-            Rate::Pps(pps) => paced_frames_per_call(pps).min(self.frames_per_call),
+            // (The live-frames generator refuses Rate::Paced; see crate::pace.)
+            Rate::Pps(pps) | Rate::Paced(pps) => {
+                paced_frames_per_call(pps).min(self.frames_per_call)
+            }
         };
         let DnsBench {
             bed,

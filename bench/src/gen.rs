@@ -76,6 +76,8 @@ const LATE_LIMIT: Duration = Duration::from_secs(1);
 
 /// The fixed-rate loop sends one chunk per this interval (at most; fewer at low rates).
 const PACE_TICK: Duration = Duration::from_millis(1);
+/// Highest lateness the paced run's histogram tells apart (1 s); larger values are clamped.
+const PACED_LATE_MAX_NS: u64 = 1_000_000_000;
 /// How often `progress` is called.
 const PROGRESS_EVERY: Duration = Duration::from_millis(100);
 
@@ -573,6 +575,91 @@ pub enum Rate {
     /// A fixed rate in frames per second; a run sends `pps × duration` frames, paced against
     /// the clock in chunks of about a millisecond.
     Pps(u64),
+    /// A fixed rate in frames per second, every frame scheduled on its own: frame `i` is due
+    /// `i / pps` s after the start ([`PaceSchedule`]). Sent by [`crate::pace`] (a UDP socket),
+    /// not by [`Generator::run`], which refuses it (see the `pace` module doc for why).
+    Paced(u64),
+}
+
+impl Rate {
+    /// The fixed rate asked for (frames/s), `None` for [`Rate::Max`].
+    pub fn pps(self) -> Option<u64> {
+        match self {
+            Rate::Max => None,
+            Rate::Pps(p) | Rate::Paced(p) => Some(p),
+        }
+    }
+}
+
+/// The departure schedule of a paced run: frame `i` (counted from 0) is due
+/// `floor(i × 10^9 / pps)` ns after the start. Pure arithmetic, in u128 so that no rate or
+/// run length this generator can reach overflows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PaceSchedule {
+    pps: u64,
+}
+
+impl PaceSchedule {
+    /// The schedule for `pps` frames per second; `None` for 0.
+    pub fn new(pps: u64) -> Option<PaceSchedule> {
+        (pps > 0).then_some(PaceSchedule { pps })
+    }
+
+    /// When frame `i` is due, in ns after the start.
+    pub fn due_ns(&self, i: u64) -> u64 {
+        (u128::from(i) * 1_000_000_000 / u128::from(self.pps)) as u64
+    }
+
+    /// How many frames are due at `t_ns` after the start: the number of `i` with
+    /// `due_ns(i) <= t_ns`, i.e. `ceil((t_ns + 1) × pps / 10^9)`.
+    pub fn due_by(&self, t_ns: u64) -> u64 {
+        let num = (u128::from(t_ns) + 1) * u128::from(self.pps);
+        num.div_ceil(1_000_000_000) as u64
+    }
+
+    /// The slot to send next when slot `slot` is the first unsent one and the time is `t_ns`:
+    /// `slot` itself while it is at most `max_lag_ns` overdue, else the first slot due less
+    /// than `max_lag_ns` ago — the older ones are given up, so that falling behind by a stall
+    /// never comes out as a burst of more than `max_lag_ns` worth of frames.
+    pub fn resume_slot(&self, slot: u64, t_ns: u64, max_lag_ns: u64) -> u64 {
+        if self.due_ns(slot).saturating_add(max_lag_ns) >= t_ns {
+            slot
+        } else {
+            slot.max(self.due_by(t_ns - max_lag_ns - 1))
+        }
+    }
+
+    /// The ideal gap between two frames, ns (fractional).
+    pub fn gap_ns(&self) -> f64 {
+        1e9 / self.pps as f64
+    }
+}
+
+/// How a paced run kept to its schedule, from the generator's side (one sample per round of its
+/// loop that sends): lateness is the round's start minus the due time of the first unsent slot.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct PacingStats {
+    /// Rounds that sent frames.
+    pub calls: u64,
+    /// Mean frames per round (1.0 = every frame sent on its own, at its time).
+    pub mean_frames_per_call: f64,
+    /// Most frames in one round (at most [`crate::pace::MAX_PER_WAKE`]).
+    pub max_frames_per_call: u64,
+    /// Schedule slots given up because the run was more than 200 µs behind, or whose send
+    /// failed (not sent, not counted in `sent`).
+    pub skipped: u64,
+    /// Sends that failed with a full queue (`ENOBUFS`/`EAGAIN`), included in `skipped`.
+    pub send_failures: u64,
+    /// Rounds that sent more than one frame (the generator was behind by at least a gap).
+    pub multi_frame_calls: u64,
+    /// Lateness percentiles, µs: median.
+    pub late_p50_us: f64,
+    /// 99th percentile.
+    pub late_p99_us: f64,
+    /// 99.9th percentile.
+    pub late_p999_us: f64,
+    /// Largest.
+    pub late_max_us: f64,
 }
 
 impl fmt::Display for Rate {
@@ -580,6 +667,7 @@ impl fmt::Display for Rate {
         match self {
             Rate::Max => f.write_str("max"),
             Rate::Pps(p) => write!(f, "{p} pps"),
+            Rate::Paced(p) => write!(f, "{p} pps paced"),
         }
     }
 }
@@ -622,6 +710,8 @@ pub struct GenReport {
     pub bad_frames: u64,
     /// `bpf()` calls made.
     pub calls: u64,
+    /// How a [`Rate::Paced`] run ([`crate::pace`]) kept to its schedule (`None` otherwise).
+    pub pacing: Option<PacingStats>,
 }
 
 impl GenReport {
@@ -632,10 +722,7 @@ impl GenReport {
 
     /// Offered rate (frames/s) for a fixed-rate run.
     pub fn offered_pps(&self) -> Option<u64> {
-        match self.rate {
-            Rate::Max => None,
-            Rate::Pps(p) => Some(p),
-        }
+        self.rate.pps()
     }
 }
 
@@ -859,6 +946,7 @@ impl Generator {
     /// `Rate::Pps(r)` sends `r × duration` frames, paced against the clock with up to one
     /// millisecond's worth sent ahead, and then waits out the rest of `duration`; if it cannot
     /// keep up it stops at `duration` with fewer frames (compare `achieved_pps` with the offer).
+    /// `Rate::Paced(_)` is refused ([`GenError::InvalidRun`]): see [`crate::pace`].
     ///
     /// Errors: a failing `bpf()` call ends the run with [`GenError::TestRun`], except `EINTR`
     /// (a signal arrived mid-call; the frames sent before it are counted) which is retried.
@@ -930,9 +1018,16 @@ impl Generator {
                 reason: "duration is zero".into(),
             });
         }
-        if rate == Rate::Pps(0) {
+        if rate.pps() == Some(0) {
             return Err(GenError::InvalidRun {
                 reason: "rate is 0 pps".into(),
+            });
+        }
+        if matches!(rate, Rate::Paced(_)) {
+            return Err(GenError::InvalidRun {
+                reason: "live frames cannot pace frame by frame (a page pool and an RCU grace \
+                         period per bpf() call, ENOSPC after ~10^5 calls): use crate::pace"
+                    .into(),
             });
         }
         let iface = self.iface.clone();
@@ -950,10 +1045,7 @@ impl Generator {
         // Which frame the next call sends (only moves with more than one).
         let mut next_frame = 0usize;
 
-        let offered = match rate {
-            Rate::Max => None,
-            Rate::Pps(p) => Some(p),
-        };
+        let offered = rate.pps();
         // Frames a fixed-rate run sends in total, and per call (about PACE_TICK's worth).
         let total = offered.map(|p| (u128::from(p) * duration.as_nanos() / 1_000_000_000) as u64);
         let mut chunk: u32 = match offered {
@@ -987,12 +1079,12 @@ impl Generator {
                 break;
             }
             let n = match (offered, total) {
+                (Some(_), Some(total)) if sent >= total => {
+                    // All sent: wait out the window, waking for progress reports.
+                    std::thread::sleep((duration - elapsed).min(PROGRESS_EVERY));
+                    continue;
+                }
                 (Some(p), Some(total)) => {
-                    if sent >= total {
-                        // All sent: wait out the window, waking for progress reports.
-                        std::thread::sleep((duration - elapsed).min(PROGRESS_EVERY));
-                        continue;
-                    }
                     // The next frame is due at sent / p seconds.
                     let due = Duration::from_nanos(
                         (u128::from(sent) * 1_000_000_000 / u128::from(p)) as u64,
@@ -1067,8 +1159,63 @@ impl Generator {
             program_frames,
             bad_frames,
             calls,
+            pacing: None,
         };
         Ok(report)
+    }
+}
+
+/// Collects [`PacingStats`] during a paced run: one sample per round that sends, into a
+/// histogram allocated up front.
+pub(crate) struct PacingRecorder {
+    late: hdrhistogram::Histogram<u64>,
+    frames: u64,
+    max_frames: u64,
+    multi: u64,
+    skipped: u64,
+}
+
+impl PacingRecorder {
+    pub(crate) fn new() -> Self {
+        PacingRecorder {
+            late: hdrhistogram::Histogram::new_with_bounds(1, PACED_LATE_MAX_NS, 3)
+                .expect("constant histogram bounds are valid"),
+            frames: 0,
+            max_frames: 0,
+            multi: 0,
+            skipped: 0,
+        }
+    }
+
+    /// A call that sends `n` frames, `late_ns` after the first unsent slot was due, having
+    /// given up `skipped` slots.
+    pub(crate) fn record(&mut self, late_ns: u64, n: u32, skipped: u64) {
+        self.skipped += skipped;
+        self.late.saturating_record(late_ns);
+        self.frames += u64::from(n);
+        self.max_frames = self.max_frames.max(u64::from(n));
+        self.multi += u64::from(n > 1);
+    }
+
+    pub(crate) fn stats(&self) -> PacingStats {
+        let calls = self.late.len();
+        let us = |q: f64| self.late.value_at_quantile(q) as f64 / 1e3;
+        PacingStats {
+            calls,
+            mean_frames_per_call: if calls == 0 {
+                0.0
+            } else {
+                self.frames as f64 / calls as f64
+            },
+            max_frames_per_call: self.max_frames,
+            skipped: self.skipped,
+            send_failures: 0,
+            multi_frame_calls: self.multi,
+            late_p50_us: us(0.5),
+            late_p99_us: us(0.99),
+            late_p999_us: us(0.999),
+            late_max_us: self.late.max() as f64 / 1e3,
+        }
     }
 }
 
@@ -1717,6 +1864,94 @@ mod test {
             // The packet itself is intact: its checksums verify.
             check_frame(&f[..packets[which].len()]);
         }
+    }
+
+    #[test]
+    fn pace_schedule_spaces_frames_evenly() {
+        assert_eq!(PaceSchedule::new(0), None);
+        // 300 Mpps: a frame every 3.33 ns, due at 0, 3, 6, 10, 13, ...
+        let s = PaceSchedule::new(300_000_000).unwrap();
+        let due: Vec<u64> = (0..5).map(|i| s.due_ns(i)).collect();
+        assert_eq!(due, [0, 3, 6, 10, 13]);
+        assert_eq!(
+            (0..=10).map(|t| s.due_by(t)).collect::<Vec<_>>(),
+            [1, 1, 1, 2, 2, 2, 3, 3, 3, 3, 4]
+        );
+        for pps in [1, 7, 999, 1_000, 58_000, 333_333, 500_000, 5_000_000] {
+            let s = PaceSchedule::new(pps).unwrap();
+            // Frame 0 goes at once; `due_by` counts exactly the frames due by then.
+            assert_eq!(s.due_by(0), 1, "{pps}");
+            let mut prev = 0;
+            for i in [0u64, 1, 2, 3, 10, 1_000, 123_457, 10_000_000, 1 << 40] {
+                if u128::from(i) * 1_000_000_000 / u128::from(pps) >= 1 << 63 {
+                    continue; // beyond u64 nanoseconds (292 years): not a run length
+                }
+                let d = s.due_ns(i);
+                assert_eq!(s.due_by(d), i + 1, "{pps} pps, frame {i} due at {d}");
+                if d > 0 {
+                    assert_eq!(s.due_by(d - 1), i, "{pps} pps, just before frame {i}");
+                }
+                assert!(d >= prev);
+                prev = d;
+            }
+            // Gaps are the ideal gap rounded down or up, never bunched.
+            let gap = s.gap_ns();
+            for i in 0..2_000u64 {
+                let g = (s.due_ns(i + 1) - s.due_ns(i)) as f64;
+                assert!(
+                    g >= gap.floor() && g <= gap.ceil(),
+                    "{pps} pps: gap {g} vs {gap}"
+                );
+            }
+            // One second holds `pps` frames.
+            assert_eq!(s.due_by(999_999_999), pps, "{pps}");
+        }
+    }
+
+    #[test]
+    fn a_paced_run_that_falls_behind_skips_instead_of_bursting() {
+        // 1 Mpps: slot i due at i µs; allowed lag 200 µs.
+        let s = PaceSchedule::new(1_000_000).unwrap();
+        let lag = 200_000;
+        // On time, or up to the lag behind: keep the slot (send what is due).
+        assert_eq!(s.resume_slot(10, 10_000, lag), 10);
+        assert_eq!(s.resume_slot(10, 210_000, lag), 10);
+        // Further behind: give up the slots due more than the lag ago, keep the rest.
+        assert_eq!(s.resume_slot(10, 210_001, lag), 11);
+        assert_eq!(s.resume_slot(10, 5_000_000, lag), 4_800);
+        // After resuming, what is left to send is at most the lag's worth (the slots due in
+        // [t - 200 µs, t], both ends included: 201 here).
+        for t in [210_001, 1_000_000, 5_000_500, 77_777_777] {
+            let r = s.resume_slot(10, t, lag);
+            assert!(s.due_by(t) - r <= 201, "t = {t}");
+            assert!(s.due_ns(r) + lag >= t, "t = {t}");
+        }
+        // Never moves backwards.
+        assert_eq!(s.resume_slot(7_000, 5_000_000, lag), 7_000);
+    }
+
+    #[test]
+    fn pacing_stats_summarise_calls() {
+        let mut r = PacingRecorder::new();
+        assert_eq!(r.stats().calls, 0);
+        assert_eq!(r.stats().mean_frames_per_call, 0.0);
+        for i in 0..98 {
+            r.record(1_000 + i, 1, 0);
+        }
+        r.record(50_000, 3, 0);
+        r.record(2_000_000, 32, 399);
+        let s = r.stats();
+        assert_eq!(s.calls, 100);
+        assert_eq!(s.skipped, 399);
+        assert_eq!(s.max_frames_per_call, 32);
+        assert_eq!(s.multi_frame_calls, 2);
+        assert!((s.mean_frames_per_call - 133.0 / 100.0).abs() < 1e-9);
+        assert!((s.late_p50_us - 1.05).abs() < 0.01, "{s:?}");
+        assert!((s.late_p99_us - 50.0).abs() < 0.1, "{s:?}");
+        assert!((s.late_max_us - 2000.0).abs() < 2.0, "{s:?}");
+        assert_eq!(Rate::Paced(5).pps(), Some(5));
+        assert_eq!(Rate::Max.pps(), None);
+        assert_eq!(Rate::Paced(5).to_string(), "5 pps paced");
     }
 
     #[test]

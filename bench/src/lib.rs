@@ -10,6 +10,7 @@ pub mod echo;
 pub mod r#gen; // `gen` is a reserved keyword in edition 2024
 pub mod kernel;
 pub mod lbplan;
+pub mod pace;
 pub mod payload;
 pub mod peers;
 pub mod pipeline;

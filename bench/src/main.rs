@@ -133,7 +133,8 @@ pub enum ScenarioKind {
     /// forward: Mpps routed client → router → server by sluice --app forward vs the kernel's
     /// IP forwarding vs the in-kernel XDP forwarder (its own three-namespace bed).
     Forward,
-    /// upgrade: frames lost to a hot upgrade (`--takeover`) under 0.3 Mpps of reflect traffic.
+    /// upgrade: frames lost to a hot upgrade (`--takeover`) under steady, paced reflect traffic
+    /// (`--upgrade-pps`, 0.3 Mpps asked by default), by leg of the path, vs no upgrade.
     Upgrade,
     /// lb: Mpps load-balanced by sluice --app lb (DSR and IPIP, many flows) vs sluice --app
     /// forward vs the in-kernel XDP forwarder on the same client → router → server path.
@@ -144,6 +145,10 @@ pub enum ScenarioKind {
     /// dns: DNS queries answered per second by sluice --app dns vs NSD vs Knot (one core each),
     /// then dnsperf latency percentiles at 10% load (its own client — server bed).
     Dns,
+    /// load-latency: each rtt subject's reflect capacity, then 10/50/90% of it offered with
+    /// the paced generator (every frame at its own due time); p50/p90/p99/p99.9 and loss per
+    /// subject per load point, alternating; plot: load-latency.svg.
+    LoadLatency,
     /// Everything above.
     All,
 }
@@ -206,6 +211,7 @@ fn run_bench(a: BenchArgs) -> Result<()> {
             ScenarioKind::Reflect,
             ScenarioKind::Latency,
             ScenarioKind::Rtt,
+            ScenarioKind::LoadLatency,
             ScenarioKind::Sweep,
             ScenarioKind::Idle,
             ScenarioKind::Upgrade,
@@ -284,6 +290,7 @@ fn run_bench(a: BenchArgs) -> Result<()> {
             (ScenarioKind::Rxdrop, Some(s)) => s.rxdrop(),
             (ScenarioKind::Reflect, Some(s)) => s.reflect(),
             (ScenarioKind::Latency, Some(s)) => s.latency(),
+            (ScenarioKind::LoadLatency, Some(s)) => s.load_latency(),
             (ScenarioKind::Sweep, Some(s)) => s.sweep(),
             (ScenarioKind::Idle, Some(s)) => s.idle(),
             (ScenarioKind::Upgrade, Some(s)) => s.upgrade(),

@@ -483,6 +483,89 @@ pub fn line_plot(
     Ok(())
 }
 
+/// One subject's latency-vs-load curve: `(offered Mpps, p50 µs, p99 µs)` per load point.
+#[derive(Clone, Debug, Serialize)]
+pub struct LoadCurve {
+    /// Subject name (legend).
+    pub label: String,
+    /// Points, in any order (drawn sorted by offered load).
+    pub points: Vec<(f64, f64, f64)>,
+}
+
+/// Latency vs offered load: p50 (thin line, circles) and p99 (thick line, triangles) against
+/// offered Mpps, one colour per subject, latency on a log axis (tails and medians differ by
+/// orders of magnitude).
+pub fn latency_load_plot(path: &Path, title: &str, curves: &[LoadCurve]) -> io::Result<()> {
+    let pts = curves.iter().flat_map(|c| c.points.iter());
+    let (mut x1, mut y0, mut y1) = (0.0f64, f64::MAX, 0.0f64);
+    for &(x, p50, p99) in pts {
+        x1 = x1.max(x);
+        for y in [p50, p99] {
+            if y > 0.0 {
+                y0 = y0.min(y);
+                y1 = y1.max(y);
+            }
+        }
+    }
+    if y1 <= 0.0 {
+        return Err(io::Error::other("nothing to plot"));
+    }
+    let (y0, y1) = (y0 / 1.5, y1 * 1.5);
+    let x1 = if x1 <= 0.0 { 1.0 } else { x1 * 1.08 };
+    let err = |e: Box<dyn std::error::Error>| io::Error::other(e.to_string());
+    let root = SVGBackend::new(path, (900, 600)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| err(Box::new(e)))?;
+    let colors = [&BLUE, &RED, &GREEN, &MAGENTA, &CYAN, &BLACK];
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 22))
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0.0..x1, (y0..y1).log_scale())
+        .map_err(|e| err(Box::new(e)))?;
+    chart
+        .configure_mesh()
+        .x_desc("offered Mpps (paced)")
+        .y_desc("latency µs (log)")
+        .x_labels(10)
+        .x_label_formatter(&|x| format!("{x:.2}"))
+        .y_label_formatter(&|y| format!("{y:.0}"))
+        .draw()
+        .map_err(|e| err(Box::new(e)))?;
+    for (i, c) in curves.iter().enumerate() {
+        let col = colors[i % colors.len()];
+        let mut pts = c.points.clone();
+        pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let p50: Vec<(f64, f64)> = pts.iter().map(|&(x, y, _)| (x, y)).collect();
+        let p99: Vec<(f64, f64)> = pts.iter().map(|&(x, _, y)| (x, y)).collect();
+        chart
+            .draw_series(LineSeries::new(p50.clone(), col.stroke_width(1)))
+            .map_err(|e| err(Box::new(e)))?
+            .label(format!("{} p50", c.label))
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], col.stroke_width(1)));
+        chart
+            .draw_series(p50.iter().map(|&p| Circle::new(p, 4, col.filled())))
+            .map_err(|e| err(Box::new(e)))?;
+        chart
+            .draw_series(LineSeries::new(p99.clone(), col.stroke_width(3)))
+            .map_err(|e| err(Box::new(e)))?
+            .label(format!("{} p99", c.label))
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], col.stroke_width(3)));
+        chart
+            .draw_series(p99.iter().map(|&p| TriangleMarker::new(p, 6, col.filled())))
+            .map_err(|e| err(Box::new(e)))?;
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperLeft)
+        .draw()
+        .map_err(|e| err(Box::new(e)))?;
+    root.present().map_err(|e| err(Box::new(e)))?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod test {
     use super::*;
@@ -535,6 +618,28 @@ mod test {
         );
         assert!(md.contains("skipped: not installed"));
         assert!(md.contains("4.20×") && md.contains("**no**"));
+    }
+
+    #[test]
+    fn latency_load_plot_is_written() {
+        let dir = std::env::temp_dir().join(format!("sluice-llplot-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("ll.svg");
+        let curves = [
+            LoadCurve {
+                label: "a".into(),
+                points: vec![(0.05, 10.0, 30.0), (0.45, 50.0, 2000.0), (0.25, 20.0, 90.0)],
+            },
+            LoadCurve {
+                label: "b".into(),
+                points: vec![(0.02, 25.0, 60.0)],
+            },
+        ];
+        latency_load_plot(&p, "t", &curves).unwrap();
+        let s = std::fs::read_to_string(&p).unwrap();
+        assert!(s.starts_with("<svg") && s.contains("a p99") && s.contains("b p50"));
+        assert!(latency_load_plot(&p, "t", &[]).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //! Ethernet, up to two VLAN tags, IPv4/IPv6 and UDP/TCP, and records: frames and bytes, the
 //! latency `arrival − tx timestamp` in an HDR histogram, uniques, duplicates, reordering and
 //! late frames over the u32 sequence space (a sliding-window bitmap behind the highest sequence
-//! seen), and per-flow counts. Frames without a stamp are counted as `foreign`. Every frame is
+//! seen), per-flow counts, and the departure gaps between consecutive sequence numbers' stamps
+//! (how evenly the generator spaced them; [`GapStats`]). Frames without a stamp are counted as `foreign`. Every frame is
 //! recycled (`Drop(Policy)`), none is sent.
 //!
 //! [`Receiver`] wires it up (`start` → `snapshot` … → `stop`) and hands back an [`RxReport`],
@@ -245,6 +246,11 @@ pub struct RxApp {
     counts: RxCounts,
     seq: SeqWindow,
     latency: Histogram<u64>,
+    /// Departure gaps: stamp time of a frame minus that of its predecessor in sequence, for
+    /// every frame that arrives right after its predecessor (no loss, no reordering between).
+    gaps: Histogram<u64>,
+    /// Sequence number and stamp time of the last frame counted as new.
+    prev: Option<(u32, u64)>,
     flows: Box<[u64]>,
 }
 
@@ -273,6 +279,8 @@ impl RxApp {
         RxApp {
             counts: RxCounts::default(),
             seq: SeqWindow::new(),
+            gaps: latency.clone(),
+            prev: None,
             latency,
             flows: vec![0u64; MAX_FLOWS].into_boxed_slice(),
         }
@@ -304,6 +312,15 @@ impl RxApp {
             None => c.flow_overflow += 1,
         }
         let class = self.seq.observe(stamp.seq);
+        if class == SeqClass::New {
+            if let Some((seq, ts)) = self.prev
+                && stamp.seq == seq.wrapping_add(1)
+                && stamp.ts_ns >= ts
+            {
+                self.gaps.saturating_record(stamp.ts_ns - ts);
+            }
+            self.prev = Some((stamp.seq, stamp.ts_ns));
+        }
         match class {
             SeqClass::New => c.unique += 1,
             SeqClass::Reordered => {
@@ -341,6 +358,13 @@ impl RxApp {
         &self.latency
     }
 
+    /// The departure-gap histogram (ns): for each frame that arrived right after its
+    /// predecessor in sequence, the difference of their generator timestamps — how evenly the
+    /// generator spaced them, as far as the frames that came back tell.
+    pub fn departure_gaps(&self) -> &Histogram<u64> {
+        &self.gaps
+    }
+
     /// Frames per flow index (`0..MAX_FLOWS`).
     pub fn flows(&self) -> &[u64] {
         &self.flows
@@ -355,6 +379,7 @@ impl RxApp {
             elapsed_s: 0.0,
             counts: self.counts(),
             latency: LatencySummary::from_histogram(&self.latency),
+            departure_gaps: self.gaps.clone(),
             flows: self
                 .flows
                 .iter()
@@ -466,6 +491,10 @@ pub struct RxReport {
     pub counts: RxCounts,
     /// Latency percentiles.
     pub latency: LatencySummary,
+    /// Departure gaps between consecutive frames, ns ([`RxApp::departure_gaps`]); not
+    /// serialized (see [`GapStats`]).
+    #[serde(skip)]
+    pub departure_gaps: Histogram<u64>,
     /// Frames per flow, flows with at least one frame, by flow index.
     pub flows: Vec<FlowCount>,
     /// The receiving worker's own counters (`rx_packets` counts every frame steered to it).
@@ -532,6 +561,73 @@ impl RxReport {
         (0..points)
             .map(|i| all[i * (n - 1) / (points - 1)])
             .collect()
+    }
+}
+
+/// How evenly frames left the generator, from a departure-gap histogram (ns) and the ideal gap
+/// of the rate asked for: percentiles in µs and the share of gaps far from the ideal.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct GapStats {
+    /// Gaps measured.
+    pub count: u64,
+    /// The ideal gap, µs (1 / rate).
+    pub ideal_us: f64,
+    /// 1st percentile, µs.
+    pub p1_us: f64,
+    /// 10th percentile, µs.
+    pub p10_us: f64,
+    /// Median, µs.
+    pub p50_us: f64,
+    /// 90th percentile, µs.
+    pub p90_us: f64,
+    /// 99th percentile, µs.
+    pub p99_us: f64,
+    /// 99.9th percentile, µs.
+    pub p999_us: f64,
+    /// Share of gaps shorter than half the ideal (frames bunched together), %.
+    pub bunched_pct: f64,
+    /// Share of gaps within ±10 % of the ideal, %.
+    pub within_10pct: f64,
+    /// Share of gaps longer than twice the ideal (a hole in the schedule), %.
+    pub holes_pct: f64,
+}
+
+impl GapStats {
+    /// Summarise `h` (gaps in ns) against the ideal gap `ideal_ns`.
+    pub fn from_histogram(h: &Histogram<u64>, ideal_ns: f64) -> GapStats {
+        let n = h.len();
+        if n == 0 {
+            return GapStats {
+                ideal_us: ideal_ns / 1e3,
+                ..GapStats::default()
+            };
+        }
+        let us = |q: f64| h.value_at_quantile(q) as f64 / 1e3;
+        // Share of samples in [lo, hi] ns, by bucket (bucket resolution: 0.1 %).
+        let share = |lo: f64, hi: f64| {
+            let c: u64 = h
+                .iter_recorded()
+                .filter(|v| {
+                    let x = v.value_iterated_to() as f64;
+                    x >= lo && x <= hi
+                })
+                .map(|v| v.count_at_value())
+                .sum();
+            c as f64 * 100.0 / n as f64
+        };
+        GapStats {
+            count: n,
+            ideal_us: ideal_ns / 1e3,
+            p1_us: us(0.01),
+            p10_us: us(0.10),
+            p50_us: us(0.50),
+            p90_us: us(0.90),
+            p99_us: us(0.99),
+            p999_us: us(0.999),
+            bunched_pct: share(0.0, ideal_ns / 2.0 - 1e-9),
+            within_10pct: share(ideal_ns * 0.9, ideal_ns * 1.1),
+            holes_pct: share(ideal_ns * 2.0 + 1e-9, f64::MAX),
+        }
     }
 }
 
@@ -827,6 +923,57 @@ mod test {
     fn run_seqs(app: &mut RxApp, seqs: &[u32]) {
         let mut frames: Vec<Vec<u8>> = seqs.iter().map(|&s| udp4(0, s, 1_000)).collect();
         run(app, &mut frames, 2_000);
+    }
+
+    #[test]
+    fn departure_gaps_only_between_consecutive_frames() {
+        let mut app = RxApp::new();
+        // Seqs 0,1,2 at 10 µs spacing; 3 lost; 4,5 at 10 µs; 7 arrives before 6 (reordered);
+        // then 8 right after 7 (a consecutive pair again), and a duplicate of 8.
+        let sent: [(u32, u64); 8] = [
+            (0, 1_000),
+            (1, 11_000),
+            (2, 21_000),
+            (4, 41_000),
+            (5, 51_000),
+            (7, 71_000),
+            (6, 61_000),
+            (8, 81_500),
+        ];
+        let mut frames: Vec<Vec<u8>> = sent.iter().map(|&(s, t)| udp4(0, s, t)).collect();
+        frames.push(udp4(0, 8, 81_500));
+        run(&mut app, &mut frames, 100_000);
+        let g = app.departure_gaps();
+        // 0→1, 1→2, 4→5, 7→8 (6 is reordered; 8's duplicate is not new).
+        assert_eq!(g.len(), 4);
+        assert_eq!(g.count_at(10_000), 3);
+        assert_eq!(g.count_at(10_500), 1);
+        let s = GapStats::from_histogram(g, 10_000.0);
+        assert_eq!(s.count, 4);
+        assert!((s.ideal_us - 10.0).abs() < 1e-9);
+        assert!((s.p50_us - 10.0).abs() < 0.02, "{s:?}");
+        assert!((s.within_10pct - 100.0).abs() < 1e-9, "{s:?}");
+        assert_eq!((s.bunched_pct, s.holes_pct), (0.0, 0.0));
+    }
+
+    #[test]
+    fn gap_stats_shares() {
+        let mut h = Histogram::<u64>::new_with_bounds(1, LATENCY_MAX_NS, LATENCY_SIGFIG).unwrap();
+        // Ideal 2 µs: 6 on time, 2 bunched (100 ns), 1 a hole (10 µs), 1 just late (2.5 µs).
+        for v in [
+            2_000, 2_000, 2_000, 1_900, 2_100, 2_000, 100, 100, 10_000, 2_500,
+        ] {
+            h.record(v).unwrap();
+        }
+        let s = GapStats::from_histogram(&h, 2_000.0);
+        assert_eq!(s.count, 10);
+        assert!((s.bunched_pct - 20.0).abs() < 1e-9, "{s:?}");
+        assert!((s.within_10pct - 60.0).abs() < 1e-9, "{s:?}");
+        assert!((s.holes_pct - 10.0).abs() < 1e-9, "{s:?}");
+        assert!((s.p50_us - 2.0).abs() < 0.01, "{s:?}");
+        assert!((s.p1_us - 0.1).abs() < 0.001, "{s:?}");
+        let empty = GapStats::from_histogram(&Histogram::new(3).unwrap(), 1_000.0);
+        assert_eq!((empty.count, empty.ideal_us), (0, 1.0));
     }
 
     #[test]
