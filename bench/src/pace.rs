@@ -1,7 +1,7 @@
 //! The paced generator: stamped UDP datagrams from a kernel socket, each sent at its own due
 //! time ([`PaceSchedule`]), for latency under evenly spread load.
 //!
-//! Why not the live-frames generator ([`crate::r#gen`]): every `BPF_PROG_TEST_RUN` call builds
+//! Why not the live-frames generator (`crate::gen`): every `BPF_PROG_TEST_RUN` call builds
 //! and tears down a page pool, and the teardown waits for an RCU grace period and keeps the
 //! pool's memory-model id until its last page comes back. Sending a frame or two per call —
 //! what per-frame pacing needs — therefore costs from tens of µs to ~600 µs per call on this
@@ -15,7 +15,7 @@
 //! each round) until the next frame is due, then sends every frame already due, one `send`
 //! each, at most [`MAX_PER_WAKE`] per round. A run that falls more than [`MAX_LAG`] behind
 //! gives up the slots older than that instead of bursting them out ([`PaceSchedule::resume_slot`]);
-//! they are counted in [`PacingStats::skipped`].
+//! they are counted in `PacingStats::skipped`.
 //!
 //! The socket must be created on a thread inside the sending namespace; the peer needs the
 //! destination's neighbour entry (a static one where the reflector answers ARP badly). Sends
