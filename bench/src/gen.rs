@@ -660,6 +660,10 @@ pub struct PacingStats {
     pub late_p999_us: f64,
     /// Largest.
     pub late_max_us: f64,
+    /// Wall time spent inside the send calls per frame sent, ns: the pacer's cost per frame,
+    /// including kernel work those calls do on its core (on veth, by default, the receiving
+    /// end's XDP program and AF_XDP copy) and any time it was preempted inside them.
+    pub send_ns_per_frame: f64,
 }
 
 impl fmt::Display for Rate {
@@ -1215,6 +1219,7 @@ impl PacingRecorder {
             late_p99_us: us(0.99),
             late_p999_us: us(0.999),
             late_max_us: self.late.max() as f64 / 1e3,
+            send_ns_per_frame: 0.0,
         }
     }
 }

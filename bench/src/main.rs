@@ -15,6 +15,7 @@ mod scenarios;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
+use sluice_bench::pace::PaceMethod;
 use sluice_bench::pipeline;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -86,6 +87,11 @@ pub struct BenchArgs {
     /// NIC interrupts are on the worker's core.
     #[arg(long)]
     pub dut_napi: bool,
+    /// How the paced generator (`load-latency`, `upgrade`, `pace-ceiling`) hands frames to the
+    /// kernel: one `send` per frame, the frames already due in one `sendmmsg`, or the same on an
+    /// AF_PACKET socket that bypasses the qdisc and the IP stack.
+    #[arg(long, value_enum, default_value_t = PaceMethod::default())]
+    pub pace_method: PaceMethod,
     /// For `--scenario lever`: the app to measure with (reflect or drop).
     #[arg(long, default_value = "reflect", value_parser = ["reflect", "drop"])]
     pub lever_app: String,
@@ -149,6 +155,10 @@ pub enum ScenarioKind {
     /// the paced generator (every frame at its own due time); p50/p90/p99/p99.9 and loss per
     /// subject per load point, alternating; plot: load-latency.svg.
     LoadLatency,
+    /// pace-ceiling: the highest rate the paced generator reaches into sluice reflect with each
+    /// `--pace-method`, and how evenly it spaces frames just below sluice's capacity (not part
+    /// of `all`).
+    PaceCeiling,
     /// Everything above.
     All,
 }
@@ -291,6 +301,7 @@ fn run_bench(a: BenchArgs) -> Result<()> {
             (ScenarioKind::Reflect, Some(s)) => s.reflect(),
             (ScenarioKind::Latency, Some(s)) => s.latency(),
             (ScenarioKind::LoadLatency, Some(s)) => s.load_latency(),
+            (ScenarioKind::PaceCeiling, Some(s)) => s.pace_ceiling(),
             (ScenarioKind::Sweep, Some(s)) => s.sweep(),
             (ScenarioKind::Idle, Some(s)) => s.idle(),
             (ScenarioKind::Upgrade, Some(s)) => s.upgrade(),

@@ -7,11 +7,13 @@
 
 use crate::{BenchArgs, DemoArgs};
 use anyhow::{Context, Result, anyhow, bail};
+use clap::ValueEnum;
 use sluice::steer::L4Proto;
 use sluice::xsk::XskError;
 use sluice_bench::dut::{SluiceDut, cpu_time, rate};
 use sluice_bench::r#gen::{self as generator, GenReport, Generator, L4, Rate, Template};
 use sluice_bench::kernel::{SinkConfig, UdpEchoServer, UdpSink};
+use sluice_bench::pace::PaceMethod;
 use sluice_bench::peers::testpmd::{Testpmd, TestpmdMode};
 use sluice_bench::report::{
     LoadCurve, Machine, Scenario, Series, Subject, Target, latency_load_plot, line_plot,
@@ -78,6 +80,8 @@ pub struct Session {
     /// ring without it, 0.2% with it; and a SCHED_OTHER pacer lost whole time slices to other
     /// tenants' tasks).
     measure_rt: bool,
+    /// How the paced generator hands frames to the kernel (`--pace-method`).
+    pace_method: PaceMethod,
 }
 
 const NR_HUGEPAGES: &str = "/proc/sys/vm/nr_hugepages";
@@ -250,6 +254,7 @@ impl Session {
             dut_napi: a.dut_napi,
             receiver_busy: false,
             measure_rt: false,
+            pace_method: a.pace_method,
         })
     }
 
@@ -259,7 +264,7 @@ impl Session {
         format!(
             "# sluice benchmark\n\n- machine: Linux {}, {} × {}, veth (native XDP, AF_XDP copy mode)\n\
              - sluice {}; {} rounds per subject, alternating; {:.1} s window per measurement after {:.2} s warm-up\n\
-             - traffic: {}-byte frames (without FCS), UDP/IPv4, {FLOWS} flows, XDP live-frames generator on core {GEN_CORE} (paced runs: the UDP-socket pacer of bench/src/pace.rs, one flow); DUT on core {DUT_CORE}\n\
+             - traffic: {}-byte frames (without FCS), UDP/IPv4, {FLOWS} flows, XDP live-frames generator on core {GEN_CORE} (paced runs: the pacer of bench/src/pace.rs, one flow, `--pace-method {}`); DUT on core {DUT_CORE}\n\
              - NAPI placement: receiver's on core {GEN_CORE}; DUT's {}\n",
             m.kernel,
             m.cpus,
@@ -269,6 +274,9 @@ impl Session {
             self.secs,
             WARMUP.as_secs_f64(),
             self.template.build().map(|(f, _)| f.len()).unwrap_or(0),
+            self.pace_method
+                .to_possible_value()
+                .map_or_else(String::new, |v| v.get_name().to_string()),
             if self.dut_napi {
                 "on the DUT core (--dut-napi: same-core AF_XDP)"
             } else {
@@ -304,6 +312,8 @@ impl Session {
                 frame_len: template.frame_len,
                 pps,
                 duration: total,
+                method: self.pace_method,
+                packet: Some((self.bed.peer().iface().to_string(), template.clone())),
             }),
             _ => None,
         };
@@ -1488,6 +1498,7 @@ pub fn demo(a: &DemoArgs) -> Result<()> {
         lever: Vec::new(),
         lever_app: "reflect".into(),
         dut_napi: false,
+        pace_method: PaceMethod::default(),
         upgrade_pps: 300_000,
         dns_frames_per_call: 1024,
         dns_latency_secs: 10,

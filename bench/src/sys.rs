@@ -1,5 +1,6 @@
-//! The raw `recvmmsg(2)`/`sendmmsg(2)` calls of the kernel-socket baselines ([`crate::kernel`]),
-//! over a batch of buffers allocated once.
+//! The raw `recvmmsg(2)`/`sendmmsg(2)` calls of the kernel-socket baselines ([`crate::kernel`])
+//! and the paced generator ([`crate::pace`]), over a batch of buffers allocated once, and the
+//! paced generator's AF_PACKET socket ([`packet_tx_socket`]).
 //!
 //! The only module of this crate that may use `unsafe`. It owns [`MmsgBatch`]: `n` datagram
 //! buffers with their `iovec`s, source addresses and `mmsghdr`s, wired together at construction so
@@ -10,7 +11,7 @@
 
 use std::io;
 use std::mem;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 /// Size of one `sockaddr_storage`, as the kernel wants it in `msg_namelen`.
 const ADDR_LEN: libc::socklen_t = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
@@ -23,9 +24,8 @@ const ADDR_LEN: libc::socklen_t = mem::size_of::<libc::sockaddr_storage>() as li
 /// pointers make the type `!Send`: build it on the thread that uses it.
 pub(crate) struct MmsgBatch {
     buf_len: usize,
-    // `bufs` and `addrs` are only read through the pointers in `hdrs` (by the kernel): they are
-    // here to keep that memory alive, never resized.
-    #[allow(dead_code)]
+    // `addrs` is only read through the pointers in `hdrs` (by the kernel), and `bufs` also
+    // through `slot_mut`/`datagram`: both are here to keep that memory alive, never resized.
     bufs: Box<[u8]>,
     iovs: Box<[libc::iovec]>,
     #[allow(dead_code)]
@@ -133,6 +133,43 @@ impl MmsgBatch {
         &self.bufs[start..start + self.len(i)]
     }
 
+    /// Slot `i`'s whole buffer, to fill before [`send_connected`](Self::send_connected).
+    pub(crate) fn slot_mut(&mut self, i: usize) -> &mut [u8] {
+        let start = i * self.buf_len;
+        &mut self.bufs[start..start + self.buf_len]
+    }
+
+    /// Sends the first `n` slots, `len` bytes each (capped at the buffer size), in one
+    /// `sendmmsg` call on a socket that knows its destination (a connected UDP socket, a bound
+    /// AF_PACKET socket): no address per datagram.
+    ///
+    /// Returns how many were sent (the kernel stops at the first datagram it cannot send and
+    /// reports that error only if it is the first). Error policy: every error is returned; the
+    /// caller decides which ones are only counted.
+    pub(crate) fn send_connected(
+        &mut self,
+        fd: BorrowedFd<'_>,
+        n: usize,
+        len: usize,
+    ) -> io::Result<usize> {
+        let n = n.min(self.hdrs.len());
+        let len = len.min(self.buf_len);
+        for i in 0..n {
+            self.iovs[i].iov_len = len;
+            self.hdrs[i].msg_hdr.msg_namelen = 0;
+            self.hdrs[i].msg_hdr.msg_flags = 0;
+        }
+        // SAFETY: the first `n` of `hdrs` are initialised and point into `iovs` and `bufs` (owned
+        // by `self`, alive for the call); each iovec's length is at most `buf_len`, and a zero
+        // `msg_namelen` makes the kernel ignore `msg_name`.
+        let r =
+            unsafe { libc::sendmmsg(fd.as_raw_fd(), self.hdrs.as_mut_ptr(), n as libc::c_uint, 0) };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(r as usize)
+    }
+
     /// Sends the first `n` received datagrams back to the addresses they came from, each with the
     /// length it arrived with, in as few `sendmmsg` calls as the kernel allows (blocking while the
     /// socket's send buffer is full).
@@ -189,6 +226,51 @@ impl MmsgBatch {
     }
 }
 
+/// An AF_PACKET raw socket bound to interface `ifindex` that sends whole Ethernet frames
+/// straight to the driver (`PACKET_QDISC_BYPASS`: no qdisc, no IP stack) and receives nothing
+/// (protocol 0).
+pub(crate) fn packet_tx_socket(ifindex: u32) -> io::Result<OwnedFd> {
+    // SAFETY: plain system call with constant arguments; the result is checked below.
+    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a descriptor this function just opened and owns nothing else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let one: libc::c_int = 1;
+    // SAFETY: `one` is a live c_int and the length passed is its size.
+    let r = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_PACKET,
+            libc::PACKET_QDISC_BYPASS,
+            (&raw const one).cast(),
+            mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: sockaddr_ll is plain old data; all-zero is valid and the fields that matter are
+    // set below.
+    let mut sll: libc::sockaddr_ll = unsafe { mem::zeroed() };
+    sll.sll_family = libc::AF_PACKET as libc::c_ushort;
+    sll.sll_protocol = 0;
+    sll.sll_ifindex = ifindex as libc::c_int;
+    // SAFETY: `sll` is a live sockaddr_ll and the length passed is its size.
+    let r = unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&raw const sll).cast(),
+            mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(fd)
+}
+
 #[cfg(test)]
 mod test {
     use std::net::UdpSocket;
@@ -231,6 +313,27 @@ mod test {
             let (len, from) = client.recv_from(&mut buf).unwrap();
             assert_eq!(from, to);
             assert_eq!(&buf[..len], &vec![i; 10 + i as usize][..]);
+        }
+    }
+
+    #[test]
+    fn sends_slots_on_a_connected_socket() {
+        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+        server
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        client.connect(server.local_addr().unwrap()).unwrap();
+        let mut batch = MmsgBatch::new(4, 8);
+        for i in 0..4u8 {
+            batch.slot_mut(i as usize).fill(i);
+        }
+        assert_eq!(batch.send_connected(client.as_fd(), 3, 5).unwrap(), 3);
+        let mut buf = [0u8; 64];
+        for i in 0..3u8 {
+            let (len, from) = server.recv_from(&mut buf).unwrap();
+            assert_eq!(from, client.local_addr().unwrap());
+            assert_eq!(&buf[..len], &[i; 5], "slot {i}, cut to 5 bytes");
         }
     }
 

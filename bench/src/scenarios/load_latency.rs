@@ -15,7 +15,9 @@
 
 use super::{ReflectFacts, Session, Subject0, loadavg, target};
 use anyhow::Result;
+use clap::ValueEnum;
 use sluice_bench::r#gen::{PaceSchedule, Rate};
+use sluice_bench::pace::PaceMethod;
 use sluice_bench::peers::testpmd::Testpmd;
 use sluice_bench::report::{LoadCurve, Scenario, Subject};
 use sluice_bench::rx::GapStats;
@@ -207,11 +209,11 @@ impl Session {
             setup: format!(
                 "Latency under evenly paced load. Capacity = reflected Mpps at the generator's max \
                  rate ({} rounds, alternating; medians: {caps_text}). Then each subject is offered \
-                 {:?} of its own capacity with the paced generator (`bench/src/pace.rs`: a kernel UDP \
-                 socket on core 1, SCHED_FIFO below the receiver, every frame at its own due time — \
-                 spin-until, one send per frame, stamped just before it, at most 32 per round when \
-                 behind, slots more than 200 µs overdue given up, not burst: asked vs offered shows \
-                 them), \
+                 {:?} of its own capacity with the paced generator (`bench/src/pace.rs`, \
+                 `--pace-method {}`, on core 1, SCHED_FIFO below the receiver, every frame at its \
+                 own due time — spin-until, only frames already due are sent, at most 32 per round \
+                 when behind, slots more than 200 µs overdue given up, not burst: asked vs offered \
+                 shows them), \
                  {:.2} s warm-up + {:.1} s + {:.2} s tail per run, subjects alternating within each \
                  load point and round. Latency = arrival at the receiver − the generator's per-frame \
                  stamp (CLOCK_MONOTONIC, ns), every reflected frame of the run; value = p99 µs; \
@@ -220,13 +222,22 @@ impl Session {
                  the generator's lateness against its schedule (per round of its loop), frames lost on the \
                  measuring side (the receiver's veth ring and socket). Receiver and generator share \
                  core 1 (receiver worker and veth NAPI thread SCHED_FIFO); the DUT's XDP program and \
-                 AF_XDP copy run on the sending core (veth). Load average \
+                 AF_XDP copy run {}. Load average \
                  (1/5/15 min) before: {load_before}, after: {}. Plot: load-latency.svg.",
                 self.rounds,
                 LOADS,
+                self.pace_method
+                    .to_possible_value()
+                    .map_or_else(String::new, |v| v.get_name().to_string()),
                 super::WARMUP.as_secs_f64(),
                 self.secs,
                 super::TAIL.as_secs_f64(),
+                if self.dut_napi {
+                    "in a NAPI thread on core 0, the DUT's core (--dut-napi; capacities measured \
+                     the same way)"
+                } else {
+                    "on the sending core (veth's default)"
+                },
                 loadavg()
             ),
             subjects: all,
@@ -255,8 +266,94 @@ impl Session {
     }
 }
 
-/// Adds one paced run's figures to `s` and prints them.
+/// Rates the pacer is asked for in `pace-ceiling`: far above what it can send (its ceiling),
+/// and about 90 % of sluice reflect's capacity (the load-latency scenario's top point).
+const CEILING_ASKS: [u64; 2] = [2_000_000, 430_000];
+
+impl Session {
+    /// `--scenario pace-ceiling`: sluice reflect (default idle policy) offered [`CEILING_ASKS`]
+    /// by the pacer with each [`PaceMethod`], methods alternating within each rate and round.
+    /// Value = offered Mpps (what the pacer sent); the extras say how evenly and how late.
+    pub fn pace_ceiling(&mut self) -> Result<Scenario> {
+        self.receiver_busy = false;
+        self.static_neighbour()?;
+        self.measure_rt = true;
+        let method_before = self.pace_method;
+        let r = self.pace_ceiling_runs();
+        self.pace_method = method_before;
+        self.measure_rt = false;
+        r
+    }
+
+    fn pace_ceiling_runs(&mut self) -> Result<Scenario> {
+        let load_before = loadavg();
+        let methods = PaceMethod::value_variants();
+        let name = |m: PaceMethod, pps: u64| {
+            format!(
+                "pacer --pace-method {} asked {:.3} Mpps",
+                m.to_possible_value()
+                    .map_or_else(String::new, |v| v.get_name().to_string()),
+                pps as f64 / 1e6
+            )
+        };
+        let mut subs: Vec<Vec<Subject>> = CEILING_ASKS
+            .iter()
+            .map(|&pps| {
+                methods
+                    .iter()
+                    .map(|&m| Subject::new(&name(m, pps), "Mpps offered"))
+                    .collect()
+            })
+            .collect();
+        for round in 0..self.rounds {
+            for (k, &pps) in CEILING_ASKS.iter().enumerate() {
+                for (j, &m) in methods.iter().enumerate() {
+                    self.pace_method = m;
+                    let (reflected, offered, f) =
+                        self.load_run(Who::Sluice { busy_poll: false }, Rate::Paced(pps))?;
+                    let s = &mut subs[k][j];
+                    s.samples.push(offered);
+                    s.extra
+                        .entry("reflected_mpps".into())
+                        .or_default()
+                        .push(reflected);
+                    record_extras(s, &f, pps, round);
+                }
+            }
+        }
+        Ok(Scenario {
+            name: "pace-ceiling".into(),
+            setup: format!(
+                "The paced generator (`bench/src/pace.rs`, core 1, SCHED_FIFO below the receiver) \
+                 into sluice reflect (default idle policy, core 0), asked {CEILING_ASKS:?} frames/s \
+                 with each `--pace-method` (send: one `send` per frame on a connected UDP socket; \
+                 sendmmsg: the frames already due in one call on that socket; packet: the same on \
+                 an AF_PACKET socket with PACKET_QDISC_BYPASS), methods alternating within each \
+                 rate and round, {} rounds, {:.2} s warm-up + {:.1} s + {:.2} s per run. Value = \
+                 offered Mpps (frames the pacer sent per second); extras as in load-latency. \
+                 Load average (1/5/15 min) before: {load_before}, after: {}.",
+                self.rounds,
+                super::WARMUP.as_secs_f64(),
+                self.secs,
+                super::TAIL.as_secs_f64(),
+                loadavg()
+            ),
+            subjects: subs.into_iter().flatten().collect(),
+            targets: vec![],
+            limits: vec![],
+        })
+    }
+}
+
+/// Adds one paced run's figures to `s` (sample: p99 µs) and prints them.
 fn record_point(s: &mut Subject, f: &ReflectFacts, pps: u64, round: usize) {
+    let rep = f.report.as_ref().expect("reflect_one sets the report");
+    s.samples.push(rep.latency.p99_ns as f64 / 1e3);
+    record_extras(s, f, pps, round);
+}
+
+/// Adds one paced run's figures to `s`'s extras and prints them.
+fn record_extras(s: &mut Subject, f: &ReflectFacts, pps: u64, round: usize) {
     let rep = f.report.as_ref().expect("reflect_one sets the report");
     let gen_rep = f
         .generator
@@ -270,7 +367,7 @@ fn record_point(s: &mut Subject, f: &ReflectFacts, pps: u64, round: usize) {
     println!(
         "    round {}: {:<48} asked {:.3} offered {:.3} Mpps: p50 {:.1} p90 {:.1} p99 {:.1} p99.9 {:.1} max {:.1} µs, \
          loss {:.3}%; gaps p1/p50/p99 {:.2}/{:.2}/{:.2} µs (ideal {:.2}, ±10%: {:.1}%, bunched {:.1}%, holes {:.2}%); \
-         late p50/p99 {:.1}/{:.1} µs, {:.2} frames/call, {} slots skipped\n        legs: {}; veth drops DUT→receiver {}",
+         late p50/p99 {:.1}/{:.1} µs, {:.2} frames/call, {:.0} ns/frame in send calls, {} slots skipped\n        legs: {}; veth drops DUT→receiver {}",
         round + 1,
         s.name,
         pps as f64 / 1e6,
@@ -291,11 +388,11 @@ fn record_point(s: &mut Subject, f: &ReflectFacts, pps: u64, round: usize) {
         pacing.late_p50_us,
         pacing.late_p99_us,
         pacing.mean_frames_per_call,
+        pacing.send_ns_per_frame,
         pacing.skipped,
         super::legs(gen_rep.sent, f.dut_final.as_ref(), rep),
         f.veth_to_receiver,
     );
-    s.samples.push(us(l.p99_ns));
     for (k, v) in [
         ("asked_mpps", pps as f64 / 1e6),
         ("offered_mpps", gen_rep.mpps()),
@@ -323,7 +420,9 @@ fn record_point(s: &mut Subject, f: &ReflectFacts, pps: u64, round: usize) {
         ("late_p99_us", pacing.late_p99_us),
         ("late_p99.9_us", pacing.late_p999_us),
         ("frames_per_call", pacing.mean_frames_per_call),
+        ("send_ns_per_frame", pacing.send_ns_per_frame),
         ("slots_skipped", pacing.skipped as f64),
+        ("send_failures", pacing.send_failures as f64),
     ] {
         s.extra.entry(k.into()).or_default().push(v);
     }
