@@ -4,9 +4,9 @@
 //! reply per datagram with a timeout, and the exit code. Laying a reply out for a human is
 //! `render`'s business; with `--json` the reply is printed as it came.
 
+use super::proto::socket_addr;
 use super::proto::{ErrorCode, MAX_REPLY_SIZE, Reply, Request};
 use super::render;
-use super::socket::socket_addr;
 use crate::error;
 use rustix::io::Errno;
 use rustix::net::{

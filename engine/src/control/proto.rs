@@ -1,8 +1,8 @@
 //! The control protocol: one JSON request per datagram, one JSON reply per request.
 //!
-//! Owns the wire format only: the typed [`Request`]s, the [`Reply`] envelope, the error codes
-//! and the size limits. It never touches a socket and never decides who may do what (that is
-//! `super::socket`).
+//! Owns the wire format only: the typed [`Request`]s, the [`Reply`] envelope, the error codes,
+//! the size limits and the socket's name. It never touches a socket and never decides who may
+//! do what (that is `super::socket`).
 //!
 //! Every message carries `"v": 1`. Decoding is strict: unknown fields, wrong types and missing
 //! fields are `bad_request` errors whose message names the field, so an operator hand-writing
@@ -15,6 +15,19 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::fmt;
 use std::net::IpAddr;
+
+/// The abstract socket name for `iface` (without the leading NUL): where an engine's control
+/// socket listens, for `sluice ctl` and a successor (`--takeover`) alike.
+pub(crate) fn socket_name(iface: &str) -> String {
+    format!("sluice/{iface}")
+}
+
+/// The abstract address for `iface`.
+pub(crate) fn socket_addr(iface: &str) -> std::io::Result<rustix::net::SocketAddrUnix> {
+    Ok(rustix::net::SocketAddrUnix::new_abstract_name(
+        socket_name(iface).as_bytes(),
+    )?)
+}
 
 /// The protocol version this build speaks.
 pub const VERSION: u64 = 1;

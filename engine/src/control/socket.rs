@@ -25,7 +25,10 @@
 //! Abstract names are per network namespace, so "one engine per interface" holds per namespace,
 //! which is also where interface names are unique.
 
-use super::proto::{ErrorCode, ErrorReply, MAX_REPLY_SIZE, MAX_REQUEST_SIZE, Reply, Request};
+use super::proto::{
+    ErrorCode, ErrorReply, MAX_REPLY_SIZE, MAX_REQUEST_SIZE, Reply, Request, socket_addr,
+    socket_name,
+};
 use rustix::event::{PollFd, PollFlags, Timespec, poll};
 use rustix::io::Errno;
 use rustix::net::{
@@ -114,18 +117,6 @@ pub const SEND_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Refused connections and refused changes are logged at most once per uid this often.
 pub const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
-
-/// The abstract socket name for `iface` (without the leading NUL).
-pub(crate) fn socket_name(iface: &str) -> String {
-    format!("sluice/{iface}")
-}
-
-/// The abstract address for `iface`.
-pub(crate) fn socket_addr(iface: &str) -> io::Result<SocketAddrUnix> {
-    Ok(SocketAddrUnix::new_abstract_name(
-        socket_name(iface).as_bytes(),
-    )?)
-}
 
 /// Why the control socket could not be set up.
 #[derive(Debug, thiserror::Error)]

@@ -346,7 +346,7 @@ pub fn connect(iface: &str) -> io::Result<OwnedFd> {
     // Messages up to MAX_MESSAGE both ways.
     let _ = rustix::net::sockopt::set_socket_send_buffer_size(&conn, MAX_MESSAGE + 4096);
     let _ = rustix::net::sockopt::set_socket_recv_buffer_size(&conn, MAX_MESSAGE + 4096);
-    rustix::net::connect(&conn, &super::socket::socket_addr(iface)?).map_err(|e| {
+    rustix::net::connect(&conn, &super::proto::socket_addr(iface)?).map_err(|e| {
         if e == rustix::io::Errno::CONNREFUSED || e == rustix::io::Errno::NOENT {
             io::Error::new(
                 io::ErrorKind::NotFound,
