@@ -343,6 +343,17 @@ fn assert_same_programs(ids: &BTreeSet<(usize, Option<u64>)>, before: &[Option<u
     );
 }
 
+/// A router bed with static neighbours — every forwardable frame reaches sluice from the first
+/// one (no neighbour to resolve) — and a UDP echo server on s0; the flag stops the server.
+fn forward_bed_with_echo_server() -> (RouterBed, SocketAddr, Arc<AtomicBool>) {
+    let bed = RouterBed::new(RouterBedOpts::default()).expect("building the router bed");
+    bed.add_static_neighbours().expect("static neighbours");
+    let stop_server = Arc::new(AtomicBool::new(false));
+    let server: SocketAddr = (bed.s0().ipv4(), PORT).into();
+    udp_echo_server(bed.server(), server, stop_server.clone());
+    (bed, server, stop_server)
+}
+
 /// A UDP echo server in `ns` on `addr`, until `stop`.
 fn udp_echo_server(ns: &Netns, addr: SocketAddr, stop: Arc<AtomicBool>) {
     let sock = ns.run(|| UdpSocket::bind(addr)).unwrap().unwrap();
@@ -375,12 +386,7 @@ fn forward_takeover_keeps_routing_the_tap_and_the_metrics() {
     if !require_root("forward_takeover_keeps_routing_the_tap_and_the_metrics") {
         return;
     }
-    let bed = RouterBed::new(RouterBedOpts::default()).expect("building the router bed");
-    // Every forwardable frame reaches sluice from the first one (no neighbour to resolve).
-    bed.add_static_neighbours().expect("static neighbours");
-    let stop_server = Arc::new(AtomicBool::new(false));
-    let server: SocketAddr = (bed.s0().ipv4(), PORT).into();
-    udp_echo_server(bed.server(), server, stop_server.clone());
+    let (bed, server, stop_server) = forward_bed_with_echo_server();
     let (r0, r1) = (bed.r0().iface(), bed.r1().iface());
     let metrics = format!("127.0.0.1:{METRICS_PORT}");
     let args = [
@@ -490,11 +496,7 @@ fn forward_takeover_under_a_stream_accounts_for_every_frame() {
     if !require_root("forward_takeover_under_a_stream_accounts_for_every_frame") {
         return;
     }
-    let bed = RouterBed::new(RouterBedOpts::default()).expect("building the router bed");
-    bed.add_static_neighbours().expect("static neighbours");
-    let stop_server = Arc::new(AtomicBool::new(false));
-    let server: SocketAddr = (bed.s0().ipv4(), PORT).into();
-    udp_echo_server(bed.server(), server, stop_server.clone());
+    let (bed, server, stop_server) = forward_bed_with_echo_server();
     let (r0, r1) = (bed.r0().iface(), bed.r1().iface());
     let args = ["--iface", r0, "--iface", r1, "--app", "forward"];
     let mut old = Engine::start_in(bed.router(), &args);
